@@ -1,0 +1,171 @@
+"""Start and stop a private Mosquitto broker on a free loopback port.
+
+Used by the demo and by the tests: the broker listens on 127.0.0.1 only, with
+`set_tcp_nodelay true` (Nagle otherwise adds tens of milliseconds to every
+request/response), and is stopped by its own process id.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+INSTALL_HINT = (
+    "Mosquitto is not installed. On Debian or Ubuntu: sudo apt-get install -y mosquitto "
+    "(or run scripts/setup.sh, which does it)."
+)
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+def find_mosquitto() -> str:
+    """The mosquitto binary, on PATH or in /usr/sbin (where Debian puts it)."""
+    found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
+    if not found:
+        raise BrokerError(INSTALL_HINT)
+    return found
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise BrokerError(f"nothing listens on {host}:{port} after {timeout} s") from None
+            time.sleep(0.02)
+
+
+@dataclass
+class Mosquitto:
+    """One broker process. `users` (name -> password) and `acl` (file text) turn on auth."""
+
+    workdir: Path
+    port: int = 0
+    users: dict[str, str] = field(default_factory=dict)
+    acl: str | None = None
+    tls: tuple[Path, Path, Path] | None = None  # (ca, cert, key) for a TLS listener
+    tls_port: int = 0
+    proc: subprocess.Popen | None = None
+
+    def __post_init__(self) -> None:
+        self.workdir = Path(self.workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        if self.tls and not self.tls_port:
+            self.tls_port = free_port()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _write_config(self) -> Path:
+        lines = [
+            "per_listener_settings false",
+            "set_tcp_nodelay true",
+            "persistence false",
+            f"log_dest file {self.workdir / 'mosquitto.log'}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            f"listener {self.port} 127.0.0.1",
+            "max_queued_messages 100000",
+        ]
+        if self.tls:
+            ca, cert, key = self.tls
+            lines += [
+                f"listener {self.tls_port} 127.0.0.1",
+                f"cafile {ca}",
+                f"certfile {cert}",
+                f"keyfile {key}",
+            ]
+        if self.users:
+            pwfile = self.workdir / "passwords"
+            pwfile.write_text("".join(f"{u}:{p}\n" for u, p in self.users.items()))
+            os.chmod(pwfile, 0o600)
+            subprocess.run(
+                [find_mosquitto_passwd(), "-U", str(pwfile)],
+                check=True,
+                capture_output=True,
+            )
+            lines += ["allow_anonymous false", f"password_file {pwfile}"]
+        else:
+            lines.append("allow_anonymous true")
+        if self.acl is not None:
+            aclfile = self.workdir / "acl"
+            aclfile.write_text(self.acl)
+            lines.append(f"acl_file {aclfile}")
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        return conf
+
+    def start(self) -> Mosquitto:
+        if self.proc and self.proc.poll() is None:
+            return self
+        conf = self._write_config()
+        self.proc = subprocess.Popen(
+            [find_mosquitto(), "-c", str(conf)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.workdir / "mosquitto.stderr", "ab"),  # noqa: SIM115
+            start_new_session=True,
+        )
+        try:
+            wait_for_port("127.0.0.1", self.port)
+            if self.tls:
+                wait_for_port("127.0.0.1", self.tls_port)
+        except BrokerError:
+            self.stop()
+            log = (self.workdir / "mosquitto.stderr").read_text(errors="replace")
+            raise BrokerError(f"mosquitto did not start: {log[-500:]}") from None
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop by our own process id: SIGTERM, then SIGKILL."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+    def restart(self, down_for: float = 0.0) -> None:
+        self.stop()
+        if down_for:
+            time.sleep(down_for)
+        self.start()
+
+    def __enter__(self) -> Mosquitto:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def find_mosquitto_passwd() -> str:
+    found = shutil.which("mosquitto_passwd") or shutil.which(
+        "mosquitto_passwd", path="/usr/bin:/usr/sbin"
+    )
+    if not found:
+        raise BrokerError(INSTALL_HINT)
+    return found
