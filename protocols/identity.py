@@ -7,6 +7,8 @@ Arabic-Indic digits included, and knows which ranges are mobile.
 
 from __future__ import annotations
 
+import re
+
 import phonenumbers
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
@@ -14,6 +16,9 @@ from phonenumbers import PhoneNumberFormat, PhoneNumberType
 RESPONSE_CODE = "14"
 CARD_LENGTH = 16
 _MAX_TYPED = 32
+# What a customer may type around the digits. phonenumbers itself would also read
+# letters (as a keypad: "0912123ABCD" -> 09121232223) and skip leading/trailing junk.
+_TYPED_PHONE = re.compile(r"\+?[\d\s().-]+")
 
 
 class IdentityError(ValueError):
@@ -27,6 +32,10 @@ def normalize_phone(typed: str) -> str:
     if not isinstance(typed, str) or not typed.strip() or len(typed) > _MAX_TYPED:
         raise IdentityError("phone number is empty or too long")
     text = typed.strip()
+    if not _TYPED_PHONE.fullmatch(text):
+        raise IdentityError(
+            "a phone number holds only digits, spaces, '-', '.', '()' and a leading '+'"
+        )
     try:
         number = phonenumbers.parse(text, "IR")
     except phonenumbers.NumberParseException as exc:
@@ -49,6 +58,8 @@ def mask_phone(phone: str) -> str:
 
 
 def luhn_valid(digits: str) -> bool:
+    if not digits or not digits.isascii() or not digits.isdigit():
+        return False
     total = 0
     for i, ch in enumerate(reversed(digits)):
         d = ord(ch) - 48
@@ -62,6 +73,8 @@ def luhn_valid(digits: str) -> bool:
 
 def luhn_check_digit(partial: str) -> str:
     """The digit that makes `partial + digit` Luhn-valid."""
+    if partial and not (partial.isascii() and partial.isdigit()):
+        raise ValueError("partial card number must be ASCII digits")
     for d in "0123456789":
         if luhn_valid(partial + d):
             return d

@@ -226,7 +226,7 @@ class Response:
 def _load(payload: bytes | str) -> dict:
     try:
         doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise SchemaError(f"payload is not JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise SchemaError("payload must be a JSON object")
@@ -250,6 +250,8 @@ def check_request(req: Request) -> Request:
     if req.type not in REQUEST_TYPES:
         raise SchemaError(f"unknown message type {req.type!r}")
     check_terminal_id(req.terminal_id)
+    if not isinstance(req.id, str) or not isinstance(req.key, str):
+        raise SchemaError("request id and idempotency key must be strings")
     if not req.key or not req.id or not _ID.fullmatch(req.id):
         raise SchemaError("request id and idempotency key are required")
     _check_body(req.type, req.body, REQUEST_BODIES[req.type])
@@ -350,7 +352,7 @@ def decode_status(payload: bytes | str) -> bool:
         return False
     try:
         doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise SchemaError(f"status payload is not JSON: {exc}") from exc
     if not isinstance(doc, dict) or doc.get("status") not in ("online", "offline"):
         raise SchemaError("status must be 'online' or 'offline'")
