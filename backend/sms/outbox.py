@@ -1,0 +1,217 @@
+"""The SMS outbox: a table in the ledger's own SQLite database.
+
+`enqueue` writes inside the caller's transaction and never commits, so a purchase and its
+SMS are durable together or not at all. The worker's side (claim, mark) lives here too, as
+plain SQL on a connection it owns, so the rules are testable without threads.
+
+Times are stored as Unix seconds (UTC); a naive datetime is taken as UTC.
+Delivery is at least once: a process that dies after the gateway accepted an SMS but before
+`mark_sent` leaves a claim that another worker takes over when its lease runs out.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from protocols.identity import normalize_phone
+
+KINDS = ("welcome", "purchase", "otp", "other")
+PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
+_ERROR_CHARS = 300
+_NORMAL_PHONE = re.compile(r"09[0-9]{9}")
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS sms_outbox (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    phone TEXT NOT NULL,
+    text TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN {KINDS!r}),
+    status TEXT NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'sending', 'sent', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    next_attempt_at REAL NOT NULL,
+    claimed_by TEXT,
+    claimed_until REAL,
+    finished_at REAL,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS sms_outbox_due ON sms_outbox (status, next_attempt_at);
+"""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """One SMS a worker holds the claim on; `attempts` counts this one."""
+
+    id: int
+    key: str
+    phone: str
+    text: str
+    kind: str
+    attempts: int
+
+
+def timestamp(when: datetime) -> float:
+    if not isinstance(when, datetime):
+        raise ValueError("time must be a datetime")
+    return (when if when.tzinfo is not None else when.replace(tzinfo=UTC)).timestamp()
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    """Create the outbox table if missing; statement by statement, so no implicit commit."""
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def enqueue(
+    conn: sqlite3.Connection, *, key: str, phone: str, text: str, kind: str, now: datetime
+) -> bool:
+    """Queue one SMS in the caller's open transaction; False when `key` is already queued."""
+    if not isinstance(key, str) or not key:
+        raise ValueError("key must be a non-empty string")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("text must be a non-empty string")
+    # The core passes normalised numbers: check those cheaply, normalise anything else.
+    number = phone if isinstance(phone, str) and _NORMAL_PHONE.fullmatch(phone) else None
+    if number is None:
+        number = normalize_phone(phone)
+    at = timestamp(now)
+    cur = conn.execute(
+        "INSERT INTO sms_outbox (key, phone, text, kind, created_at, next_attempt_at)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+        (key, number, text, kind, at, at),
+    )
+    return cur.rowcount == 1
+
+
+def counts(
+    conn: sqlite3.Connection, *, since: datetime | None = None, until: datetime | None = None
+) -> dict[str, int]:
+    """SMS queued in [since, until), by where they are now; an SMS in flight is pending.
+
+    An operator's report: a scan of the table, so that enqueue maintains no extra index.
+    """
+    sql = "SELECT status, COUNT(*) FROM sms_outbox WHERE 1 = 1"
+    args: list[float] = []
+    if since is not None:
+        sql += " AND created_at >= ?"
+        args.append(timestamp(since))
+    if until is not None:
+        sql += " AND created_at < ?"
+        args.append(timestamp(until))
+    result = {SENT: 0, PENDING: 0, FAILED: 0}
+    for status, n in conn.execute(sql + " GROUP BY status", args):
+        result[PENDING if status == SENDING else status] += n
+    return result
+
+
+# --- the worker's side: each call is one short transaction of its own ---------------------
+
+
+def claim_due(
+    conn: sqlite3.Connection, *, owner: str, now: float, lease: float, limit: int = 1
+) -> list[Claimed]:
+    """Atomically take up to `limit` due SMS (or ones whose claim lapsed) for `owner`.
+
+    BEGIN IMMEDIATE takes SQLite's write lock before the rows are chosen, so two processes
+    never pick the same row. `conn` must be in autocommit mode (isolation_level=None).
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        rows = conn.execute(
+            "UPDATE sms_outbox SET status = 'sending', claimed_by = ?, claimed_until = ?,"
+            " attempts = attempts + 1"
+            " WHERE id IN (SELECT id FROM sms_outbox"
+            "   WHERE (status = 'pending' AND next_attempt_at <= ?)"
+            "      OR (status = 'sending' AND claimed_until <= ?)"
+            "   ORDER BY next_attempt_at, id LIMIT ?)"
+            " RETURNING next_attempt_at, id, key, phone, text, kind, attempts",
+            (owner, now + lease, now, now, limit),
+        ).fetchall()
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    # RETURNING has no defined order: oldest due first.
+    return [Claimed(*row[1:]) for row in sorted(rows)]
+
+
+def claim_next(conn: sqlite3.Connection, *, owner: str, now: float, lease: float) -> Claimed | None:
+    """The single next due SMS, claimed for `owner` (see claim_due)."""
+    claimed = claim_due(conn, owner=owner, now=now, lease=lease, limit=1)
+    return claimed[0] if claimed else None
+
+
+def release(conn: sqlite3.Connection, ids: list[int], *, owner: str) -> int:
+    """Hand claimed but untried SMS back to the queue at once, as if never claimed."""
+    if not ids:
+        return 0
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        n = 0
+        for sms_id in ids:
+            n += conn.execute(
+                "UPDATE sms_outbox SET status = 'pending', attempts = attempts - 1,"
+                " claimed_by = NULL, claimed_until = NULL"
+                " WHERE id = ? AND status = 'sending' AND claimed_by = ?",
+                (sms_id, owner),
+            ).rowcount
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return n
+
+
+def _finish(conn: sqlite3.Connection, sql: str, args: tuple[object, ...]) -> bool:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        changed = conn.execute(sql, args).rowcount
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return changed == 1
+
+
+def mark_sent(conn: sqlite3.Connection, sms_id: int, *, owner: str, now: float) -> bool:
+    """Record a delivery; False when the claim was no longer ours."""
+    return _finish(
+        conn,
+        "UPDATE sms_outbox SET status = 'sent', finished_at = ?, claimed_by = NULL,"
+        " claimed_until = NULL, last_error = NULL"
+        " WHERE id = ? AND status = 'sending' AND claimed_by = ?",
+        (now, sms_id, owner),
+    )
+
+
+def mark_retry(conn: sqlite3.Connection, sms_id: int, *, owner: str, at: float, error: str) -> bool:
+    """Put the SMS back in the queue, due at `at`."""
+    return _finish(
+        conn,
+        "UPDATE sms_outbox SET status = 'pending', next_attempt_at = ?, claimed_by = NULL,"
+        " claimed_until = NULL, last_error = ?"
+        " WHERE id = ? AND status = 'sending' AND claimed_by = ?",
+        (at, error[:_ERROR_CHARS], sms_id, owner),
+    )
+
+
+def mark_failed(
+    conn: sqlite3.Connection, sms_id: int, *, owner: str, now: float, error: str
+) -> bool:
+    """Give the SMS up for good."""
+    return _finish(
+        conn,
+        "UPDATE sms_outbox SET status = 'failed', finished_at = ?, claimed_by = NULL,"
+        " claimed_until = NULL, last_error = ?"
+        " WHERE id = ? AND status = 'sending' AND claimed_by = ?",
+        (now, error[:_ERROR_CHARS], sms_id, owner),
+    )

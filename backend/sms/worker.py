@@ -1,0 +1,176 @@
+"""Sends what the outbox holds, in a thread of its own, on its own SQLite connection.
+
+Safe with several backend processes on one database: each SMS is claimed atomically
+(outbox.claim_next) before it is sent, and the claim is a lease, so an SMS a crashed
+process was holding is sent by another one later. Temporary failures are retried with
+exponential backoff (capped); permanent ones, and temporary ones after `max_attempts`,
+are marked failed and logged with the phone masked and no gateway key.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+from protocols.identity import mask_phone
+
+from . import outbox
+from .senders import Sender, SendError
+
+log = logging.getLogger(__name__)
+
+
+def backoff_delay(attempts: int, *, base: float, cap: float) -> float:
+    """Seconds to wait after the `attempts`-th failed try: base, 2*base, 4*base ... up to cap."""
+    return min(cap, base * 2 ** max(attempts - 1, 0))
+
+
+class SmsWorker:
+    """Drains the outbox of the database at `db_path` through `sender`."""
+
+    def __init__(
+        self,
+        db_path: str | Path,
+        sender: Sender,
+        *,
+        poll_interval: float = 0.2,
+        max_attempts: int = 8,
+        base_delay: float = 10.0,
+        max_delay: float = 1800.0,
+        lease: float = 120.0,
+        batch: int = 16,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if poll_interval <= 0 or base_delay < 0 or max_delay < base_delay:
+            raise ValueError("poll_interval must be > 0 and 0 <= base_delay <= max_delay")
+        if lease <= 0 or batch < 1:
+            raise ValueError("lease must be positive and batch at least 1")
+        self.db_path = Path(db_path)
+        self.sender = sender
+        self.poll_interval = poll_interval
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        # Longer than any send can take, or a slow send would be taken over and sent twice.
+        self.lease = lease
+        # Claiming several rows in one write transaction keeps the worker's share of
+        # SQLite's single write lock small next to the ledger's.
+        self.batch = batch
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"SmsWorker({str(self.db_path)!r}, {self.sender!r})"
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._loop, name="sms-worker", daemon=True)
+        self._thread.start()
+
+    def request_stop(self) -> None:
+        """Ask the thread to stop after the SMS in hand; returns at once (signal handlers)."""
+        self._stopping.set()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop after the SMS in hand (if any) has been sent and recorded."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("SMS worker pass failed; trying again")
+            self._stopping.wait(self.poll_interval)
+
+    # --- one pass -------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(
+                self.db_path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            # The ledger's commits stay durable (each fsyncs the WAL, which holds ours too);
+            # ours need not be: a lost "sent" mark only means one SMS sent twice.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            outbox.create_schema(conn)
+            self._conn = conn
+        return self._conn
+
+    def _should_stop(self) -> bool:
+        # Only a started worker is stopped; a direct run_once (tests, tools) runs to the end.
+        return self._stopping.is_set() and self._thread is not None
+
+    def run_once(self, now: datetime | None = None) -> int:
+        """Send every SMS due at `now` (default: the clock); how many were sent."""
+        sent = 0
+        with self._lock:
+            conn = self._connection()
+            fixed = None if now is None else outbox.timestamp(now)
+            while not self._should_stop():
+                at = fixed if fixed is not None else time.time()
+                batch = outbox.claim_due(
+                    conn, owner=self.owner, now=at, lease=self.lease, limit=self.batch
+                )
+                if not batch:
+                    break
+                claimed_at = time.monotonic()
+                for i, sms in enumerate(batch):
+                    # Hand the rest back rather than send on a claim that may lapse.
+                    late = time.monotonic() - claimed_at > self.lease / 2
+                    if i and (late or self._should_stop()):
+                        outbox.release(conn, [s.id for s in batch[i:]], owner=self.owner)
+                        break
+                    if self._deliver(conn, sms, fixed):
+                        sent += 1
+        return sent
+
+    def _deliver(self, conn: sqlite3.Connection, sms: outbox.Claimed, now: float | None) -> bool:
+        try:
+            self.sender.send(sms.phone, sms.text, sms.kind)
+        except SendError as exc:
+            error, temporary = str(exc), exc.temporary
+        except Exception as exc:  # a sender bug must not lose the SMS or stop the worker
+            # Only the type: a foreign exception's text may hold a URL with a gateway key.
+            error, temporary = f"sender raised {type(exc).__name__}", True
+        else:
+            done = now if now is not None else time.time()
+            if not outbox.mark_sent(conn, sms.id, owner=self.owner, now=done):
+                log.warning("SMS %d was sent after its claim lapsed", sms.id)
+            return True
+        done = now if now is not None else time.time()
+        who = mask_phone(sms.phone)
+        if temporary and sms.attempts < self.max_attempts:
+            delay = backoff_delay(sms.attempts, base=self.base_delay, cap=self.max_delay)
+            outbox.mark_retry(conn, sms.id, owner=self.owner, at=done + delay, error=error)
+            log.warning(
+                "SMS %d (%s) to %s not sent, try %d of %d; again in %.0f s: %s",
+                sms.id, sms.kind, who, sms.attempts, self.max_attempts, delay, error,
+            )  # fmt: skip
+        else:
+            outbox.mark_failed(conn, sms.id, owner=self.owner, now=done, error=error)
+            why = "permanent error" if not temporary else f"gave up after {sms.attempts} tries"
+            log.error("SMS %d (%s) to %s failed, %s: %s", sms.id, sms.kind, who, why, error)
+        return False

@@ -1,0 +1,285 @@
+"""Persian texts the customer sees: SMS bodies, the terminal display (MG) and receipt (RL).
+
+Pure functions: no clock reads, no I/O. Every MG builder returns at most 64 UTF-8 bytes and
+every RL builder at most 400 (PROTOCOL.md 3.3), cut on a character boundary, so the agent
+can pass them on unchanged. Receipt lines are kept within 32 columns (a thermal printer)
+for any amount that fits field 4 (12 digits); when bytes run short, optional lines (offers,
+tier, header) are dropped whole before anything is cut.
+
+Naive datetimes are taken as UTC: the backend keeps its clock in UTC and shows Tehran time.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import jdatetime
+
+# fit cuts to a byte limit on a character boundary; texts.fit is the same function.
+from protocols.tlv import LIMITS, fit
+
+MG_LIMIT = LIMITS["MG"]
+RL_LIMIT = LIMITS["RL"]
+PRINTER_COLUMNS = 32
+TEHRAN = ZoneInfo("Asia/Tehran")
+
+#: A Persian SMS is sent as UCS-2: 70 characters in one part, 67 in each part of a longer one.
+SMS_SINGLE_PART = 70
+SMS_MULTI_PART = 67
+
+_FA_DIGITS = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
+_THOUSANDS = "٬"  # U+066C ARABIC THOUSANDS SEPARATOR, the Persian one
+_ZERO_WIDTH = {"\u200c", "\u200d", "\u200e", "\u200f", "\ufeff"}
+_SHOP_SMS_CHARS = 40
+
+HEADER = "باشگاه مشتریان"
+RIALS = "ریال"
+AMOUNTS_IN_RIALS = "مبالغ به ریال"
+
+#: Persian names of the default tiers; a tier the shop named itself is shown as written.
+TIER_NAMES = {"bronze": "برنزی", "silver": "نقره‌ای", "gold": "طلایی"}
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def fa_digits(text: str) -> str:
+    """`text` with ASCII digits replaced by Persian ones."""
+    return str(text).translate(_FA_DIGITS)
+
+
+def format_rials(n: int) -> str:
+    """An amount of rials with Persian digits and the Persian thousands separator."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise ValueError(f"amount must be an integer number of rials, not {type(n).__name__}")
+    sign = "-" if n < 0 else ""
+    return sign + fa_digits(f"{abs(n):,}".replace(",", _THOUSANDS))
+
+
+def jalali(when: datetime) -> str:
+    """`when` in Tehran time as a Jalali date and time: `۱۴۰۵/۰۱/۰۱ ۱۵:۳۰`."""
+    if not isinstance(when, datetime):
+        raise ValueError("when must be a datetime")
+    aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    local = aware.astimezone(TEHRAN)
+    return fa_digits(jdatetime.datetime.fromgregorian(datetime=local).strftime("%Y/%m/%d %H:%M"))
+
+
+def tier_label(tier: str) -> str:
+    """The tier's Persian name when it is one of the defaults, else the name as configured."""
+    name = _clean(tier, "tier", allow_empty=True)
+    return TIER_NAMES.get(name.lower(), name)
+
+
+def columns(text: str) -> int:
+    """Printer cells `text` takes: combining marks and zero-width joiners take none."""
+    return sum(1 for c in text if c not in _ZERO_WIDTH and not unicodedata.combining(c))
+
+
+def sms_parts(text: str) -> int:
+    """How many SMS parts a Persian (UCS-2) text takes."""
+    n = len(text.encode("utf-16-le")) // 2
+    if n <= SMS_SINGLE_PART:
+        return 1
+    return -(-n // SMS_MULTI_PART)
+
+
+def _clip(text: str, width: int = PRINTER_COLUMNS) -> str:
+    """`text` cut to `width` printer columns, with an ellipsis when something was cut."""
+    if columns(text) <= width:
+        return text
+    out: list[str] = []
+    used = 0
+    for c in text:
+        cost = 0 if c in _ZERO_WIDTH or unicodedata.combining(c) else 1
+        if used + cost > width - 1:
+            break
+        out.append(c)
+        used += cost
+    return "".join(out).rstrip() + "…"
+
+
+_SPACES = re.compile(r"\s+")
+_LINE_BREAKING = {"Cc", "Cs", "Zl", "Zp"}
+
+
+def _clean(value: object, name: str, *, allow_empty: bool = False) -> str:
+    """One line of caller text: control characters and line breaks become spaces."""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be text, not {type(value).__name__}")
+    chars = (" " if unicodedata.category(c) in _LINE_BREAKING else c for c in value)
+    text = _SPACES.sub(" ", "".join(chars)).strip()
+    if not text and not allow_empty:
+        raise ValueError(f"{name} must not be empty")
+    return text
+
+
+def _amount(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer number of rials")
+    if value < 0:
+        raise ValueError(f"{name} must not be negative")
+    return value
+
+
+def _code(member_code: object) -> str:
+    """A member code as shown: Persian digits when it is all digits, else as issued."""
+    code = _clean(member_code, "member_code")
+    return fa_digits(code) if code.isascii() and code.isdigit() else code
+
+
+def _display(candidates: Sequence[str]) -> str:
+    """The richest candidate that fits MG; the last one cut to fit when none does."""
+    for text in candidates:
+        if len(text.encode("utf-8")) <= MG_LIMIT:
+            return text
+    return fit(candidates[-1], MG_LIMIT)
+
+
+def _receipt(lines: Sequence[tuple[str, int]]) -> str:
+    """RL from (line, priority) pairs: priority 0 is kept; higher numbers go first when long."""
+    kept = [(text, prio) for text, prio in lines if text]
+    while len("\n".join(t for t, _ in kept).encode("utf-8")) > RL_LIMIT:
+        worst = max((p for _, p in kept), default=0)
+        if worst == 0:
+            break
+        # Drop the last line of the least important priority.
+        idx = max(i for i, (_, p) in enumerate(kept) if p == worst)
+        del kept[idx]
+    return fit("\n".join(t for t, _ in kept), RL_LIMIT)
+
+
+def _shop_line(shop_name: object) -> str:
+    return _clip(_clean(shop_name, "shop_name", allow_empty=True))
+
+
+def _shop_sms(shop_name: object) -> list[str]:
+    shop = _clean(shop_name, "shop_name", allow_empty=True)
+    return [_clip(shop, _SHOP_SMS_CHARS)] if shop else []
+
+
+# --- SMS ---------------------------------------------------------------------------------
+
+
+def welcome_sms(*, shop_name: str, member_code: str) -> str:
+    """Sent after enrolment: the member code is what the customer will be asked for."""
+    code = _code(member_code)
+    return "\n".join(
+        [*_shop_sms(shop_name), "به باشگاه مشتریان خوش آمدید.", f"کد عضویت شما: {code}"]
+    )
+
+
+def purchase_sms(*, shop_name: str, amount: int, earned: int, balance: int, when: datetime) -> str:
+    """Sent after a settled purchase: what was paid, what it earned, what is left."""
+    lines = [
+        *_shop_sms(shop_name),
+        f"خرید: {format_rials(_amount(amount, 'amount'))} {RIALS}",
+        f"اعتبار این خرید: {format_rials(_amount(earned, 'earned'))} {RIALS}",
+        f"مانده اعتبار: {format_rials(_amount(balance, 'balance'))} {RIALS}",
+        jalali(when),
+    ]
+    return "\n".join(lines)
+
+
+_OTP = re.compile(r"[0-9]{4,10}")
+
+
+def otp_sms(*, shop_name: str, code: str) -> str:
+    """The one-time code, last in the text: `senders.otp_token` reads it back from there."""
+    if not isinstance(code, str) or not _OTP.fullmatch(code):
+        raise ValueError("code must be 4 to 10 ASCII digits")
+    return "\n".join([*_shop_sms(shop_name), f"کد تأیید استفاده از اعتبار: {fa_digits(code)}"])
+
+
+# --- terminal display (MG) ---------------------------------------------------------------
+
+
+def enroll_display(*, new: bool, member_code: str) -> str:
+    if not isinstance(new, bool):
+        raise ValueError("new must be a bool")
+    code = _code(member_code)
+    if new:
+        return _display([f"عضویت انجام شد. کد: {code}", "عضویت انجام شد."])
+    return _display([f"شما عضو باشگاه هستید. کد: {code}", "شما عضو باشگاه هستید."])
+
+
+def inquiry_display(*, discount: int, net: int, tier: str) -> str:
+    d = format_rials(_amount(discount, "discount"))
+    n = format_rials(_amount(net, "net"))
+    label = tier_label(tier)
+    if discount == 0:
+        return _display(
+            [f"{label}: بدون تخفیف، پرداخت {n}", f"بدون تخفیف، پرداخت {n}", f"پرداخت {n}"]
+        )
+    return _display([f"{label}: تخفیف {d}، پرداخت {n}", f"تخفیف {d}، پرداخت {n}", f"پرداخت {n}"])
+
+
+def otp_display() -> str:
+    return _display(["کد تأیید پیامک‌شده را وارد کنید"])
+
+
+def unknown_member_display() -> str:
+    return _display(["عضو باشگاه یافت نشد"])
+
+
+# --- receipt (RL) ------------------------------------------------------------------------
+
+
+def enroll_receipt(*, shop_name: str, member_code: str, balance: int, new: bool) -> str:
+    if not isinstance(new, bool):
+        raise ValueError("new must be a bool")
+    status = "عضویت شما انجام شد" if new else "شما عضو باشگاه هستید"
+    return _receipt(
+        [
+            (_shop_line(shop_name), 2),
+            (HEADER, 1),
+            (status, 0),
+            (_clip(f"کد عضویت: {_code(member_code)}"), 0),
+            (f"اعتبار: {format_rials(_amount(balance, 'balance'))} {RIALS}", 0),
+        ]
+    )
+
+
+def inquiry_receipt(
+    *,
+    gross: int,
+    discount: int,
+    net: int,
+    balance: int,
+    tier: str,
+    offers: Sequence[str] = (),
+) -> str:
+    if isinstance(offers, str):
+        raise ValueError("offers must be a sequence of texts, not one text")
+    label = tier_label(tier)
+    lines: list[tuple[str, int]] = [
+        (HEADER, 2),
+        (_clip(f"سطح: {label}") if label else "", 1),
+        (f"مبلغ خرید: {format_rials(_amount(gross, 'gross'))}", 0),
+        (f"تخفیف اعتبار: {format_rials(_amount(discount, 'discount'))}", 0),
+        (f"قابل پرداخت: {format_rials(_amount(net, 'net'))}", 0),
+        (f"مانده اعتبار: {format_rials(_amount(balance, 'balance'))}", 0),
+        (AMOUNTS_IN_RIALS, 0),
+    ]
+    for offer in offers:
+        text = _clean(offer, "offer", allow_empty=True)
+        if text:
+            lines.append((_clip(f"- {text}"), 3))
+    return _receipt(lines)
+
+
+def advice_receipt(*, earned: int, balance: int, tier: str) -> str:
+    label = tier_label(tier)
+    return _receipt(
+        [
+            (HEADER, 2),
+            (f"اعتبار این خرید: {format_rials(_amount(earned, 'earned'))}", 0),
+            (f"مانده اعتبار: {format_rials(_amount(balance, 'balance'))}", 0),
+            (_clip(f"سطح: {label}") if label else "", 1),
+            (AMOUNTS_IN_RIALS, 0),
+        ]
+    )
