@@ -1,0 +1,192 @@
+"""The whole system on one machine: Mosquitto, the backend and the agent as processes,
+the simulated terminal on a pseudo-terminal pair. Used by the demo and the end-to-end
+tests; each process is started here and stopped here by its own pid.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from demo.mosquitto import Mosquitto
+from firmware_bridge.transports import FdTransport, PtyPair, open_pty
+from terminal_sim.bank import BankHost
+from terminal_sim.faults import FaultPlan
+from terminal_sim.session import Session
+from terminal_sim.terminal import TerminalConfig
+
+TERMINAL_ID = "T0000001"
+MERCHANT_ID = "M00000000000001"
+MAC_KEY = "00112233445566778899aabbccddeeff"
+
+
+class StackError(RuntimeError):
+    """A part of the system that would not start."""
+
+
+def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL, by the process's own pid."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    backend_config: str = ""
+    terminal_id: str = TERMINAL_ID
+    merchant_id: str = MERCHANT_ID
+    mac_key: str = MAC_KEY
+    python: str = sys.executable
+    broker: Mosquitto | None = None
+    backend: subprocess.Popen | None = None
+    agent: subprocess.Popen | None = None
+    pty: PtyPair | None = None
+    sessions: list[Session] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.workdir = Path(self.workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.db = self.workdir / "loyalty.sqlite"
+        self.journal = self.workdir / "agent-journal.sqlite"
+        self.outbox = self.workdir / "sms-outbox.jsonl"
+        self.config_file = self.workdir / "backend.toml"
+        text = self.backend_config or ""
+        if "[sms]" not in text:
+            text += f'\n[sms]\nsender = "file"\nfile = "{self.outbox}"\n'
+        self.config_file.write_text(text, encoding="utf-8")
+
+    # --- processes ----------------------------------------------------------------------
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        try:
+            return subprocess.Popen([self.python, "-m", *args], stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True)
+        finally:
+            log.close()
+
+    def start_broker(self) -> None:
+        self.broker = Mosquitto(self.workdir / "broker").start()
+
+    def start_backend(self) -> None:
+        assert self.broker is not None
+        self.backend = self._spawn("backend", [
+            "backend", "run", "--broker", self.broker.address, "--db", str(self.db),
+            "--config", str(self.config_file)])
+
+    def stop_backend(self) -> None:
+        stop_process(self.backend)
+        self.backend = None
+
+    def start_agent(self) -> None:
+        """The agent on the pty's slave end, as if the terminal's serial cable."""
+        if self.pty is None:
+            self.pty = open_pty()
+        self.agent = self.spawn_agent("agent", ["--serial", self.pty.path],
+                                      self.terminal_id, self.journal)
+
+    def spawn_agent(self, name: str, line: list[str], terminal_id: str,
+                    journal: Path) -> subprocess.Popen:
+        """Another agent process (e.g. `--listen 127.0.0.1:PORT`); the caller stops it."""
+        assert self.broker is not None
+        return self._spawn(name, [
+            "agent", "run", *line, "--broker", self.broker.address,
+            "--terminal-id", terminal_id, "--merchant-id", self.merchant_id,
+            "--mac-key", self.mac_key, "--journal", str(journal)])
+
+    def stop_agent(self) -> None:
+        stop_process(self.agent)
+        self.agent = None
+
+    def start(self) -> Stack:
+        try:
+            self.start_broker()
+            self.start_backend()
+            self.start_agent()
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def check_alive(self) -> None:
+        for name, proc in (("backend", self.backend), ("agent", self.agent)):
+            if proc is not None and proc.poll() is not None:
+                tail = (self.workdir / f"{name}.log").read_text(errors="replace")[-1500:]
+                raise StackError(f"the {name} exited with {proc.returncode}:\n{tail}")
+
+    # --- the terminal ---------------------------------------------------------------------
+    def config(self, **overrides: Any) -> TerminalConfig:
+        return TerminalConfig(terminal_id=self.terminal_id, merchant_id=self.merchant_id,
+                              mac_key=bytes.fromhex(self.mac_key), **overrides)
+
+    def session(self, faults: FaultPlan | None = None, bank: BankHost | None = None,
+                config: TerminalConfig | None = None, **kwargs: Any) -> Session:
+        """A simulated terminal on the pty's master end (one at a time)."""
+        assert self.pty is not None
+        s = Session(FdTransport(self.pty.master), config or self.config(),
+                    faults or FaultPlan(), bank or BankHost(), **kwargs)
+        self.sessions.append(s)
+        return s.start()
+
+    def wait_ready(self, session: Session, timeout: float = 30.0,
+                   backend: bool = True) -> None:
+        """Sign on until the agent answers (and says the backend is online)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_alive()
+            ex = session.terminal.sign_on()
+            r = ex.response
+            if r is not None and r.code == "00" and (not backend or r.status == "ON"):
+                return
+            if time.monotonic() > deadline:
+                raise StackError(f"agent/backend not ready after {timeout} s: "
+                                 f"{r or ex.note}; see {self.workdir}")
+            time.sleep(0.3)
+
+    def wait_forwarded(self, session: Session, timeout: float = 30.0) -> int:
+        """Echo until the agent has no advice left to forward; returns QD."""
+        deadline = time.monotonic() + timeout
+        queued = -1
+        while time.monotonic() < deadline:
+            r = session.terminal.echo().response
+            if r is not None and r.queued is not None:
+                queued = r.queued
+                if queued == 0 and r.status == "ON":
+                    return 0
+            time.sleep(0.3)
+        return queued
+
+    def stop(self) -> None:
+        for s in self.sessions:
+            try:
+                s.stop()
+            except Exception:
+                pass
+        self.sessions.clear()
+        self.stop_agent()
+        self.stop_backend()
+        if self.broker is not None:
+            self.broker.stop()
+        if self.pty is not None:
+            self.pty.close()
+            self.pty = None
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,70 @@
+"""The receipt printer: 32 columns, a Jalali date, and the loyalty `RL` lines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import jdatetime
+
+from terminal_sim.clock import TEHRAN
+from terminal_sim.keypad import to_persian
+
+WIDTH = 32
+
+
+def jalali(at: datetime) -> str:
+    """`1405/09/02 22:40` in Tehran time, as Iranian receipts print it."""
+    local = at.astimezone(TEHRAN)
+    return jdatetime.datetime.fromgregorian(datetime=local.replace(tzinfo=None)).strftime(
+        "%Y/%m/%d %H:%M"
+    )
+
+
+def rials(amount: int) -> str:
+    return f"{amount:,} ریال"
+
+
+@dataclass
+class Receipt:
+    title: str
+    lines: list[str]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def format_receipt(*, title: str, at: datetime, terminal_id: str, merchant_id: str,
+                   stan: str, rows: list[tuple[str, str]], loyalty: str = "",
+                   footer: str = "") -> Receipt:
+    """A receipt: header, Jalali date, key/value rows, then the RL text as sent."""
+    rule = "-" * WIDTH
+    lines = [title.center(WIDTH).rstrip(), rule,
+             f"تاریخ: {to_persian(jalali(at))}",
+             f"پایانه: {terminal_id}  پذیرنده: {merchant_id}",
+             f"شماره پیگیری: {stan}", rule]
+    lines += [f"{k}: {v}" for k, v in rows]
+    if loyalty:
+        lines.append(rule)
+        lines += loyalty.split("\n")
+    if footer:
+        lines += [rule, footer]
+    return Receipt(title, lines)
+
+
+@dataclass
+class Printer:
+    """Keeps every printed receipt; `on_print` lets a UI or the demo show it."""
+
+    receipts: list[Receipt] = field(default_factory=list)
+    on_print: object = None
+
+    def print(self, receipt: Receipt) -> None:
+        self.receipts.append(receipt)
+        if callable(self.on_print):
+            self.on_print(receipt)
+
+    @property
+    def last(self) -> Receipt | None:
+        return self.receipts[-1] if self.receipts else None

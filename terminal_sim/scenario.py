@@ -1,0 +1,292 @@
+"""Scenario files (TOML): steps a cashier and customers take, and what must come of them.
+
+Parsing and checking are pure; `run_scenario` drives a Terminal and returns one outcome
+per step. See docs/terminal_sim.md for the format.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from terminal_sim.faults import FaultPlan
+from terminal_sim.terminal import Exchanged, SaleResult, Terminal
+
+ACTIONS = {
+    "sign_on": {"expect", "faults", "name"},
+    "sign_off": {"expect", "faults", "name"},
+    "echo": {"expect", "faults", "name"},
+    "enroll": {"phone", "referrer", "expect", "faults", "name"},
+    "inquiry": {"amount", "phone", "card", "redeem", "otp", "expect", "faults", "name"},
+    "sale": {"amount", "phone", "card", "redeem", "otp", "otp_from_outbox", "pan", "pin",
+             "bank_timeout", "id", "expect", "faults", "name"},
+    "reverse": {"sale", "expect", "faults", "name"},
+    "wait": {"seconds", "until_queued", "expect", "faults", "name"},
+}
+
+
+class ScenarioError(ValueError):
+    """A scenario file that does not follow the format."""
+
+
+@dataclass
+class Step:
+    action: str
+    params: dict[str, Any]
+    expect: dict[str, Any]
+    faults: dict[str, Any]
+    name: str
+
+
+@dataclass
+class Scenario:
+    name: str
+    terminal: dict[str, Any]
+    cards: list[dict[str, Any]]
+    faults: dict[str, Any]
+    steps: list[Step]
+
+
+@dataclass
+class Outcome:
+    step: Step
+    observed: dict[str, Any]
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def load(path: str | Path) -> Scenario:
+    try:
+        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ScenarioError(f"{path}: {exc}") from None
+    return parse(doc, str(Path(path).stem))
+
+
+def parse(doc: dict[str, Any], default_name: str = "scenario") -> Scenario:
+    unknown = set(doc) - {"name", "terminal", "bank", "faults", "step"}
+    if unknown:
+        raise ScenarioError(f"unknown top-level keys: {sorted(unknown)}")
+    raw_steps = doc.get("step")
+    if not isinstance(raw_steps, list) or not raw_steps:
+        raise ScenarioError("a scenario needs at least one [[step]]")
+    FaultPlan().update(doc.get("faults", {}))  # validate early
+    steps = []
+    for i, raw in enumerate(raw_steps, 1):
+        if not isinstance(raw, dict) or "do" not in raw:
+            raise ScenarioError(f"step {i}: needs `do = \"...\"`")
+        action = raw["do"]
+        if action not in ACTIONS:
+            raise ScenarioError(f"step {i}: unknown action {action!r}; one of {sorted(ACTIONS)}")
+        extra = set(raw) - ACTIONS[action] - {"do"}
+        if extra:
+            raise ScenarioError(f"step {i} ({action}): unknown keys {sorted(extra)}")
+        if action in ("sale", "inquiry") and not isinstance(raw.get("amount"), int):
+            raise ScenarioError(f"step {i} ({action}): needs an integer `amount`")
+        if action == "enroll" and not isinstance(raw.get("phone"), str):
+            raise ScenarioError(f"step {i} (enroll): needs `phone`")
+        if action == "reverse" and not isinstance(raw.get("sale"), str):
+            raise ScenarioError(f"step {i} (reverse): needs `sale` (the id of a sale step)")
+        faults = raw.get("faults", {})
+        FaultPlan().update(faults)
+        params = {k: v for k, v in raw.items() if k not in ("do", "expect", "faults", "name")}
+        steps.append(Step(action, params, dict(raw.get("expect", {})), dict(faults),
+                          str(raw.get("name", f"{i}: {action}"))))
+    cards = doc.get("bank", {}).get("card", [])
+    return Scenario(str(doc.get("name", default_name)), dict(doc.get("terminal", {})),
+                    list(cards), dict(doc.get("faults", {})), steps)
+
+
+def check(expect: dict[str, Any], observed: dict[str, Any]) -> list[str]:
+    """`key = value` equal, `key_min`/`key_max` bounds, `key_contains` substring."""
+    failures = []
+    for key, want in expect.items():
+        for suffix in ("_min", "_max", "_contains", ""):
+            if key.endswith(suffix) and key[: len(key) - len(suffix)] in observed:
+                base = key[: len(key) - len(suffix)] if suffix else key
+                break
+        else:
+            failures.append(f"{key}: nothing observed by that name ({sorted(observed)})")
+            continue
+        got = observed[base]
+        if suffix == "_min":
+            ok = isinstance(got, int | float) and got >= want
+        elif suffix == "_max":
+            ok = isinstance(got, int | float) and got <= want
+        elif suffix == "_contains":
+            ok = isinstance(got, str) and str(want) in got
+        else:
+            ok = got == want
+        if not ok:
+            failures.append(f"{key}: expected {want!r}, got {got!r}")
+    return failures
+
+
+def observe_exchange(ex: Exchanged | None) -> dict[str, Any]:
+    if ex is None:
+        return {"code": "none"}
+    r = ex.response
+    if r is None:
+        return {"code": "none", "note": ex.note}
+    out: dict[str, Any] = {"code": r.code}
+    for attr, key in (("status", "status"), ("queued", "queued"), ("new", "new"),
+                      ("member_code", "member_code"), ("balance", "balance"),
+                      ("display", "display"), ("otp_required", "otp_required"),
+                      ("quote_id", "quote"), ("discount", "discount"), ("net", "net"),
+                      ("tier", "tier"), ("earned", "earned"), ("receipt", "rl")):
+        value = getattr(r, attr, None)
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def observe_sale(s: SaleResult) -> dict[str, Any]:
+    inq = observe_exchange(s.inquiry) if s.inquiry else {}
+    adv = observe_exchange(s.advice) if s.advice else {}
+    return {
+        "inquiry": inq.get("code", "none"), "otp_asked": s.otp_asked,
+        "bank": s.authorisation.code, "advice": adv.get("code", "none"),
+        "advice_answered": s.advice_answered, "gross": s.gross, "amount": s.amount,
+        "discount": s.discount, "earned": adv.get("earned", 0),
+        "balance": adv.get("balance", inq.get("balance", -1)), "tier": inq.get("tier", ""),
+        "display": inq.get("display", ""), "receipt": s.receipt.text if s.receipt else "",
+        "quote": s.quote_id or "",
+    }
+
+
+_DIGIT_RUN = re.compile(r"[0-9]{4,10}")
+_TO_ASCII = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "0123456789" * 2)
+
+
+def otp_from_outbox(path: Path, after: int, timeout: float = 10.0) -> str | None:
+    """The code of the newest one-time-code SMS in the JSON-lines outbox after byte `after`.
+
+    The backend's file sender writes `{"phone", "kind", "text"}` per line, code last.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            data = path.read_bytes()[after:].decode("utf-8", "replace")
+        except OSError:
+            data = ""
+        codes = []
+        for line in data.splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("kind") == "otp":
+                runs = _DIGIT_RUN.findall(str(record.get("text", "")).translate(_TO_ASCII))
+                if runs:
+                    codes.append(runs[-1])
+        if codes:
+            return codes[-1]
+        time.sleep(0.1)
+    return None
+
+
+@dataclass
+class Runner:
+    """Plays a scenario on a terminal. `set_faults` changes the line's fault plan."""
+
+    terminal: Terminal
+    set_faults: Callable[[dict[str, Any]], None]
+    outbox: Path | None = None
+    stats: Callable[[], dict[str, Any]] | None = None
+    sales: dict[str, SaleResult] = field(default_factory=dict)
+
+    def run(self, scenario: Scenario, report: Callable[[Outcome], None] | None = None,
+            ) -> list[Outcome]:
+        for card in scenario.cards:
+            self.terminal.bank.open_account(str(card["pan"]), str(card.get("pin", "1234")),
+                                            int(card.get("balance", 100_000_000)),
+                                            bool(card.get("blocked", False)))
+        if scenario.faults:
+            self.set_faults(scenario.faults)
+        outcomes = []
+        for step in scenario.steps:
+            if step.faults:
+                self.set_faults(step.faults)
+            try:
+                observed = self.play(step)
+                if self.stats:
+                    observed.update(self.stats())
+                failures = check(step.expect, observed)
+            except Exception as exc:  # a step that blows up is a failed expectation
+                observed, failures = {}, [f"step raised {type(exc).__name__}: {exc}"]
+            outcome = Outcome(step, observed, failures)
+            outcomes.append(outcome)
+            if report:
+                report(outcome)
+        return outcomes
+
+    def play(self, step: Step) -> dict[str, Any]:
+        t, p = self.terminal, step.params
+        if step.action == "sign_on":
+            return observe_exchange(t.sign_on())
+        if step.action == "sign_off":
+            return observe_exchange(t.sign_off())
+        if step.action == "echo":
+            return observe_exchange(t.echo())
+        if step.action == "enroll":
+            return observe_exchange(t.enroll(p["phone"], p.get("referrer")))
+        if step.action == "inquiry":
+            return observe_exchange(t.inquire(p["amount"], phone=p.get("phone"),
+                                              card=p.get("card"), redeem=p.get("redeem"),
+                                              otp=p.get("otp")))
+        if step.action == "sale":
+            return self._sale(step)
+        if step.action == "reverse":
+            sale = self.sales.get(p["sale"])
+            if sale is None:
+                raise ScenarioError(f"no earlier sale with id {p['sale']!r}")
+            return observe_exchange(t.reverse(sale))
+        if step.action == "wait":
+            return self._wait(float(p.get("seconds", 0)), p.get("until_queued"))
+        raise ScenarioError(f"unknown action {step.action}")
+
+    def _sale(self, step: Step) -> dict[str, Any]:
+        p = step.params
+        mark = self.outbox.stat().st_size if self.outbox and self.outbox.exists() else 0
+
+        def otp() -> str | None:
+            if p.get("otp_from_outbox"):
+                if self.outbox is None:
+                    raise ScenarioError("otp_from_outbox needs --outbox PATH")
+                return otp_from_outbox(self.outbox, mark)
+            return p.get("otp")
+
+        if p.get("bank_timeout"):
+            self.terminal.bank.timeouts += 1
+        result = self.terminal.sale(p["amount"], str(p.get("pan", "6037991234567891")),
+                                    str(p.get("pin", "1234")), phone=p.get("phone"),
+                                    card=p.get("card"), redeem=p.get("redeem"),
+                                    otp_provider=otp)
+        if "id" in p:
+            self.sales[str(p["id"])] = result
+        return observe_sale(result)
+
+    def _wait(self, seconds: float, until_queued: int | None) -> dict[str, Any]:
+        """Sleep, or echo until the agent's QD falls to `until_queued` (within `seconds`)."""
+        deadline = time.monotonic() + seconds
+        observed: dict[str, Any] = {}
+        if until_queued is None:
+            time.sleep(seconds)
+            return observe_exchange(self.terminal.echo())
+        while True:
+            observed = observe_exchange(self.terminal.echo())
+            queued = observed.get("queued")
+            if queued is not None and int(queued) <= int(until_queued):
+                return observed
+            if time.monotonic() > deadline:
+                return observed
+            time.sleep(0.5)

@@ -1,0 +1,101 @@
+"""Wires a Terminal to a real line: transport <- traffic tap <- faults <- link channel,
+plus the periodic echo a real terminal sends while idle.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from terminal_sim.bank import BankHost
+from terminal_sim.channel import LinkChannel
+from terminal_sim.clock import Clock
+from terminal_sim.faults import FaultPlan, FaultyTransport
+from terminal_sim.printer import Printer
+from terminal_sim.terminal import Terminal, TerminalConfig
+from terminal_sim.traffic import TrafficTap
+
+
+def open_transport(serial: str | None = None, connect: str | None = None,
+                   baud: int = 115200) -> Any:
+    """`--serial PATH_OR_URL` or `--connect 127.0.0.1:PORT`, as the CLI takes them."""
+    if bool(serial) == bool(connect):
+        raise ValueError("give exactly one of --serial and --connect")
+    if serial:
+        from firmware_bridge.transports import SerialTransport
+
+        return SerialTransport(serial, baudrate=baud)
+    host, _, port = (connect or "").rpartition(":")
+    if host not in ("127.0.0.1", "localhost", "::1", "[::1]") or not port.isdigit():
+        raise ValueError(f"--connect takes 127.0.0.1:PORT (loopback only), got {connect!r}")
+    from firmware_bridge.transports import connect_tcp
+
+    return connect_tcp(host.strip("[]"), int(port))
+
+
+@dataclass
+class Session:
+    """A running simulated terminal on one line."""
+
+    transport: Any
+    config: TerminalConfig = field(default_factory=TerminalConfig)
+    faults: FaultPlan = field(default_factory=FaultPlan)
+    bank: BankHost = field(default_factory=BankHost)
+    on_traffic: Callable[[str, str], None] | None = None
+    on_event: Callable[[str, str], None] | None = None
+    periodic_echo: bool = True
+
+    def __post_init__(self) -> None:
+        # The tap sits under the faults, so it shows what is really on the wire.
+        wire: Any = self.transport
+        if self.on_traffic:
+            wire = TrafficTap(self.transport, self.on_traffic)
+        self.faulty = FaultyTransport(wire, self.faults)
+        self.channel = LinkChannel(self.faulty, self.faults)
+        self.clock = Clock(self.faults.clock_offset_s)
+        self.terminal = Terminal(self.config, self.channel, clock=self.clock, bank=self.bank,
+                                 printer=Printer(), on_event=self.on_event)
+        self._stop = threading.Event()
+        self._echo: threading.Thread | None = None
+
+    def start(self) -> Session:
+        self.channel.start()
+        if self.periodic_echo:
+            self._echo = threading.Thread(target=self._echo_loop, name="sim-echo", daemon=True)
+            self._echo.start()
+        return self
+
+    def stats(self) -> dict[str, Any]:
+        """Cumulative line figures a scenario may expect: faults applied, echoes sent."""
+        st = self.faulty.stats
+        return {"corrupted": st.corrupted, "acks_dropped": st.acks_dropped,
+                "stalled": st.stalled, "noisy": st.noisy,
+                "responses_lost": self.channel.responses_lost,
+                "echoes": self.terminal.echoes, "pending": len(self.terminal.pending)}
+
+    def set_faults(self, values: dict[str, Any]) -> None:
+        self.faults.update(values)
+        self.clock.offset_s = self.faults.clock_offset_s
+
+    def _echo_loop(self) -> None:
+        while not self._stop.wait(1.0):
+            t = self.terminal
+            if t.echo_due() and t._lock.acquire(blocking=False):
+                try:
+                    t.echo()
+                finally:
+                    t._lock.release()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._echo:
+            self._echo.join(timeout=5)
+        self.channel.stop()
+
+    def __enter__(self) -> Session:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

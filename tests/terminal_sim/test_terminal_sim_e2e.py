@@ -1,0 +1,101 @@
+"""The shipped scenario files against the real agent, backend and Mosquitto (processes,
+stopped by pid), the `loyalty-sim run` command itself, and the demo run once.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from demo.mosquitto import free_port, wait_for_port
+from demo.stack import MAC_KEY, Stack, stop_process
+from terminal_sim.scenario import Outcome, Runner, load
+
+HERE = Path(__file__).parent
+SCENARIOS = sorted((Path(__file__).parents[2] / "terminal_sim" / "scenarios").glob("*.toml"))
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    config = (HERE / "backend.toml").read_text(encoding="utf-8")
+    s = Stack(tmp_path_factory.mktemp("stack"), config).start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def test_scenarios_are_shipped() -> None:
+    assert {p.stem for p in SCENARIOS} >= {"messages", "faults"}
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
+def test_scenario_against_real_agent_and_backend(stack: Stack, path: Path) -> None:
+    scenario = load(path)
+    interval = float(scenario.terminal.get("echo_interval", 60))
+    session = stack.session(config=stack.config(echo_interval=interval))
+    try:
+        stack.wait_ready(session)
+        outcomes = Runner(session.terminal, session.set_faults, stack.outbox,
+                          stats=session.stats).run(scenario)
+    finally:
+        session.stop()
+        stack.sessions.remove(session)
+    failed = [f"{o.step.name}: {o.failures}" for o in outcomes if not o.ok]
+    assert not failed, "\n".join(failed)
+    assert len(outcomes) == len(scenario.steps)
+
+
+def test_a_failed_expectation_is_reported() -> None:
+    from terminal_sim.scenario import Step, check
+
+    assert check({"code": "00", "earned_min": 10}, {"code": "00", "earned": 5}) == [
+        "earned_min: expected 10, got 5"]
+    assert check({"nothing": 1}, {"code": "00"})[0].startswith("nothing:")
+    step = Step("echo", {}, {"code": "00"}, {}, "echo")
+    assert not Outcome(step, {"code": "91"}, check(step.expect, {"code": "91"})).ok
+
+
+def test_loyalty_sim_run_command_over_tcp(stack: Stack, tmp_path: Path) -> None:
+    """`python -m terminal_sim run` against an agent listening on loopback TCP."""
+    port = free_port()
+    agent = stack.spawn_agent("agent-tcp", ["--listen", f"127.0.0.1:{port}"], "T0000002",
+                              tmp_path / "journal.sqlite")
+    try:
+        wait_for_port("127.0.0.1", port, timeout=30)
+        base = [sys.executable, "-m", "terminal_sim", "run"]
+        line = ["--connect", f"127.0.0.1:{port}", "--terminal-id", "T0000002",
+                "--mac-key", MAC_KEY]
+        ok = subprocess.run([*base, str(SCENARIOS[0].parent / "faults.toml"), *line],
+                            capture_output=True, text=True, timeout=120)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert "0 failed" in ok.stdout
+        bad = tmp_path / "bad.toml"
+        bad.write_text('[[step]]\ndo = "echo"\nexpect = { code = "12" }\n', encoding="utf-8")
+        failing = subprocess.run([*base, str(bad), *line], capture_output=True, text=True,
+                                 timeout=60)
+        assert failing.returncode == 1 and "FAIL" in failing.stdout
+        broken = tmp_path / "broken.toml"
+        broken.write_text('[[step]]\ndo = "fly"\n', encoding="utf-8")
+        refused = subprocess.run([*base, str(broken), *line], capture_output=True, text=True,
+                                 timeout=60)
+        assert refused.returncode == 2 and "unknown action" in refused.stderr
+    finally:
+        stop_process(agent)
+
+
+def test_demo_runs_a_whole_day(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "demo.main", "--workdir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=170)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    for text in ("summary of the day", "members and tiers", "credit issued",
+                 "credit redeemed", "SMS sent", "advices forwarded", "silver",
+                 "forwarded every journaled advice", str(tmp_path)):
+        assert text in out, text
+    assert (tmp_path / "loyalty.sqlite").exists() and (tmp_path / "sms-outbox.jsonl").exists()
