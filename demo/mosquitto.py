@@ -88,6 +88,10 @@ class Mosquitto:
             f"listener {self.port} 127.0.0.1",
             "max_queued_messages 100000",
         ]
+        if os.geteuid() == 0:
+            # Started as root, mosquitto drops to user `mosquitto`, who cannot read our
+            # password and ACL files in a private (0700) folder: stay the current user.
+            lines.append("user root")
         if self.tls:
             ca, cert, key = self.tls
             lines += [

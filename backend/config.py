@@ -1,0 +1,242 @@
+"""The backend's TOML configuration (config/backend.toml documents every setting).
+
+Strict on purpose: an unknown key or a wrong type is an error naming the key, so a typo
+in a shop owner's file is reported instead of silently running the defaults.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from backend.program import Offer, Program, Tier, parse_hours, parse_weekdays
+from backend.sms.senders import make_sender
+
+
+class ConfigError(ValueError):
+    """A configuration file or value the backend cannot use; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSettings:
+    broker: str | None = None
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    instance: str | None = None
+    keepalive: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSettings:
+    batch_max: int = 200  # requests committed together (group commit)
+    sweep_seconds: float = 5.0  # how often expired holds and credit are swept
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    program: Program = field(default_factory=Program)
+    offers: tuple[Offer, ...] = ()
+    shop_name: str = "فروشگاه"
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
+    service: ServiceSettings = field(default_factory=ServiceSettings)
+    sms: Mapping[str, Any] = field(default_factory=dict)
+
+
+_TOP = {"shop", "program", "otp", "offers", "mqtt", "service", "sms"}
+
+
+def _table(doc: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = doc.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    return dict(value)
+
+
+def _take(
+    table: dict[str, Any], where: str, key: str, kind: type | tuple[type, ...], default: Any
+) -> Any:
+    if key not in table:
+        return default
+    value = table.pop(key)
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        raise ConfigError(f"{where}.{key}: expected {kinds[0].__name__}, got {value!r}")
+    if not isinstance(value, kinds):
+        raise ConfigError(f"{where}.{key}: expected {kinds[0].__name__}, got {value!r}")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+        raise ConfigError(f"{where}.{key}: must not be negative")
+    return value
+
+
+def _no_more(table: dict[str, Any], where: str) -> None:
+    if table:
+        raise ConfigError(f"{where}: unknown setting {next(iter(table))!r}")
+
+
+def _date(value: Any, where: str) -> date:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigError(f"{where}: {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def parse_offer(raw: Mapping[str, Any], where: str) -> Offer:
+    t = dict(raw)
+    try:
+        weekdays = _take(t, where, "weekdays", (list, str), [])
+        hours = _take(t, where, "hours", str, None)
+        start = _take(t, where, "start", (str, date), None)
+        until = t.pop("until", None)
+        if until is None:
+            raise ConfigError(f"{where}.until: every offer needs an expiry date")
+        offer = Offer(
+            name=_take(t, where, "name", str, ""),
+            percent=float(_take(t, where, "percent", (int, float), 0)),
+            amount=_take(t, where, "amount", int, 0),
+            start=_date(start, f"{where}.start") if start is not None else None,
+            until=_date(until, f"{where}.until"),
+            weekdays=parse_weekdays(weekdays),
+            hours=parse_hours(hours) if hours else None,
+            min_purchase=_take(t, where, "min_purchase", int, 0),
+            target=_take(t, where, "target", str, "everyone"),
+        )
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    _no_more(t, where)
+    return offer
+
+
+def parse(doc: Mapping[str, Any]) -> Settings:
+    for name in doc:
+        if name not in _TOP:
+            raise ConfigError(f"unknown table [{name}] (known: {', '.join(sorted(_TOP))})")
+    shop = _table(doc, "shop")
+    shop_name = _take(shop, "shop", "name", str, Settings().shop_name)
+    _no_more(shop, "shop")
+
+    prog = _table(doc, "program")
+    defaults = Program()
+    kwargs: dict[str, Any] = {}
+    for key, kind in (
+        ("tier_window_days", int),
+        ("max_redeem_percent", (int, float)),
+        ("hold_seconds", int),
+        ("credit_days", int),
+        ("welcome_credit", int),
+        ("referral_bonus", int),
+    ):
+        kwargs[key] = _take(prog, "program", key, kind, getattr(defaults, key))
+    if kwargs["max_redeem_percent"] > 100:
+        raise ConfigError("program.max_redeem_percent: must be at most 100")
+    raw_tiers = _take(prog, "program", "tiers", list, None)
+    if raw_tiers is not None:
+        tiers = []
+        for i, raw in enumerate(raw_tiers):
+            where = f"program.tiers[{i}]"
+            if not isinstance(raw, dict):
+                raise ConfigError(f"{where}: must be a table")
+            t = dict(raw)
+            name = _take(t, where, "name", str, "")
+            if not name:
+                raise ConfigError(f"{where}.name: a tier needs a name")
+            tiers.append(
+                Tier(
+                    name=name,
+                    min_spend=_take(t, where, "min_spend", int, 0),
+                    percent=float(_take(t, where, "cashback_percent", (int, float), 0)),
+                )
+            )
+            _no_more(t, where)
+        kwargs["tiers"] = tuple(tiers)
+    _no_more(prog, "program")
+
+    otp = _table(doc, "otp")
+    for key, attr in (
+        ("threshold", "otp_threshold"),
+        ("digits", "otp_digits"),
+        ("ttl_seconds", "otp_seconds"),
+        ("tries", "otp_tries"),
+    ):
+        kwargs[attr] = _take(otp, "otp", key, int, getattr(defaults, attr))
+    _no_more(otp, "otp")
+    if not 4 <= kwargs["otp_digits"] <= 10:
+        raise ConfigError("otp.digits: must be 4..10")
+    if kwargs["otp_tries"] < 1:
+        raise ConfigError("otp.tries: must be at least 1")
+    try:
+        program = Program(**kwargs)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+    raw_offers = doc.get("offers", [])
+    if not isinstance(raw_offers, list):
+        raise ConfigError("offers: use [[offers]] tables")
+    offers = tuple(parse_offer(o, f"offers[{i}]") for i, o in enumerate(raw_offers))
+
+    mq = _table(doc, "mqtt")
+    mqtt = MqttSettings(
+        **{
+            f.name: _take(mq, "mqtt", f.name, int if f.name == "keepalive" else str, f.default)
+            for f in fields(MqttSettings)
+        }
+    )
+    _no_more(mq, "mqtt")
+
+    sv = _table(doc, "service")
+    dflt = ServiceSettings()
+    service = ServiceSettings(
+        batch_max=_take(sv, "service", "batch_max", int, dflt.batch_max),
+        sweep_seconds=float(
+            _take(sv, "service", "sweep_seconds", (int, float), dflt.sweep_seconds)
+        ),
+    )
+    _no_more(sv, "service")
+    if service.batch_max < 1:
+        raise ConfigError("service.batch_max: must be at least 1")
+    if service.sweep_seconds <= 0:
+        raise ConfigError("service.sweep_seconds: must be above 0")
+
+    sms = _table(doc, "sms")
+    try:
+        make_sender(sms, base_dir=Path("."))  # checks the table; touches nothing
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+    return Settings(
+        program=program,
+        offers=offers,
+        shop_name=shop_name,
+        mqtt=mqtt,
+        service=service,
+        sms=sms,
+    )
+
+
+def load(path: str | Path | None) -> Settings:
+    """Settings from a TOML file; None gives the defaults."""
+    if path is None:
+        return Settings()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the config file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: the config file is not UTF-8") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    try:
+        return parse(doc)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None

@@ -1,0 +1,250 @@
+"""The credit ledger on SQLite: one row per movement, credit kept in lots for FIFO expiry.
+
+Invariants (checked by the stateful test): the balance is the sum of the member's ledger
+rows and never negative; the sum of open lots minus open holds equals the balance; every
+row has a unique idempotency key. Callers hold an open transaction.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from datetime import datetime
+
+from backend import ledger_rules
+from backend.store import add_debt, ts
+
+
+class LedgerError(Exception):
+    """A movement that would break an invariant (a programming error, never a request's)."""
+
+
+def balance(conn: sqlite3.Connection, member_id: int) -> int:
+    row = conn.execute(
+        "SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE member_id = ?", (member_id,)
+    ).fetchone()
+    return int(row[0])
+
+
+def held(conn: sqlite3.Connection, member_id: int) -> int:
+    row = conn.execute(
+        "SELECT COALESCE(SUM(discount), 0) FROM quotes WHERE member_id = ? AND status = 'held'",
+        (member_id,),
+    ).fetchone()
+    return int(row[0])
+
+
+def has_row(conn: sqlite3.Connection, key: str) -> bool:
+    return conn.execute("SELECT 1 FROM ledger WHERE key = ?", (key,)).fetchone() is not None
+
+
+def _row(
+    conn: sqlite3.Connection,
+    member_id: int,
+    kind: str,
+    amount: int,
+    key: str,
+    at: datetime,
+    ref: str | None = None,
+) -> int:
+    if kind not in ledger_rules.KINDS:
+        raise LedgerError(f"unknown ledger kind {kind!r}")
+    cur = conn.execute(
+        "INSERT INTO ledger(member_id, kind, amount, key, at, ref) VALUES (?, ?, ?, ?, ?, ?)",
+        (member_id, kind, amount, key, ts(at), ref),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def credit(
+    conn: sqlite3.Connection,
+    member_id: int,
+    kind: str,
+    amount: int,
+    key: str,
+    *,
+    earned_at: datetime,
+    expires_at: datetime,
+    ref: str | None = None,
+) -> int | None:
+    """Add credit as a new lot; returns the lot id (None for 0)."""
+    if amount < 0:
+        raise LedgerError("credit of a negative amount")
+    if amount == 0:
+        return None
+    _row(conn, member_id, kind, amount, key, earned_at, ref)
+    cur = conn.execute(
+        "INSERT INTO lots(member_id, earned_at, expires_at, amount, remaining) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (member_id, ts(earned_at), ts(expires_at), amount, amount),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def _open_lots(
+    conn: sqlite3.Connection, member_id: int, *, first: int | None = None
+) -> list[tuple[int, int]]:
+    lots = conn.execute(
+        "SELECT id, remaining FROM lots WHERE member_id = ? AND remaining > 0 "
+        "ORDER BY expires_at, id",
+        (member_id,),
+    ).fetchall()
+    if first is not None:
+        lots.sort(key=lambda lot: lot[0] != first)  # stable: that lot first, then FIFO
+    return [(int(a), int(b)) for a, b in lots]
+
+
+def debit(
+    conn: sqlite3.Connection,
+    member_id: int,
+    kind: str,
+    amount: int,
+    key: str,
+    at: datetime,
+    *,
+    ref: str | None = None,
+    first_lot: int | None = None,
+    record_uses: bool = False,
+    available: int | None = None,
+) -> int:
+    """Take credit from the lots, oldest to expire first; returns the ledger row id.
+
+    `available` is the balance when the caller has just read it (saves a query)."""
+    if amount <= 0:
+        raise LedgerError("debit of a non-positive amount")
+    if amount > (balance(conn, member_id) if available is None else available):
+        raise LedgerError(f"{kind} of {amount} exceeds the credit of member {member_id}")
+    row_id = _row(conn, member_id, kind, -amount, key, at, ref)
+    for lot_id, part in ledger_rules.fifo_take(
+        _open_lots(conn, member_id, first=first_lot), amount
+    ):
+        conn.execute("UPDATE lots SET remaining = remaining - ? WHERE id = ?", (part, lot_id))
+        if record_uses:
+            conn.execute(
+                "INSERT INTO lot_uses(ledger_id, lot_id, amount) VALUES (?, ?, ?)",
+                (row_id, lot_id, part),
+            )
+    return row_id
+
+
+def restore(
+    conn: sqlite3.Connection, member_id: int, used_row_key: str, key: str, at: datetime
+) -> int:
+    """Give back what a recorded debit took, into the very lots it came from (so the
+    restored credit keeps its original expiry); returns the amount restored."""
+    row = conn.execute("SELECT id FROM ledger WHERE key = ?", (used_row_key,)).fetchone()
+    if row is None:
+        return 0
+    uses = conn.execute(
+        "SELECT lot_id, amount FROM lot_uses WHERE ledger_id = ?", (row[0],)
+    ).fetchall()
+    total = sum(a for _, a in uses)
+    if total == 0:
+        return 0
+    _row(conn, member_id, "reversal", total, key, at, used_row_key)
+    for lot_id, part in uses:
+        conn.execute("UPDATE lots SET remaining = remaining + ? WHERE id = ?", (part, lot_id))
+    return total
+
+
+def hold(
+    conn: sqlite3.Connection, member_id: int, quote_id: str, amount: int, at: datetime
+) -> None:
+    if amount <= 0:
+        return
+    if amount > balance(conn, member_id):
+        raise LedgerError("hold exceeds the balance")
+    _row(conn, member_id, "hold", -amount, f"hold:{quote_id}", at, quote_id)
+
+
+def release(
+    conn: sqlite3.Connection, member_id: int, quote_id: str, amount: int, at: datetime
+) -> None:
+    if amount > 0:
+        _row(conn, member_id, "release", amount, f"release:{quote_id}", at, quote_id)
+
+
+def redeem(
+    conn: sqlite3.Connection,
+    member_id: int,
+    quote_id: str,
+    amount: int,
+    at: datetime,
+    *,
+    available: int | None = None,
+) -> None:
+    """Make a redemption final (its hold already released in the same transaction)."""
+    if amount > 0:
+        debit(
+            conn,
+            member_id,
+            "redeem",
+            amount,
+            f"redeem:{quote_id}",
+            at,
+            ref=quote_id,
+            record_uses=True,
+            available=available,
+        )
+
+
+def take_back(
+    conn: sqlite3.Connection,
+    member_id: int,
+    amount: int,
+    key: str,
+    at: datetime,
+    *,
+    first_lot: int | None,
+) -> tuple[int, int]:
+    """Take back earned credit; what is already spent becomes a debt. (taken, shortfall)."""
+    taken, shortfall = ledger_rules.take_back(amount, balance(conn, member_id))
+    if taken:
+        debit(conn, member_id, "reversal", taken, key, at, first_lot=first_lot)
+    if shortfall:
+        add_debt(conn, member_id, shortfall)
+    return taken, shortfall
+
+
+def expire(conn: sqlite3.Connection, member_id: int, now: datetime) -> int:
+    """Expire the member's lots past their date, except what an open hold still covers."""
+    lots = conn.execute(
+        "SELECT id, remaining FROM lots WHERE member_id = ? AND remaining > 0 "
+        "AND expires_at <= ? ORDER BY expires_at, id",
+        (member_id, ts(now)),
+    ).fetchall()
+    if not lots:
+        return 0
+    amount = ledger_rules.expirable(sum(r for _, r in lots), balance(conn, member_id))
+    if amount == 0:
+        return 0
+    key = f"expiry:{member_id}:{ts(now)}:{secrets.token_hex(4)}"
+    row_id = _row(conn, member_id, "expiry", -amount, key, now)
+    for lot_id, part in ledger_rules.fifo_take(lots, amount):
+        conn.execute("UPDATE lots SET remaining = remaining - ? WHERE id = ?", (part, lot_id))
+        conn.execute(
+            "INSERT INTO lot_uses(ledger_id, lot_id, amount) VALUES (?, ?, ?)",
+            (row_id, lot_id, part),
+        )
+    return amount
+
+
+def members_with_expired_lots(conn: sqlite3.Connection, now: datetime) -> list[int]:
+    rows = conn.execute(
+        "SELECT DISTINCT member_id FROM lots WHERE remaining > 0 AND expires_at <= ?",
+        (ts(now),),
+    )
+    return [int(r[0]) for r in rows]
+
+
+def check(conn: sqlite3.Connection, member_id: int) -> None:
+    """Assert the ledger invariants for one member (used by tests and `member`)."""
+    bal = balance(conn, member_id)
+    lots = conn.execute(
+        "SELECT COALESCE(SUM(remaining), 0) FROM lots WHERE member_id = ?", (member_id,)
+    ).fetchone()[0]
+    hd = held(conn, member_id)
+    if bal < 0 or lots - hd != bal:
+        raise LedgerError(
+            f"member {member_id}: balance {bal}, lots {lots}, held {hd}: invariant broken"
+        )

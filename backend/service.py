@@ -1,0 +1,321 @@
+"""The MQTT service: requests from the shared subscription, answers after a durable commit.
+
+One worker thread owns the SQLite connection and commits requests in groups (group
+commit): everything that arrived while the previous group was committing goes into the
+next transaction, and replies are published only after that commit. The paho network
+thread only queues messages, so it never waits for the disk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import socket
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from backend import store
+from backend.config import Settings
+from backend.handlers import Clock, Handler, utc_now
+from backend.sms.senders import Sender, make_sender
+from backend.sms.worker import SmsWorker
+from protocols import mqtt as schema
+
+log = logging.getLogger(__name__)
+_STOP = object()
+
+
+def parse_broker(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"broker {text!r} must be HOST:PORT")
+    return host, int(port)
+
+
+def _nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    """Nagle's algorithm would hold small replies back for tens of milliseconds."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        pass
+
+
+@dataclass
+class Stats:
+    handled: int = 0
+    dropped: int = 0
+    batches: int = 0
+    latencies: list[float] = field(default_factory=list)  # seconds, receipt to publish
+
+
+class BackendService:
+    """`start()`, then `stop()` (or SIGTERM through the CLI): finishes what it has begun."""
+
+    def __init__(
+        self,
+        db_path: str | Path,
+        settings: Settings,
+        *,
+        broker: str,
+        instance: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        ca_file: str | None = None,
+        clock: Clock = utc_now,
+        sender: Sender | None = None,
+        record_latency: bool = False,
+    ) -> None:
+        self.db_path = Path(db_path)
+        self.settings = settings
+        self.host, self.port = parse_broker(broker)
+        self.instance = (
+            instance or settings.mqtt.instance or f"{socket.gethostname()}-{os.getpid()}"
+        )
+        schema.backend_status_topic(self.instance)  # topic-safe, or ValueError now
+        self.username = username if username is not None else settings.mqtt.username
+        self.password = password if password is not None else settings.mqtt.password
+        self.ca_file = ca_file if ca_file is not None else settings.mqtt.ca_file
+        self.clock = clock
+        self.record_latency = record_latency
+        self.stats = Stats()
+        self.connected = threading.Event()
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._stopped = threading.Event()
+        self._client = self._make_client()
+        base = self.db_path.resolve().parent
+        self._sms = SmsWorker(
+            self.db_path, sender if sender is not None else make_sender(settings.sms, base_dir=base)
+        )
+
+    # --- MQTT ----------------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"loyalty-backend-{self.instance}",
+            protocol=mqtt.MQTTv5,
+        )
+        client.on_socket_open = _nodelay
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.reconnect_delay_set(min_delay=1, max_delay=5)
+        client.max_queued_messages_set(0)
+        client.max_inflight_messages_set(1000)
+        client.will_set(
+            schema.backend_status_topic(self.instance),
+            schema.encode_status(False),
+            qos=1,
+            retain=True,
+        )
+        if self.username:
+            client.username_pw_set(self.username, self.password)
+        if self.ca_file:
+            client.tls_set(ca_certs=self.ca_file)
+        return client
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any = None
+    ) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection: %s", reason)
+            return
+        client.subscribe(schema.SHARED_REQUEST_FILTER, qos=1)
+        client.publish(
+            schema.backend_status_topic(self.instance),
+            schema.encode_status(True),
+            qos=1,
+            retain=True,
+        )
+        self.connected.set()
+        log.info("connected to %s:%s as %s", self.host, self.port, self.instance)
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any = None
+    ) -> None:
+        self.connected.clear()
+        if not self._stopped.is_set():
+            log.warning("lost the broker (%s); reconnecting", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._queue.put((time.perf_counter(), msg.topic, msg.payload))
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> BackendService:
+        conn = store.connect(self.db_path)  # schema problems surface here, before MQTT
+        self._handler = Handler(
+            conn,
+            self.settings.program,
+            shop_name=self.settings.shop_name,
+            offers=self.settings.offers,
+            clock=self.clock,
+        )
+        self._worker = threading.Thread(target=self._work, name="backend-worker", daemon=True)
+        self._worker.start()
+        self._sms.start()
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 0
+        self._client.connect_async(
+            self.host,
+            self.port,
+            keepalive=self.settings.mqtt.keepalive,
+            clean_start=True,
+            properties=props,
+        )
+        self._client.loop_start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking requests, answer those already received, publish offline, leave."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        if self.connected.is_set():
+            self._client.unsubscribe(schema.SHARED_REQUEST_FILTER)
+            time.sleep(0.05)  # let a message already on the wire arrive
+        self._queue.put(_STOP)
+        if self._worker is not None:
+            self._worker.join(timeout)
+        self._sms.stop()
+        if self.connected.is_set():
+            info = self._client.publish(
+                schema.backend_status_topic(self.instance),
+                schema.encode_status(False),
+                qos=1,
+                retain=True,
+            )
+            try:
+                info.wait_for_publish(timeout=3)
+            except (RuntimeError, ValueError):
+                pass
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._handler.conn.close()
+        log.info(
+            "stopped: %d requests answered in %d transactions, %d dropped",
+            self.stats.handled,
+            self.stats.batches,
+            self.stats.dropped,
+        )
+
+    # --- the worker ----------------------------------------------------------------------
+
+    def _work(self) -> None:
+        sweep_every = self.settings.service.sweep_seconds
+        next_sweep = time.monotonic()
+        stopping = False
+        while not stopping:
+            if time.monotonic() >= next_sweep:
+                self._sweep()
+                next_sweep = time.monotonic() + sweep_every
+            try:
+                item = self._queue.get(timeout=max(0.01, next_sweep - time.monotonic()))
+            except queue.Empty:
+                continue
+            items = []
+            while True:
+                if item is _STOP:
+                    stopping = True
+                else:
+                    items.append(item)
+                if len(items) >= self.settings.service.batch_max:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if items:
+                self._process(items)
+        # anything queued after the stop marker still gets its answer
+        rest = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                rest.append(item)
+        if rest:
+            self._process(rest)
+
+    def _sweep(self) -> None:
+        try:
+            holds, expired = self._handler.sweep()
+            if holds or expired:
+                log.info("sweep: released %d expired holds, expired %d rials", holds, expired)
+        except sqlite3.Error:
+            log.exception("sweep failed")
+
+    def _process(self, items: list[tuple[float, str, bytes]]) -> None:
+        reqs: list[schema.Request] = []
+        started: list[float] = []
+        for t0, topic, payload in items:
+            req = self._decode(topic, payload)
+            if req is not None:
+                reqs.append(req)
+                started.append(t0)
+        if not reqs:
+            return
+        try:
+            responses = self._handler.handle_batch(reqs)
+        except sqlite3.Error:
+            log.exception("a batch of %d requests failed", len(reqs))
+            responses = [schema.refusal(r, "96", "database error") for r in reqs]
+        self.stats.batches += 1
+        for req, resp, t0 in zip(reqs, responses, started, strict=True):
+            self._client.publish(schema.response_topic(req.terminal_id), resp.to_json(), qos=1)
+            self.stats.handled += 1
+            if self.record_latency:
+                self.stats.latencies.append(time.perf_counter() - t0)
+
+    def _decode(self, topic: str, payload: bytes) -> schema.Request | None:
+        try:
+            tid = schema.terminal_of_topic(topic)
+        except schema.SchemaError:
+            self.stats.dropped += 1
+            log.warning("dropped a message on %r: not a terminal topic", topic)
+            return None
+        try:
+            req = schema.decode_request(payload)
+        except schema.SchemaError as exc:
+            self._refuse_malformed(tid, payload, str(exc))
+            return None
+        if req.terminal_id != tid:
+            self.stats.dropped += 1
+            log.warning(
+                "dropped request %s: terminal_id %r differs from topic %r",
+                req.id,
+                req.terminal_id,
+                tid,
+            )
+            return None
+        return req
+
+    def _refuse_malformed(self, tid: str, payload: bytes, reason: str) -> None:
+        """Answer 30 when the envelope is readable enough to address a reply, else drop."""
+        self.stats.dropped += 1
+        log.warning("malformed request on terminal %s: %s", tid, reason)
+        try:
+            doc = json.loads(payload)
+            resp = schema.Response(
+                type=doc["type"], id=doc["id"], key=doc["key"], code="30", message=reason[:200]
+            )
+            data = resp.to_json()
+        except (ValueError, KeyError, TypeError, schema.SchemaError):
+            return
+        if doc.get("terminal_id") not in (None, tid):
+            return
+        self._client.publish(schema.response_topic(tid), data, qos=1)

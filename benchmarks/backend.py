@@ -1,0 +1,356 @@
+"""Backend throughput and latency through a real Mosquitto into a real SQLite ledger.
+
+    python benchmarks/backend.py [--quick] [--members N] [--rows N] [--purchases N]
+
+Prints, measured in the same run:
+- the raw rate of durable SQLite commits (WAL, synchronous=FULL), one insert per commit
+  and grouped, the reference for what the disk allows;
+- inquiries and settled purchases (advices that settle a quote: release, redeem, earn,
+  tier, SMS) per second through MQTT into the ledger of one backend process;
+- inquiry latency p50/p99 in the backend (Handler.handle incl. its durable commit) and
+  round trip through the broker, one request at a time.
+Goals (issue 5): >= 2,000 settled purchases/s on one process; inquiry p99 < 2 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import paho.mqtt.client as mqtt  # noqa: E402
+from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+
+from backend import store  # noqa: E402
+from backend.handlers import Handler  # noqa: E402
+from backend.store import CODE_ALPHABET  # noqa: E402
+from demo.mosquitto import Mosquitto  # noqa: E402
+from protocols import mqtt as schema  # noqa: E402
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(len(s) * p / 100))]
+
+
+def phone(i: int) -> str:
+    return f"0912{i:07d}"
+
+
+def bulk_load(db: Path, members: int, rows: int) -> float:
+    """Members and earn rows (with their lots) straight into the tables, fast."""
+    t0 = time.perf_counter()
+    store.connect(db).close()  # schema
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA synchronous = OFF")
+    # secondary indexes are rebuilt once at the end (store.connect creates missing ones)
+    for name in ("ledger_member", "ledger_at", "lots_open", "lots_expiring"):
+        conn.execute(f"DROP INDEX {name}")
+    now = int(datetime.now(UTC).timestamp())
+    rnd = random.Random(7)
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO members(id, phone, code, enrolled_at, tier) VALUES (?, ?, ?, ?, 'bronze')",
+        (
+            (
+                i + 1,
+                phone(i),
+                "".join(rnd.choice(CODE_ALPHABET) for _ in range(9)),
+                now - 400 * 86400,
+            )
+            for i in range(members)
+        ),
+    )
+    per = max(1, rows // members)
+
+    def lots():
+        for n in range(rows):
+            member = n // per % members + 1
+            earned = now - rnd.randrange(0, 300 * 86400)
+            yield (n + 1, member, earned, earned + 365 * 86400, 30_000, 30_000)
+
+    conn.executemany(
+        "INSERT INTO lots(id, member_id, earned_at, expires_at, amount, remaining) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        lots(),
+    )
+    conn.execute(
+        "INSERT INTO ledger(id, member_id, kind, amount, key, at) "
+        "SELECT id, member_id, 'earn', amount, 'bulk:' || id, earned_at FROM lots"
+    )
+    conn.execute("COMMIT")
+    conn.close()
+    store.connect(db).close()
+    return time.perf_counter() - t0
+
+
+def raw_sqlite(path: Path, n: int, group: int, lat: list[float] | None = None) -> float:
+    """Rows per second, `group` rows per durable commit (commit times in ms into `lat`)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, k TEXT UNIQUE, v INTEGER)")
+    t0 = time.perf_counter()
+    for i in range(0, n, group):
+        t1 = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO t(k, v) VALUES (?, ?)", ((f"{group}:{j}", j) for j in range(i, i + group))
+        )
+        conn.execute("COMMIT")
+        if lat is not None:
+            lat.append((time.perf_counter() - t1) * 1000)
+    rate = n / (time.perf_counter() - t0)
+    conn.close()
+    return rate
+
+
+class Client:
+    """Many terminals' agents in one MQTT client: pipelined requests, responses by id."""
+
+    def __init__(self, address: str, tids: list[str]) -> None:
+        host, port = address.rsplit(":", 1)
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.c.on_socket_open = lambda c, u, s: s.setsockopt(6, 1, 1)  # TCP_NODELAY
+        self.c.on_message = self._on_message
+        self.c.max_inflight_messages_set(1000)
+        self.responses: dict[str, schema.Response] = {}
+        self.online = threading.Event()
+        self.cond = threading.Condition()
+        self.c.connect(host, int(port))
+        self.c.loop_start()
+        self.c.subscribe(
+            [(schema.response_topic(t), 1) for t in tids] + [(schema.BACKEND_STATUS_FILTER, 1)]
+        )
+
+    def _on_message(self, c, u, msg) -> None:
+        if "/backend/" in msg.topic:
+            if schema.decode_status(msg.payload):
+                self.online.set()
+            return
+        resp = schema.decode_response(msg.payload)
+        with self.cond:
+            self.responses[resp.id] = resp
+            self.cond.notify_all()
+
+    def run(self, reqs: list[schema.Request], window: int) -> float:
+        """Send all with at most `window` unanswered; seconds until the last answer."""
+        t0 = time.perf_counter()
+        for i, r in enumerate(reqs):
+            if i >= window:
+                wait_id = reqs[i - window].id
+                with self.cond:
+                    assert self.cond.wait_for(lambda: wait_id in self.responses, 60)  # noqa: B023
+            self.c.publish(schema.request_topic(r.terminal_id), r.to_json(), qos=1)
+        last = reqs[-1].id
+        with self.cond:
+            assert self.cond.wait_for(
+                lambda: (
+                    all(r.id in self.responses for r in reqs[-window:]) and last in self.responses
+                ),
+                120,
+            )
+        return time.perf_counter() - t0
+
+    def ask(self, r: schema.Request) -> tuple[schema.Response, float]:
+        t0 = time.perf_counter()
+        self.c.publish(schema.request_topic(r.terminal_id), r.to_json(), qos=1)
+        with self.cond:
+            assert self.cond.wait_for(lambda: r.id in self.responses, 30)
+        return self.responses[r.id], time.perf_counter() - t0
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small data set (10k members, 100k rows)")
+    ap.add_argument("--members", type=int)
+    ap.add_argument("--rows", type=int)
+    ap.add_argument("--purchases", type=int)
+    ap.add_argument("--latency-samples", type=int, default=2000)
+    a = ap.parse_args(argv)
+    members = a.members or (10_000 if a.quick else 100_000)
+    rows = a.rows or (100_000 if a.quick else 1_000_000)
+    purchases = a.purchases or (3_000 if a.quick else 10_000)
+    work = Path(tempfile.mkdtemp(prefix="backend-bench-"))
+    import subprocess
+
+    proc = None
+    broker = Mosquitto(work / "broker")
+    try:
+        db = work / "loyalty.db"
+        print(f"bulk load: {members:,} members, {rows:,} ledger rows ...", flush=True)
+        print(f"  loaded in {bulk_load(db, members, rows):.1f} s")
+        commit_ms: list[float] = []
+        single = raw_sqlite(work / "raw.db", 2000, 1, commit_ms)
+        grouped = raw_sqlite(work / "raw.db", 20_000, 100)
+        print(
+            f"raw SQLite, WAL + synchronous=FULL: {single:,.0f} commits/s (1 row each), "
+            f"{grouped:,.0f} rows/s (100 rows per commit)"
+        )
+
+        broker.start()
+        tids = [f"T{i:07d}" for i in range(20)]
+        client = Client(broker.address, tids)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "backend",
+                "run",
+                "--broker",
+                broker.address,
+                "--db",
+                str(db),
+                "--instance",
+                "bench",
+                "--log-level",
+                "INFO",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=(work / "backend.log").open("w"),
+            start_new_session=True,
+        )
+        assert client.online.wait(30), "backend did not come online"
+        rnd = random.Random(1)
+        stamp = datetime.now(UTC).strftime("%m%d%H%M%S")
+        picks = rnd.sample(range(members), purchases)
+        inquiries = [
+            schema.Request(
+                type="inquiry",
+                id=f"i{n}",
+                key=f"{tids[n % 20]}:0100:{n:06d}:{stamp}",
+                terminal_id=tids[n % 20],
+                merchant_id="M00000000000001",
+                body={"phone": phone(m), "gross": 100_000, "redeem": None, "otp": None},
+            )
+            for n, m in enumerate(picks)
+        ]
+        dt = client.run(inquiries, 400)
+        print(f"inquiries through MQTT: {purchases / dt:,.0f}/s ({purchases:,} in {dt:.2f} s)")
+        occurred = schema.utc_now_iso()
+        advices = []
+        for n, q in enumerate(inquiries):
+            resp = client.responses[q.id]
+            assert resp.code == "00", resp
+            advices.append(
+                schema.Request(
+                    type="advice",
+                    id=f"a{n}",
+                    key=f"{q.terminal_id}:0220:{n:06d}:{stamp}",
+                    terminal_id=q.terminal_id,
+                    merchant_id="M00000000000001",
+                    body={
+                        "stan": f"{n:06d}",
+                        "transmitted_at": stamp,
+                        "local_date": stamp[:4],
+                        "local_time": "120000",
+                        "occurred_at": occurred,
+                        "amount": 100_000 - resp.body["discount"],
+                        "gross": 100_000,
+                        "rrn": f"{n:012d}",
+                        "auth_code": "A1B2C3",
+                        "bank_code": "00",
+                        "quote_id": resp.body["quote_id"],
+                    },
+                )
+            )
+        cpu0 = cpu_seconds(proc.pid)
+        dt = client.run(advices, 400)
+        cpu = cpu_seconds(proc.pid) - cpu0
+        settled = purchases / dt
+        assert all(client.responses[a.id].code == "00" for a in advices)
+        print(
+            f"settled purchases through MQTT: {settled:,.0f}/s ({purchases:,} in {dt:.2f} s); "
+            f"goal 2,000/s; {settled / single:.1f}x the single-commit SQLite rate"
+        )
+        print(
+            f"  backend CPU per settled purchase: {cpu / purchases * 1e6:.0f} us "
+            f"(= {purchases / cpu:,.0f}/s if it had a core to itself); "
+            f"backend used {cpu / dt:.0%} of a core, load average {os.getloadavg()[0]:.1f} "
+            f"on {os.cpu_count()} cores"
+        )
+
+        rtt = []
+        for n in range(a.latency_samples // 2):
+            m = rnd.randrange(members)
+            r = schema.Request(
+                type="inquiry",
+                id=f"l{n}",
+                key=f"{tids[0]}:0100:{n:06d}:L{stamp}",
+                terminal_id=tids[0],
+                merchant_id="M00000000000001",
+                body={"phone": phone(m), "gross": 50_000},
+            )
+            rtt.append(client.ask(r)[1] * 1000)
+        print(
+            f"inquiry round trip via broker, one at a time: p50 {pct(rtt, 50):.2f} ms, "
+            f"p99 {pct(rtt, 99):.2f} ms"
+        )
+        proc.terminate()
+        proc.wait(30)
+        proc = None
+        for line in (work / "backend.log").read_text().splitlines():
+            if "stopped:" in line or "ERROR" in line:
+                print("backend:", line.split(": ", 1)[-1])
+        client.close()
+
+        conn = store.connect(db)
+        handler = Handler(conn)
+        inside = []
+        for n in range(a.latency_samples):
+            m = rnd.randrange(members)
+            r = schema.Request(
+                type="inquiry",
+                id=f"h{n}",
+                key=f"{tids[1]}:0100:{n:06d}:H{stamp}",
+                terminal_id=tids[1],
+                merchant_id="M00000000000001",
+                body={"phone": phone(m), "gross": 50_000},
+            )
+            t0 = time.perf_counter()
+            assert handler.handle(r).code == "00"
+            inside.append((time.perf_counter() - t0) * 1000)
+        print(
+            f"inquiry in the backend (handle + durable commit): p50 {pct(inside, 50):.2f} ms, "
+            f"p99 {pct(inside, 99):.2f} ms, mean {statistics.fmean(inside):.2f} ms; "
+            "goal p99 < 2 ms; "
+            f"a bare durable commit: p50 {pct(commit_ms, 50):.2f} ms, "
+            f"p99 {pct(commit_ms, 99):.2f} ms here"
+        )
+        n_rows = conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
+        print(f"ledger rows at the end: {n_rows:,}")
+        conn.close()
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+        broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
