@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from firmware_bridge.link import Acked, Delivered, Failed, Link, LinkDown, Rejected
 from firmware_bridge.transports import Transport, TransportClosed, TransportError
+from protocols.framing import ACK
 
 __all__ = ["LinkDown", "LinkDriver", "MessageHandler"]
 
@@ -26,6 +27,7 @@ MessageHandler = Callable[[bytes, "LinkDriver"], None]
 #: Longest the I/O thread sleeps in one read: bounds how late a timer is noticed after a
 #: send() from another thread changed the deadlines.
 MAX_WAIT = 0.02
+_ACK = bytes((ACK,))
 
 
 class _Waiter:
@@ -121,32 +123,51 @@ class LinkDriver:
         with self._lock:
             if self._closed.is_set() or self._stopping.is_set():
                 raise LinkDown(f"{self.name}: link is closed")
+            if self._io_thread is None:
+                # Nothing would ever run the link's timers: the wait below would not end.
+                raise LinkDown(f"{self.name}: driver not started")
             handle = self.link.send(message, self._clock())
             self._waiters[handle] = waiter
-            try:
-                self._flush_locked()
-            except TransportClosed:
-                pass  # the I/O thread sees it on its next read and fails the waiter
+            # A closed transport: the I/O thread sees it on its next read and fails us.
+            self._flush_locked()
         waiter.done.wait()  # the link resolves every frame: ACK, 3rd failure, or stop
         if waiter.error is not None:
             raise LinkDown(f"{self.name}: {waiter.error}")
 
     # -- internals --------------------------------------------------------------------
 
-    def _flush_locked(self) -> None:
+    def _flush_locked(self) -> tuple[list[bool], TransportClosed | None]:
+        """Write every pending chunk. Returns whether each ACK among them was written,
+        in order, and the `TransportClosed` that cut the writing short, if any."""
+        acks: list[bool] = []
+        closed: TransportClosed | None = None
         for chunk in self.link.outgoing():
-            try:
-                self.transport.write(chunk)
-            except TransportClosed:
-                raise
-            except TransportError as exc:
-                # Lost bytes: the link's timers retransmit or give up, as on a noisy line.
-                log.warning("%s: write failed: %s", self.name, exc)
+            written = False
+            if closed is None:
+                try:
+                    self.transport.write(chunk)
+                    written = True
+                except TransportClosed as exc:
+                    closed = exc
+                except TransportError as exc:
+                    # Lost bytes: the link's timers retransmit or give up, as on a noisy line.
+                    log.warning("%s: write failed: %s", self.name, exc)
+            if chunk == _ACK:
+                acks.append(written)
+        return acks, closed
 
-    def _handle_events(self, events: list[object]) -> None:
+    def _handle_events(self, events: list[object], acks: list[bool] | None = None) -> None:
+        """Act on the link's events; `acks` says which ACKs of this step were written."""
+        written = iter(acks or ())
         for event in events:
             if isinstance(event, Delivered):
-                self._inbox.put(event.message)
+                # PROTOCOL.md 2.2: handed up only once ACKed. A frame whose ACK could not
+                # be written is the sender's to repeat; taking it now would half-apply
+                # a transaction that the sender reports failed.
+                if next(written, True):
+                    self._inbox.put(event.message)
+                else:
+                    log.warning("%s: frame not handed up: its ACK was not written", self.name)
             elif isinstance(event, Acked | Failed):
                 waiter = self._waiters.pop(event.handle, None)
                 if waiter is not None:
@@ -171,12 +192,21 @@ class LinkDriver:
                 wait = MAX_WAIT
                 if deadline is not None:
                     wait = min(MAX_WAIT, max(deadline - self._clock(), 0.0))
+                before = self._clock()
                 data = self.transport.read(wait)
+                now = self._clock()
+                if not data:
+                    # Silence is only observed up to the end of the read's own wait: a
+                    # thread preempted after the read must not count its lost CPU time
+                    # as a quiet line (a false stall drop or retransmission).
+                    now = min(now, before + wait)
                 with self._lock:
-                    self.link.receive_data(data, self._clock())
-                    self._flush_locked()  # the ACK goes out before anyone sees the frame
+                    self.link.receive_data(data, now)
+                    acks, closed = self._flush_locked()  # ACKs go out before delivery
                     events = list(self.link.events())
-                self._handle_events(events)
+                self._handle_events(events, acks)
+                if closed is not None:
+                    raise closed
         except TransportClosed as exc:
             reason = f"transport closed: {exc}"
             if not self._stopping.is_set():

@@ -144,14 +144,18 @@ class SerialTransport:
         self._backoff = self.reopen_initial
         return None
 
-    def _lost(self, exc: BaseException) -> None:
+    def _lost(self, port: serial.SerialBase, exc: BaseException) -> None:
+        """Close `port`, the one that failed; nothing if it was already replaced (the
+        reader and a writer thread can both see the same unplug, and the late one must
+        not close the port the reader has meanwhile reopened)."""
+        if self._port is not port:
+            return
         log.warning("serial %s: device lost (%s); reopening with backoff", self.url, exc)
-        port, self._port = self._port, None
-        if port is not None:
-            try:
-                port.close()
-            except Exception:
-                pass
+        self._port = None
+        try:
+            port.close()
+        except Exception:
+            pass
         self._backoff = self.reopen_initial
         self._next_attempt = time.monotonic() + self._backoff
 
@@ -201,7 +205,7 @@ class SerialTransport:
             # TypeError/ValueError: pyserial on a fd closed under it by another thread
             if self._closed:
                 raise TransportClosed(f"serial {self.url} is closed") from None
-            self._lost(exc)
+            self._lost(port, exc)
             return b""
 
     def write(self, data: bytes) -> None:
@@ -216,7 +220,7 @@ class SerialTransport:
             # The far end is not draining (a pty nobody reads): not a lost device.
             raise TransportError(f"serial {self.url}: write timed out: {exc}") from None
         except (OSError, serial.SerialException) as exc:
-            self._lost(exc)
+            self._lost(port, exc)
             raise TransportError(f"serial {self.url}: write failed: {exc}") from None
 
     def close(self) -> None:

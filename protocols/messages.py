@@ -7,7 +7,7 @@ other exception can escape into the link thread. `parse_response` is the termina
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -39,6 +39,7 @@ APPROVED: Final = "00"
 INVALID_TRANSACTION: Final = "12"
 INVALID_AMOUNT: Final = "13"
 FORMAT_ERROR: Final = "30"
+SECURITY_VIOLATION: Final = "63"
 
 
 class MessageError(ValueError):
@@ -279,12 +280,12 @@ def _tlv(fields: Mapping[str, Any], required: bool) -> dict[str, str]:
         raise _format("48", exc.reason) from None
 
 
-def _amount(fields: Mapping[str, Any]) -> int:
-    """Field 4 of a request that needs an amount: missing or zero is 13."""
+def _amount(fields: Mapping[str, Any], *, zero_ok: bool = False) -> int:
+    """Field 4 of a request that needs an amount: missing, or zero unless `zero_ok`, is 13."""
     if "4" not in fields:
         raise MessageError(INVALID_AMOUNT, "4", "the amount is missing")
     value = int(_field(fields, "4"))
-    if value == 0:
+    if value == 0 and not zero_ok:
         raise MessageError(INVALID_AMOUNT, "4", "the amount is zero")
     return value
 
@@ -333,19 +334,21 @@ def _processing_code(fields: Mapping[str, Any], allowed: tuple[str, ...]) -> str
     return code
 
 
-def parse_request(fields: Mapping[str, Any]) -> Request:
-    """The typed request of a decoded field dict, or `MessageError` with 30, 12 or 13."""
+def _guarded(parse: Callable[[Mapping[str, Any]], Any], fields: Any, what: str) -> Any:
+    """Run a parser so that only `MessageError` escapes: a defect in it must still
+    become an answer, not a crash of the link thread."""
     try:
-        return _parse_request(fields)
+        return parse(fields)
     except MessageError:
         raise
-    except Exception as exc:  # a defect here must still become an answer, not a crash
-        raise _format("t", f"unreadable request: {exc!r}") from None
+    except Exception as exc:
+        raise _format("t", f"unreadable {what}: {exc!r}") from None
 
 
-def _parse_request(fields: Mapping[str, Any]) -> Request:
+def _checked_mti(fields: Any, what: str) -> str:
+    """The MTI of a field dict whose every field is valid for the codec's table."""
     if not isinstance(fields, Mapping):
-        raise _format("t", "a request must be a mapping of fields")
+        raise _format("t", f"a {what} must be a mapping of fields")
     for key in fields:
         if key in ("p", "1"):
             continue
@@ -354,9 +357,22 @@ def _parse_request(fields: Mapping[str, Any]) -> Request:
         _field(fields, key)
     if "t" not in fields:
         raise _format("t", "the MTI is missing")
-    mti = fields["t"]
+    return fields["t"]
+
+
+def parse_request(fields: Mapping[str, Any]) -> Request:
+    """The typed request of a decoded field dict, or `MessageError` with 30, 12, 13 or 63
+    (field 64 missing from a 01xx/02xx/04xx message, PROTOCOL.md 3.4)."""
+    return _guarded(_parse_request, fields, "request")
+
+
+def _parse_request(fields: Mapping[str, Any]) -> Request:
+    mti = _checked_mti(fields, "request")
     if mti not in (NETWORK, AUTHORIZATION, ADVICE, REVERSAL):
         raise _format("t", f"{mti} is not a request of PROTOCOL.md 3.2")
+    if mti != NETWORK and "64" not in fields:
+        # 3.4: a missing MAC is answered 63 like a wrong one, before anything else.
+        raise MessageError(SECURITY_VIOLATION, "64", "the MAC is missing")
     header = Header.from_fields(fields)
     if "49" in fields and fields["49"] != CURRENCY:
         raise _format("49", f"currency must be {CURRENCY}")
@@ -369,8 +385,6 @@ def _parse_request(fields: Mapping[str, Any]) -> Request:
         if code not in NETWORK_CODES:
             raise MessageError(INVALID_TRANSACTION, "70", f"unknown network code {code}")
         return NetworkRequest(header, code)
-    if "64" not in fields:
-        raise _format("64", "the MAC is missing")
     pan = fields.get("2")
     if mti == AUTHORIZATION:
         code = _processing_code(fields, (ENROLL_CODE, INQUIRY_CODE))
@@ -395,12 +409,14 @@ def _parse_request(fields: Mapping[str, Any]) -> Request:
             pan=pan,
         )
     _processing_code(fields, (ADVICE_CODE,))
-    amount = _amount(fields)
+    if mti == ADVICE and "39" not in fields:
+        raise _format("39", "the bank's response code is missing")
+    # 3.2: field 4 of an advice is what the bank charged, which is 0 when it declined;
+    # that advice must still be taken, since it is what releases the hold.
+    amount = _amount(fields, zero_ok=mti == ADVICE and fields["39"] != APPROVED)
     if "37" not in fields:
         raise _format("37", "the RRN is missing")
     if mti == ADVICE:
-        if "39" not in fields:
-            raise _format("39", "the bank's response code is missing")
         items = _tlv(fields, required=True)
         gross = _digits(items, "GA", zero_code=INVALID_AMOUNT)
         if gross is None:
@@ -541,26 +557,11 @@ def _flag(items: Mapping[str, str], tag: str) -> bool | None:
 
 def parse_response(fields: Mapping[str, Any]) -> Response:
     """The typed response of a decoded field dict, or `MessageError` (code 30 or 12)."""
-    try:
-        return _parse_response(fields)
-    except MessageError:
-        raise
-    except Exception as exc:
-        raise _format("t", f"unreadable response: {exc!r}") from None
+    return _guarded(_parse_response, fields, "response")
 
 
 def _parse_response(fields: Mapping[str, Any]) -> Response:
-    if not isinstance(fields, Mapping):
-        raise _format("t", "a response must be a mapping of fields")
-    for key in fields:
-        if key in ("p", "1"):
-            continue
-        if not isinstance(key, str):
-            raise _format(str(key), "field keys must be strings")
-        _field(fields, key)
-    if "t" not in fields:
-        raise _format("t", "the MTI is missing")
-    mti = fields["t"]
+    mti = _checked_mti(fields, "response")
     if "39" not in fields:
         raise _format("39", "the response code is missing")
     code = fields["39"]

@@ -16,11 +16,12 @@ MAX_FIELD: Final = 999
 MAX_VALUE: Final = 999
 #: Byte limits of PROTOCOL.md 3.3 for the texts the agent sends to the terminal.
 LIMITS: Final = {"MG": 64, "RL": 400}
-_UPPER: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def _is_tag(tag: bytes) -> bool:
-    return len(tag) == 2 and not tag.translate(None, _UPPER)
+    """Two ASCII letters (PROTOCOL.md 3.3); lower case too, so unknown vendor tags such
+    as `ab` are ignored as the protocol says rather than refused as a format error."""
+    return len(tag) == 2 and tag.isalpha()
 
 
 def decode(value: str) -> dict[str, str]:
@@ -40,7 +41,7 @@ def decode(value: str) -> dict[str, str]:
         tag = data[pos : pos + 2]
         digits = data[pos + 2 : pos + 5]
         if not _is_tag(tag):
-            raise FormatError(FIELD, f"tag {tag!r} at byte {pos} is not two capital letters")
+            raise FormatError(FIELD, f"tag {tag!r} at byte {pos} is not two ASCII letters")
         if not digits.isdigit():
             raise FormatError(FIELD, f"length {digits!r} of tag {tag.decode()} is not 3 digits")
         stop = pos + 5 + int(digits)
@@ -62,7 +63,7 @@ def encode(items: Mapping[str, str]) -> str:
     parts: list[bytes] = []
     for tag, value in items.items():
         if not isinstance(tag, str) or not tag.isascii() or not _is_tag(tag.encode()):
-            raise ValueError(f"TLV tag {tag!r} must be two capital ASCII letters")
+            raise ValueError(f"TLV tag {tag!r} must be two ASCII letters")
         if not isinstance(value, str):
             raise ValueError(f"TLV value of {tag} must be a string, got {type(value).__name__}")
         try:

@@ -193,6 +193,28 @@ def mark_sent(conn: sqlite3.Connection, sms_id: int, *, owner: str, now: float) 
     )
 
 
+def mark_sent_many(conn: sqlite3.Connection, ids: list[int], *, owner: str, now: float) -> int:
+    """Record several deliveries in one transaction (one write lock, not one per SMS);
+    how many were still ours."""
+    if not ids:
+        return 0
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        n = 0
+        for sms_id in ids:
+            n += conn.execute(
+                "UPDATE sms_outbox SET status = 'sent', finished_at = ?, claimed_by = NULL,"
+                " claimed_until = NULL, last_error = NULL"
+                " WHERE id = ? AND status = 'sending' AND claimed_by = ?",
+                (now, sms_id, owner),
+            ).rowcount
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return n
+
+
 def mark_retry(conn: sqlite3.Connection, sms_id: int, *, owner: str, at: float, error: str) -> bool:
     """Put the SMS back in the queue, due at `at`."""
     return _finish(

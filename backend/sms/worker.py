@@ -25,6 +25,8 @@ from . import outbox
 from .senders import Sender, SendError
 
 log = logging.getLogger(__name__)
+#: Seconds a delivered SMS may wait to be recorded "sent" with the ones after it.
+MARK_DELAY = 0.05
 
 
 def backoff_delay(attempts: int, *, base: float, cap: float) -> float:
@@ -137,6 +139,11 @@ class SmsWorker:
                 if not batch:
                     break
                 claimed_at = time.monotonic()
+                # Deliveries are recorded together (one write transaction per group, not
+                # per SMS, so the ledger's commits rarely wait for the lock), but at most
+                # MARK_DELAY after the first of them: a crash re-sends only that few.
+                sent_ids: list[int] = []
+                first_sent = 0.0
                 for i, sms in enumerate(batch):
                     # Hand the rest back rather than send on a claim that may lapse.
                     late = time.monotonic() - claimed_at > self.lease / 2
@@ -145,9 +152,23 @@ class SmsWorker:
                         break
                     if self._deliver(conn, sms, fixed):
                         sent += 1
+                        if not sent_ids:
+                            first_sent = time.monotonic()
+                        sent_ids.append(sms.id)
+                    if sent_ids and time.monotonic() - first_sent > MARK_DELAY:
+                        self._mark_sent(conn, sent_ids, fixed)
+                        sent_ids = []
+                self._mark_sent(conn, sent_ids, fixed)
         return sent
 
+    def _mark_sent(self, conn: sqlite3.Connection, ids: list[int], now: float | None) -> None:
+        done = now if now is not None else time.time()
+        marked = outbox.mark_sent_many(conn, ids, owner=self.owner, now=done)
+        if marked != len(ids):
+            log.warning("%d SMS were sent after their claim lapsed", len(ids) - marked)
+
     def _deliver(self, conn: sqlite3.Connection, sms: outbox.Claimed, now: float | None) -> bool:
+        """Send one SMS; True when the gateway took it (the caller records it sent)."""
         try:
             self.sender.send(sms.phone, sms.text, sms.kind)
         except SendError as exc:
@@ -156,9 +177,6 @@ class SmsWorker:
             # Only the type: a foreign exception's text may hold a URL with a gateway key.
             error, temporary = f"sender raised {type(exc).__name__}", True
         else:
-            done = now if now is not None else time.time()
-            if not outbox.mark_sent(conn, sms.id, owner=self.owner, now=done):
-                log.warning("SMS %d was sent after its claim lapsed", sms.id)
             return True
         done = now if now is not None else time.time()
         who = mask_phone(sms.phone)

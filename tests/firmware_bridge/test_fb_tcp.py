@@ -10,11 +10,18 @@ from collections.abc import Iterator
 import pytest
 
 from firmware_bridge.driver import LinkDown, LinkDriver
+from firmware_bridge.link import Link
 from firmware_bridge.tcp import TcpListener
 from firmware_bridge.transports import TcpTransport, connect_tcp
 from tests.firmware_bridge.rawend import ACK, NAK, RawEnd, frame
 
 A, N = bytes([ACK]), bytes([NAK])
+
+
+def patient() -> Link:
+    """A link whose ACK wait outlasts any CPU starvation of the test thread, for tests
+    that check the exact bytes on the wire and are not about the 1 s timer."""
+    return Link(ack_timeout=30.0)
 
 
 @pytest.fixture
@@ -30,6 +37,21 @@ def listener() -> Iterator[tuple[TcpListener, queue.Queue[bytes]]]:
         yield lst, inbox
     finally:
         lst.stop()
+
+
+@pytest.fixture
+def raw_agent() -> Iterator[tuple[TcpTransport, RawEnd]]:
+    """The terminal's side connected with `connect_tcp` to an agent played in raw bytes."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    transport = connect_tcp("127.0.0.1", server.getsockname()[1])
+    conn, _ = server.accept()
+    try:
+        yield transport, RawEnd(sock=conn)
+    finally:
+        conn.close()
+        server.close()
 
 
 def _client(port: int) -> RawEnd:
@@ -97,15 +119,12 @@ def test_refuses_non_loopback(host: str) -> None:
         TcpListener(host, 0, lambda m, d: None)
 
 
-def test_terminal_side_connect_tcp_against_raw_agent() -> None:
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
+def test_terminal_side_connect_tcp_against_raw_agent(raw_agent) -> None:
+    transport, far = raw_agent
     inbox: queue.Queue[bytes] = queue.Queue()
-    transport = connect_tcp("127.0.0.1", server.getsockname()[1])
-    conn, _ = server.accept()
-    far = RawEnd(sock=conn)
-    driver = LinkDriver(transport, lambda m, d: inbox.put(m), name="terminal").start()
+    driver = LinkDriver(
+        transport, lambda m, d: inbox.put(m), name="terminal", link=patient()
+    ).start()
     try:
         result: list[object] = []
         t = threading.Thread(target=lambda: result.append(driver.send(b"0100")))
@@ -118,17 +137,10 @@ def test_terminal_side_connect_tcp_against_raw_agent() -> None:
         assert inbox.get(timeout=5) == b"0110"
     finally:
         driver.stop()
-        conn.close()
-        server.close()
 
 
-def test_peer_closing_fails_pending_send() -> None:
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    transport = connect_tcp("127.0.0.1", server.getsockname()[1])
-    conn, _ = server.accept()
-    far = RawEnd(sock=conn)
+def test_peer_closing_fails_pending_send(raw_agent) -> None:
+    transport, far = raw_agent
     driver = LinkDriver(transport, lambda m, d: None).start()
     errors: list[BaseException] = []
 
@@ -141,23 +153,18 @@ def test_peer_closing_fails_pending_send() -> None:
     t = threading.Thread(target=sender)
     t.start()
     assert far.read_frame() == b"pending"
-    conn.close()
+    assert far.sock is not None
+    far.sock.close()
     t.join(5)
     assert len(errors) == 1
     assert driver.wait_closed(5) and not driver.running
     driver.stop()
-    server.close()
 
 
-def test_concurrent_senders_one_frame_in_flight() -> None:
+def test_concurrent_senders_one_frame_in_flight(raw_agent) -> None:
     """Many threads call send() at once: each frame goes out alone and waits its ACK."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    transport = connect_tcp("127.0.0.1", server.getsockname()[1])
-    conn, _ = server.accept()
-    far = RawEnd(sock=conn)
-    driver = LinkDriver(transport, lambda m, d: None).start()
+    inner, far = raw_agent
+    driver = LinkDriver(inner, lambda m, d: None, link=patient()).start()
     errors: list[BaseException] = []
 
     def sender(i: int) -> None:
@@ -181,8 +188,6 @@ def test_concurrent_senders_one_frame_in_flight() -> None:
         assert errors == []
     finally:
         driver.stop()
-        conn.close()
-        server.close()
 
 
 def test_garbage_from_terminal_never_crashes_the_driver(listener) -> None:
@@ -226,15 +231,13 @@ class _Recording:
         self.inner.close()
 
 
-def test_ack_is_written_alone_and_before_delivery() -> None:
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    transport = _Recording(connect_tcp("127.0.0.1", server.getsockname()[1]))
-    conn, _ = server.accept()
-    far = RawEnd(sock=conn)
+def test_ack_is_written_alone_and_before_delivery(raw_agent) -> None:
+    inner, far = raw_agent
+    transport = _Recording(inner)
     writes_seen: queue.Queue[list[bytes]] = queue.Queue()
-    driver = LinkDriver(transport, lambda m, d: writes_seen.put(list(transport.writes)))
+    driver = LinkDriver(
+        transport, lambda m, d: writes_seen.put(list(transport.writes)), link=patient()
+    )
     driver.start()
     try:
         far.write(frame(b"one") + frame(b"two"))
@@ -250,5 +253,3 @@ def test_ack_is_written_alone_and_before_delivery() -> None:
         assert transport.writes == [A, A, frame(b"mine"), A]  # every ACK a write of its own
     finally:
         driver.stop()
-        conn.close()
-        server.close()

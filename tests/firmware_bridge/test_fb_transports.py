@@ -197,3 +197,38 @@ def test_pty_pair_is_raw() -> None:
         assert got == b"\r\n\x03\x04\x11\x13"
     finally:
         pair.close()
+
+
+def test_late_write_failure_does_not_close_the_reopened_port() -> None:
+    """The reader and a writer both hit the same unplug: the reader closes and reopens
+    the device first, then the writer's failure on the old port arrives. It must not
+    close the new port (before: the device was dropped again right after reopening)."""
+    t = SerialTransport("loop://", reopen_initial=0.001, reopen_max=0.002)
+    t.open()
+    old = t._port
+    assert old is not None
+
+    def unplugged(*_: object) -> bytes:
+        raise OSError(5, "Input/output error")
+
+    def write_while_reader_reopens(data: bytes) -> int:
+        assert t.read(0.01) == b""  # the reader sees the unplug...
+        deadline = time.monotonic() + 5
+        while not t.is_open and time.monotonic() < deadline:
+            t.read(0.01)  # ...and reopens the device once it is back
+        raise serial.SerialException("write failed: [Errno 5] Input/output error")
+
+    old.read = unplugged  # type: ignore[method-assign]
+    old.write = write_while_reader_reopens  # type: ignore[method-assign]
+    try:
+        with pytest.raises(TransportError):
+            t.write(b"\x06")
+        assert t.is_open and t._port is not old
+        t.write(b"abc")
+        got = b""
+        deadline = time.monotonic() + 5
+        while len(got) < 3 and time.monotonic() < deadline:
+            got += t.read(0.05)
+        assert got == b"abc"
+    finally:
+        t.close()

@@ -121,9 +121,6 @@ def _tlv48(**items: str) -> str:
     [
         # 30: format errors and missing mandatory fields
         *(((_fields("inquiry", drop=(k,))), "30", k) for k in ("7", "11", "12", "13", "41", "42")),
-        (_fields("inquiry", drop=("64",)), "30", "64"),
-        (_fields("advice", drop=("64",)), "30", "64"),
-        (_fields("reversal", drop=("64",)), "30", "64"),
         (_fields("network", **{"64": b"12345678"}), "30", "64"),
         (_fields("network", drop=("70",)), "30", "70"),
         (_fields("inquiry", drop=("t",)), "30", "t"),
@@ -154,6 +151,11 @@ def _tlv48(**items: str) -> str:
         (_fields("advice", **{"48": _tlv48(GA="1", QI="کد")}), "30", "48"),
         (_fields("reversal", drop=("37",)), "30", "37"),
         (_fields("reversal", **{"48": _tlv48(PN="1", CN="2")}), "30", "48"),
+        # 63: a missing MAC is a security violation like a wrong one (3.4), checked first
+        (_fields("inquiry", drop=("64",)), "63", "64"),
+        (_fields("advice", drop=("64",)), "63", "64"),
+        (_fields("reversal", drop=("64",)), "63", "64"),
+        (_fields("enroll", drop=("64", "7", "48")), "63", "64"),
         # 12: unknown processing or network code
         (_fields("inquiry", **{"3": "300000"}), "12", "3"),
         (_fields("advice", **{"3": "310000"}), "12", "3"),
@@ -179,6 +181,20 @@ def test_refusals_carry_the_response_code(fields: dict[str, Any], code: str, fie
 def test_unknown_tags_are_ignored_and_enrollment_ignores_amount() -> None:
     fields = _fields("enroll", **{"48": _tlv48(PN="09121234567", ZZ="x"), "4": "000000000000"})
     assert parse_request(fields) == EnrollmentRequest(HEADER, "09121234567")
+
+
+def test_lower_case_unknown_tag_is_ignored_not_a_format_error() -> None:
+    fields = _fields("enroll", **{"48": "xy003abcPN01109121234567"})
+    assert parse_request(fields) == EnrollmentRequest(HEADER, "09121234567")
+
+
+def test_declined_advice_with_nothing_charged_is_taken() -> None:
+    """3.2: field 4 is what the bank charged (0 when it declined), and a declined advice
+    is what releases the hold, so it must not be refused with 13."""
+    fields = _fields("advice_declined", **{"4": "000000000000"})
+    advice = parse_request(fields)
+    assert isinstance(advice, PurchaseAdvice)
+    assert (advice.amount, advice.approved, advice.gross) == (0, False, 1_500_000)
 
 
 def _mutations() -> st.SearchStrategy[dict[str, Any]]:
@@ -212,7 +228,7 @@ def test_any_dict_gives_a_request_or_a_message_error(fields: dict[Any, Any]) -> 
     try:
         request = parse_request(fields)
     except MessageError as exc:
-        assert exc.response_code in ("12", "13", "30")
+        assert exc.response_code in ("12", "13", "30", "63")
         assert not exc.reason.startswith("unreadable"), exc.reason  # no defect was masked
         return
     assert request.to_fields()["t"] == fields["t"]

@@ -32,6 +32,17 @@ def test_unknown_tags_are_kept_and_empty_values_allowed() -> None:
     assert tlv.decode("ZZ003abcPN000") == {"ZZ": "abc", "PN": ""}
 
 
+def test_lower_case_tags_are_ascii_letters_too() -> None:
+    """PROTOCOL.md 3.3: a tag is 2 ASCII letters and unknown tags MUST be ignored, so a
+    vendor's lower-case tag is kept for the caller to ignore, not a format error."""
+    assert tlv.decode("ab001xPN01109121234567") == {
+        "ab": "x",
+        "PN": "09121234567",
+    }
+    assert tlv.encode({"zq": "1"}) == "zq0011"
+    assert tlv.decode("pn0011") == {"pn": "1"}  # not PN: tags are case-sensitive
+
+
 @pytest.mark.parametrize(
     "value",
     [
@@ -39,7 +50,6 @@ def test_unknown_tags_are_kept_and_empty_values_allowed() -> None:
         "PN012" + "09121234567",  # runs past the field
         "PN0",  # truncated header
         "PN01",
-        "pn0011",  # lower case tag
         "P10011",
         "PNx011",
         "PN0a11",
@@ -69,7 +79,6 @@ def test_decode_refuses_non_text() -> None:
         {"RL": "سلام\n" * 45},  # 225 characters, 405 bytes
         {"ZZ": "x" * 1000},
         {"A1": "x"},
-        {"ab": "x"},
         {"ABC": "x"},
         {"ÄB": "x"},
         {"PN": 912},

@@ -1,0 +1,199 @@
+"""Agent settings: a TOML file (config/agent.toml) overlaid by the command line.
+
+Every setting has one name, used as the TOML key and (with dashes) as the option.
+Validation is pure and happens before anything is opened or created, so a bad setting
+is reported by name and changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from firmware_bridge.tcp import check_loopback
+from firmware_bridge.transports import check_baudrate
+from protocols import mqtt
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    terminal_id: str
+    merchant_id: str
+    mac_key: bytes
+    journal: Path
+    broker_host: str
+    broker_port: int
+    serial: str | None = None
+    baud: int = 115200
+    listen_host: str | None = None
+    listen_port: int | None = None
+    broker_username: str | None = None
+    broker_password: str | None = None
+    broker_ca_file: str | None = None
+    inquiry_budget: float = 2.2
+    advice_wait: float = 0.4
+    retry_initial: float = 0.5
+    retry_max: float = 60.0
+    forward_timeout: float = 5.0
+    log_level: str = "INFO"
+
+    def __repr__(self) -> str:  # never print the MAC key or the broker password
+        shown = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in ("mac_key", "broker_password")
+        }
+        return f"AgentConfig({shown}, mac_key=<hidden>)"
+
+
+#: Setting name -> type, as written in TOML and (dashed) on the command line.
+SETTINGS: dict[str, type] = {
+    "serial": str,
+    "baud": int,
+    "listen": str,
+    "broker": str,
+    "terminal_id": str,
+    "merchant_id": str,
+    "mac_key": str,
+    "journal": str,
+    "broker_username": str,
+    "broker_password": str,
+    "broker_ca_file": str,
+    "inquiry_budget": float,
+    "advice_wait": float,
+    "retry_initial": float,
+    "retry_max": float,
+    "forward_timeout": float,
+    "log_level": str,
+}
+REQUIRED = ("broker", "terminal_id", "merchant_id", "mac_key", "journal")
+_MID = re.compile(r"[\x20-\x7e]{15}")
+_HEX32 = re.compile(r"[0-9A-Fa-f]{32}")
+
+
+def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The settings of a TOML file, checked for unknown keys and types."""
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot be read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: not valid TOML: {exc}") from None
+    out: dict[str, Any] = {}
+    for name, value in doc.items():
+        if name not in SETTINGS:
+            raise ConfigError(f"config file {path}: unknown setting {name!r}")
+        want = SETTINGS[name]
+        ok = isinstance(value, want) and not isinstance(value, bool)
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            ok, value = True, float(value)
+        if not ok:
+            raise ConfigError(f"config file {path}: {name} must be a {want.__name__}")
+        out[name] = value
+    return out
+
+
+def _address(name: str, value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{name}: {value!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def _positive(name: str, value: float) -> float:
+    if not value > 0:
+        raise ConfigError(f"{name}: must be a positive number of seconds, got {value!r}")
+    return value
+
+
+def build(settings: dict[str, Any]) -> AgentConfig:
+    """The checked configuration from merged settings (command line over file)."""
+    missing = [n for n in REQUIRED if settings.get(n) in (None, "")]
+    if missing:
+        raise ConfigError(f"{missing[0]}: required (in the config file or on the command line)")
+    serial, listen = settings.get("serial"), settings.get("listen")
+    if bool(serial) == bool(listen):
+        raise ConfigError("serial/listen: give exactly one of them")
+    try:
+        tid = mqtt.check_terminal_id(settings["terminal_id"])
+    except mqtt.SchemaError as exc:
+        raise ConfigError(f"terminal_id: {exc}") from None
+    mid = settings["merchant_id"]
+    if not _MID.fullmatch(mid):
+        raise ConfigError("merchant_id: must be 15 printable ASCII characters (field 42)")
+    key_hex = settings["mac_key"]
+    if not _HEX32.fullmatch(key_hex):
+        raise ConfigError("mac_key: must be 32 hex digits (a 16-byte AES key)")
+    baud = settings.get("baud", 115200)
+    try:
+        check_baudrate(baud)
+    except ValueError as exc:
+        raise ConfigError(f"baud: {exc}") from None
+    listen_host = listen_port = None
+    if listen:
+        listen_host, listen_port = _address("listen", listen)
+        try:
+            listen_host = check_loopback(listen_host)
+        except ValueError as exc:
+            raise ConfigError(f"listen: {exc}") from None
+    broker_host, broker_port = _address("broker", settings["broker"])
+    if broker_port == 0:
+        raise ConfigError("broker: port 0 is not a broker")
+    journal = Path(settings["journal"])
+    _check_journal(journal)
+    ca = settings.get("broker_ca_file")
+    if ca and not os.access(ca, os.R_OK):
+        raise ConfigError(f"broker_ca_file: {ca} cannot be read")
+    level = str(settings.get("log_level", "INFO")).upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("log_level: must be DEBUG, INFO, WARNING or ERROR")
+    cfg = AgentConfig(
+        terminal_id=tid,
+        merchant_id=mid,
+        mac_key=bytes.fromhex(key_hex),
+        journal=journal,
+        broker_host=broker_host,
+        broker_port=broker_port,
+        serial=serial or None,
+        baud=baud,
+        listen_host=listen_host,
+        listen_port=listen_port,
+        broker_username=settings.get("broker_username") or None,
+        broker_password=settings.get("broker_password"),
+        broker_ca_file=ca or None,
+        inquiry_budget=_positive("inquiry_budget", settings.get("inquiry_budget", 2.2)),
+        advice_wait=settings.get("advice_wait", 0.4),
+        retry_initial=_positive("retry_initial", settings.get("retry_initial", 0.5)),
+        retry_max=_positive("retry_max", settings.get("retry_max", 60.0)),
+        forward_timeout=_positive("forward_timeout", settings.get("forward_timeout", 5.0)),
+        log_level=level,
+    )
+    if cfg.inquiry_budget > 2.5:
+        raise ConfigError("inquiry_budget: PROTOCOL.md 3.6 allows at most 2.5 s")
+    if not 0 <= cfg.advice_wait <= 1.5:
+        raise ConfigError("advice_wait: must be between 0 and 1.5 s (the terminal waits 2 s)")
+    if cfg.retry_initial > cfg.retry_max:
+        raise ConfigError("retry_initial: must not exceed retry_max")
+    return cfg
+
+
+def _check_journal(path: Path) -> None:
+    """The journal must be a readable, writable file, or creatable in an existing folder."""
+    if path.exists():
+        if not path.is_file():
+            raise ConfigError(f"journal: {path} is not a file")
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise ConfigError(f"journal: {path} cannot be read and written")
+        return
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"journal: folder {parent} does not exist or is not writable")

@@ -1,0 +1,364 @@
+"""Request handling: one terminal message in, the response message out (no sockets).
+
+The jPOS-style "request listener": the link driver hands over each ACKed message, this
+decides the answer from the journal and the backend port, and returns the bytes to
+send. Order of checks: decodable (else 30, when the MTI can be read) -> MAC on
+01xx/02xx/04xx (else 63, no other effect) -> terminal id -> duplicate (replay the
+stored bytes) -> field rules (30/12/13) -> identity (14, never asks the backend) ->
+the message's own rule. Advices and reversals are journaled before any network I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from agent.journal import Journal
+from protocols import identity, iso8583, mac, messages, mqtt, tlv
+from protocols.iso8583 import FormatError
+from protocols.messages import MessageError
+
+log = logging.getLogger("agent.handler")
+
+MAC_MTIS = ("01", "02", "04")
+UNREACHABLE = "91"
+MALFUNCTION = "96"
+SECURITY = "63"
+
+
+class BackendPort(Protocol):
+    """What the handler needs of the MQTT client (agent.backend_client.BackendClient)."""
+
+    def online(self) -> bool: ...
+
+    def request(
+        self, type: str, key: str, body: dict[str, Any], deadline: float
+    ) -> mqtt.Response | None: ...
+
+
+class ForwarderPort(Protocol):
+    """What the handler needs of the forwarder: a quick look at an advice's fate."""
+
+    def wait_result(self, doc_id: int, deadline: float) -> mqtt.Response | None: ...
+
+    def kick(self) -> None: ...
+
+
+class Handler:
+    """Turns one request message into its response message (see module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        journal: Journal,
+        backend: BackendPort,
+        mac_key: bytes,
+        terminal_id: str,
+        merchant_id: str,
+        forwarder: ForwarderPort | None = None,
+        inquiry_budget: float = 2.2,
+        advice_wait: float = 0.4,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(mac_key, bytes | bytearray) or len(mac_key) != mac.KEY_SIZE:
+            raise ValueError(f"the MAC key must be {mac.KEY_SIZE} bytes")
+        self.journal = journal
+        self.backend = backend
+        self.forwarder = forwarder
+        self._key = bytes(mac_key)
+        self.terminal_id = mqtt.check_terminal_id(terminal_id)
+        self.merchant_id = merchant_id
+        self.inquiry_budget = inquiry_budget
+        self.advice_wait = advice_wait
+        self._monotonic = monotonic
+        self._wall = wall
+        # The pending journal write of `answer`, per link thread (one per TCP terminal).
+        self._local = threading.local()
+
+    # --- entry point ---------------------------------------------------------------
+    def handle(self, raw: bytes, received: float | None = None) -> bytes | None:
+        """The response to `raw`, or None when it cannot be answered (no readable MTI)."""
+        out, commit = self.answer(raw, received)
+        if commit is not None:
+            commit()
+        return out
+
+    def answer(
+        self, raw: bytes, received: float | None = None
+    ) -> tuple[bytes | None, Callable[[], None] | None]:
+        """Like `handle`, but an inquiry's or enrollment's journal write is handed back.
+
+        The caller sends the response first and then runs `commit`: an fsync is kept off
+        the inquiry's critical path. If the agent dies in between, a repeat is asked of
+        the backend again, which answers it from its own store of idempotency keys.
+        Advices and reversals are always journaled before they are answered.
+        """
+        if received is None:
+            received = self._monotonic()
+        self._local.commit = None
+        try:
+            out = self._handle(bytes(raw), received)
+        except Exception:  # a defect must still become an answer, not a dead link thread
+            log.exception("internal error handling a message")
+            fields, _ = iso8583.decode_partial(bytes(raw))
+            return self._answer(fields, MALFUNCTION), None
+        commit, self._local.commit = self._local.commit, None
+        return out, commit
+
+    def _handle(self, raw: bytes, received: float) -> bytes | None:
+        fields, error = iso8583.decode_partial(raw)
+        if error is not None:
+            log.warning("format error in field %s: %s", error.field, error.reason)
+            return self._answer(fields, messages.FORMAT_ERROR)
+        mti = fields["t"]
+        if mti[:2] in MAC_MTIS and not mac.verify(raw, self._key):
+            log.warning("MAC missing or wrong on %s stan %s", mti, fields.get("11"))
+            return self._answer(fields, SECURITY)
+        if fields.get("41") is not None and fields.get("41") != self.terminal_id:
+            log.warning("message for terminal %r, this agent serves %s", fields.get("41"),
+                        self.terminal_id)
+            return self._answer(fields, messages.FORMAT_ERROR)
+        try:
+            request = messages.parse_request(fields)
+        except MessageError as exc:
+            log.warning("refused %s: %s", mti, exc)
+            return self._answer(fields, exc.response_code)
+        if isinstance(request, messages.NetworkRequest):
+            return self._network(fields, request)
+        key = mqtt.idempotency_key(
+            self.terminal_id, mti, request.header.stan, request.header.transmitted_at
+        )
+        found = self.journal.find(key)
+        if found is not None:
+            doc_id, doc = found
+            if doc.get("resp"):
+                log.info("repeated %s stan %s: same response again", mti, request.header.stan)
+                return bytes.fromhex(doc["resp"])
+            # Journaled but killed before the answer was stored: answer as if offline.
+            out = self._answer(fields, messages.APPROVED)
+            self.journal.set_response(doc_id, out)
+            return out
+        try:
+            if isinstance(request, messages.EnrollmentRequest | messages.InquiryRequest):
+                return self._authorization(fields, request, key, received)
+            if isinstance(request, messages.PurchaseAdvice):
+                return self._advice(fields, request, key, received)
+            return self._reversal(fields, request, key)
+        except identity.IdentityError as exc:
+            log.info("%s stan %s: invalid phone or card (%s)", mti, request.header.stan, exc)
+            return self._answer(fields, identity.RESPONSE_CODE)
+
+    # --- building answers ----------------------------------------------------------
+    def _answer(
+        self, fields: Mapping[str, Any], code: str, items: Mapping[str, str] | None = None
+    ) -> bytes | None:
+        try:
+            out = messages.respond(fields, code, items)
+        except (MessageError, FormatError, ValueError) as exc:
+            log.warning("cannot answer: %s", exc)
+            return None
+        if out["t"][:2] in MAC_MTIS:
+            return mac.sign(out, self._key)
+        return iso8583.encode(out)
+
+    def _network(self, fields: Mapping[str, Any], request: messages.NetworkRequest) -> bytes | None:
+        status = "ON" if self.backend.online() else "OF"
+        queued = self.journal.queued()
+        log.info("0800 code %s: ST %s QD %d", request.code, status, queued)
+        return self._answer(fields, messages.APPROVED, {"ST": status, "QD": str(queued)})
+
+    def _authorization(
+        self,
+        fields: Mapping[str, Any],
+        request: messages.EnrollmentRequest | messages.InquiryRequest,
+        key: str,
+        received: float,
+    ) -> bytes | None:
+        if isinstance(request, messages.EnrollmentRequest):
+            kind = "enroll"
+            body: dict[str, Any] = {
+                "phone": identity.normalize_phone(request.phone),
+                "referrer": (
+                    identity.normalize_phone(request.referrer) if request.referrer else None
+                ),
+            }
+            who = identity.mask_phone(body["phone"])
+        else:
+            kind = "inquiry"
+            body = {"gross": request.amount, "redeem": request.redeem, "otp": request.otp}
+            if request.phone is not None:
+                body["phone"] = identity.normalize_phone(request.phone)
+                who = identity.mask_phone(body["phone"])
+            else:
+                body["card"] = identity.normalize_card(request.card or "")
+                who = identity.mask_card(body["card"])
+        deadline = received + self.inquiry_budget
+        reply = None
+        asked = self._monotonic()
+        if self.backend.online():
+            reply = self.backend.request(kind, key, body, deadline)
+        if reply is None:
+            log.warning("%s stan %s for %s: backend did not answer in time: 91",
+                        kind, request.header.stan, who)
+            out = self._answer(fields, UNREACHABLE)
+        else:
+            log.info("%s stan %s for %s: %s (backend %.1f ms)", kind, request.header.stan, who,
+                     reply.code, (self._monotonic() - asked) * 1000)
+            items = _enroll_tlv(reply) if kind == "enroll" else _inquiry_tlv(reply)
+            out = self._answer(fields, reply.code, items)
+        if out is not None:
+            at, response = self._wall(), out
+
+            def commit() -> None:
+                try:
+                    self.journal.record(key, request.mti, at, response=response)
+                except ValueError:  # the same key answered meanwhile: keep the first
+                    pass
+
+            self._local.commit = commit
+        log.debug("%s stan %s answered %.1f ms after it was received", kind,
+                  request.header.stan, (self._monotonic() - received) * 1000)
+        return out
+
+    def _advice(
+        self,
+        fields: Mapping[str, Any],
+        request: messages.PurchaseAdvice,
+        key: str,
+        received: float,
+    ) -> bytes | None:
+        h = request.header
+        body: dict[str, Any] = {
+            "stan": h.stan,
+            "transmitted_at": h.transmitted_at,
+            "local_date": h.local_date,
+            "local_time": h.local_time,
+            "occurred_at": _iso(self._wall()),
+            "amount": request.amount,
+            "gross": request.gross,
+            "rrn": request.rrn,
+            "auth_code": request.auth_code,
+            "bank_code": request.bank_code,
+            "quote_id": request.quote_id,
+            "phone": identity.normalize_phone(request.phone) if request.phone else None,
+            "card": identity.normalize_card(request.card) if request.card else None,
+        }
+        mqtt.check_request(
+            mqtt.Request("advice", "check", key, self.terminal_id, self.merchant_id, body)
+        )
+        plain = self._answer(fields, messages.APPROVED)
+        wait = self.forwarder is not None and self.advice_wait > 0 and self.backend.online()
+        doc_id = self.journal.record(
+            key, request.mti, self._wall(), response=None if wait else plain,
+            forward=("advice", body), stan=h.stan, rrn=request.rrn,
+        )
+        log.info("advice stan %s amount %d journaled", h.stan, request.amount)
+        if not wait or self.forwarder is None:
+            if self.forwarder is not None:
+                self.forwarder.kick()
+            return plain
+        reply = self.forwarder.wait_result(doc_id, received + self.advice_wait)
+        out = plain
+        if reply is not None and reply.ok:
+            out = self._answer(fields, messages.APPROVED, _advice_tlv(reply)) or plain
+        if out is not None:
+            self.journal.set_response(doc_id, out)
+        return out
+
+    def _reversal(
+        self, fields: Mapping[str, Any], request: messages.ReversalAdvice, key: str
+    ) -> bytes | None:
+        h = request.header
+        now = self._wall()
+        original = self.journal.find_original(h.stan, request.rrn, now)
+        if original is None:
+            log.info("reversal of stan %s: original unknown or too old: 12", h.stan)
+            out = self._answer(fields, messages.INVALID_TRANSACTION)
+            if out is not None:
+                self.journal.record(key, request.mti, now, response=out)
+            return out
+        orig_id, orig = original
+        out = self._answer(fields, messages.APPROVED)
+        if out is None:
+            return None
+        if orig.get("reversed"):
+            log.info("reversal of stan %s: already reversed, no second effect", h.stan)
+            self.journal.record(key, request.mti, now, response=out)
+            return out
+        body: dict[str, Any] = {
+            "stan": h.stan,
+            "transmitted_at": h.transmitted_at,
+            "occurred_at": _iso(now),
+            "amount": request.amount,
+            "rrn": request.rrn,
+            "original_key": orig["key"],
+            "quote_id": request.quote_id,
+            "phone": identity.normalize_phone(request.phone) if request.phone else None,
+            "card": identity.normalize_card(request.card) if request.card else None,
+        }
+        self.journal.record(
+            key, request.mti, now, response=out, forward=("reversal", body), original=orig_id
+        )
+        log.info("reversal of stan %s journaled", h.stan)
+        if self.forwarder is not None:
+            self.forwarder.kick()
+        return out
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
+
+
+def _put(items: dict[str, str], tag: str, value: Any, limit: int | None = None) -> None:
+    if value is None or value == "":
+        return
+    text = str(value)
+    items[tag] = tlv.fit(text, limit) if limit else text
+
+
+def _enroll_tlv(reply: mqtt.Response) -> dict[str, str]:
+    items: dict[str, str] = {}
+    if not reply.ok:
+        return items
+    b = reply.body
+    _put(items, "MC", b.get("member_code"))
+    _put(items, "NW", "1" if b.get("new") else "0")
+    _put(items, "CB", b.get("balance"))
+    _put(items, "MG", b.get("display"), 64)
+    _put(items, "RL", b.get("receipt"), 400)
+    return items
+
+
+def _inquiry_tlv(reply: mqtt.Response) -> dict[str, str]:
+    items: dict[str, str] = {}
+    if not reply.ok:
+        return items
+    b = reply.body
+    if b.get("otp_required"):
+        items["OV"] = "1"
+        _put(items, "MG", b.get("display"), 64)
+        return items
+    _put(items, "QI", b.get("quote_id"))
+    _put(items, "GA", b.get("gross"))
+    _put(items, "DA", b.get("discount"))
+    _put(items, "NA", b.get("net"))
+    _put(items, "CB", b.get("balance"))
+    _put(items, "TR", b.get("tier"))
+    _put(items, "MG", b.get("display"), 64)
+    _put(items, "RL", b.get("receipt"), 400)
+    return items
+
+
+def _advice_tlv(reply: mqtt.Response) -> dict[str, str]:
+    items: dict[str, str] = {}
+    _put(items, "EA", reply.body.get("earned"))
+    _put(items, "CB", reply.body.get("balance"))
+    _put(items, "RL", reply.body.get("receipt"), 400)
+    return items

@@ -1,0 +1,118 @@
+"""Wires the agent together: journal, MQTT client, forwarder, handler and the link.
+
+This is the only module of the agent that owns threads and sockets at once; the
+rules live in handler, journal and forwarder.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from agent.backend_client import BackendClient, BrokerSettings
+from agent.config import AgentConfig
+from agent.forwarder import Backoff, Forwarder
+from agent.handler import Handler
+from agent.journal import Journal
+from firmware_bridge.driver import LinkDown, LinkDriver
+from firmware_bridge.tcp import TcpListener
+from firmware_bridge.transports import SerialTransport
+
+log = logging.getLogger("agent")
+
+#: How often expired journal entries are dropped.
+EXPIRE_EVERY = 3600.0
+
+
+class Agent:
+    """One running agent for one terminal."""
+
+    def __init__(self, cfg: AgentConfig) -> None:
+        self.cfg = cfg
+        self.journal = Journal(cfg.journal)  # JournalError: the caller exits 2
+        self.journal.expire(time.time())
+        self.backend = BackendClient(
+            BrokerSettings(
+                host=cfg.broker_host,
+                port=cfg.broker_port,
+                username=cfg.broker_username,
+                password=cfg.broker_password,
+                ca_file=cfg.broker_ca_file,
+            ),
+            cfg.terminal_id,
+            cfg.merchant_id,
+        )
+        self.forwarder = Forwarder(
+            self.journal,
+            self.backend,
+            backoff=Backoff(cfg.retry_initial, cfg.retry_max),
+            request_timeout=cfg.forward_timeout,
+        )
+        self.backend.on_backend_up = self.forwarder.kick
+        self.handler = Handler(
+            journal=self.journal,
+            backend=self.backend,
+            mac_key=cfg.mac_key,
+            terminal_id=cfg.terminal_id,
+            merchant_id=cfg.merchant_id,
+            forwarder=self.forwarder,
+            inquiry_budget=cfg.inquiry_budget,
+            advice_wait=cfg.advice_wait,
+        )
+        self.driver: LinkDriver | None = None
+        self.listener: TcpListener | None = None
+        self._stop = threading.Event()
+
+    def on_message(self, message: bytes, driver: LinkDriver) -> None:
+        received = time.monotonic()
+        response, commit = self.handler.answer(message, received)
+        try:
+            if response is not None:
+                driver.send(response)
+        except (LinkDown, ValueError) as exc:
+            log.warning("response not delivered: %s", exc)
+        finally:
+            if commit is not None:
+                commit()
+
+    def start(self) -> None:
+        self.backend.start()
+        self.forwarder.start()
+        cfg = self.cfg
+        if cfg.serial:
+            transport = SerialTransport(cfg.serial, cfg.baud)
+            self.driver = LinkDriver(transport, self.on_message, name=cfg.serial).start()
+            log.info("agent for terminal %s on %s at %d baud", cfg.terminal_id, cfg.serial,
+                     cfg.baud)
+        else:
+            assert cfg.listen_host is not None and cfg.listen_port is not None
+            self.listener = TcpListener(cfg.listen_host, cfg.listen_port, self.on_message).start()
+            log.info("agent for terminal %s listening on %s:%d", cfg.terminal_id,
+                     cfg.listen_host, self.listener.port)
+
+    def run_until_stopped(self) -> None:
+        last_expire = time.monotonic()
+        while not self._stop.wait(5.0):
+            if time.monotonic() - last_expire > EXPIRE_EVERY:
+                last_expire = time.monotonic()
+                try:
+                    dropped = self.journal.expire(time.time())
+                    if dropped:
+                        log.info("journal: %d expired entries dropped", dropped)
+                except Exception:
+                    log.exception("journal expiry failed")
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def stop(self) -> None:
+        """Stop the link first (no new work), then forwarding, then say offline."""
+        if self.driver is not None:
+            self.driver.stop()
+        if self.listener is not None:
+            self.listener.stop()
+        self.forwarder.stop()
+        self.backend.stop()
+        self.journal.close()
+        log.info("agent stopped")
