@@ -40,6 +40,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> int | None:
+    """SIGTERM, then SIGKILL after `timeout`, by the process's own pid; its exit status."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+    return proc.returncode
+
+
 def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -144,14 +158,7 @@ class Mosquitto:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop by our own process id: SIGTERM, then SIGKILL."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
+        stop_process(proc, timeout)
 
     def restart(self, down_for: float = 0.0) -> None:
         self.stop()

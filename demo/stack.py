@@ -6,7 +6,6 @@ tests; each process is started here and stopped here by its own pid.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from demo.mosquitto import Mosquitto
+from demo.mosquitto import Mosquitto, stop_process
 from firmware_bridge.transports import FdTransport, PtyPair, open_pty
 from terminal_sim.bank import BankHost
 from terminal_sim.faults import FaultPlan
@@ -28,18 +27,6 @@ MAC_KEY = "00112233445566778899aabbccddeeff"
 
 class StackError(RuntimeError):
     """A part of the system that would not start."""
-
-
-def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL, by the process's own pid."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout)
 
 
 @dataclass
