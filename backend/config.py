@@ -35,6 +35,9 @@ class MqttSettings:
 class ServiceSettings:
     batch_max: int = 200  # requests committed together (group commit)
     sweep_seconds: float = 5.0  # how often expired holds and credit are swept
+    # stored responses kept this long (longer than the agent's 7-day reversal window)
+    requests_retention_days: int = 30
+    checkpoint_seconds: float = 1.0  # WAL checkpoints, off the request path
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,8 +201,21 @@ def parse(doc: Mapping[str, Any]) -> Settings:
         sweep_seconds=float(
             _take(sv, "service", "sweep_seconds", (int, float), dflt.sweep_seconds)
         ),
+        requests_retention_days=_take(
+            sv, "service", "requests_retention_days", int, dflt.requests_retention_days
+        ),
+        checkpoint_seconds=float(
+            _take(sv, "service", "checkpoint_seconds", (int, float), dflt.checkpoint_seconds)
+        ),
     )
     _no_more(sv, "service")
+    if service.requests_retention_days < 8:
+        raise ConfigError(
+            "service.requests_retention_days: must be at least 8 (the agent may repeat a "
+            "request for 7 days)"
+        )
+    if service.checkpoint_seconds <= 0:
+        raise ConfigError("service.checkpoint_seconds: must be above 0")
     if service.batch_max < 1:
         raise ConfigError("service.batch_max: must be at least 1")
     if service.sweep_seconds <= 0:

@@ -14,6 +14,7 @@ import logging
 import re
 import secrets
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -55,8 +56,16 @@ class Handler:
         shop_name: str = "فروشگاه",
         offers: Sequence[Offer] = (),
         clock: Clock = utc_now,
+        response_retention: timedelta = timedelta(days=30),
+        wal_restart_seconds: float = 0.0,
     ) -> None:
         self.conn = conn
+        # With checkpoints on another thread (store.Checkpointer) the WAL never restarts
+        # while requests keep coming: this connection checkpoints the little that is left
+        # now and then, after a commit, so that its next transaction starts the WAL over.
+        self.wal_restart_seconds = wal_restart_seconds
+        self._next_wal_restart = time.monotonic() + wal_restart_seconds
+        self.response_retention = response_retention
         self.program = program or Program()
         self.shop_name = shop_name
         self.config_offers = tuple(offers)
@@ -83,6 +92,9 @@ class Handler:
                     resp = refusal(req, "96", "internal error")
                 self.conn.execute("RELEASE request")
                 out.append(resp)
+        if self.wal_restart_seconds and time.monotonic() >= self._next_wal_restart:
+            self._next_wal_restart = time.monotonic() + self.wal_restart_seconds
+            store.catch_up_checkpoint(self.conn)
         return out
 
     def sweep(self) -> tuple[int, int]:
@@ -95,6 +107,19 @@ class Handler:
                 for m in ledger.members_with_expired_lots(self.conn, now)
             )
         return holds, expired
+
+    def prune_responses(self, *, batch: int = 500, max_batches: int = 20) -> int:
+        """Delete stored responses older than the retention, `batch` rows per transaction
+        (a short write lock each); how many were deleted."""
+        before = self.clock() - self.response_retention
+        total = 0
+        for _ in range(max_batches):
+            with store.transaction(self.conn):
+                n = store.prune_responses(self.conn, before, limit=batch)
+            total += n
+            if n < batch:
+                break
+        return total
 
     # --- one request -------------------------------------------------------------------
 
@@ -172,8 +197,17 @@ class Handler:
 
     def _maintain(self, member: Member, now: datetime) -> None:
         """On every access: the backend itself releases expired holds and old credit."""
-        self._release_expired(member.id, now)
-        ledger.expire(self.conn, member.id, now)
+        # one cheap look first: nearly always there is nothing to do
+        holds, lots = self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM quotes WHERE member_id = ?1 AND status = 'held' "
+            "AND expires_at <= ?2), EXISTS (SELECT 1 FROM lots WHERE member_id = ?1 "
+            "AND remaining > 0 AND expires_at <= ?2)",
+            (member.id, ts(now)),
+        ).fetchone()
+        if holds:
+            self._release_expired(member.id, now)
+        if lots:
+            ledger.expire(self.conn, member.id, now)
 
     def _visits(self, member_id: int) -> int:
         return int(
@@ -275,7 +309,9 @@ class Handler:
             if not body.get("otp"):
                 return self._send_otp(member, now)
             self._check_otp(member, body["otp"], now)
-        qid = "Q" + secrets.token_hex(12)
+        # time first, then random: new quotes go to the end of the quotes B-tree instead of
+        # dirtying a random page of it on every inquiry (and again on its advice)
+        qid = f"Q{time.time_ns() // 1000:013x}{secrets.token_hex(6)}"
         self.conn.execute(
             "INSERT INTO quotes(id, member_id, terminal_id, gross, discount, status, created_at, "
             "expires_at) VALUES (?, ?, ?, ?, ?, 'held', ?, ?)",
@@ -289,7 +325,7 @@ class Handler:
                 ts(now) + self.program.hold_seconds,
             ),
         )
-        ledger.hold(self.conn, member.id, qid, discount, now)
+        ledger.hold(self.conn, member.id, qid, discount, now, available=available)
         net = gross - discount
         left = available - discount
         tier = member.tier
@@ -369,24 +405,45 @@ class Handler:
     def _advice(self, req: Request, now: datetime) -> Outcome:
         body = req.body
         when = parse_iso(body["occurred_at"])
+        # one statement: was it carried out already, and did its reversal come first?
+        done_member, done_earned, done_reversed, pending = self.conn.execute(
+            "SELECT p.member_id, p.earned, p.reversed, "
+            "(SELECT 1 FROM reversals WHERE original_key = ?1 AND applied = 0) "
+            "FROM (SELECT 1) LEFT JOIN purchases p ON p.key = ?1",
+            (req.key,),
+        ).fetchone()
+        if done_member is not None:
+            # carried out long ago and its stored response since pruned: no second effect
+            member = store.member_by_id(self.conn, done_member)
+            bal = ledger.balance(self.conn, member.id)
+            earned = 0 if done_reversed else done_earned
+            return Outcome(
+                "00",
+                {
+                    "earned": earned,
+                    "balance": bal,
+                    "receipt": texts.advice_receipt(earned=earned, balance=bal, tier=member.tier),
+                },
+            )
         quote = None
         if body.get("quote_id"):
-            quote = self.conn.execute(
-                "SELECT id, member_id, terminal_id, discount, status, expires_at FROM quotes "
-                "WHERE id = ?",
+            row = self.conn.execute(
+                "SELECT q.id, q.member_id, q.terminal_id, q.discount, q.status, q.expires_at, "
+                f"{store.MEMBER_COLS_M} FROM quotes q JOIN members m ON m.id = q.member_id "
+                "WHERE q.id = ?",
                 (body["quote_id"],),
             ).fetchone()
-            if quote is None or quote[2] != req.terminal_id:
+            if row is None or row[2] != req.terminal_id:
                 raise RuleError("12", "unknown quote")
-            if quote[4] in ("settled", "declined"):
+            if row[4] in ("settled", "declined"):
                 raise RuleError("12", "quote already used by another advice")
-            member = store.member_by_id(self.conn, quote[1])
+            quote, member = row[:6], Member(*row[6:])
         else:
             member = self._member(body)
         self._maintain(member, now)  # may release this very quote's hold if it lapsed
         approved = body["bank_code"] == "00"
         amount = body["amount"]
-        redeemed = 0
+        redeemed = available = 0
         if quote is not None:
             qid, _, _, discount, status, expires_at = quote
             if status == "held" and expires_at > ts(now):
@@ -462,17 +519,18 @@ class Handler:
         )
         tier = member.tier
         if approved:
-            if visits == 0 and member.referrer_id is not None:
+            # a purchase already reversed is not the first purchase that pays the referrer
+            if visits == 0 and member.referrer_id is not None and pending is None:
                 self._referral(member, now)
             tier = self._retier(member, when)
-        pending = self.conn.execute(
-            "SELECT key FROM reversals WHERE original_key = ? AND applied = 0", (req.key,)
-        ).fetchone()
         if pending is not None:
             self._undo(req.key, now)
             earned = 0
             tier = store.member_by_id(self.conn, member.id).tier
-        bal = ledger.balance(self.conn, member.id)
+        if quote is not None and approved and pending is None:
+            bal = available - redeemed + earned - recovered  # no query: nothing else moved
+        else:
+            bal = ledger.balance(self.conn, member.id)
         if approved and pending is None:
             self._sms(
                 f"purchase:{req.key}",
@@ -558,10 +616,17 @@ class Handler:
         )
         restored = taken = shortfall = 0
         if approved:
+            unpaid = 0  # the discount the redemption could not cover became a debt: void now
             if quote_id:
                 restored = ledger.restore(
                     self.conn, member_id, f"redeem:{quote_id}", f"reversal-restore:{original}", now
                 )
+                row = self.conn.execute(
+                    "SELECT q.discount - p.redeemed FROM quotes q, purchases p "
+                    "WHERE q.id = ? AND p.key = ?",
+                    (quote_id, original),
+                ).fetchone()
+                unpaid = max(0, int(row[0])) if row else 0
             taken, shortfall = ledger.take_back(
                 self.conn,
                 member_id,
@@ -570,8 +635,24 @@ class Handler:
                 now,
                 first_lot=earn_lot,
             )
-            if recovered:
-                store.add_debt(self.conn, member_id, recovered)
+            # the debt this purchase paid off comes back; the debt it created goes away
+            debt = store.member_by_id(self.conn, member_id).debt
+            left = debt + recovered - unpaid
+            if left < 0:
+                # later earnings already paid part of that void debt: give it back as credit
+                ledger.credit(
+                    self.conn,
+                    member_id,
+                    "adjustment",
+                    -left,
+                    f"reversal-refund:{original}",
+                    earned_at=now,
+                    expires_at=self.program.credit_expiry(now),
+                    ref=original,
+                )
+                left = 0
+            if left != debt:
+                store.add_debt(self.conn, member_id, left - debt)
         self.conn.execute("UPDATE purchases SET reversed = 1 WHERE key = ?", (original,))
         self.conn.execute(
             "UPDATE reversals SET applied = 1, restored = ?, taken_back = ?, shortfall = ?, "

@@ -148,11 +148,18 @@ def restore(
 
 
 def hold(
-    conn: sqlite3.Connection, member_id: int, quote_id: str, amount: int, at: datetime
+    conn: sqlite3.Connection,
+    member_id: int,
+    quote_id: str,
+    amount: int,
+    at: datetime,
+    *,
+    available: int | None = None,
 ) -> None:
+    """Hold `amount` for a quote; `available` is the balance the caller has just read."""
     if amount <= 0:
         return
-    if amount > balance(conn, member_id):
+    if amount > (balance(conn, member_id) if available is None else available):
         raise LedgerError("hold exceeds the balance")
     _row(conn, member_id, "hold", -amount, f"hold:{quote_id}", at, quote_id)
 

@@ -17,6 +17,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ from protocols import mqtt as schema
 
 log = logging.getLogger(__name__)
 _STOP = object()
+#: How often the request connection finishes a checkpoint itself (see Handler).
+WAL_RESTART_SECONDS = 2.0
 
 
 def parse_broker(text: str) -> tuple[str, int]:
@@ -155,14 +158,20 @@ class BackendService:
     # --- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> BackendService:
-        conn = store.connect(self.db_path)  # schema problems surface here, before MQTT
+        # schema problems surface here, before MQTT; checkpoints run on their own thread
+        conn = store.connect(self.db_path, autocheckpoint=False)
         self._handler = Handler(
             conn,
             self.settings.program,
             shop_name=self.settings.shop_name,
             offers=self.settings.offers,
             clock=self.clock,
+            response_retention=timedelta(days=self.settings.service.requests_retention_days),
+            wal_restart_seconds=WAL_RESTART_SECONDS,
         )
+        self._checkpointer = store.Checkpointer(
+            self.db_path, interval=self.settings.service.checkpoint_seconds
+        ).start()
         self._worker = threading.Thread(target=self._work, name="backend-worker", daemon=True)
         self._worker.start()
         self._sms.start()
@@ -190,6 +199,7 @@ class BackendService:
         if self._worker is not None:
             self._worker.join(timeout)
         self._sms.stop()
+        self._checkpointer.stop()
         if self.connected.is_set():
             info = self._client.publish(
                 schema.backend_status_topic(self.instance),
@@ -256,6 +266,9 @@ class BackendService:
             holds, expired = self._handler.sweep()
             if holds or expired:
                 log.info("sweep: released %d expired holds, expired %d rials", holds, expired)
+            pruned = self._handler.prune_responses()
+            if pruned:
+                log.info("sweep: forgot %d stored responses past their retention", pruned)
         except sqlite3.Error:
             log.exception("sweep failed")
 

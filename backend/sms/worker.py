@@ -25,8 +25,9 @@ from . import outbox
 from .senders import Sender, SendError
 
 log = logging.getLogger(__name__)
-#: Seconds a delivered SMS may wait to be recorded "sent" with the ones after it.
-MARK_DELAY = 0.05
+#: Seconds a delivered SMS may wait to be recorded "sent" with the ones after it: every
+#: write by this connection makes the ledger connection drop its page cache.
+MARK_DELAY = 0.2
 
 
 def backoff_delay(attempts: int, *, base: float, cap: float) -> float:
@@ -47,7 +48,7 @@ class SmsWorker:
         base_delay: float = 10.0,
         max_delay: float = 1800.0,
         lease: float = 120.0,
-        batch: int = 16,
+        batch: int = 256,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")

@@ -337,6 +337,23 @@ def test_claims_come_in_batches_oldest_first(tmp_path: Path) -> None:
     auto.close()
 
 
+def test_sent_marks_are_grouped_and_only_for_the_owner(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.db"
+    conn = open_db(db)
+    with conn:
+        for i in range(4):
+            enqueue(conn, key=f"k{i}", phone=PHONE, text=str(i), kind="other", now=T0)
+    conn.close()
+    auto = sqlite3.connect(db, isolation_level=None)
+    mine = outbox.claim_due(auto, owner="a", now=T0.timestamp(), lease=60, limit=4)
+    ids = [c.id for c in mine]
+    assert outbox.mark_sent_many(auto, ids, owner="b", now=T0.timestamp()) == 0
+    assert outbox.mark_sent_many(auto, ids[:3], owner="a", now=T0.timestamp()) == 3
+    assert outbox.mark_sent_many(auto, [], owner="a", now=T0.timestamp()) == 0
+    assert counts(auto) == {"sent": 3, "pending": 1, "failed": 0}
+    auto.close()
+
+
 def test_stop_finishes_the_sms_in_hand_and_hands_back_the_rest(tmp_path: Path) -> None:
     db = tmp_path / "ledger.db"
     queue(db, 5)
