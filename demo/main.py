@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,8 +26,10 @@ from demo.day import (
 )
 from demo.mosquitto import BrokerError, find_mosquitto
 from demo.stack import Stack, StackError
+from protocols.identity import normalize_phone
 from terminal_sim.bank import BankHost
 from terminal_sim.printer import Receipt
+from terminal_sim.scenario import backend_command as scenario_backend_command
 from terminal_sim.scenario import otp_from_outbox
 from terminal_sim.session import Session
 from terminal_sim.terminal import Terminal
@@ -62,7 +63,8 @@ class Day:
             r = ex.response
             if r is None or r.code != "00":
                 raise StackError(f"enrolment of {v.who} failed: {r or ex.note}")
-            self.members[v.who] = v.phone or ""
+            # as the club stores it, not as typed (Sara types Persian digits)
+            self.members[v.who] = normalize_phone(v.phone or "")
             self.say(f"  enrolled: member code {r.member_code}, credit {r.balance:,} rials")
             return
         if v.give_card:
@@ -106,10 +108,10 @@ class Day:
 
 
 def backend_command(stack: Stack, *args: str) -> str:
-    done = subprocess.run([stack.python, "-m", "backend", *args, "--db", str(stack.db),
-                           "--config", str(stack.config_file)],
-                          capture_output=True, text=True, timeout=60)
-    return done.stdout if done.returncode == 0 else done.stdout + done.stderr
+    """An operator command on the demo's backend; its output (and errors, if it failed)."""
+    _code, text = scenario_backend_command(stack.db, stack.config_file, stack.python)(
+        list(args))
+    return text
 
 
 def sms_count(outbox: Path) -> dict[str, int]:

@@ -27,6 +27,9 @@ class LinkChannel:
         self.unmatched = 0
         self.link_down = 0
         self.responses_lost = 0
+        #: a repeated advice answered with the very bytes of the answer we "lost"
+        self.repeats_alike = 0
+        self._lost: dict[tuple[str, str], bytes] = {}
 
     def start(self) -> LinkChannel:
         self.driver.start()
@@ -64,8 +67,12 @@ class LinkChannel:
                 answer = self._answers.get(timeout=timeout)
             except queue.Empty:
                 return None
+            key = (response_mti, stan)
+            if key in self._lost and self._lost.pop(key) == answer:
+                self.repeats_alike += 1  # PROTOCOL 3.6: the same response again
             if response_mti in ("0230", "0430") and self.faults.take("lost_responses"):
                 self.responses_lost += 1
+                self._lost[key] = answer
                 # The response "never arrived": the terminal waits out its timer.
                 try:
                     self._answers.get(timeout=timeout)

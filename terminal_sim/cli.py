@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_line_options(run, required=True)
     run.add_argument("--outbox", type=Path, help="SMS outbox file, for one-time codes")
     run.add_argument("--quiet", action="store_true", help="print only failures and the total")
+    run.add_argument("--backend-db", type=Path, metavar="PATH",
+                     help="the backend's SQLite file, for operator steps (link_card)")
+    run.add_argument("--backend-config", type=Path, metavar="FILE",
+                     help="the backend's TOML file, passed to its operator commands")
     return parser
 
 
@@ -69,16 +75,50 @@ def config_from(args: argparse.Namespace, defaults: dict[str, Any] | None = None
     return cfg
 
 
+def _open_line(args: argparse.Namespace) -> Any:
+    """The line to the agent, or None after saying why it cannot be opened."""
+    from terminal_sim.session import open_transport
+
+    try:
+        if args.serial and "://" not in args.serial and not os.path.exists(args.serial):
+            raise FileNotFoundError(errno.ENOENT, "no such serial device", args.serial)
+        return open_transport(args.serial, args.connect, args.baud)
+    except ValueError as exc:
+        print(f"loyalty-sim: {exc}", file=sys.stderr)
+    except OSError as exc:
+        hint = (f" (is an agent running with --listen {args.connect}?)" if args.connect
+                else " (check the device name; its user needs the dialout group)")
+        print(f"loyalty-sim: cannot open {args.connect or args.serial}: "
+              f"{exc.strerror or exc}{hint}", file=sys.stderr)
+    return None
+
+
+def needs(scenario: Any, args: argparse.Namespace) -> None:
+    """Options a scenario's steps cannot run without: refused before anything is sent."""
+    from terminal_sim.scenario import ScenarioError
+
+    for step in scenario.steps:
+        if step.action == "link_card" and not args.backend_db:
+            raise ScenarioError(f"step {step.name!r} links a card on the backend: "
+                                "give --backend-db PATH (and --backend-config FILE)")
+        if step.params.get("otp_from_outbox") and not args.outbox:
+            raise ScenarioError(f"step {step.name!r} reads the one-time code from the SMS "
+                                "outbox: give --outbox PATH")
+
+
 def run_command(args: argparse.Namespace) -> int:
-    from terminal_sim.scenario import Runner, ScenarioError, load
-    from terminal_sim.session import Session, open_transport
+    from terminal_sim.scenario import Runner, ScenarioError, backend_command, load
+    from terminal_sim.session import Session
 
     try:
         scenario = load(args.scenario)
+        needs(scenario, args)
         config = config_from(args, scenario.terminal)
-        transport = open_transport(args.serial, args.connect, args.baud)
-    except (ScenarioError, ValueError, OSError) as exc:
+    except (ScenarioError, ValueError) as exc:
         print(f"loyalty-sim: {exc}", file=sys.stderr)
+        return 2
+    transport = _open_line(args)
+    if transport is None:
         return 2
     session = Session(transport, config)
     failed = 0
@@ -94,21 +134,24 @@ def run_command(args: argparse.Namespace) -> int:
             for f in outcome.failures:
                 print(f"     {f}")
     with session:
+        backend = (backend_command(args.backend_db, args.backend_config)
+                   if args.backend_db else None)
         outcomes = Runner(session.terminal, session.set_faults, args.outbox,
-                          stats=session.stats).run(scenario, report)
+                          stats=session.stats, backend=backend).run(scenario, report)
     print(f"{scenario.name}: {len(outcomes) - failed} passed, {failed} failed")
     return 1 if failed else 0
 
 
 def interactive_command(args: argparse.Namespace) -> int:
-    from terminal_sim.session import open_transport
     from terminal_sim.ui import TerminalApp
 
     try:
         config = config_from(args)
-        transport = open_transport(args.serial, args.connect, args.baud)
-    except (ValueError, OSError) as exc:
+    except ValueError as exc:
         print(f"loyalty-sim: {exc}", file=sys.stderr)
+        return 2
+    transport = _open_line(args)
+    if transport is None:
         return 2
     TerminalApp(transport, config).run()
     return 0

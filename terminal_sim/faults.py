@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, fields
 from typing import Any
 
+from terminal_sim.wrapper import TransportWrapper
+
 ACK_BYTE = b"\x06"
 NAK_BYTE = b"\x15"
 _NOISE = bytes(b for b in range(256) if b not in (0x02, 0x06, 0x15))
@@ -61,31 +63,17 @@ class FaultStats:
     acks_dropped: int = 0
     stalled: int = 0
     noisy: int = 0
-    responses_lost: int = 0
 
 
-class FaultyTransport:
+class FaultyTransport(TransportWrapper):
     """Wraps a Transport; applies the plan on the way out."""
 
     def __init__(self, inner: Any, plan: FaultPlan | None = None, seed: int = 7) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.plan = plan or FaultPlan()
         self.stats = FaultStats()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
-
-    @property
-    def byte_time(self) -> float:
-        return float(getattr(self.inner, "byte_time", 0.0))
-
-    def open(self) -> None:
-        self.inner.open()
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def read(self, timeout: float) -> bytes:
-        return self.inner.read(timeout)
 
     def write(self, data: bytes) -> None:
         with self._lock:

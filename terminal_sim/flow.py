@@ -27,6 +27,10 @@ PROMPTS = {
     "busy": "لطفا صبر کنید...",
 }
 
+#: What an empty ENTER is refused with, in the states that need something typed.
+EMPTY_ENTRY = {"phone": "شماره را وارد کنید", "enroll_phone": "شماره را وارد کنید",
+               "pin": "رمز را وارد کنید"}
+
 
 @dataclass
 class Action:
@@ -93,23 +97,16 @@ class Flow:
                 self.error = str(exc)
                 return None
             self.state = "identify"
+        elif self.state in EMPTY_ENTRY and not text:
+            self.error = EMPTY_ENTRY[self.state]
         elif self.state == "phone":
-            if not text:
-                self.error = "شماره را وارد کنید"
-                return None
             self.sale["phone"] = text
             self.state = "pin"
         elif self.state == "pin":
-            if not text:
-                self.error = "رمز را وارد کنید"
-                return None
             self.sale["pin"] = text
             self.state = "busy"
             return Action("sale", dict(self.sale))
         elif self.state == "enroll_phone":
-            if not text:
-                self.error = "شماره را وارد کنید"
-                return None
             self.state = "busy"
             return Action("enroll", {"phone": text})
         elif self.state == "otp":

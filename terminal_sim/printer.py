@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -22,7 +23,13 @@ def jalali(at: datetime) -> str:
 
 
 def rials(amount: int) -> str:
-    return f"{amount:,} ریال"
+    """`۱٬۸۰۰٬۰۰۰ ریال`: Persian digits and separator, as the club's RL lines print them."""
+    return to_persian(f"{amount:,}").replace(",", "٬") + " ریال"
+
+
+def printed(value: str) -> str:
+    """A number printed in Persian digits; a code with Latin letters (T0000001) as is."""
+    return value if re.search(r"[A-Za-z]", value) else to_persian(value)
 
 
 @dataclass
@@ -38,15 +45,20 @@ class Receipt:
 def format_receipt(*, title: str, at: datetime, terminal_id: str, merchant_id: str,
                    stan: str, rows: list[tuple[str, str]], loyalty: str = "",
                    footer: str = "") -> Receipt:
-    """A receipt: header, Jalali date, key/value rows, then the RL text as sent."""
+    """A receipt: header, Jalali date, key/value rows, then the RL text as sent.
+
+    Numbers print in Persian digits like the RL lines; terminal and merchant ids and
+    member codes, which hold Latin letters, print as they are.
+    """
     rule = "-" * WIDTH
     lines = [title.center(WIDTH).rstrip(), rule,
              f"تاریخ: {to_persian(jalali(at))}",
              f"پایانه: {terminal_id}  پذیرنده: {merchant_id}",
-             f"شماره پیگیری: {stan}", rule]
-    lines += [f"{k}: {v}" for k, v in rows]
+             f"شماره پیگیری: {printed(stan)}", rule]
+    lines += [f"{k}: {printed(v)}" for k, v in rows]
     if loyalty:
-        lines.append(rule)
+        if rows:
+            lines.append(rule)
         lines += loyalty.split("\n")
     if footer:
         lines += [rule, footer]

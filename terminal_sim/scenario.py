@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 import tomllib
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,17 +21,21 @@ from typing import Any
 from terminal_sim.faults import FaultPlan
 from terminal_sim.terminal import Exchanged, SaleResult, Terminal
 
+_COMMON = {"expect", "faults", "name", "settle_s"}
 ACTIONS = {
-    "sign_on": {"expect", "faults", "name"},
-    "sign_off": {"expect", "faults", "name"},
-    "echo": {"expect", "faults", "name"},
-    "enroll": {"phone", "referrer", "expect", "faults", "name"},
-    "inquiry": {"amount", "phone", "card", "redeem", "otp", "expect", "faults", "name"},
+    "sign_on": _COMMON,
+    "sign_off": _COMMON,
+    "echo": _COMMON,
+    "enroll": {"phone", "referrer"} | _COMMON,
+    "inquiry": {"amount", "phone", "card", "redeem", "otp"} | _COMMON,
     "sale": {"amount", "phone", "card", "redeem", "otp", "otp_from_outbox", "pan", "pin",
-             "bank_timeout", "id", "expect", "faults", "name"},
-    "reverse": {"sale", "expect", "faults", "name"},
-    "wait": {"seconds", "until_queued", "expect", "faults", "name"},
+             "bank_timeout", "id"} | _COMMON,
+    "reverse": {"sale"} | _COMMON,
+    "wait": {"seconds", "until_queued"} | _COMMON,
+    "link_card": {"phone", "card"} | _COMMON,
 }
+#: Line figures that are levels, not counts: observed as they are after the step.
+LEVELS = frozenset({"pending"})
 
 
 class ScenarioError(ValueError):
@@ -69,7 +76,10 @@ def load(path: str | Path) -> Scenario:
         doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ScenarioError(f"{path}: {exc}") from None
-    return parse(doc, str(Path(path).stem))
+    try:
+        return parse(doc, str(Path(path).stem))
+    except ScenarioError as exc:
+        raise ScenarioError(f"{path}: {exc}") from None
 
 
 def parse(doc: dict[str, Any], default_name: str = "scenario") -> Scenario:
@@ -79,7 +89,16 @@ def parse(doc: dict[str, Any], default_name: str = "scenario") -> Scenario:
     raw_steps = doc.get("step")
     if not isinstance(raw_steps, list) or not raw_steps:
         raise ScenarioError("a scenario needs at least one [[step]]")
-    FaultPlan().update(doc.get("faults", {}))  # validate early
+    for table in ("terminal", "bank", "faults"):
+        if not isinstance(doc.get(table, {}), dict):
+            raise ScenarioError(f"[{table}] must be a table")
+    try:
+        FaultPlan().update(doc.get("faults", {}))  # validate early
+    except ValueError as exc:
+        raise ScenarioError(f"[faults]: {exc}") from None
+    _check_terminal(doc.get("terminal", {}))
+    cards = doc.get("bank", {}).get("card", [])
+    _check_cards(cards)
     steps = []
     for i, raw in enumerate(raw_steps, 1):
         if not isinstance(raw, dict) or "do" not in raw:
@@ -96,14 +115,58 @@ def parse(doc: dict[str, Any], default_name: str = "scenario") -> Scenario:
             raise ScenarioError(f"step {i} (enroll): needs `phone`")
         if action == "reverse" and not isinstance(raw.get("sale"), str):
             raise ScenarioError(f"step {i} (reverse): needs `sale` (the id of a sale step)")
+        if action == "link_card" and not (isinstance(raw.get("phone"), str)
+                                          and isinstance(raw.get("card"), str)):
+            raise ScenarioError(f"step {i} (link_card): needs `phone` and `card` (strings)")
+        for key in ("settle_s", "seconds"):
+            if key in raw and (isinstance(raw[key], bool)
+                               or not isinstance(raw[key], int | float) or raw[key] < 0):
+                raise ScenarioError(f"step {i} ({action}): `{key}` must be a number >= 0")
+        if not isinstance(raw.get("expect", {}), dict) or not isinstance(raw.get("faults", {}),
+                                                                         dict):
+            raise ScenarioError(f"step {i} ({action}): `expect` and `faults` are tables")
         faults = raw.get("faults", {})
-        FaultPlan().update(faults)
+        try:
+            FaultPlan().update(faults)
+        except ValueError as exc:
+            raise ScenarioError(f"step {i} ({action}): {exc}") from None
         params = {k: v for k, v in raw.items() if k not in ("do", "expect", "faults", "name")}
         steps.append(Step(action, params, dict(raw.get("expect", {})), dict(faults),
                           str(raw.get("name", f"{i}: {action}"))))
-    cards = doc.get("bank", {}).get("card", [])
     return Scenario(str(doc.get("name", default_name)), dict(doc.get("terminal", {})),
                     list(cards), dict(doc.get("faults", {})), steps)
+
+
+TERMINAL_KEYS = {"terminal_id": str, "merchant_id": str, "mac_key": str,
+                 "echo_interval": (int, float), "advice_attempts": int}
+
+
+def _check_terminal(table: dict[str, Any]) -> None:
+    for key, value in table.items():
+        if key not in TERMINAL_KEYS:
+            raise ScenarioError(f"[terminal]: unknown key {key!r}; known: "
+                                f"{', '.join(sorted(TERMINAL_KEYS))}")
+        if isinstance(value, bool) or not isinstance(value, TERMINAL_KEYS[key]):
+            raise ScenarioError(f"[terminal] {key}: wrong type {type(value).__name__}")
+    key = table.get("mac_key")
+    if key is not None and not re.fullmatch(r"[0-9A-Fa-f]{32}", key):
+        raise ScenarioError("[terminal] mac_key must be 32 hex digits")
+    for name, size in (("terminal_id", 8), ("merchant_id", 15)):
+        if name in table and len(table[name]) != size:
+            raise ScenarioError(f"[terminal] {name} must be {size} characters")
+
+
+def _check_cards(cards: Any) -> None:
+    if not isinstance(cards, list):
+        raise ScenarioError("[[bank.card]] must be an array of tables")
+    for i, card in enumerate(cards, 1):
+        pan = card.get("pan") if isinstance(card, dict) else None
+        if not (isinstance(pan, str) and pan.isascii() and pan.isdigit()
+                and 16 <= len(pan) <= 19):
+            raise ScenarioError(f"[[bank.card]] {i}: `pan` must be a string of 16-19 digits")
+        unknown = set(card) - {"pan", "pin", "balance", "blocked"}
+        if unknown:
+            raise ScenarioError(f"[[bank.card]] {i}: unknown keys {sorted(unknown)}")
 
 
 def check(expect: dict[str, Any], observed: dict[str, Any]) -> list[str]:
@@ -194,14 +257,25 @@ def otp_from_outbox(path: Path, after: int, timeout: float = 10.0) -> str | None
     return None
 
 
+def line_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What one step did on the line: counts as differences, levels as they are."""
+    return {k: v if k in LEVELS or not isinstance(v, int) else v - before.get(k, 0)
+            for k, v in after.items()}
+
+
 @dataclass
 class Runner:
-    """Plays a scenario on a terminal. `set_faults` changes the line's fault plan."""
+    """Plays a scenario on a terminal. `set_faults` changes the line's fault plan.
+
+    `backend` runs one operator command on the backend (see `backend_command`); only
+    `link_card` steps need it.
+    """
 
     terminal: Terminal
     set_faults: Callable[[dict[str, Any]], None]
     outbox: Path | None = None
     stats: Callable[[], dict[str, Any]] | None = None
+    backend: Callable[[list[str]], tuple[int, str]] | None = None
     sales: dict[str, SaleResult] = field(default_factory=dict)
 
     def run(self, scenario: Scenario, report: Callable[[Outcome], None] | None = None,
@@ -214,15 +288,21 @@ class Runner:
             self.set_faults(scenario.faults)
         outcomes = []
         for step in scenario.steps:
-            if step.faults:
-                self.set_faults(step.faults)
-            try:
-                observed = self.play(step)
-                if self.stats:
-                    observed.update(self.stats())
-                failures = check(step.expect, observed)
-            except Exception as exc:  # a step that blows up is a failed expectation
-                observed, failures = {}, [f"step raised {type(exc).__name__}: {exc}"]
+            # The whole step holds the line, so a periodic echo cannot take its faults or
+            # blur its figures; `wait` leaves it free, since it waits for those echoes.
+            holder = nullcontext() if step.action == "wait" else self.terminal.line
+            with holder:
+                if step.faults:
+                    self.set_faults(step.faults)
+                before = self.stats() if self.stats else {}
+                try:
+                    observed = self.play(step)
+                    time.sleep(float(step.params.get("settle_s", 0)))
+                    if self.stats:
+                        observed.update(line_delta(before, self.stats()))
+                    failures = check(step.expect, observed)
+                except Exception as exc:  # a step that blows up is a failed expectation
+                    observed, failures = {}, [f"step raised {type(exc).__name__}: {exc}"]
             outcome = Outcome(step, observed, failures)
             outcomes.append(outcome)
             if report:
@@ -252,6 +332,12 @@ class Runner:
             return observe_exchange(t.reverse(sale))
         if step.action == "wait":
             return self._wait(float(p.get("seconds", 0)), p.get("until_queued"))
+        if step.action == "link_card":
+            if self.backend is None:
+                raise ScenarioError("link_card is an operator command on the backend: "
+                                    "give --backend-db PATH")
+            code, text = self.backend(["card", "add", p["phone"], p["card"]])
+            return {"code": "00" if code == 0 else "failed", "output": text.strip()}
         raise ScenarioError(f"unknown action {step.action}")
 
     def _sale(self, step: Step) -> dict[str, Any]:
@@ -290,3 +376,18 @@ class Runner:
             if time.monotonic() > deadline:
                 return observed
             time.sleep(0.5)
+
+
+def backend_command(db: Path, config: Path | None = None, python: str | None = None,
+                    ) -> Callable[[list[str]], tuple[int, str]]:
+    """The backend's operator command line (`python -m backend ... --db PATH`), run as a
+    process: the simulator never imports the backend."""
+
+    def run(args: list[str]) -> tuple[int, str]:
+        extra = ["--config", str(config)] if config else []
+        done = subprocess.run([python or sys.executable, "-m", "backend", *args,
+                               "--db", str(db), *extra],
+                              capture_output=True, text=True, timeout=60)
+        return done.returncode, done.stdout if done.returncode == 0 else done.stdout + done.stderr
+
+    return run

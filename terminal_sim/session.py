@@ -5,6 +5,7 @@ plus the periodic echo a real terminal sends while idle.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,8 @@ from terminal_sim.faults import FaultPlan, FaultyTransport
 from terminal_sim.printer import Printer
 from terminal_sim.terminal import Terminal, TerminalConfig
 from terminal_sim.traffic import TrafficTap
+
+REQUEST_MTIS = ("0800", "0100", "0220", "0420")
 
 
 def open_transport(serial: str | None = None, connect: str | None = None,
@@ -48,15 +51,19 @@ class Session:
     periodic_echo: bool = True
 
     def __post_init__(self) -> None:
-        # The tap sits under the faults, so it shows what is really on the wire.
-        wire: Any = self.transport
-        if self.on_traffic:
-            wire = TrafficTap(self.transport, self.on_traffic)
-        self.faulty = FaultyTransport(wire, self.faults)
+        # The tap sits under the faults, so it shows (and counts) what is really on the wire.
+        self.tap = TrafficTap(self.transport, self.on_traffic)
+        self.faulty = FaultyTransport(self.tap, self.faults)
         self.channel = LinkChannel(self.faulty, self.faults)
         self.clock = Clock(self.faults.clock_offset_s)
         self.terminal = Terminal(self.config, self.channel, clock=self.clock, bank=self.bank,
                                  printer=Printer(), on_event=self.on_event)
+        # A real terminal keeps its STAN (and its bank its RRNs) across restarts; starting
+        # from the time keeps a new session's 11/37 clear of the agent's recent ones.
+        now = int(time.time())
+        self.terminal.stan = now % 999_999
+        if not self.bank.rrn_seed:
+            self.bank.rrn_seed = now * 10 % 10**12
         self._stop = threading.Event()
         self._echo: threading.Thread | None = None
 
@@ -68,12 +75,22 @@ class Session:
         return self
 
     def stats(self) -> dict[str, Any]:
-        """Cumulative line figures a scenario may expect: faults applied, echoes sent."""
+        """Cumulative line figures a scenario may expect: faults applied, echoes sent,
+        what went over the wire (`frames_sent`, `naks_received`, `sent_0220` ...).
+        `pending` (advices still unanswered) is a level, the rest are counts."""
         st = self.faulty.stats
+        wire = {f"{kind}_{d}": self.tap.counts[f"{kind}_{d}"]
+                for kind in ("frames", "acks", "naks", "bad_frames")
+                for d in ("sent", "received")}
+        wire.update({f"sent_{m}": self.tap.counts[f"sent_{m}"] for m in REQUEST_MTIS})
+        wire.update({f"received_{int(m) + 10:04d}": self.tap.counts[f"received_{int(m) + 10:04d}"]
+                     for m in REQUEST_MTIS})
         return {"corrupted": st.corrupted, "acks_dropped": st.acks_dropped,
                 "stalled": st.stalled, "noisy": st.noisy,
                 "responses_lost": self.channel.responses_lost,
-                "echoes": self.terminal.echoes, "pending": len(self.terminal.pending)}
+                "repeats_answered_alike": self.channel.repeats_alike,
+                "echoes": self.terminal.echoes, **wire,
+                "pending": len(self.terminal.pending)}
 
     def set_faults(self, values: dict[str, Any]) -> None:
         self.faults.update(values)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from protocols import iso8583, mac, messages
 from terminal_sim.bank import Authorisation, BankHost, mask_pan
 from terminal_sim.clock import Clock, local_time, transmission_time
+from terminal_sim.keypad import to_latin
 from terminal_sim.printer import Printer, format_receipt, rials
 
 #: PROTOCOL.md 3.6: 3 s for 0110, 2 s for 0230/0430/0810.
@@ -131,6 +132,11 @@ class Terminal:
     def __post_init__(self) -> None:
         self._lock = threading.RLock()
 
+    @property
+    def line(self) -> Any:
+        """The lock one transaction holds; a script holds it to keep the echo out."""
+        return self._lock
+
     # --- building blocks --------------------------------------------------------------
     def _event(self, kind: str, text: str) -> None:
         if kind == "display":
@@ -220,8 +226,7 @@ class Terminal:
             self.printer.print(format_receipt(
                 title="عضویت باشگاه مشتریان", at=self.clock.now(),
                 terminal_id=self.config.terminal_id, merchant_id=self.config.merchant_id,
-                stan=req.header.stan, rows=[("کد عضویت", r.member_code or "")],
-                loyalty=r.receipt or ""))
+                stan=req.header.stan, rows=self._member_code_row(r), loyalty=r.receipt or ""))
         return ex
 
     @_one_at_a_time
@@ -251,13 +256,16 @@ class Terminal:
                 self._event("otp", "کد یکبار مصرف را وارد کنید")
                 code = otp_provider() if otp_provider else None
                 if code:
+                    # The SMS prints the code in Persian digits; the keypad sends ASCII ones.
                     inquiry = self.inquire(amount, phone=phone, card=card, redeem=redeem,
-                                           otp=code)
+                                           otp=to_latin(code))
                     r = inquiry.response
             if r is not None and r.code == "00" and r.quote_id:
                 quote_id, discount, net = r.quote_id, r.discount or 0, r.net or amount
             elif r is None or r.code == "91":
                 self._event("display", "باشگاه در دسترس نیست؛ پرداخت کامل")
+            elif r.code == "55":
+                self._event("display", "کد یکبار مصرف نادرست است؛ پرداخت کامل")
             elif r.code == "14":  # not a member: nothing for the club to record
                 phone = card = None
         self._event("display", f"مبلغ قابل پرداخت: {rials(net)}")
@@ -290,6 +298,8 @@ class Terminal:
             phone=None if sale.quote_id else sale.phone,
             card=None if sale.quote_id else sale.card)
         ex, _answered = self._advise(req, "reversal advice")
+        self._event("display", "خرید برگشت خورد" if ex.code == "00"
+                    else f"برگشت: پاسخ {ex.code or 'نیامد'}")
         if sale.authorisation.approved:
             self.bank.refund(sale.authorisation.pan, sale.amount)
         sale.reversed = True
@@ -326,12 +336,21 @@ class Terminal:
         self.pending = still
         return len(still)
 
+    @staticmethod
+    def _member_code_row(r: Any) -> list[tuple[str, str]]:
+        """The member code, unless the club's RL lines already print it."""
+        code = r.member_code or ""
+        return [] if code in (r.receipt or "") else [("کد عضویت", code)]
+
     def _sale_receipt(self, s: SaleResult) -> Any:
-        rows = [("مبلغ خرید", rials(s.gross))]
-        if s.discount:
-            rows.append(("تخفیف باشگاه", rials(s.discount)))
-        rows += [("مبلغ پرداختی", rials(s.amount)),
-                 ("کارت", mask_pan(s.authorisation.pan)),
+        if s.approved:
+            rows = [("مبلغ خرید", rials(s.gross))]
+            if s.discount:
+                rows.append(("تخفیف باشگاه", rials(s.discount)))
+            rows.append(("مبلغ پرداختی", rials(s.amount)))
+        else:  # nothing was paid and the club's hold is released: only what was tried
+            rows = [("مبلغ", rials(s.amount))]
+        rows += [("کارت", mask_pan(s.authorisation.pan)),
                  ("مرجع", s.authorisation.rrn),
                  ("نتیجه", "تایید شد" if s.approved else f"رد شد ({s.authorisation.code})")]
         loyalty = ""

@@ -4,6 +4,7 @@ stopped by pid), the `loyalty-sim run` command itself, and the demo run once.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import pytest
 
 from demo.mosquitto import free_port, wait_for_port
 from demo.stack import MAC_KEY, Stack, stop_process
-from terminal_sim.scenario import Outcome, Runner, load
+from terminal_sim.scenario import Outcome, Runner, backend_command, load
 
 HERE = Path(__file__).parent
 SCENARIOS = sorted((Path(__file__).parents[2] / "terminal_sim" / "scenarios").glob("*.toml"))
@@ -42,7 +43,8 @@ def test_scenario_against_real_agent_and_backend(stack: Stack, path: Path) -> No
     try:
         stack.wait_ready(session)
         outcomes = Runner(session.terminal, session.set_faults, stack.outbox,
-                          stats=session.stats).run(scenario)
+                          stats=session.stats,
+                          backend=backend_command(stack.db, stack.config_file)).run(scenario)
     finally:
         session.stop()
         stack.sessions.remove(session)
@@ -99,3 +101,9 @@ def test_demo_runs_a_whole_day(tmp_path: Path) -> None:
                  "forwarded every journaled advice", str(tmp_path)):
         assert text in out, text
     assert (tmp_path / "loyalty.sqlite").exists() and (tmp_path / "sms-outbox.jsonl").exists()
+    # the loyalty card swipe: linked by the operator, then its credit off the bill
+    swipe = out.split("swipes his loyalty card", 1)[1].split("\n[", 4)
+    assert re.search(r"discount [1-9][0-9,]*  charged", swipe[1]), swipe[:3]
+    assert re.search(r"purchase advice answered 00, earned [1-9]", swipe[2]), swipe[:3]
+    # the summary lists members as the club stores them, not as typed
+    assert re.search(r"Sara +09123456789 +silver", out), out[-1500:]

@@ -54,6 +54,7 @@ def test_clean_line_sale_and_traffic_log(line) -> None:
     texts = [text for _d, text in traffic]
     assert any(text.startswith("0800") for d, text in traffic if d == "->")
     assert any(text.startswith("0230") for d, text in traffic if d == "<-")
+    assert any("48[QI=Q1 GA=120000 DA=10000" in text for d, text in traffic if d == "<-")
     assert texts.count("ACK") >= 6
 
 
@@ -67,6 +68,9 @@ def test_every_line_fault_is_survived(line) -> None:
     stats = session.faulty.stats
     assert (stats.corrupted, stats.noisy, stats.acks_dropped, stats.stalled) == (1, 2, 1, 1)
     assert ("<-", "NAK") in traffic  # the corrupted frame was refused, then resent
+    line = session.stats()
+    assert line["bad_frames_sent"] == 1 and line["naks_received"] == 1
+    assert line["acks_dropped"] == 1 and line["sent_0220"] >= 1
 
 
 def test_lost_response_makes_the_terminal_repeat_the_advice(line) -> None:

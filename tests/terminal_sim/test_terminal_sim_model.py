@@ -117,7 +117,25 @@ def test_sale_with_otp_discount_and_advice() -> None:
     assert advice["2"] == "603799******7891"
     assert tlv.decode(advice["48"]) == {"GA": "200000", "QI": "Q1"}
     assert sale.advice_answered and "اعتبار شما" in sale.receipt.text
-    assert "تخفیف باشگاه" in sale.receipt.text
+    assert "تخفیف باشگاه: ۱۰٬۰۰۰ ریال" in sale.receipt.text
+
+
+def test_otp_read_in_persian_digits_is_sent_in_ascii() -> None:
+    """The SMS prints the code in Persian digits; the customer types what is printed."""
+    term, agent, _ = make(FakeAgent(otp="4321"))
+    sale = term.sale(200_000, PAN, "1234", phone="09121234567", otp_provider=lambda: "۴۳۲۱")
+    assert tlv.decode(agent.seen[-2]["48"])["OT"] == "4321"
+    assert sale.discount == 10_000
+
+
+def test_receipt_numbers_in_persian_digits_ids_as_they_are() -> None:
+    term, _agent, _ = make()
+    sale = term.sale(1_250_000, PAN, "1234", phone="09121234567")
+    text = sale.receipt.text
+    assert "مبلغ خرید: ۱٬۲۵۰٬۰۰۰ ریال" in text and "۶۰۳۷۹۹******۷۸۹۱" in text
+    assert "T0000001" in text and "M00000000000001" in text
+    assert not any(ch.isascii() and ch.isdigit() for line in text.splitlines()
+                   if not line.startswith("پایانه") for ch in line)
 
 
 def test_declined_sale_still_advises_to_release_hold() -> None:
@@ -127,6 +145,7 @@ def test_declined_sale_still_advises_to_release_hold() -> None:
     assert not sale.approved and sale.authorisation.code == INSUFFICIENT_FUNDS
     assert agent.seen[-1]["39"] == INSUFFICIENT_FUNDS
     assert "رد شد" in sale.receipt.text
+    assert "مبلغ پرداختی" not in sale.receipt.text  # nothing was paid
 
 
 def test_anonymous_sale_sends_no_loyalty_message() -> None:

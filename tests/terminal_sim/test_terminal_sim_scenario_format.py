@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from terminal_sim.cli import main
-from terminal_sim.scenario import ScenarioError, load, parse
+from terminal_sim.scenario import ScenarioError, line_delta, load, parse
 
 SCENARIOS = Path(__file__).parents[2] / "terminal_sim" / "scenarios"
 
@@ -23,6 +23,13 @@ SCENARIOS = Path(__file__).parents[2] / "terminal_sim" / "scenarios"
     ({"step": [{"do": "echo", "faults": {"corrupt": -1}}]}, ">= 0"),
     ({"step": [{"do": "echo", "faults": {"gremlins": 1}}]}, "unknown fault"),
     ({"steps": []}, "unknown top-level"),
+    ({"step": [{"do": "link_card", "phone": "0912"}]}, "card"),
+    ({"step": [{"do": "echo", "settle_s": -1}]}, "settle_s"),
+    ({"step": [{"do": "echo", "expect": "00"}]}, "tables"),
+    ({"faults": 3, "step": [{"do": "echo"}]}, r"\[faults\] must be a table"),
+    ({"terminal": {"mac_key": "zz"}, "step": [{"do": "echo"}]}, "mac_key"),
+    ({"terminal": {"colour": 1}, "step": [{"do": "echo"}]}, "unknown key"),
+    ({"bank": {"card": [{"pan": "12"}]}, "step": [{"do": "echo"}]}, "16-19 digits"),
 ])
 def test_bad_scenarios_are_refused(doc: dict, words: str) -> None:
     with pytest.raises((ScenarioError, ValueError), match=words):
@@ -59,3 +66,29 @@ def test_demo_without_mosquitto_says_how_to_install(monkeypatch, capsys) -> None
     monkeypatch.setattr(demo.main, "find_mosquitto", missing)
     assert demo.main.main([]) == 1
     assert "apt-get install -y mosquitto" in capsys.readouterr().err
+
+
+def test_file_errors_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "typo.toml"
+    bad.write_text('[[step]]\ndo = "sale"\namount = "lots"\n', encoding="utf-8")
+    with pytest.raises(ScenarioError, match=r"typo\.toml: step 1 \(sale\): needs an integer"):
+        load(bad)
+
+
+def test_step_options_are_checked_before_the_line_is_opened(tmp_path: Path, capsys) -> None:
+    """A scenario that links a card needs --backend-db; one reading OTPs needs --outbox."""
+    path = SCENARIOS / "messages.toml"
+    assert main(["run", str(path), "--connect", "127.0.0.1:1"]) == 2
+    assert "--backend-db" in capsys.readouterr().err
+    assert main(["run", str(path), "--connect", "127.0.0.1:1",
+                 "--backend-db", str(tmp_path / "db")]) == 2
+    assert "--outbox" in capsys.readouterr().err
+    assert main(["run", str(SCENARIOS / "faults.toml"), "--serial", str(tmp_path / "no")]) == 2
+    assert "no such serial device" in capsys.readouterr().err
+
+
+def test_line_figures_are_per_step() -> None:
+    before = {"frames_sent": 4, "naks_received": 1, "pending": 2}
+    after = {"frames_sent": 6, "naks_received": 1, "pending": 1, "code": "00"}
+    assert line_delta(before, after) == {"frames_sent": 2, "naks_received": 0, "pending": 1,
+                                         "code": "00"}
