@@ -20,7 +20,6 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from protocols import mqtt
@@ -151,21 +150,14 @@ class BackendClient:
             log.warning("could not set TCP_NODELAY: %s", exc)
 
     def _on_connect(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        flags: Any,
-        reason: ReasonCode,
-        properties: Properties | None,
+        self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
     ) -> None:
         if reason.is_failure:
             log.warning("broker refused the connection: %s", reason)
             return
         self._connected.set()
         log.info("connected to broker %s:%d", self.settings.host, self.settings.port)
-        client.subscribe(
-            [(self._resp_topic, 1), (mqtt.BACKEND_STATUS_FILTER, 1)]
-        )
+        client.subscribe([(self._resp_topic, 1), (mqtt.BACKEND_STATUS_FILTER, 1)])
         client.publish(self._status_topic, mqtt.encode_status(True), qos=1, retain=True)
 
     def _on_subscribe(
@@ -177,12 +169,7 @@ class BackendClient:
         self._subscribed.set()
 
     def _on_disconnect(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        flags: Any,
-        reason: ReasonCode,
-        properties: Properties | None,
+        self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
     ) -> None:
         self._connected.clear()
         self._subscribed.clear()

@@ -9,7 +9,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from agent.config import SETTINGS, ConfigError, build, load_toml
+from agent import memory
+from agent.config import SECRET_PAIRS, SETTINGS, ConfigError, build, load_toml
 from agent.journal import JournalError
 
 EXIT_BAD_SETTING = 2
@@ -21,10 +22,12 @@ _HELP = {
     "broker": "MQTT broker HOST:PORT",
     "terminal_id": "terminal id (field 41, 8 characters)",
     "merchant_id": "merchant id (field 42, 15 characters)",
-    "mac_key": "the terminal's MAC key, 32 hex digits",
+    "mac_key": "the terminal's MAC key, 32 hex digits (visible in ps: prefer --mac-key-file)",
+    "mac_key_file": "file holding the MAC key as 32 hex digits; must not be world-readable",
     "journal": "journal file (created if missing)",
     "broker_username": "broker user name (the terminal id under the ACL)",
-    "broker_password": "broker password",
+    "broker_password": "broker password (visible in ps: prefer --broker-password-file)",
+    "broker_password_file": "file holding the broker password; must not be world-readable",
     "broker_ca_file": "CA certificate file: connect to the broker over TLS",
     "inquiry_budget": "seconds from request to 91 when the backend is silent (<= 2.5)",
     "advice_wait": "seconds a 0230 may wait for the backend's EA/CB/RL (0: never)",
@@ -40,8 +43,10 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the agent for one terminal")
     run.add_argument("--config", help="TOML file with the settings (command line wins)")
+    groups = {name: run.add_mutually_exclusive_group() for name, _ in SECRET_PAIRS}
+    pair_of = {name: first for first, second in SECRET_PAIRS for name in (first, second)}
     for name, kind in SETTINGS.items():
-        run.add_argument(
+        (groups[pair_of[name]] if name in pair_of else run).add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
             type=kind,
@@ -53,6 +58,10 @@ def parser() -> argparse.ArgumentParser:
 
 def settings_from(args: argparse.Namespace) -> dict[str, Any]:
     merged: dict[str, Any] = load_toml(args.config) if args.config else {}
+    for pair in SECRET_PAIRS:  # a secret on the command line replaces the TOML's, either way
+        if any(getattr(args, n) is not None for n in pair):
+            for name in pair:
+                merged.pop(name, None)
     for name in SETTINGS:
         value = getattr(args, name)
         if value is not None:
@@ -71,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=cfg.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    memory.limit_arenas()  # before any thread: see agent/memory.py
     from agent.service import Agent  # after the settings are known good
 
     try:
@@ -78,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except JournalError as exc:
         print(f"loyalty-agent: bad setting: journal: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTING
+    memory.trim()  # the journal's replay and the imports leave freed heap behind
     signal.signal(signal.SIGTERM, lambda *_: agent.request_stop())
     signal.signal(signal.SIGINT, lambda *_: agent.request_stop())
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
+import stat
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -63,9 +63,11 @@ SETTINGS: dict[str, type] = {
     "terminal_id": str,
     "merchant_id": str,
     "mac_key": str,
+    "mac_key_file": str,
     "journal": str,
     "broker_username": str,
     "broker_password": str,
+    "broker_password_file": str,
     "broker_ca_file": str,
     "inquiry_budget": float,
     "advice_wait": float,
@@ -74,13 +76,19 @@ SETTINGS: dict[str, type] = {
     "forward_timeout": float,
     "log_level": str,
 }
-REQUIRED = ("broker", "terminal_id", "merchant_id", "mac_key", "journal")
+REQUIRED = ("broker", "terminal_id", "merchant_id", "journal")
+#: Two ways to give the MAC key; exactly one of them.
+KEY_SETTINGS = ("mac_key", "mac_key_file")
+#: Secrets that may be given inline or in a private file (the file keeps them out of `ps`).
+SECRET_PAIRS = (KEY_SETTINGS, ("broker_password", "broker_password_file"))
 _MID = re.compile(r"[\x20-\x7e]{15}")
 _HEX32 = re.compile(r"[0-9A-Fa-f]{32}")
 
 
 def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The settings of a TOML file, checked for unknown keys and types."""
+    import tomllib  # only with --config: half a MB the agent need not carry otherwise
+
     try:
         with open(path, "rb") as f:
             doc = tomllib.load(f)
@@ -130,9 +138,7 @@ def build(settings: dict[str, Any]) -> AgentConfig:
     mid = settings["merchant_id"]
     if not _MID.fullmatch(mid):
         raise ConfigError("merchant_id: must be 15 printable ASCII characters (field 42)")
-    key_hex = settings["mac_key"]
-    if not _HEX32.fullmatch(key_hex):
-        raise ConfigError("mac_key: must be 32 hex digits (a 16-byte AES key)")
+    key = _mac_key(settings)
     baud = settings.get("baud", 115200)
     try:
         check_baudrate(baud)
@@ -159,7 +165,7 @@ def build(settings: dict[str, Any]) -> AgentConfig:
     cfg = AgentConfig(
         terminal_id=tid,
         merchant_id=mid,
-        mac_key=bytes.fromhex(key_hex),
+        mac_key=key,
         journal=journal,
         broker_host=broker_host,
         broker_port=broker_port,
@@ -168,7 +174,7 @@ def build(settings: dict[str, Any]) -> AgentConfig:
         listen_host=listen_host,
         listen_port=listen_port,
         broker_username=settings.get("broker_username") or None,
-        broker_password=settings.get("broker_password"),
+        broker_password=_broker_password(settings),
         broker_ca_file=ca or None,
         inquiry_budget=_positive("inquiry_budget", settings.get("inquiry_budget", 2.2)),
         advice_wait=settings.get("advice_wait", 0.4),
@@ -184,6 +190,64 @@ def build(settings: dict[str, Any]) -> AgentConfig:
     if cfg.retry_initial > cfg.retry_max:
         raise ConfigError("retry_initial: must not exceed retry_max")
     return cfg
+
+
+def _mac_key(settings: dict[str, Any]) -> bytes:
+    """The 16-byte MAC key from `mac_key` (hex) or `mac_key_file`; never echoes the key."""
+    given = [n for n in KEY_SETTINGS if settings.get(n) not in (None, "")]
+    if len(given) != 1:
+        raise ConfigError(
+            "mac_key/mac_key_file: give exactly one of them"
+            + (" (both given)" if given else " (required)")
+        )
+    if given[0] == "mac_key":
+        key_hex = settings["mac_key"]
+        if not _HEX32.fullmatch(key_hex):
+            raise ConfigError("mac_key: must be 32 hex digits (a 16-byte AES key)")
+        return bytes.fromhex(key_hex)
+    return _read_key_file(settings["mac_key_file"])
+
+
+def _read_private(name: str, path: str) -> str:
+    """The text of a secret's file, which no one but its owner and group may read or
+    write: a world-accessible secret is refused, not used. Never echoes the content."""
+    try:
+        with open(path, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise ConfigError(f"{name}: {path} is not a regular file")
+            if mode & (stat.S_IROTH | stat.S_IWOTH):
+                raise ConfigError(
+                    f"{name}: {path} is readable or writable by other users; "
+                    f"make it private (chmod 600 {path})"
+                )
+            raw = f.read(4096)
+    except OSError as exc:
+        raise ConfigError(f"{name}: {path} cannot be read: {exc.strerror}") from None
+    try:
+        return raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{name}: {path} is not UTF-8 text") from None
+
+
+def _broker_password(settings: dict[str, Any]) -> str | None:
+    password, path = settings.get("broker_password"), settings.get("broker_password_file")
+    if password not in (None, "") and path:
+        raise ConfigError("broker_password/broker_password_file: give only one of them")
+    if path:
+        text = _read_private("broker_password_file", path)
+        if not text:
+            raise ConfigError(f"broker_password_file: {path} is empty")
+        return text
+    return password
+
+
+def _read_key_file(path: str) -> bytes:
+    """A key file holds the 32 hex digits (surrounding whitespace allowed)."""
+    text = _read_private("mac_key_file", path)
+    if not _HEX32.fullmatch(text):
+        raise ConfigError(f"mac_key_file: {path} must hold 32 hex digits (a 16-byte AES key)")
+    return bytes.fromhex(text)
 
 
 def _check_journal(path: Path) -> None:

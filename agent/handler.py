@@ -141,8 +141,7 @@ class Handler:
                 return bytes.fromhex(doc["resp"])
             # Journaled but killed before the answer was stored: answer as if offline.
             out = self._answer(fields, messages.APPROVED)
-            self.journal.set_response(doc_id, out)
-            return out
+            return self.journal.set_response(doc_id, out) if out is not None else None
         try:
             if isinstance(request, messages.EnrollmentRequest | messages.InquiryRequest):
                 return self._authorization(fields, request, key, received)
@@ -266,9 +265,9 @@ class Handler:
         out = plain
         if reply is not None and reply.ok:
             out = self._answer(fields, messages.APPROVED, _advice_tlv(reply)) or plain
-        if out is not None:
-            self.journal.set_response(doc_id, out)
-        return out
+        if out is None:
+            return None
+        return self.journal.set_response(doc_id, out)  # a concurrent repeat's answer wins
 
     def _reversal(
         self, fields: Mapping[str, Any], request: messages.ReversalAdvice, key: str
@@ -316,49 +315,46 @@ def _iso(epoch: float) -> str:
     )
 
 
-def _put(items: dict[str, str], tag: str, value: Any, limit: int | None = None) -> None:
-    if value is None or value == "":
-        return
-    text = str(value)
-    items[tag] = tlv.fit(text, limit) if limit else text
+#: TLV tag, backend body field, byte limit (None: the value is short by schema).
+_Spec = tuple[tuple[str, str, int | None], ...]
+_ENROLL_TLV: _Spec = (
+    ("MC", "member_code", None), ("NW", "new", None), ("CB", "balance", None),
+    ("MG", "display", 64), ("RL", "receipt", 400),
+)
+_QUOTE_TLV: _Spec = (
+    ("QI", "quote_id", None), ("GA", "gross", None), ("DA", "discount", None),
+    ("NA", "net", None), ("CB", "balance", None), ("TR", "tier", None),
+    ("MG", "display", 64), ("RL", "receipt", 400),
+)
+_OTP_TLV: _Spec = (("MG", "display", 64),)
+_ADVICE_TLV: _Spec = (("EA", "earned", None), ("CB", "balance", None), ("RL", "receipt", 400))
+
+
+def _tlv(body: Mapping[str, Any], spec: _Spec) -> dict[str, str]:
+    """Field 48 items from a backend body: absent or empty values left out, text fitted."""
+    items: dict[str, str] = {}
+    for tag, name, limit in spec:
+        value = body.get(name)
+        if value is None or value == "":
+            continue
+        text = str(value)
+        items[tag] = tlv.fit(text, limit) if limit else text
+    return items
 
 
 def _enroll_tlv(reply: mqtt.Response) -> dict[str, str]:
-    items: dict[str, str] = {}
     if not reply.ok:
-        return items
-    b = reply.body
-    _put(items, "MC", b.get("member_code"))
-    _put(items, "NW", "1" if b.get("new") else "0")
-    _put(items, "CB", b.get("balance"))
-    _put(items, "MG", b.get("display"), 64)
-    _put(items, "RL", b.get("receipt"), 400)
-    return items
+        return {}
+    return _tlv({**reply.body, "new": "1" if reply.body.get("new") else "0"}, _ENROLL_TLV)
 
 
 def _inquiry_tlv(reply: mqtt.Response) -> dict[str, str]:
-    items: dict[str, str] = {}
     if not reply.ok:
-        return items
-    b = reply.body
-    if b.get("otp_required"):
-        items["OV"] = "1"
-        _put(items, "MG", b.get("display"), 64)
-        return items
-    _put(items, "QI", b.get("quote_id"))
-    _put(items, "GA", b.get("gross"))
-    _put(items, "DA", b.get("discount"))
-    _put(items, "NA", b.get("net"))
-    _put(items, "CB", b.get("balance"))
-    _put(items, "TR", b.get("tier"))
-    _put(items, "MG", b.get("display"), 64)
-    _put(items, "RL", b.get("receipt"), 400)
-    return items
+        return {}
+    if reply.body.get("otp_required"):
+        return {"OV": "1", **_tlv(reply.body, _OTP_TLV)}
+    return _tlv(reply.body, _QUOTE_TLV)
 
 
 def _advice_tlv(reply: mqtt.Response) -> dict[str, str]:
-    items: dict[str, str] = {}
-    _put(items, "EA", reply.body.get("earned"))
-    _put(items, "CB", reply.body.get("balance"))
-    _put(items, "RL", reply.body.get("receipt"), 400)
-    return items
+    return _tlv(reply.body, _ADVICE_TLV)

@@ -14,11 +14,15 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from agent.intmap import IntMap
 from agent.storage import AppendLogStorage, LogDB, StorageCorrupt, open_db
 
 DUPLICATE_WINDOW = 24 * 3600.0
 REVERSAL_WINDOW = 7 * 24 * 3600.0
 TABLE = "entries"
+
+#: How the in-memory indexes hash a key (a module name so a test can force collisions).
+_hash = hash
 
 
 class JournalError(RuntimeError):
@@ -48,22 +52,69 @@ class Journal:
             raise JournalError(f"journal {path} cannot be opened: {exc}") from None
         self._table = self._db.table(TABLE)
         self._lock = threading.RLock()
-        self._by_key: dict[str, int] = {}
-        self._by_match: dict[str, int] = {}  # 'stan:rrn' -> doc id
+        # Lookups keep only hash(key) -> doc id in memory (the key itself is in the doc
+        # and checked on every hit); keys whose hash is taken by another key go in
+        # `_clash` with their full text, so a collision can never hide an entry.
+        self._by_key = IntMap()
+        self._by_match = IntMap()  # hash of 'stan:rrn' of a 0220 -> doc id
+        self._clash: dict[tuple[str, str], int] = {}
         self._pending: dict[int, None] = {}  # insertion-ordered set of doc ids
-        for doc in sorted(self._table.all(), key=lambda d: d.doc_id):
-            if not isinstance(doc.get("key"), str) or not isinstance(doc.get("at"), int | float):
+        reversals: list[int] = []
+        for doc_id in sorted(int(i) for i in self._table._read_table()):
+            doc = self._table.get(doc_id=doc_id)  # one at a time: never the whole file
+            if doc is None or not isinstance(doc.get("key"), str) or not isinstance(
+                doc.get("at"), int | float
+            ):
                 raise JournalError(f"journal {path} holds an entry that is not the agent's")
-            self._index(doc.doc_id, doc)
+            self._index(doc_id, doc)
+            if doc.get("orig") is not None:
+                reversals.append(doc["orig"])
+        # A power loss can keep a reversal yet lose the flag written with it on its
+        # original (a torn second line): set it again, or a later reversal with another
+        # field 7 would reverse the same purchase twice.
+        for orig in reversals:
+            original = self._table.get(doc_id=orig)
+            if original is not None and not original.get("reversed"):
+                self._table.update({"reversed": True}, doc_ids=[orig])
 
     @property
     def storage(self) -> AppendLogStorage:
         return self._db.storage  # type: ignore[return-value]
 
+    # --- compact in-memory indexes ---------------------------------------------------
+    def _put(self, kind: str, index: IntMap, text: str, doc_id: int) -> None:
+        h = _hash(text)
+        other = index.get(h)
+        if other is not None and other != doc_id:
+            other_doc = self._table.get(doc_id=other)
+            if other_doc is not None and _ident(kind, other_doc) != text:
+                self._clash[(kind, text)] = doc_id
+                return
+        self._clash.pop((kind, text), None)
+        index[h] = doc_id
+
+    def _lookup(self, kind: str, index: IntMap, text: str) -> tuple[int, dict] | None:
+        doc_id = self._clash.get((kind, text)) if self._clash else None
+        if doc_id is None:
+            doc_id = index.get(_hash(text))
+        if doc_id is None:
+            return None
+        doc = self._table.get(doc_id=doc_id)
+        if doc is None or _ident(kind, doc) != text:
+            return None
+        return doc_id, dict(doc)
+
+    def _drop(self, kind: str, index: IntMap, text: str, doc_id: int) -> None:
+        if self._clash.get((kind, text)) == doc_id:
+            del self._clash[(kind, text)]
+        elif index.get(_hash(text)) == doc_id:
+            del index[_hash(text)]
+
     def _index(self, doc_id: int, doc: dict[str, Any]) -> None:
-        self._by_key[doc["key"]] = doc_id
-        if doc.get("mti") == "0220" and doc.get("stan") and doc.get("rrn"):
-            self._by_match[f"{doc['stan']}:{doc['rrn']}"] = doc_id
+        self._put("key", self._by_key, doc["key"], doc_id)
+        match = _ident("match", doc)
+        if match:
+            self._put("match", self._by_match, match, doc_id)
         if doc.get("fwd"):
             self._pending[doc_id] = None
 
@@ -93,17 +144,28 @@ class Journal:
         if original is not None:
             doc["orig"] = original
         with self._lock:
-            if key in self._by_key:
+            if self._lookup("key", self._by_key, key) is not None:
                 raise ValueError(f"{key} is already in the journal")
-            doc_id = self._table.insert(doc)
+            if original is None:
+                doc_id = self._table.insert(doc)
+            else:  # the reversal and its original's flag land in one write, or neither
+                doc_id = self._table.insert_and_update(doc, {original: {"reversed": True}})
             self._index(doc_id, doc)
-            if original is not None:
-                self._table.update({"reversed": True}, doc_ids=[original])
             return doc_id
 
-    def set_response(self, doc_id: int, response: bytes) -> None:
+    def set_response(self, doc_id: int, response: bytes) -> bytes:
+        """Store the answer of a journaled request; the first one stored wins.
+
+        Two links may answer the same advice at once (a repeat over a second TCP
+        connection while the first waits for the backend): every repeat must get the
+        same bytes, so a response already stored is kept and returned.
+        """
         with self._lock:
+            doc = self._table.get(doc_id=doc_id)
+            if doc is not None and doc.get("resp"):
+                return bytes.fromhex(doc["resp"])
             self._table.update({"resp": response.hex()}, doc_ids=[doc_id])
+            return response
 
     def mark_forwarded(self, doc_id: int, code: str) -> None:
         """The backend has it: drop the body (compaction then reclaims it), keep the code."""
@@ -119,11 +181,7 @@ class Journal:
 
     def find(self, key: str) -> tuple[int, dict[str, Any]] | None:
         with self._lock:
-            doc_id = self._by_key.get(key)
-            if doc_id is None:
-                return None
-            doc = self._table.get(doc_id=doc_id)
-            return (doc_id, dict(doc)) if doc is not None else None
+            return self._lookup("key", self._by_key, key)
 
     def response_for(self, key: str) -> bytes | None:
         """The stored response of a request already answered (kept 24 h, advices 7 days)."""
@@ -135,13 +193,10 @@ class Journal:
     def find_original(self, stan: str, rrn: str, now: float) -> tuple[int, dict[str, Any]] | None:
         """The purchase advice a reversal names (41 is this terminal's), if within 7 days."""
         with self._lock:
-            doc_id = self._by_match.get(f"{stan}:{rrn}")
-            if doc_id is None:
+            found = self._lookup("match", self._by_match, f"{stan}:{rrn}")
+            if found is None or now - found[1]["at"] > REVERSAL_WINDOW:
                 return None
-            doc = self._table.get(doc_id=doc_id)
-            if doc is None or now - doc["at"] > REVERSAL_WINDOW:
-                return None
-            return doc_id, dict(doc)
+            return found
 
     def pending(self) -> list[Pending]:
         """Advices and reversals not yet forwarded, oldest first."""
@@ -171,34 +226,58 @@ class Journal:
         return len(self._table)
 
     # --- upkeep --------------------------------------------------------------------
-    def expire(self, now: float) -> int:
+    def expire(self, now: float, batch: int = 256) -> int:
         """Drop what no rule needs any more; the number of entries removed.
 
         Responses go after 24 h, advices (reversal matching) after 7 days; nothing still
-        waiting to be forwarded is ever dropped.
+        waiting to be forwarded is ever dropped. The scan takes the lock one batch at a
+        time, so a request arriving meanwhile waits for at most one batch, not the whole
+        journal; it stops at the first entry younger than 24 h (ids grow with time; a
+        clock set back only makes it keep more).
         """
         with self._lock:
-            drop = []
-            for doc in self._table.all():
-                if doc.get("fwd"):
-                    continue
-                age = now - doc["at"]
-                keep = REVERSAL_WINDOW if doc.get("mti") == "0220" else DUPLICATE_WINDOW
-                if age > keep:
-                    drop.append(doc.doc_id)
-            if drop:
-                for doc_id in drop:
-                    doc = self._table.get(doc_id=doc_id)
-                    if doc is not None:
-                        self._by_key.pop(doc["key"], None)
-                        match = f"{doc.get('stan')}:{doc.get('rrn')}"
-                        if self._by_match.get(match) == doc_id:
-                            del self._by_match[match]
-                self._table.remove(doc_ids=drop)
+            ids = sorted(int(i) for i in self._table._read_table())
+        dropped = 0
+        for start in range(0, len(ids), batch):
+            young = False
+            with self._lock:
+                drop = []
+                for doc_id in ids[start : start + batch]:
+                    if doc_id in self._pending:
+                        continue
+                    doc = self._table.get(doc_id=doc_id)  # one at a time, never the file
+                    if doc is None or doc.get("fwd"):
+                        continue
+                    age = now - doc["at"]
+                    if age <= DUPLICATE_WINDOW:
+                        young = True
+                        break
+                    if doc.get("mti") == "0220" and age <= REVERSAL_WINDOW:
+                        continue
+                    drop.append(doc_id)
+                    self._drop("key", self._by_key, doc["key"], doc_id)
+                    match = _ident("match", doc)
+                    if match:
+                        self._drop("match", self._by_match, match, doc_id)
+                if drop:
+                    self._table.remove(doc_ids=drop)
+                    dropped += len(drop)
+            if young:
+                break
+        if dropped:
+            with self._lock:
                 self.storage.compact()
-            return len(drop)
+        return dropped
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
+
+def _ident(kind: str, doc: dict[str, Any]) -> str | None:
+    """The text an index looks a document up by: its key, or 'stan:rrn' of an advice."""
+    if kind == "key":
+        return doc.get("key")
+    if doc.get("mti") == "0220" and doc.get("stan") and doc.get("rrn"):
+        return f"{doc['stan']}:{doc['rrn']}"
+    return None

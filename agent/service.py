@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 
+from agent import memory
 from agent.backend_client import BackendClient, BrokerSettings
 from agent.config import AgentConfig
 from agent.forwarder import Backoff, Forwarder
@@ -23,6 +24,8 @@ log = logging.getLogger("agent")
 
 #: How often expired journal entries are dropped.
 EXPIRE_EVERY = 3600.0
+#: How often freed heap pages are handed back (a busy spell leaves them resident).
+TRIM_EVERY = 60.0
 
 
 class Agent:
@@ -92,8 +95,11 @@ class Agent:
                      cfg.listen_host, self.listener.port)
 
     def run_until_stopped(self) -> None:
-        last_expire = time.monotonic()
+        last_expire = last_trim = time.monotonic()
         while not self._stop.wait(5.0):
+            if time.monotonic() - last_trim > TRIM_EVERY:
+                last_trim = time.monotonic()
+                memory.trim()
             if time.monotonic() - last_expire > EXPIRE_EVERY:
                 last_expire = time.monotonic()
                 try:

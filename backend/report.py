@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from backend.sms import outbox
 from backend.store import ts
 
 _FAR_FUTURE = 2**62
+TEHRAN = ZoneInfo("Asia/Tehran")
 
 
 def summary(
@@ -35,13 +37,13 @@ def summary(
     out["new_members"] = conn.execute(
         "SELECT COUNT(*) FROM members WHERE enrolled_at >= ? AND enrolled_at < ?", (lo, hi)
     ).fetchone()[0]
-    # returning: bought in the period and had bought before it
+    # returning: bought in the period and had bought before (earlier in it, or before it)
     out["returning_members"] = conn.execute(
         "SELECT COUNT(DISTINCT p.member_id) FROM purchases p WHERE p.approved = 1 "
         "AND p.reversed = 0 AND p.occurred_at >= ? AND p.occurred_at < ? AND EXISTS ("
         "SELECT 1 FROM purchases q WHERE q.member_id = p.member_id AND q.approved = 1 "
-        "AND q.reversed = 0 AND q.occurred_at < ?)",
-        (lo, hi, lo),
+        "AND q.reversed = 0 AND q.occurred_at < p.occurred_at)",
+        (lo, hi),
     ).fetchone()[0]
     sums = dict(
         conn.execute(
@@ -82,9 +84,14 @@ _LABELS = {
 }
 
 
+def _local(when: datetime) -> str:
+    """Shop time: an operator reads the report's bounds in Tehran time, not UTC."""
+    return f"{when.astimezone(TEHRAN):%Y-%m-%d %H:%M} Tehran time"
+
+
 def render(figures: dict[str, int], *, since: datetime | None, until: datetime | None) -> str:
-    period = f"{since:%Y-%m-%d %H:%M} UTC" if since else "the beginning"
-    end = f"{until:%Y-%m-%d %H:%M} UTC" if until else "now"
+    period = _local(since) if since else "the beginning"
+    end = _local(until) if until else "now"
     lines = [f"report from {period} to {end}"]
     lines += [f"  {_LABELS[k]:<27} {v:>16,}" for k, v in figures.items()]
     return "\n".join(lines)

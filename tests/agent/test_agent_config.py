@@ -118,3 +118,76 @@ def test_backoff_doubles_to_its_cap_and_resets() -> None:
     assert b.failure() == 0.5
     with pytest.raises(ValueError):
         Backoff(0, 1)
+
+
+def key_file(tmp_path: Path, text: str, mode: int) -> Path:
+    path = tmp_path / "mac.key"
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def test_mac_key_file_is_read_and_the_key_never_echoed(tmp_path: Path, capsys) -> None:
+    secret = "00112233445566778899aabbccddeeff"
+    path = key_file(tmp_path, f"  {secret}\n", 0o600)
+    settings = {**GOOD, "journal": str(tmp_path / "j.log"), "mac_key_file": str(path)}
+    del settings["mac_key"]
+    assert build(settings).mac_key == bytes.fromhex(secret)
+    path.chmod(0o640)  # a service group may read it
+    assert build(settings).mac_key == bytes.fromhex(secret)
+    path.write_text("0011" + secret[4:-1] + "g\n")
+    with pytest.raises(ConfigError, match="mac_key_file") as bad:
+        build(settings)
+    assert secret[4:-1] not in str(bad.value)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o602])
+def test_world_accessible_mac_key_file_is_refused_with_exit_2(
+    tmp_path: Path, capsys, mode: int
+) -> None:
+    path = key_file(tmp_path, "00112233445566778899aabbccddeeff\n", mode)
+    argv = [a for a in args_for(tmp_path) if a not in ("--mac-key", GOOD["mac_key"])]
+    assert main([*argv, "--mac-key-file", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "mac_key_file" in err and "chmod 600" in err and "00112233" not in err
+    assert not (tmp_path / "j.log").exists()
+
+
+def test_mac_key_and_mac_key_file_are_mutually_exclusive(tmp_path: Path, capsys) -> None:
+    path = key_file(tmp_path, "00112233445566778899aabbccddeeff\n", 0o600)
+    with pytest.raises(SystemExit) as exited:  # argparse: both on the command line
+        main([*args_for(tmp_path), "--mac-key-file", str(path)])
+    assert exited.value.code == 2
+    assert "--mac-key" in capsys.readouterr().err
+    both = {**GOOD, "journal": str(tmp_path / "j.log"), "mac_key_file": str(path)}
+    with pytest.raises(ConfigError, match="mac_key/mac_key_file"):
+        build(both)  # both in the TOML
+    none = {k: v for k, v in both.items() if k not in ("mac_key", "mac_key_file")}
+    with pytest.raises(ConfigError, match="mac_key/mac_key_file"):
+        build(none)
+    # A key on the command line replaces the file's key setting, whichever kind it is.
+    from agent.cli import parser, settings_from
+
+    conf = tmp_path / "a.toml"
+    conf.write_text(f'mac_key_file = "{path}"\n')
+    merged = settings_from(parser().parse_args(
+        ["run", "--config", str(conf), "--mac-key", GOOD["mac_key"]]))
+    assert merged == {"mac_key": GOOD["mac_key"]}
+
+
+def test_broker_password_file_is_private_and_exclusive(tmp_path: Path, capsys) -> None:
+    secret = tmp_path / "broker.pass"
+    secret.write_text("s3cret-pass\n")
+    secret.chmod(0o600)
+    settings = {**GOOD, "journal": str(tmp_path / "j.log"),
+                "broker_username": "T0000001", "broker_password_file": str(secret)}
+    cfg = build(settings)
+    assert cfg.broker_password == "s3cret-pass" and "s3cret" not in repr(cfg)
+    with pytest.raises(ConfigError, match="broker_password/broker_password_file"):
+        build({**settings, "broker_password": "other"})
+    secret.chmod(0o644)
+    assert main([*args_for(tmp_path), "--broker-password-file", str(secret)]) == 2
+    err = capsys.readouterr().err
+    assert "broker_password_file" in err and "s3cret" not in err
+    with pytest.raises(SystemExit):
+        main([*args_for(tmp_path), "--broker-password", "x", "--broker-password-file", "y"])
