@@ -189,7 +189,8 @@ class Handler:
             who = identity.mask_phone(body["phone"])
         else:
             kind = "inquiry"
-            body = {"gross": request.amount, "redeem": request.redeem, "otp": request.otp}
+            otp = identity.ascii_digits(request.otp) if request.otp else None
+            body = {"gross": request.amount, "redeem": request.redeem, "otp": otp}
             if request.phone is not None:
                 body["phone"] = identity.normalize_phone(request.phone)
                 who = identity.mask_phone(body["phone"])

@@ -84,11 +84,16 @@ def luhn_check_digit(partial: str) -> str:
 _DIGITS = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890123456789")
 
 
+def ascii_digits(typed: str) -> str:
+    """Persian and Arabic-Indic digits as ASCII: a code read off a Persian SMS is typed so."""
+    return typed.translate(_DIGITS)
+
+
 def normalize_card(typed: str) -> str:
     """A loyalty card number: 16 digits (Persian digits, spaces and dashes accepted), Luhn-valid."""
     if not isinstance(typed, str):
         raise IdentityError("card number must be text")
-    digits = typed.translate(_DIGITS).replace(" ", "").replace("-", "")
+    digits = ascii_digits(typed).replace(" ", "").replace("-", "")
     if len(digits) != CARD_LENGTH or not digits.isascii() or not digits.isdigit():
         raise IdentityError(f"card number must be {CARD_LENGTH} digits")
     if not luhn_valid(digits):

@@ -139,6 +139,15 @@ def test_inquiry_is_asked_of_the_backend_and_mapped_to_48(parts) -> None:
     assert len(backend.calls) == 1
 
 
+def test_one_time_code_in_persian_digits_reaches_the_backend_as_ascii(parts) -> None:
+    handler, _, backend = parts
+    backend.answer = {"otp_required": False, "quote_id": "Q2", "gross": 900_000,
+                      "discount": 0, "net": 900_000, "balance": 0, "tier": "bronze"}
+    req = messages.InquiryRequest(header(7), 900_000, phone=PHONE, otp="۱۲۳٤٥٦")
+    assert answer(handler.handle(signed(req)))["39"] == "00"
+    assert backend.calls[0][2]["otp"] == "123456"
+
+
 def test_backend_codes_pass_through_and_silence_is_91(parts) -> None:
     handler, _, backend = parts
     backend.answer, backend.code = {}, "51"
