@@ -166,8 +166,12 @@ class Terminal:
                     break
         raise AssertionError("the agent did not ACK the frame")
 
-    def receive(self, timeout: float = 5.0) -> tuple[bytes, float]:
-        """The next message from the agent (ACKed), and when its last byte arrived."""
+    def receive(self, timeout: float = 5.0, stan: str | None = None) -> tuple[bytes, float]:
+        """The next message from the agent (ACKed), and when its last byte arrived.
+
+        With `stan`, an answer to another request is ACKed and skipped: when a slow ACK
+        made us send a request twice, the agent rightly answers both, and the second
+        answer must not be read as the answer to the next request."""
         deadline = time.monotonic() + timeout
         buf = self._buf
         self._buf = b""
@@ -182,7 +186,10 @@ class Terminal:
                     whole = buf[start:end]
                     assert whole == frame(whole[3 : 3 + n]), "bad frame from the agent"
                     os.write(self.master, bytes([ACK]))
-                    self._buf = buf[end:]
+                    buf = buf[end:]
+                    if stan is not None and decode(whole[3 : 3 + n]).get("11") != stan:
+                        continue
+                    self._buf = buf
                     return whole[3 : 3 + n], got
             left = deadline - time.monotonic()
             if left <= 0:
@@ -191,12 +198,12 @@ class Terminal:
 
     def ask(self, fields: dict[str, str], *, mac: str = "good", timeout: float = 5.0) -> dict:
         self.send_frame(encode(fields, mac=mac))
-        raw, _ = self.receive(timeout)
+        raw, _ = self.receive(timeout, stan=fields.get("11"))
         return decode(raw)
 
     def timed(self, fields: dict[str, str]) -> tuple[dict, float]:
         sent = self.send_frame(encode(fields))
-        raw, got = self.receive()
+        raw, got = self.receive(stan=fields.get("11"))
         return decode(raw), got - sent
 
 

@@ -148,7 +148,7 @@ def test_backend_down_then_kill_9_then_exactly_once(tmp_path: Path, broker: Mosq
             hung = {"t": "0100", "3": "310000", "4": "000000100000", **header(30),
                     "48": tlv({"PN": PHONE})}
             sent = term.send_frame(encode(hung))
-            raw, got = term.receive(timeout=5)
+            raw, got = term.receive(timeout=5, stan=hung["11"])
             assert decode(raw)["39"] == "91"
             assert 1.5 < got - sent < 2.5
         finally:
@@ -159,7 +159,7 @@ def test_backend_down_then_kill_9_then_exactly_once(tmp_path: Path, broker: Mosq
         inq = {"t": "0100", "3": "310000", "4": "000000100000", **header(4),
                "48": tlv({"PN": PHONE})}
         sent = term.send_frame(encode(inq))
-        raw, got = term.receive(timeout=5)
+        raw, got = term.receive(timeout=5, stan=inq["11"])
         assert decode(raw)["39"] == "91"
         assert got - sent < 2.5
         # advices are still answered 00 and counted in QD
