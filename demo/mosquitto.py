@@ -40,12 +40,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> int | None:
-    """SIGTERM, then SIGKILL after `timeout`, by the process's own pid; its exit status."""
+def stop_process(
+    proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 10.0
+) -> int | None:
+    """`sig` (SIGTERM), then SIGKILL after `timeout`, by the process's own pid; its exit status."""
     if proc is None:
         return None
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -158,7 +160,7 @@ class Mosquitto:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop by our own process id: SIGTERM, then SIGKILL."""
         proc, self.proc = self.proc, None
-        stop_process(proc, timeout)
+        stop_process(proc, timeout=timeout)
 
     def restart(self, down_for: float = 0.0) -> None:
         self.stop()

@@ -24,6 +24,8 @@ import iso8583 as pyiso
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.cmac import CMAC
 
+from demo.mosquitto import stop_process
+
 REPO = Path(__file__).resolve().parents[2]
 KEY_HEX = "2b7e151628aed2a6abf7158809cf4f3c"
 KEY = bytes.fromhex(KEY_HEX)
@@ -244,14 +246,7 @@ def start_backend(tmp: Path, broker: str, db: Path | None = None) -> subprocess.
 
 
 def stop(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout)
+    stop_process(proc, sig, timeout)
 
 
 def wait_for(predicate: Any, timeout: float = 15.0, step: float = 0.1) -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import os
 import queue
-import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from demo.mosquitto import stop_process  # noqa: F401  (the tests import it from here)
 from protocols import mqtt as schema
 from protocols.identity import luhn_check_digit
 from protocols.mqtt import Request, Response
@@ -202,17 +202,6 @@ def start_backend(address: str, db: Path, instance: str, *extra: str) -> subproc
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
-
-
-def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
-    return proc.returncode
 
 
 def wait_until(pred: Any, timeout: float = 30.0) -> None:
