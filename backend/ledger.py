@@ -237,11 +237,13 @@ def expire(conn: sqlite3.Connection, member_id: int, now: datetime) -> int:
 
 
 def members_with_expired_lots(conn: sqlite3.Connection, now: datetime) -> list[int]:
+    # No DISTINCT in SQL: for it the planner walks all of lots_open (member order, tens of
+    # ms on a million lots, holding up every request behind the sweep) instead of
+    # searching lots_expiring for the few lots that have expired.
     rows = conn.execute(
-        "SELECT DISTINCT member_id FROM lots WHERE remaining > 0 AND expires_at <= ?",
-        (ts(now),),
+        "SELECT member_id FROM lots WHERE remaining > 0 AND expires_at <= ?", (ts(now),)
     )
-    return [int(r[0]) for r in rows]
+    return list(dict.fromkeys(int(r[0]) for r in rows))
 
 
 def check(conn: sqlite3.Connection, member_id: int) -> None:

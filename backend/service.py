@@ -98,8 +98,13 @@ class BackendService:
         self._stopped = threading.Event()
         self._client = self._make_client()
         base = self.db_path.resolve().parent
+        # The worker's and the SMS worker's write transactions take turns on this lock
+        # rather than meet in SQLite, whose busy handler sleeps for milliseconds.
+        self._write_lock = threading.Lock()
         self._sms = SmsWorker(
-            self.db_path, sender if sender is not None else make_sender(settings.sms, base_dir=base)
+            self.db_path,
+            sender if sender is not None else make_sender(settings.sms, base_dir=base),
+            write_lock=self._write_lock,
         )
 
     # --- MQTT ----------------------------------------------------------------------------
@@ -263,10 +268,12 @@ class BackendService:
 
     def _sweep(self) -> None:
         try:
-            holds, expired = self._handler.sweep()
+            with self._write_lock:
+                holds, expired = self._handler.sweep()
             if holds or expired:
                 log.info("sweep: released %d expired holds, expired %d rials", holds, expired)
-            pruned = self._handler.prune_responses()
+            with self._write_lock:
+                pruned = self._handler.prune_responses()
             if pruned:
                 log.info("sweep: forgot %d stored responses past their retention", pruned)
         except sqlite3.Error:
@@ -283,7 +290,8 @@ class BackendService:
         if not reqs:
             return
         try:
-            responses = self._handler.handle_batch(reqs)
+            with self._write_lock:
+                responses = self._handler.handle_batch(reqs)
         except sqlite3.Error:
             log.exception("a batch of %d requests failed", len(reqs))
             responses = [schema.refusal(r, "96", "database error") for r in reqs]

@@ -9,6 +9,7 @@ are marked failed and logged with the phone masked and no gateway key.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -49,6 +50,7 @@ class SmsWorker:
         max_delay: float = 1800.0,
         lease: float = 120.0,
         batch: int = 256,
+        write_lock: threading.Lock | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -67,6 +69,12 @@ class SmsWorker:
         # Claiming several rows in one write transaction keeps the worker's share of
         # SQLite's single write lock small next to the ledger's.
         self.batch = batch
+        # Shared with the ledger's writer in the same process: SQLite's busy handler
+        # would make a request that meets our write lock sleep 1, 2, 5, 10 ... ms,
+        # while waiting on this lock ends the moment our short transaction does.
+        self._write: contextlib.AbstractContextManager[object] = (
+            write_lock if write_lock is not None else contextlib.nullcontext()
+        )
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
@@ -134,9 +142,10 @@ class SmsWorker:
             fixed = None if now is None else outbox.timestamp(now)
             while not self._should_stop():
                 at = fixed if fixed is not None else time.time()
-                batch = outbox.claim_due(
-                    conn, owner=self.owner, now=at, lease=self.lease, limit=self.batch
-                )
+                with self._write:
+                    batch = outbox.claim_due(
+                        conn, owner=self.owner, now=at, lease=self.lease, limit=self.batch
+                    )
                 if not batch:
                     break
                 claimed_at = time.monotonic()
@@ -149,7 +158,8 @@ class SmsWorker:
                     # Hand the rest back rather than send on a claim that may lapse.
                     late = time.monotonic() - claimed_at > self.lease / 2
                     if i and (late or self._should_stop()):
-                        outbox.release(conn, [s.id for s in batch[i:]], owner=self.owner)
+                        with self._write:
+                            outbox.release(conn, [s.id for s in batch[i:]], owner=self.owner)
                         break
                     if self._deliver(conn, sms, fixed):
                         sent += 1
@@ -164,7 +174,8 @@ class SmsWorker:
 
     def _mark_sent(self, conn: sqlite3.Connection, ids: list[int], now: float | None) -> None:
         done = now if now is not None else time.time()
-        marked = outbox.mark_sent_many(conn, ids, owner=self.owner, now=done)
+        with self._write:
+            marked = outbox.mark_sent_many(conn, ids, owner=self.owner, now=done)
         if marked != len(ids):
             log.warning("%d SMS were sent after their claim lapsed", len(ids) - marked)
 
@@ -183,13 +194,15 @@ class SmsWorker:
         who = mask_phone(sms.phone)
         if temporary and sms.attempts < self.max_attempts:
             delay = backoff_delay(sms.attempts, base=self.base_delay, cap=self.max_delay)
-            outbox.mark_retry(conn, sms.id, owner=self.owner, at=done + delay, error=error)
+            with self._write:
+                outbox.mark_retry(conn, sms.id, owner=self.owner, at=done + delay, error=error)
             log.warning(
                 "SMS %d (%s) to %s not sent, try %d of %d; again in %.0f s: %s",
                 sms.id, sms.kind, who, sms.attempts, self.max_attempts, delay, error,
             )  # fmt: skip
         else:
-            outbox.mark_failed(conn, sms.id, owner=self.owner, now=done, error=error)
+            with self._write:
+                outbox.mark_failed(conn, sms.id, owner=self.owner, now=done, error=error)
             why = "permanent error" if not temporary else f"gave up after {sms.attempts} tries"
             log.error("SMS %d (%s) to %s failed, %s: %s", sms.id, sms.kind, who, why, error)
         return False
