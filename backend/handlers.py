@@ -147,7 +147,6 @@ class Handler:
             self.conn,
             key=req.key,
             type=req.type,
-            terminal_id=req.terminal_id,
             code=outcome.code,
             message=outcome.message,
             body=outcome.body,

@@ -20,7 +20,7 @@ from pathlib import Path
 from backend.program import Offer, parse_hours, parse_weekdays
 
 log = logging.getLogger(__name__)
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: requests is a rowid table with a unique key index
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L: read aloud safely
 CODE_LENGTH = 7
 
@@ -112,14 +112,14 @@ CREATE TABLE IF NOT EXISTS reversals (
     shortfall INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS requests (
-    key TEXT PRIMARY KEY,
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
     type TEXT NOT NULL,
-    terminal_id TEXT NOT NULL,
     code TEXT NOT NULL,
     message TEXT NOT NULL,
     body TEXT NOT NULL,
     at INTEGER NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX IF NOT EXISTS requests_at ON requests(at);
 CREATE TABLE IF NOT EXISTS otps (
     id INTEGER PRIMARY KEY,
@@ -382,16 +382,17 @@ def store_response(
     *,
     key: str,
     type: str,
-    terminal_id: str,
     code: str,
     message: str,
     body: dict,
     now: datetime,
 ) -> None:
+    # Rows go to the end of the rowid table; only the small key index is written in key
+    # order. The key starts with the terminal id, so the terminal is not stored again.
+    body_text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     conn.execute(
-        "INSERT INTO requests(key, type, terminal_id, code, message, body, at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (key, type, terminal_id, code, message, json.dumps(body, ensure_ascii=False), ts(now)),
+        "INSERT INTO requests(key, type, code, message, body, at) VALUES (?, ?, ?, ?, ?, ?)",
+        (key, type, code, message, body_text, ts(now)),
     )
 
 
@@ -403,8 +404,8 @@ def prune_responses(conn: sqlite3.Connection, before: datetime, *, limit: int = 
     keys); it is only no longer answered word for word.
     """
     cur = conn.execute(
-        "DELETE FROM requests WHERE key IN "
-        "(SELECT key FROM requests WHERE at < ? ORDER BY at LIMIT ?)",
+        "DELETE FROM requests WHERE id IN "
+        "(SELECT id FROM requests WHERE at < ? ORDER BY at LIMIT ?)",
         (ts(before), limit),
     )
     return cur.rowcount
