@@ -16,6 +16,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from backend.store import transaction
 from protocols.identity import normalize_phone
 
 KINDS = ("welcome", "purchase", "otp", "other")
@@ -124,8 +125,7 @@ def claim_due(
     BEGIN IMMEDIATE takes SQLite's write lock before the rows are chosen, so two processes
     never pick the same row. `conn` must be in autocommit mode (isolation_level=None).
     """
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         rows = conn.execute(
             "UPDATE sms_outbox SET status = 'sending', claimed_by = ?, claimed_until = ?,"
             " attempts = attempts + 1"
@@ -136,10 +136,6 @@ def claim_due(
             " RETURNING next_attempt_at, id, key, phone, text, kind, attempts",
             (owner, now + lease, now, now, limit),
         ).fetchall()
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     # RETURNING has no defined order: oldest due first.
     return [Claimed(*row[1:]) for row in sorted(rows)]
 
@@ -154,8 +150,7 @@ def release(conn: sqlite3.Connection, ids: list[int], *, owner: str) -> int:
     """Hand claimed but untried SMS back to the queue at once, as if never claimed."""
     if not ids:
         return 0
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         n = 0
         for sms_id in ids:
             n += conn.execute(
@@ -164,21 +159,12 @@ def release(conn: sqlite3.Connection, ids: list[int], *, owner: str) -> int:
                 " WHERE id = ? AND status = 'sending' AND claimed_by = ?",
                 (sms_id, owner),
             ).rowcount
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return n
 
 
 def _finish(conn: sqlite3.Connection, sql: str, args: tuple[object, ...]) -> bool:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         changed = conn.execute(sql, args).rowcount
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return changed == 1
 
 
@@ -198,8 +184,7 @@ def mark_sent_many(conn: sqlite3.Connection, ids: list[int], *, owner: str, now:
     how many were still ours."""
     if not ids:
         return 0
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         # one executemany (its rowcount is the sum): the write lock is held for less time
         n = conn.executemany(
             "UPDATE sms_outbox SET status = 'sent', finished_at = ?, claimed_by = NULL,"
@@ -207,10 +192,6 @@ def mark_sent_many(conn: sqlite3.Connection, ids: list[int], *, owner: str, now:
             " WHERE id = ? AND status = 'sending' AND claimed_by = ?",
             [(now, sms_id, owner) for sms_id in ids],
         ).rowcount
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return n
 
 
