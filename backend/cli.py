@@ -9,16 +9,14 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import sqlite3
 import sys
 import threading
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 
 import jdatetime
 
-from backend import ledger, report, store
+from backend import engine, ledger, report, store, transfer
 from backend.config import ConfigError, Settings, load
 from backend.program import TEHRAN, Offer, parse_hours, parse_weekdays
 from protocols.identity import IdentityError, normalize_card, normalize_phone
@@ -50,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--db", required=True, help="SQLite database file")
+        sp.add_argument(
+            "--db", required=True, help="SQLite file, or postgresql://user@host:port/dbname"
+        )
         sp.add_argument("--config", help="backend TOML file (config/backend.toml)")
 
     run = sub.add_parser("run", help="answer the agents' requests over MQTT")
@@ -107,6 +107,14 @@ def _parser() -> argparse.ArgumentParser:
     crep.add_argument("old")
     crep.add_argument("new")
 
+    mig = sub.add_parser("migrate", help="bring the database's schema to this version")
+    common(mig)
+
+    cp = sub.add_parser("copy", help="move a SQLite database into an empty PostgreSQL one")
+    cp.add_argument("--from", dest="source", required=True, help="the shop's SQLite file")
+    cp.add_argument("--to", dest="target", required=True, help="postgresql://user@host:port/db")
+    cp.add_argument("--config", help="backend TOML file (config/backend.toml)")
+
     adj = sub.add_parser("adjust", help="a manual credit adjustment (+ or -)")
     common(adj)
     adj.add_argument("phone")
@@ -121,8 +129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load(args.config)
         if args.command == "run":
             return _run(args, settings)
-        if not Path(args.db).is_file():
-            raise UsageError(f"{args.db}: no such database (start `{PROG} run` first)")
+        if args.command == "copy":
+            return _copy(args)
+        _existing(args.db)
+        if args.command == "migrate":
+            return _migrate(args)
         handler = {
             "member": _member,
             "report": _report,
@@ -131,13 +142,68 @@ def main(argv: Sequence[str] | None = None) -> int:
             "adjust": _adjust,
         }[args.command]
         return handler(args, settings)
-    except (ConfigError, UsageError, store.StoreError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+    except (ConfigError, UsageError, store.StoreError, transfer.CopyError) as exc:
+        print(f"{PROG}: error: {engine.mask(str(exc))}", file=sys.stderr)
+        return 2
+    except engine.DatabaseError as exc:
+        print(f"{PROG}: database error: {engine.mask(str(exc)).strip()}", file=sys.stderr)
         return 2
 
 
-def _open(args: argparse.Namespace) -> sqlite3.Connection:
+def _existing(db: str) -> engine.Target:
+    """A SQLite `--db` must exist (an operator command never creates a shop's file)."""
+    try:
+        target = engine.parse_target(db)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if target.path is not None and not target.path.is_file():
+        raise UsageError(f"{target}: no such database (start `{PROG} run` first)")
+    return target
+
+
+def _open(args: argparse.Namespace) -> engine.Connection:
     return store.connect(args.db)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from backend import migrations
+
+    target = _existing(args.db)
+    conn = store.connect(target, check_schema=False, create=False)
+    try:
+        before = migrations.current_version(conn)
+        applied = migrations.migrate(conn, datetime.now(UTC))
+    except migrations.SchemaError as exc:
+        raise UsageError(f"{target}: {exc}") from None
+    finally:
+        conn.close()
+    for step in applied:
+        print(f"{target}: version {step.version}: {step.name}")
+    if not applied:
+        print(f"{target}: schema version {before}, already current")
+    else:
+        was = "none" if before is None else before
+        print(f"{target}: schema version {was} -> {applied[-1].version}")
+    return 0
+
+
+def _copy(args: argparse.Namespace) -> int:
+    source_t, target_t = _existing(args.source), engine.parse_target(args.target)
+    if source_t.path is None:
+        raise UsageError("--from must be the shop's SQLite file")
+    if not target_t.is_postgresql:
+        raise UsageError("--to must be a postgresql:// URL")
+    source = store.connect(source_t)
+    try:
+        target = store.connect(target_t, check_schema=False, create=False)
+        try:
+            checks = transfer.copy(source, target)
+        finally:
+            target.close()
+    finally:
+        source.close()
+    print(transfer.render(checks, source_t, target_t))
+    return 0
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,4 +1,4 @@
-"""The backend's SQLite database: schema, transactions, members, cards, quotes, offers.
+"""The backend's database, SQLite or PostgreSQL: connecting, members, cards, quotes, offers.
 
 Money lives in backend.ledger; this module holds everything around it. Times are stored
 as integer Unix seconds (UTC) so that ranges compare as numbers.
@@ -11,142 +11,18 @@ import logging
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from backend import engine, migrations
+from backend.engine import Connection
 from backend.program import Offer, parse_hours, parse_weekdays
 
 log = logging.getLogger(__name__)
-SCHEMA_VERSION = 2  # 2: requests is a rowid table with a unique key index
+SCHEMA_VERSION = migrations.LATEST
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L: read aloud safely
 CODE_LENGTH = 7
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS members (
-    id INTEGER PRIMARY KEY,
-    phone TEXT NOT NULL UNIQUE,
-    code TEXT NOT NULL UNIQUE,
-    referrer_id INTEGER REFERENCES members(id),
-    birthday TEXT,
-    enrolled_at INTEGER NOT NULL,
-    tier TEXT NOT NULL,
-    debt INTEGER NOT NULL DEFAULT 0 CHECK (debt >= 0)
-);
-CREATE TABLE IF NOT EXISTS cards (
-    number TEXT PRIMARY KEY,
-    member_id INTEGER NOT NULL REFERENCES members(id),
-    active INTEGER NOT NULL DEFAULT 1,
-    linked_at INTEGER NOT NULL,
-    replaced_by TEXT
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS lots (
-    id INTEGER PRIMARY KEY,
-    member_id INTEGER NOT NULL REFERENCES members(id),
-    earned_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL,
-    amount INTEGER NOT NULL CHECK (amount > 0),
-    remaining INTEGER NOT NULL CHECK (remaining >= 0 AND remaining <= amount)
-);
-CREATE INDEX IF NOT EXISTS lots_open ON lots(member_id, expires_at) WHERE remaining > 0;
-CREATE INDEX IF NOT EXISTS lots_expiring ON lots(expires_at) WHERE remaining > 0;
-CREATE TABLE IF NOT EXISTS ledger (
-    id INTEGER PRIMARY KEY,
-    member_id INTEGER NOT NULL REFERENCES members(id),
-    kind TEXT NOT NULL,
-    amount INTEGER NOT NULL,
-    key TEXT NOT NULL UNIQUE,
-    at INTEGER NOT NULL,
-    ref TEXT
-);
-CREATE INDEX IF NOT EXISTS ledger_member ON ledger(member_id, amount);
-CREATE INDEX IF NOT EXISTS ledger_at ON ledger(at);
-CREATE TABLE IF NOT EXISTS lot_uses (
-    ledger_id INTEGER NOT NULL REFERENCES ledger(id),
-    lot_id INTEGER NOT NULL REFERENCES lots(id),
-    amount INTEGER NOT NULL CHECK (amount > 0),
-    PRIMARY KEY (ledger_id, lot_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS quotes (
-    id TEXT PRIMARY KEY,
-    member_id INTEGER NOT NULL REFERENCES members(id),
-    terminal_id TEXT NOT NULL,
-    gross INTEGER NOT NULL,
-    discount INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL,
-    advice_key TEXT
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS quotes_held ON quotes(expires_at) WHERE status = 'held';
-CREATE INDEX IF NOT EXISTS quotes_member_held ON quotes(member_id) WHERE status = 'held';
-CREATE TABLE IF NOT EXISTS purchases (
-    key TEXT PRIMARY KEY,
-    member_id INTEGER NOT NULL REFERENCES members(id),
-    terminal_id TEXT NOT NULL,
-    quote_id TEXT,
-    amount INTEGER NOT NULL,
-    gross INTEGER NOT NULL,
-    approved INTEGER NOT NULL,
-    redeemed INTEGER NOT NULL DEFAULT 0,
-    earned INTEGER NOT NULL DEFAULT 0,
-    recovered INTEGER NOT NULL DEFAULT 0,
-    earn_lot INTEGER REFERENCES lots(id),
-    occurred_at INTEGER NOT NULL,
-    reversed INTEGER NOT NULL DEFAULT 0
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS purchases_member ON purchases(member_id, occurred_at);
-CREATE INDEX IF NOT EXISTS purchases_at ON purchases(occurred_at);
-CREATE TABLE IF NOT EXISTS reversals (
-    original_key TEXT PRIMARY KEY,
-    key TEXT NOT NULL,
-    terminal_id TEXT NOT NULL,
-    member_id INTEGER REFERENCES members(id),
-    received_at INTEGER NOT NULL,
-    applied INTEGER NOT NULL DEFAULT 0,
-    restored INTEGER NOT NULL DEFAULT 0,
-    taken_back INTEGER NOT NULL DEFAULT 0,
-    shortfall INTEGER NOT NULL DEFAULT 0
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS requests (
-    id INTEGER PRIMARY KEY,
-    key TEXT NOT NULL UNIQUE,
-    type TEXT NOT NULL,
-    code TEXT NOT NULL,
-    message TEXT NOT NULL,
-    body TEXT NOT NULL,
-    at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS requests_at ON requests(at);
-CREATE TABLE IF NOT EXISTS otps (
-    id INTEGER PRIMARY KEY,
-    member_id INTEGER NOT NULL REFERENCES members(id),
-    salt TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL,
-    tries_left INTEGER NOT NULL,
-    used INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS otps_member ON otps(member_id, id);
-CREATE TABLE IF NOT EXISTS offers (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL,
-    percent REAL NOT NULL DEFAULT 0,
-    amount INTEGER NOT NULL DEFAULT 0,
-    start TEXT,
-    until TEXT NOT NULL,
-    weekdays TEXT NOT NULL DEFAULT '',
-    hours TEXT,
-    min_purchase INTEGER NOT NULL DEFAULT 0,
-    target TEXT NOT NULL DEFAULT 'everyone',
-    created_at INTEGER NOT NULL,
-    ended_at INTEGER
-);
-"""
 
 
 class StoreError(Exception):
@@ -161,14 +37,51 @@ def from_ts(value: int) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
 
-def connect(path: str | Path, *, autocheckpoint: bool = True) -> sqlite3.Connection:
-    """A connection with the backend's settings; the schema is created on first use.
+def connect(
+    db: str | Path | engine.Target,
+    *,
+    autocheckpoint: bool = True,
+    check_schema: bool = True,
+    create: bool = True,
+) -> Connection:
+    """A connection to `db` (a SQLite path or a PostgreSQL URL) with the backend's settings.
 
-    Autocommit mode (isolation_level=None): transactions are explicit BEGIN IMMEDIATE, so
-    two processes on one file serialise their writes instead of failing to upgrade locks.
-    `autocheckpoint=False` leaves WAL checkpoints to a `Checkpointer` thread, so that no
-    request's commit pays for copying the WAL into the database (milliseconds at p99).
+    A database with no schema yet gets the current one (unless `create` is false); one of
+    another version is refused (StoreError saying how to migrate) unless `check_schema`
+    is false (for `migrate`).
+
+    SQLite: autocommit mode (isolation_level=None), transactions are explicit BEGIN
+    IMMEDIATE, so two processes on one file serialise their writes instead of failing to
+    upgrade locks. `autocheckpoint=False` leaves WAL checkpoints to a `Checkpointer`
+    thread, so that no request's commit pays for copying the WAL into the database.
     """
+    try:
+        target = engine.parse_target(db)
+    except ValueError as exc:
+        raise StoreError(str(exc)) from None
+    if target.is_postgresql:
+        try:
+            conn: Connection = engine.connect_postgresql(target)
+        except engine.ConnectError as exc:
+            raise StoreError(str(exc)) from None
+    else:
+        conn = _connect_sqlite(target.path or Path(), autocheckpoint=autocheckpoint)
+    try:
+        if migrations.current_version(conn) is None:
+            if create:
+                migrations.migrate(conn, datetime.now(UTC))
+        elif check_schema:
+            migrations.check(conn, target)
+    except engine.DatabaseError as exc:
+        conn.close()
+        raise StoreError(f"{target}: {engine.mask(str(exc))}") from exc
+    except migrations.SchemaError as exc:
+        conn.close()
+        raise StoreError(str(exc)) from None
+    return conn
+
+
+def _connect_sqlite(path: Path, *, autocheckpoint: bool) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), isolation_level=None, timeout=30.0, check_same_thread=False)
     try:
         conn.execute("PRAGMA busy_timeout = 30000")
@@ -186,7 +99,6 @@ def connect(path: str | Path, *, autocheckpoint: bool = True) -> sqlite3.Connect
             conn.execute("PRAGMA wal_autocheckpoint = 0")
         # a restarted WAL is cut back to this size instead of keeping its largest
         conn.execute("PRAGMA journal_size_limit = 67108864")
-        _migrate(conn)
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise StoreError(f"{path}: {exc}") from exc
@@ -194,23 +106,6 @@ def connect(path: str | Path, *, autocheckpoint: bool = True) -> sqlite3.Connect
         conn.close()
         raise
     return conn
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    from backend.sms import outbox  # the SMS engineer's table lives in the same file
-
-    with transaction(conn):
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
-        row = conn.execute("SELECT version FROM schema_version").fetchone()
-        if row is None:
-            conn.execute("INSERT INTO schema_version(version) VALUES (?)", (SCHEMA_VERSION,))
-        elif row[0] != SCHEMA_VERSION:
-            raise StoreError(
-                f"database schema version {row[0]}, this backend knows {SCHEMA_VERSION}"
-            )
-        outbox.create_schema(conn)
 
 
 class Checkpointer:
@@ -262,17 +157,8 @@ def catch_up_checkpoint(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
-@contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (a failed COMMIT too)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+#: BEGIN ... COMMIT on either engine (see engine.transaction)
+transaction = engine.transaction
 
 
 # --- members and cards ---------------------------------------------------------------

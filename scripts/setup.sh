@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
-# Installs everything the project needs on a fresh Debian machine: Mosquitto and the
+# Installs everything the project needs on a fresh Debian machine: Mosquitto, PostgreSQL and the
 # Python package with its test extras. Safe to run again; it skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+APT=()
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+  APT+=(mosquitto)
+fi
+# The tests start their own PostgreSQL server from Debian's binaries (initdb, postgres).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  APT+=(postgresql)
+fi
+if [ ${#APT[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  echo "== installing mosquitto (Debian package)"
+  echo "== installing ${APT[*]} (Debian packages)"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq mosquitto >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${APT[@]}" >/dev/null
 fi
 
 PY=${PYTHON:-python3}

@@ -199,9 +199,7 @@ def test_backend_with_password_and_acl(tmp_path: Path) -> None:
     from demo.mosquitto import Mosquitto
 
     acl = "user backend\ntopic readwrite loyalty/#\n\nuser tester\ntopic readwrite loyalty/#\n"
-    with Mosquitto(
-        tmp_path / "broker", users={"backend": "s3cret", "tester": "t"}, acl=acl
-    ) as b:
+    with Mosquitto(tmp_path / "broker", users={"backend": "s3cret", "tester": "t"}, acl=acl) as b:
         agent = TestAgent(b.address, credentials=("tester", "t"))
         db = tmp_path / "loyalty.db"
         cfg = tmp_path / "backend.toml"

@@ -1,0 +1,278 @@
+"""The versioned schema and its forward migrations: a small numbered-steps runner.
+
+Why not Alembic: it needs SQLAlchemy (which the backend does not use, see engine.py), and
+ten-odd tables moved forward one numbered step at a time need no autogeneration. Each step
+is frozen once released: a database made by that version must still migrate. Steps are
+written in SQLite's DDL and translated by `engine.ddl`; each runs in its own transaction
+(DDL is transactional on both engines), under `engine.exclusive` so that two processes
+starting on one new database do not both create it.
+
+`schema_version` holds one row, the version; `schema_migrations` (from version 3) records
+when each step was applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from backend import engine
+from backend.engine import Connection
+
+#: The oldest version a migration starts from: version 2 came before the first release.
+OLDEST = 2
+
+_V2 = """
+CREATE TABLE IF NOT EXISTS members (
+    id INTEGER PRIMARY KEY,
+    phone TEXT NOT NULL UNIQUE,
+    code TEXT NOT NULL UNIQUE,
+    referrer_id INTEGER REFERENCES members(id),
+    birthday TEXT,
+    enrolled_at INTEGER NOT NULL,
+    tier TEXT NOT NULL,
+    debt INTEGER NOT NULL DEFAULT 0 CHECK (debt >= 0)
+);
+CREATE TABLE IF NOT EXISTS cards (
+    number TEXT PRIMARY KEY,
+    member_id INTEGER NOT NULL REFERENCES members(id),
+    active INTEGER NOT NULL DEFAULT 1,
+    linked_at INTEGER NOT NULL,
+    replaced_by TEXT
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS lots (
+    id INTEGER PRIMARY KEY,
+    member_id INTEGER NOT NULL REFERENCES members(id),
+    earned_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    amount INTEGER NOT NULL CHECK (amount > 0),
+    remaining INTEGER NOT NULL CHECK (remaining >= 0 AND remaining <= amount)
+);
+CREATE INDEX IF NOT EXISTS lots_open ON lots(member_id, expires_at) WHERE remaining > 0;
+CREATE INDEX IF NOT EXISTS lots_expiring ON lots(expires_at) WHERE remaining > 0;
+CREATE TABLE IF NOT EXISTS ledger (
+    id INTEGER PRIMARY KEY,
+    member_id INTEGER NOT NULL REFERENCES members(id),
+    kind TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    key TEXT NOT NULL UNIQUE,
+    at INTEGER NOT NULL,
+    ref TEXT
+);
+CREATE INDEX IF NOT EXISTS ledger_member ON ledger(member_id, amount);
+CREATE INDEX IF NOT EXISTS ledger_at ON ledger(at);
+CREATE TABLE IF NOT EXISTS lot_uses (
+    ledger_id INTEGER NOT NULL REFERENCES ledger(id),
+    lot_id INTEGER NOT NULL REFERENCES lots(id),
+    amount INTEGER NOT NULL CHECK (amount > 0),
+    PRIMARY KEY (ledger_id, lot_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS quotes (
+    id TEXT PRIMARY KEY,
+    member_id INTEGER NOT NULL REFERENCES members(id),
+    terminal_id TEXT NOT NULL,
+    gross INTEGER NOT NULL,
+    discount INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    advice_key TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS quotes_held ON quotes(expires_at) WHERE status = 'held';
+CREATE INDEX IF NOT EXISTS quotes_member_held ON quotes(member_id) WHERE status = 'held';
+CREATE TABLE IF NOT EXISTS purchases (
+    key TEXT PRIMARY KEY,
+    member_id INTEGER NOT NULL REFERENCES members(id),
+    terminal_id TEXT NOT NULL,
+    quote_id TEXT,
+    amount INTEGER NOT NULL,
+    gross INTEGER NOT NULL,
+    approved INTEGER NOT NULL,
+    redeemed INTEGER NOT NULL DEFAULT 0,
+    earned INTEGER NOT NULL DEFAULT 0,
+    recovered INTEGER NOT NULL DEFAULT 0,
+    earn_lot INTEGER REFERENCES lots(id),
+    occurred_at INTEGER NOT NULL,
+    reversed INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS purchases_member ON purchases(member_id, occurred_at);
+CREATE INDEX IF NOT EXISTS purchases_at ON purchases(occurred_at);
+CREATE TABLE IF NOT EXISTS reversals (
+    original_key TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    terminal_id TEXT NOT NULL,
+    member_id INTEGER REFERENCES members(id),
+    received_at INTEGER NOT NULL,
+    applied INTEGER NOT NULL DEFAULT 0,
+    restored INTEGER NOT NULL DEFAULT 0,
+    taken_back INTEGER NOT NULL DEFAULT 0,
+    shortfall INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    code TEXT NOT NULL,
+    message TEXT NOT NULL,
+    body TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS requests_at ON requests(at);
+CREATE TABLE IF NOT EXISTS otps (
+    id INTEGER PRIMARY KEY,
+    member_id INTEGER NOT NULL REFERENCES members(id),
+    salt TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    tries_left INTEGER NOT NULL,
+    used INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS otps_member ON otps(member_id, id);
+CREATE TABLE IF NOT EXISTS offers (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    percent REAL NOT NULL DEFAULT 0,
+    amount INTEGER NOT NULL DEFAULT 0,
+    start TEXT,
+    until TEXT NOT NULL,
+    weekdays TEXT NOT NULL DEFAULT '',
+    hours TEXT,
+    min_purchase INTEGER NOT NULL DEFAULT 0,
+    target TEXT NOT NULL DEFAULT 'everyone',
+    created_at INTEGER NOT NULL,
+    ended_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS sms_outbox (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    phone TEXT NOT NULL,
+    text TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('welcome', 'purchase', 'otp', 'other')),
+    status TEXT NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'sending', 'sent', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    next_attempt_at REAL NOT NULL,
+    claimed_by TEXT,
+    claimed_until REAL,
+    finished_at REAL,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS sms_outbox_due ON sms_outbox (status, next_attempt_at);
+"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+    #: data steps that SQL cannot say (none yet): run after the statements
+    steps: tuple[Callable[[Connection], None], ...] = field(default=())
+
+
+def _split(script: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in script.split(";") if s.strip())
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        2,
+        "baseline: members, cards, lots, ledger, quotes, purchases, reversals, "
+        "stored responses, one-time codes, offers, SMS outbox",
+        _split(_V2),
+    ),
+    Migration(
+        3,
+        "schema_migrations: when each version was applied",
+        (
+            "CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, "
+            "name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+        ),
+    ),
+)
+LATEST = MIGRATIONS[-1].version
+_VERSION_TABLE = "CREATE TABLE schema_version (version INTEGER NOT NULL)"
+
+
+class SchemaError(Exception):
+    """The database's schema is not this backend's; the message says what to do."""
+
+
+def current_version(conn: Connection) -> int | None:
+    """The database's schema version; None for a database with no schema yet."""
+    if "schema_version" not in engine.table_names(conn):
+        return None
+    row = conn.execute("SELECT version FROM schema_version").fetchone()
+    return int(row[0]) if row else None
+
+
+def check(conn: Connection, where: object) -> None:
+    """Refuse a database whose schema is older or newer than this backend's."""
+    version = current_version(conn)
+    if version == LATEST:
+        return
+    if version is None:
+        raise SchemaError(f"{where}: the database has no schema; run migrate first")
+    if version > LATEST:
+        raise SchemaError(
+            f"{where}: database schema version {version} is newer than this backend's "
+            f"{LATEST}; run the newer backend (a database is never migrated backwards)"
+        )
+    raise SchemaError(
+        f"{where}: database schema version {version} is older than this backend's {LATEST}; "
+        f"migrate it first: loyalty-backend migrate --db {where}"
+    )
+
+
+def migrate(conn: Connection, now: datetime) -> list[Migration]:
+    """Apply every step after the database's version, each in a transaction of its own;
+    the steps applied. A database with no schema gets the whole schema."""
+    applied: list[Migration] = []
+    for step in MIGRATIONS:
+        with engine.transaction(conn):
+            engine.exclusive(conn, "schema")
+            if _apply(conn, step, now):
+                applied.append(step)
+    return applied
+
+
+def create(conn: Connection, now: datetime) -> None:
+    """The whole schema on a database with none, inside the caller's transaction."""
+    if current_version(conn) is not None:
+        raise SchemaError("the database already has a schema")
+    for step in MIGRATIONS:
+        _apply(conn, step, now)
+
+
+def _apply(conn: Connection, step: Migration, now: datetime) -> bool:
+    version = current_version(conn)
+    if version is not None and version < OLDEST:
+        raise SchemaError(
+            f"database schema version {version} predates the first release and "
+            "cannot be migrated; make a new database"
+        )
+    if version is not None and version > LATEST:
+        raise SchemaError(
+            f"database schema version {version} is newer than this backend's {LATEST}"
+        )
+    if version is not None and version >= step.version:
+        return False
+    dialect = engine.dialect_of(conn)
+    for statement in step.statements:
+        conn.execute(engine.ddl(dialect, statement))
+    for fn in step.steps:
+        fn(conn)
+    if version is None:
+        conn.execute(engine.ddl(dialect, _VERSION_TABLE))
+        conn.execute("INSERT INTO schema_version(version) VALUES (?)", (step.version,))
+    else:
+        conn.execute("UPDATE schema_version SET version = ?", (step.version,))
+    if step.version >= 3:
+        conn.execute(
+            "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)",
+            (step.version, step.name, int(now.timestamp())),
+        )
+    return True

@@ -1,0 +1,133 @@
+"""`loyalty-backend copy`: a shop's SQLite database into an empty PostgreSQL database.
+
+All in ONE transaction on the target: the schema, every row (ids kept, so keys and
+references stay as they were), the id sequences moved past the copied ids, and the
+verification; a difference, or any error, rolls everything back, so a failed copy
+leaves the target as empty as it was. The source is only read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from backend import engine, migrations
+from backend.engine import Connection
+
+#: Every table of the schema, parents before children (foreign keys hold row by row).
+TABLES = (
+    "members", "cards", "lots", "ledger", "lot_uses", "quotes", "purchases", "reversals",
+    "requests", "otps", "offers", "sms_outbox",
+)  # fmt: skip
+#: Made by the target's own migration, not copied.
+SCHEMA_TABLES = ("schema_version", "schema_migrations")
+#: Copied in this order so that a member's referrer is there before the member.
+_ORDER = {"members": "id", "ledger": "id", "lots": "id", "requests": "id"}
+
+
+class CopyError(Exception):
+    """The copy was refused or did not verify; nothing was written."""
+
+
+@dataclass(frozen=True)
+class Check:
+    what: str
+    source: int
+    target: int
+
+    @property
+    def ok(self) -> bool:
+        return self.source == self.target
+
+
+def _columns(conn: Connection, table: str) -> list[str]:
+    cur = conn.execute(f"SELECT * FROM {table} LIMIT 0")
+    return [d[0] for d in cur.description]
+
+
+def _count(conn: Connection, table: str) -> int:
+    return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+
+def _balances(conn: Connection) -> dict[int, int]:
+    rows = conn.execute("SELECT member_id, SUM(amount) FROM ledger GROUP BY member_id")
+    return {int(m): int(s) for m, s in rows}
+
+
+def _sums(conn: Connection) -> dict[str, int]:
+    rows = conn.execute("SELECT kind, SUM(amount) FROM ledger GROUP BY kind")
+    return {str(k): int(s) for k, s in rows}
+
+
+def _refuse_unless_empty(target: Connection) -> None:
+    tables = engine.table_names(target)
+    if not tables:
+        return
+    if migrations.current_version(target) is None:
+        raise CopyError(f"the target holds other tables ({', '.join(sorted(tables))})")
+    full = [t for t in TABLES if t in tables and _count(target, t)]
+    if full:
+        raise CopyError(f"the target is not empty ({', '.join(full)} hold rows)")
+
+
+def copy(source: Connection, target: Connection) -> list[Check]:
+    """Copy every row of `source` (at the current schema version) into `target`."""
+    version = migrations.current_version(source)
+    if version != migrations.LATEST:
+        raise CopyError(
+            f"the source's schema version is {version}, not {migrations.LATEST}: "
+            "migrate it first (loyalty-backend migrate --db PATH)"
+        )
+    unknown = engine.table_names(source) - set(TABLES) - set(SCHEMA_TABLES)
+    if unknown:
+        raise CopyError(f"the source holds tables this backend does not know: {sorted(unknown)}")
+    checks: list[Check] = []
+    with engine.transaction(source), engine.transaction(target):
+        engine.exclusive(target, "schema")
+        _refuse_unless_empty(target)
+        have = migrations.current_version(target)
+        if have is None:
+            migrations.create(target, datetime.now(UTC))
+        elif have != migrations.LATEST:
+            raise CopyError(f"the target's schema version is {have}, not {migrations.LATEST}")
+        for table in TABLES:
+            cols = _columns(source, table)
+            order = f" ORDER BY {_ORDER[table]}" if table in _ORDER else ""
+            rows = source.execute(f"SELECT {', '.join(cols)} FROM {table}{order}")
+            engine.bulk_insert(target, table, cols, rows)
+            if table in engine.ROWID_TABLES:
+                engine.reset_id_sequence(target, table)
+        for table in TABLES:
+            checks.append(Check(f"rows in {table}", _count(source, table), _count(target, table)))
+        src_bal, dst_bal = _balances(source), _balances(target)
+        same = sum(1 for m, b in src_bal.items() if dst_bal.get(m) == b)
+        same -= len(set(dst_bal) - set(src_bal))  # a member only the target has: a difference
+        checks.append(Check("members whose balance equals", len(src_bal), same))
+        src_sum, dst_sum = _sums(source), _sums(target)
+        for kind in sorted(set(src_sum) | set(dst_sum)):
+            checks.append(
+                Check(f"ledger sum of {kind}", src_sum.get(kind, 0), dst_sum.get(kind, 0))
+            )
+        checks.append(Check("ledger sum", sum(src_sum.values()), sum(dst_sum.values())))
+        debt = "SELECT COALESCE(SUM(debt), 0) FROM members"
+        checks.append(
+            Check(
+                "members' debt",
+                int(source.execute(debt).fetchone()[0]),
+                int(target.execute(debt).fetchone()[0]),
+            )
+        )
+        bad = [c for c in checks if not c.ok]
+        if bad:
+            raise CopyError(
+                "verification failed, nothing written: "
+                + "; ".join(f"{c.what}: {c.source} vs {c.target}" for c in bad)
+            )
+    return checks
+
+
+def render(checks: list[Check], source: object, target: object) -> str:
+    lines = [f"copied {source} -> {target}", f"  {'':<34} {'sqlite':>12} {'postgresql':>12}"]
+    for c in checks:
+        lines.append(f"  {c.what:<34} {c.source:>12,} {c.target:>12,}  {'ok' if c.ok else 'DIFF'}")
+    return "\n".join(lines)

@@ -1,0 +1,64 @@
+"""The databases the backend's tests run on: a SQLite file, or a fresh PostgreSQL database.
+
+One PostgreSQL server per test process (each pytest-xdist worker starts its own, on a
+free loopback port, and stops it by its pid at the end of the session); a database with
+the current schema is made once and every test gets its own copy of it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backend import store
+from demo.postgres import Postgres
+
+ENGINES = ("sqlite", "postgresql")
+TEMPLATE = "loyalty_template"
+_names = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Postgres]:
+    server = Postgres().start()
+    try:
+        store.connect(server.create_database(TEMPLATE)).close()
+        yield server
+    finally:
+        server.stop()
+
+
+def _fresh_name() -> str:
+    return f"t{os.getpid()}_{next(_names)}"
+
+
+@pytest.fixture
+def pg_url(postgres_server: Postgres) -> Iterator[str]:
+    """A new PostgreSQL database with the current schema, dropped after the test."""
+    name = _fresh_name()
+    url = postgres_server.create_database(name, template=TEMPLATE)
+    yield url
+    postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def empty_pg_url(postgres_server: Postgres) -> Iterator[str]:
+    """A new PostgreSQL database with nothing in it, dropped after the test."""
+    name = _fresh_name()
+    url = postgres_server.create_database(name)
+    yield url
+    postgres_server.drop_database(name)
+
+
+@pytest.fixture(params=ENGINES)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """`--db` of a new database with the current schema, once per engine."""
+    if request.param == "sqlite":
+        path = tmp_path / "loyalty.db"
+        store.connect(path).close()
+        return str(path)
+    return request.getfixturevalue("pg_url")
