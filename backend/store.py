@@ -20,7 +20,9 @@ from pathlib import Path
 from backend.program import Offer, parse_hours, parse_weekdays
 
 log = logging.getLogger(__name__)
-SCHEMA_VERSION = 2  # 2: requests is a rowid table with a unique key index
+SCHEMA_VERSION = 3
+# 2: requests is a rowid table with a unique key index
+# 3: the SMS outbox takes the kind "reversal"
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L: read aloud safely
 CODE_LENGTH = 7
 
@@ -206,6 +208,9 @@ def _migrate(conn: sqlite3.Connection) -> None:
         row = conn.execute("SELECT version FROM schema_version").fetchone()
         if row is None:
             conn.execute("INSERT INTO schema_version(version) VALUES (?)", (SCHEMA_VERSION,))
+        elif row[0] == 2:
+            outbox.widen_kinds(conn)
+            conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
         elif row[0] != SCHEMA_VERSION:
             raise StoreError(
                 f"database schema version {row[0]}, this backend knows {SCHEMA_VERSION}"

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from backend.store import transaction
 from protocols.identity import normalize_phone
 
-KINDS = ("welcome", "purchase", "otp", "other")
+KINDS = ("welcome", "purchase", "reversal", "otp", "other")
 PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
 _ERROR_CHARS = 300
 _NORMAL_PHONE = re.compile(r"09[0-9]{9}")
@@ -68,6 +68,16 @@ def create_schema(conn: sqlite3.Connection) -> None:
     for statement in _SCHEMA.split(";"):
         if statement.strip():
             conn.execute(statement)
+
+
+def widen_kinds(conn: sqlite3.Connection) -> None:
+    """Schema 2 -> 3: rebuild the table so that its CHECK admits every kind of KINDS
+    (SQLite cannot alter a CHECK in place); rows and ids are kept as they are."""
+    conn.execute("ALTER TABLE sms_outbox RENAME TO sms_outbox_old")
+    conn.execute("DROP INDEX IF EXISTS sms_outbox_due")
+    create_schema(conn)
+    conn.execute("INSERT INTO sms_outbox SELECT * FROM sms_outbox_old")
+    conn.execute("DROP TABLE sms_outbox_old")
 
 
 def enqueue(
