@@ -42,10 +42,12 @@ _DAY = re.compile(r"(\d{1,4})[-/](\d{1,2})[-/](\d{1,2})")
 _MONTH_DAY = re.compile(r"(\d{1,2})-(\d{1,2})")
 
 
-def _no_such_day(text: str, y: int | None, m: int, jalali: bool) -> NoSuchDay:
+def _no_such_day(text: str, y: int | None, m: int, d: int, jalali: bool) -> NoSuchDay:
     """Why a well-formed date does not exist: the month, or how many days it has."""
     if not 1 <= m <= 12:
         why = f"there is no month {m}"
+    elif d < 1:
+        why = f"there is no day {d}"
     elif y is None:  # MM-DD, any year: February may have 29
         why = f"month {m} has at most {calendar.monthrange(2000, m)[1]} days"
     elif jalali:
@@ -69,7 +71,7 @@ def parse_day(text: str) -> date:
             return jdatetime.date(y, m, d).togregorian()
         return date(y, m, d)
     except ValueError:
-        raise _no_such_day(text, y, m, jalali=y < 1700) from None
+        raise _no_such_day(text, y, m, d, jalali=y < 1700) from None
 
 
 def day_start(day: date) -> datetime:
@@ -266,7 +268,7 @@ def _birthday(text: str) -> str | None:
         try:
             date(2000, m, d)  # a leap year: 02-29 is a birthday
         except ValueError:
-            raise UsageError(f"birthday {_no_such_day(text, None, m, jalali=False)}") from None
+            raise UsageError(f"birthday {_no_such_day(text, None, m, d, jalali=False)}") from None
         return f"{m:02d}-{d:02d}"
     try:
         return parse_day(text).isoformat()

@@ -270,6 +270,7 @@ def test_backend_cli_offer_target_must_name_a_known_tier(
         (["member", phone(1), "--birthday", "1990-02-30"], "month 2 of 1990 has 28 days"),
         (["member", phone(1), "--birthday", "02-30"], "month 2 has at most 29 days"),
         (["member", phone(1), "--birthday", "1990-13-01"], "there is no month 13"),
+        (["member", phone(1), "--birthday", "11-00"], "there is no day 0"),
         (["member", phone(1), "--birthday", "1404-12-30"], "Jalali year 1404 has 29 days"),
         (["report", "--from", "2026-02-29"], "month 2 of 2026 has 28 days"),
     ],
