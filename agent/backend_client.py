@@ -38,10 +38,11 @@ class BrokerSettings:
 
 
 class _Slot:
-    __slots__ = ("event", "response")
+    __slots__ = ("event", "payload", "response")
 
-    def __init__(self) -> None:
+    def __init__(self, payload: bytes) -> None:
         self.event = threading.Event()
+        self.payload = payload
         self.response: mqtt.Response | None = None
 
 
@@ -129,7 +130,7 @@ class BackendClient:
             merchant_id=self.merchant_id,
             body=body,
         ).to_json()
-        slot = _Slot()
+        slot = _Slot(payload)
         with self._lock:
             self._slots[req_id] = slot
         try:
@@ -201,7 +202,18 @@ class BackendClient:
                 log.warning("bad backend status on %s: %s", msg.topic, exc)
                 up = False
             with self._lock:
+                came_up = up and not self._backends.get(parts[3])
                 self._backends[parts[3]] = up
+                waiting = [slot.payload for slot in self._slots.values()] if came_up else []
             log.info("backend %s is %s", parts[3], "online" if up else "offline")
+            # A request in flight when a backend came (back) up may have gone to the one
+            # that died: send it again now instead of waiting out its deadline. Same id
+            # and idempotency key, so the backend answers it once and a late second
+            # answer is dropped here.
+            for payload in waiting:
+                client.publish(self._req_topic, payload, qos=1)
+            if waiting:
+                log.info("backend %s up: %d request(s) in flight sent again", parts[3],
+                         len(waiting))
             if up and self.on_backend_up is not None:
                 self.on_backend_up()

@@ -30,6 +30,12 @@ MALFUNCTION = "96"
 SECURITY = "63"
 
 
+class Commit(Protocol):
+    """The deferred journal write of an answer; told whether the terminal took it."""
+
+    def __call__(self, delivered: bool = True) -> None: ...
+
+
 class BackendPort(Protocol):
     """What the handler needs of the MQTT client (agent.backend_client.BackendClient)."""
 
@@ -90,13 +96,15 @@ class Handler:
 
     def answer(
         self, raw: bytes, received: float | None = None
-    ) -> tuple[bytes | None, Callable[[], None] | None]:
+    ) -> tuple[bytes | None, Commit | None]:
         """Like `handle`, but an inquiry's or enrollment's journal write is handed back.
 
-        The caller sends the response first and then runs `commit`: an fsync is kept off
-        the inquiry's critical path. If the agent dies in between, a repeat is asked of
-        the backend again, which answers it from its own store of idempotency keys.
-        Advices and reversals are always journaled before they are answered.
+        The caller sends the response first and then runs `commit(delivered)`: an fsync is
+        kept off the inquiry's critical path. If the agent dies in between, a repeat is
+        asked of the backend again, which answers it from its own store of idempotency
+        keys. `delivered=False` (the terminal never took the 0110: PROTOCOL.md 2.2, the
+        transaction fails) releases the quote it carried. Advices and reversals are always
+        journaled before they are answered.
         """
         if received is None:
             received = self._monotonic()
@@ -182,9 +190,7 @@ class Handler:
             kind = "enroll"
             body: dict[str, Any] = {
                 "phone": identity.normalize_phone(request.phone),
-                "referrer": (
-                    identity.normalize_phone(request.referrer) if request.referrer else None
-                ),
+                "referrer": _referrer(request.referrer),
             }
             who = identity.mask_phone(body["phone"])
         else:
@@ -206,24 +212,51 @@ class Handler:
             log.warning("%s stan %s for %s: backend did not answer in time: 91",
                         kind, request.header.stan, who)
             out = self._answer(fields, UNREACHABLE)
+            if out is not None and kind == "inquiry":
+                # The backend may still carry it out (hung, not dead): journal a release
+                # before the terminal hears 91, so no credit is ever held for this quote.
+                self._record(key, request.mti, out, _release(key, None, "unanswered"))
+                return out
         else:
             log.info("%s stan %s for %s: %s (backend %.1f ms)", kind, request.header.stan, who,
                      reply.code, (self._monotonic() - asked) * 1000)
             items = _enroll_tlv(reply) if kind == "enroll" else _inquiry_tlv(reply)
             out = self._answer(fields, reply.code, items)
         if out is not None:
-            at, response = self._wall(), out
+            response = out
+            quote_id = reply.body.get("quote_id") if reply is not None and reply.ok else None
 
-            def commit() -> None:
-                try:
-                    self.journal.record(key, request.mti, at, response=response)
-                except ValueError:  # the same key answered meanwhile: keep the first
-                    pass
+            def commit(delivered: bool = True) -> None:
+                if delivered or not quote_id:
+                    self._record(key, request.mti, response)
+                    return
+                log.warning("inquiry stan %s: 0110 not delivered, releasing its quote",
+                            request.header.stan)
+                # A repeat of this inquiry must not hand out the released quote: it
+                # gets the no-discount answer instead.
+                self._record(
+                    key, request.mti, self._answer(fields, UNREACHABLE) or response,
+                    _release(key, quote_id, "undelivered"),
+                )
+                if self.forwarder is not None:
+                    self.forwarder.kick()
 
             self._local.commit = commit
         log.debug("%s stan %s answered %.1f ms after it was received", kind,
                   request.header.stan, (self._monotonic() - received) * 1000)
         return out
+
+    def _record(
+        self,
+        key: str,
+        mti: str,
+        response: bytes,
+        forward: tuple[str, dict[str, Any], str] | None = None,
+    ) -> None:
+        try:
+            self.journal.record(key, mti, self._wall(), response=response, forward=forward)
+        except ValueError:  # the same key answered meanwhile: keep the first
+            pass
 
     def _advice(
         self,
@@ -308,6 +341,26 @@ class Handler:
         if self.forwarder is not None:
             self.forwarder.kick()
         return out
+
+
+def _referrer(typed: str | None) -> str | None:
+    """The referrer's phone, normalised when it is a phone number at all. A mistyped
+    referrer must not stop the enrolment: it goes to the backend as typed (ASCII digits),
+    which enrols the member without it and says so on the display."""
+    if not typed:
+        return None
+    try:
+        return identity.normalize_phone(typed)
+    except identity.IdentityError:
+        return identity.ascii_digits(typed).strip()[:32] or None
+
+
+def _release(
+    inquiry_key: str, quote_id: str | None, reason: str
+) -> tuple[str, dict[str, Any], str]:
+    """The journal's forward entry that gives an inquiry up (docs/mqtt.md, release)."""
+    body = {"inquiry_key": inquiry_key, "quote_id": quote_id, "reason": reason}
+    return "release", body, mqtt.release_key(inquiry_key)
 
 
 def _iso(epoch: float) -> str:

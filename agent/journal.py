@@ -31,7 +31,7 @@ class JournalError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    """One advice or reversal waiting to be forwarded, in journal order."""
+    """One advice, reversal or release waiting to be forwarded, in journal order."""
 
     doc_id: int
     type: str
@@ -58,7 +58,8 @@ class Journal:
         self._by_key = IntMap()
         self._by_match = IntMap()  # hash of 'stan:rrn' of a 0220 -> doc id
         self._clash: dict[tuple[str, str], int] = {}
-        self._pending: dict[int, None] = {}  # insertion-ordered set of doc ids
+        # doc ids waiting to be forwarded, in order -> whether it is an advice or reversal
+        self._pending: dict[int, bool] = {}
         reversals: list[int] = []
         for doc_id in sorted(int(i) for i in self._table._read_table()):
             doc = self._table.get(doc_id=doc_id)  # one at a time: never the whole file
@@ -116,7 +117,7 @@ class Journal:
         if match:
             self._put("match", self._by_match, match, doc_id)
         if doc.get("fwd"):
-            self._pending[doc_id] = None
+            self._pending[doc_id] = doc["fwd"]["type"] != "release"
 
     # --- writes --------------------------------------------------------------------
     def record(
@@ -126,17 +127,23 @@ class Journal:
         at: float,
         *,
         response: bytes | None = None,
-        forward: tuple[str, dict[str, Any]] | None = None,
+        forward: tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], str] | None = None,
         stan: str | None = None,
         rrn: str | None = None,
         original: int | None = None,
     ) -> int:
-        """Store one answered (or about to be answered) request durably; its document id."""
+        """Store one answered (or about to be answered) request durably; its document id.
+
+        `forward` is (type, body) of the MQTT request still owed to the backend, under the
+        entry's own key, or (type, body, key) when it goes under another key (a release
+        of an inquiry: the inquiry's key is the backend's already)."""
         doc: dict[str, Any] = {"key": key, "mti": mti, "at": at}
         if response is not None:
             doc["resp"] = response.hex()
         if forward is not None:
             doc["fwd"] = {"type": forward[0], "body": forward[1]}
+            if len(forward) == 3:
+                doc["fwd"]["key"] = forward[2]
         if stan is not None:
             doc["stan"] = stan
         if rrn is not None:
@@ -205,8 +212,7 @@ class Journal:
             for doc_id in self._pending:
                 doc = self._table.get(doc_id=doc_id)
                 if doc is not None and doc.get("fwd"):
-                    fwd = doc["fwd"]
-                    out.append(Pending(doc_id, fwd["type"], doc["key"], fwd["body"]))
+                    out.append(_pending_entry(doc_id, doc))
             return out
 
     def head(self) -> Pending | None:
@@ -214,13 +220,13 @@ class Journal:
             for doc_id in self._pending:
                 doc = self._table.get(doc_id=doc_id)
                 if doc is not None and doc.get("fwd"):
-                    fwd = doc["fwd"]
-                    return Pending(doc_id, fwd["type"], doc["key"], fwd["body"])
+                    return _pending_entry(doc_id, doc)
             return None
 
     def queued(self) -> int:
+        """Advices and reversals waiting (0810 QD); releases are not counted."""
         with self._lock:
-            return len(self._pending)
+            return sum(self._pending.values())
 
     def __len__(self) -> int:
         return len(self._table)
@@ -272,6 +278,11 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _pending_entry(doc_id: int, doc: dict[str, Any]) -> Pending:
+    fwd = doc["fwd"]
+    return Pending(doc_id, fwd["type"], fwd.get("key") or doc["key"], fwd["body"])
 
 
 def _ident(kind: str, doc: dict[str, Any]) -> str | None:

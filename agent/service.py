@@ -70,14 +70,16 @@ class Agent:
     def on_message(self, message: bytes, driver: LinkDriver) -> None:
         received = time.monotonic()
         response, commit = self.handler.answer(message, received)
+        delivered = False
         try:
             if response is not None:
                 driver.send(response)
+                delivered = True
         except (LinkDown, ValueError) as exc:
             log.warning("response not delivered: %s", exc)
         finally:
             if commit is not None:
-                commit()
+                commit(delivered)
 
     def start(self) -> None:
         self.backend.start()

@@ -238,6 +238,7 @@ class Handler:
         phone = normalize_phone(req.body["phone"])
         member = store.member_by_phone(self.conn, phone)
         new = member is None
+        referrer_ignored = False
         if member is None:
             referrer_id = None
             if req.body.get("referrer"):
@@ -246,6 +247,7 @@ class Handler:
                 except IdentityError:
                     ref = None  # a mistyped referrer must not stop the enrolment
                 referrer_id = ref.id if ref is not None else None
+                referrer_ignored = referrer_id is None
             member = store.insert_member(
                 self.conn,
                 phone=phone,
@@ -278,7 +280,9 @@ class Handler:
                 "member_code": member.code,
                 "new": new,
                 "balance": bal,
-                "display": texts.enroll_display(new=new, member_code=member.code),
+                "display": texts.enroll_display(
+                    new=new, member_code=member.code, referrer_ignored=referrer_ignored
+                ),
                 "receipt": texts.enroll_receipt(
                     shop_name=self.shop_name, member_code=member.code, balance=bal, new=new
                 ),
@@ -294,14 +298,8 @@ class Handler:
         if gross <= 0:
             raise RuleError("13", "amount must be positive")
         self._maintain(member, now)
-        # One purchase at a time per terminal: a new inquiry abandons this member's
-        # earlier open quotes on the same terminal, so their credit is free again.
-        for qid, discount in self.conn.execute(
-            "SELECT id, discount FROM quotes WHERE member_id = ? AND status = 'held' "
-            "AND terminal_id = ?",
-            (member.id, req.terminal_id),
-        ).fetchall():
-            self._end_hold(qid, member.id, discount, "superseded", now)
+        # A new inquiry never ends an earlier hold, not even on the same terminal: that
+        # quote's advice may be waiting in an agent's journal (docs/backend.md, "Holds").
         available = ledger.balance(self.conn, member.id)
         discount = self.program.discount(gross, available, body.get("redeem"))
         if self.program.needs_otp(discount):
@@ -588,10 +586,76 @@ class Handler:
             restored = taken = 0
             if purchase is not None:
                 restored, taken = self._undo(original, now)
+                self._reversal_sms(original, member_id, restored, taken, now)
+            elif body.get("quote_id"):
+                # Reversed before its advice came (or instead of one): the quote is not
+                # going to be paid with, so its credit is free again now.
+                self._end_quote(body["quote_id"], req.terminal_id, "reversed", now)
         else:
             member_id, restored, taken = done
         bal = ledger.balance(self.conn, member_id) if member_id is not None else 0
         return Outcome("00", {"balance": bal, "restored": restored, "taken_back": taken})
+
+    def _reversal_sms(
+        self, original: str, member_id: int, restored: int, taken: int, now: datetime
+    ) -> None:
+        approved = self.conn.execute(
+            "SELECT approved FROM purchases WHERE key = ?", (original,)
+        ).fetchone()[0]
+        if not approved:
+            return  # a declined purchase moved no credit: nothing to tell
+        member = store.member_by_id(self.conn, member_id)
+        self._sms(
+            f"reversal:{original}",
+            member.phone,
+            texts.reversal_sms(
+                shop_name=self.shop_name,
+                restored=restored,
+                taken_back=taken,
+                balance=ledger.balance(self.conn, member_id),
+                when=now,
+            ),
+            "reversal",
+            now,
+        )
+
+    # --- release -----------------------------------------------------------------------
+
+    def _release(self, req: Request, now: datetime) -> Outcome:
+        """The agent gave up an inquiry (docs/mqtt.md, release): end its hold, or, if the
+        inquiry has not been carried out yet, answer it now so that it never holds."""
+        inquiry_key = req.body["inquiry_key"]
+        if not inquiry_key.startswith(f"{req.terminal_id}:0100:"):
+            raise RuleError("12", "inquiry_key is not an inquiry of this terminal")
+        stored = store.stored_response(self.conn, inquiry_key)
+        if stored is None:
+            store.store_response(
+                self.conn,
+                key=inquiry_key,
+                type="inquiry",
+                code="12",
+                message="inquiry released by the agent before it was carried out",
+                body={},
+                now=now,
+            )
+            return Outcome("00", {"released": 0})
+        quote_id = stored[3].get("quote_id") or req.body.get("quote_id")
+        released = 0
+        if quote_id:
+            released = self._end_quote(quote_id, req.terminal_id, "released", now)
+        return Outcome("00", {"released": released})
+
+    def _end_quote(self, quote_id: str, terminal_id: str, status: str, now: datetime) -> int:
+        """End the hold of a quote of `terminal_id` that is still held; the rials freed."""
+        row = self.conn.execute(
+            "SELECT member_id, discount FROM quotes WHERE id = ? AND terminal_id = ? "
+            "AND status = 'held'",
+            (quote_id, terminal_id),
+        ).fetchone()
+        if row is None:
+            return 0  # settled, declined, expired, released, or not this terminal's
+        self._end_hold(quote_id, row[0], row[1], status, now)
+        return int(row[1])
 
     def _reversal_member(self, body: dict[str, Any]) -> int | None:
         if body.get("quote_id"):

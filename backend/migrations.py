@@ -7,7 +7,7 @@ written in SQLite's DDL and translated by `engine.ddl`; each runs in its own tra
 (DDL is transactional on both engines), under `engine.exclusive` so that two processes
 starting on one new database do not both create it.
 
-`schema_version` holds one row, the version; `schema_migrations` (from version 3) records
+`schema_version` holds one row, the version; `schema_migrations` (from version 4) records
 when each step was applied.
 """
 
@@ -177,6 +177,45 @@ def _split(script: str) -> tuple[str, ...]:
     return tuple(s.strip() for s in script.split(";") if s.strip())
 
 
+_OUTBOX_V3 = """
+CREATE TABLE sms_outbox (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    phone TEXT NOT NULL,
+    text TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('welcome', 'purchase', 'reversal', 'otp', 'other')),
+    status TEXT NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'sending', 'sent', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    next_attempt_at REAL NOT NULL,
+    claimed_by TEXT,
+    claimed_until REAL,
+    finished_at REAL,
+    last_error TEXT
+);
+CREATE INDEX sms_outbox_due ON sms_outbox (status, next_attempt_at)
+"""
+
+
+def _outbox_reversal_kind(conn: Connection) -> None:
+    """Version 3. SQLite cannot alter a CHECK: the table is rebuilt, rows and ids kept;
+    PostgreSQL replaces the constraint in place."""
+    if engine.dialect_of(conn) == engine.POSTGRESQL:
+        conn.execute(
+            "ALTER TABLE sms_outbox DROP CONSTRAINT sms_outbox_kind_check, "
+            "ADD CONSTRAINT sms_outbox_kind_check "
+            "CHECK (kind IN ('welcome', 'purchase', 'reversal', 'otp', 'other'))"
+        )
+        return
+    conn.execute("ALTER TABLE sms_outbox RENAME TO sms_outbox_old")
+    conn.execute("DROP INDEX IF EXISTS sms_outbox_due")
+    for statement in _split(_OUTBOX_V3):
+        conn.execute(statement)
+    conn.execute("INSERT INTO sms_outbox SELECT * FROM sms_outbox_old")
+    conn.execute("DROP TABLE sms_outbox_old")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         2,
@@ -186,6 +225,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         3,
+        'the SMS outbox takes the kind "reversal"',
+        (),
+        steps=(_outbox_reversal_kind,),
+    ),
+    Migration(
+        4,
         "schema_migrations: when each version was applied",
         (
             "CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, "
@@ -270,7 +315,7 @@ def _apply(conn: Connection, step: Migration, now: datetime) -> bool:
         conn.execute("INSERT INTO schema_version(version) VALUES (?)", (step.version,))
     else:
         conn.execute("UPDATE schema_version SET version = ?", (step.version,))
-    if step.version >= 3:
+    if step.version >= 4:
         conn.execute(
             "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)",
             (step.version, step.name, int(now.timestamp())),

@@ -209,6 +209,21 @@ def purchase_sms(*, shop_name: str, amount: int, earned: int, balance: int, when
     return "\n".join(lines)
 
 
+def reversal_sms(
+    *, shop_name: str, restored: int, taken_back: int, balance: int, when: datetime
+) -> str:
+    """Sent after a purchase is reversed: the credit given back, the credit taken back."""
+    lines = [
+        *_shop_sms(shop_name),
+        "خرید شما برگشت خورد.",
+        f"اعتبار برگشتی به حساب: {format_rials(_amount(restored, 'restored'))} {RIALS}",
+        f"اعتبار کسرشده: {format_rials(_amount(taken_back, 'taken_back'))} {RIALS}",
+        f"مانده اعتبار: {format_rials(_amount(balance, 'balance'))} {RIALS}",
+        jalali(when),
+    ]
+    return "\n".join(lines)
+
+
 _OTP = re.compile(r"[0-9]{4,10}")
 
 
@@ -222,10 +237,16 @@ def otp_sms(*, shop_name: str, code: str) -> str:
 # --- terminal display (MG) ---------------------------------------------------------------
 
 
-def enroll_display(*, new: bool, member_code: str) -> str:
+def enroll_display(*, new: bool, member_code: str, referrer_ignored: bool = False) -> str:
+    """`referrer_ignored`: the referrer typed was not a member's phone, so the member was
+    enrolled without one; the cashier must see that, or nobody would know."""
     if not isinstance(new, bool):
         raise ValueError("new must be a bool")
     code = _code(member_code)
+    if new and referrer_ignored:
+        return _display(
+            [f"عضویت انجام شد، معرف نامعتبر. کد: {code}", "عضویت انجام شد، معرف نامعتبر"]
+        )
     if new:
         return _display([f"عضویت انجام شد. کد: {code}", "عضویت انجام شد."])
     return _display([f"شما عضو باشگاه هستید. کد: {code}", "شما عضو باشگاه هستید."])

@@ -233,19 +233,26 @@ def _decode(data: bytes) -> tuple[dict[str, Any], int]:
 
 
 def decode_partial(data: bytes) -> tuple[dict[str, Any], FormatError | None]:
-    """The fields readable before the first error, and that error (None if there is none).
+    """Every field that could be read, and the first error (None if there is none).
 
-    A malformed request is still answered (39 = 30) echoing what could be read of it.
+    A malformed request is still answered (39 = 30) echoing what could be read of it
+    (PROTOCOL.md 3.7), so the terminal can match the answer: a field whose extent is known
+    (fixed length, or a sound length prefix) but whose content is wrong is left out and
+    reading goes on past it; only an error that hides where the next field starts stops.
     """
     out: dict[str, Any] = {}
+    bad: list[FormatError] = []
     try:
-        _decode_into(data, out)
+        _decode_into(data, out, bad)
     except FormatError as exc:
-        return out, exc
-    return out, None
+        bad.append(exc)
+    return out, (bad[0] if bad else None)
 
 
-def _decode_into(data: bytes, out: dict[str, Any]) -> int:
+def _decode_into(
+    data: bytes, out: dict[str, Any], bad: list[FormatError] | None = None
+) -> int:
+    """Decode into `out`; with `bad`, content errors are collected there, not raised."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise FormatError("t", "a message must be bytes")
     data = bytes(data)
@@ -302,11 +309,18 @@ def _decode_into(data: bytes, out: dict[str, Any]) -> int:
             try:
                 out[key] = raw.decode("utf-8")
             except UnicodeDecodeError:
-                raise FormatError(key, "not valid UTF-8") from None
+                if bad is None:
+                    raise FormatError(key, "not valid UTF-8") from None
+                bad.append(FormatError(key, "not valid UTF-8"))
         else:
-            if raw:
-                _check_class(key, raw, charset)
-            out[key] = raw.decode("ascii")
+            try:
+                if raw:
+                    _check_class(key, raw, charset)
+                out[key] = raw.decode("ascii")
+            except FormatError as exc:
+                if bad is None:
+                    raise
+                bad.append(exc)
         pos = stop
     if unknown:
         raise FormatError(str(129 - unknown.bit_length()), "not a field of PROTOCOL.md 3.1")

@@ -412,8 +412,10 @@ def _parse_request(fields: Mapping[str, Any]) -> Request:
     if mti == ADVICE and "39" not in fields:
         raise _format("39", "the bank's response code is missing")
     # 3.2: field 4 of an advice is what the bank charged, which is 0 when it declined;
-    # that advice must still be taken, since it is what releases the hold.
-    amount = _amount(fields, zero_ok=mti == ADVICE and fields["39"] != APPROVED)
+    # that advice must still be taken, since it is what releases the hold. A reversal
+    # carries the original's field 4, so the reversal of a declined advice carries 0
+    # (3.7: it has nothing to undo and is answered 00).
+    amount = _amount(fields, zero_ok=mti == REVERSAL or fields["39"] != APPROVED)
     if "37" not in fields:
         raise _format("37", "the RRN is missing")
     if mti == ADVICE:

@@ -16,7 +16,7 @@ from typing import Any
 VERSION = 1
 PREFIX = "loyalty/v1"
 SHARE_GROUP = "loyalty-backend"
-REQUEST_TYPES = ("enroll", "inquiry", "advice", "reversal")
+REQUEST_TYPES = ("enroll", "inquiry", "advice", "reversal", "release")
 RESPONSE_CODES = ("00", "12", "13", "14", "30", "51", "55", "96")
 _TID = re.compile(r"[A-Za-z0-9_-]{8}")
 _ID = re.compile(r"[\x21-\x7e]{1,64}")
@@ -67,6 +67,14 @@ def terminal_of_topic(topic: str) -> str:
 def idempotency_key(tid: str, mti: str, stan: str, transmitted_at: str) -> str:
     """The identity PROTOCOL.md 3.6 gives a repeated request: MTI, 41, 11 and 7."""
     return f"{tid}:{mti}:{stan}:{transmitted_at}"
+
+
+def release_key(inquiry_key: str) -> str:
+    """The idempotency key of the release of the inquiry under `inquiry_key`."""
+    tid, mti, rest = inquiry_key.split(":", 2)
+    if mti != "0100":
+        raise SchemaError(f"not an inquiry key: {inquiry_key!r}")
+    return f"{tid}:release:{rest}"
 
 
 def utc_now_iso() -> str:
@@ -126,6 +134,13 @@ REQUEST_BODIES: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "phone": (_OPT_STR, False),
         "card": (_OPT_STR, False),
     },
+    # The agent gives up an inquiry whose answer the terminal never used (91 sent instead,
+    # or the 0110 never delivered): the backend ends its hold, or makes sure it never holds.
+    "release": {
+        "inquiry_key": (_STR, True),
+        "quote_id": (_OPT_STR, False),
+        "reason": (_STR, True),
+    },
 }
 
 RESPONSE_BODIES: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
@@ -157,6 +172,7 @@ RESPONSE_BODIES: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "restored": (_INT, False),
         "taken_back": (_INT, False),
     },
+    "release": {"released": (_INT, True)},
 }
 
 

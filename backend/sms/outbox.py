@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from backend.store import transaction
 from protocols.identity import normalize_phone
 
-KINDS = ("welcome", "purchase", "otp", "other")
+KINDS = ("welcome", "purchase", "reversal", "otp", "other")
 PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
 _ERROR_CHARS = 300
 _NORMAL_PHONE = re.compile(r"09[0-9]{9}")

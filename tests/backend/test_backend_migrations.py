@@ -78,7 +78,9 @@ def test_backend_migrate_version_2_file_loses_nothing(
     try:
         assert migrations.current_version(conn) == migrations.LATEST
         history = conn.execute("SELECT version FROM schema_migrations").fetchall()
-        assert [v for (v,) in history] == [m.version for m in migrations.MIGRATIONS[1:]]
+        assert [v for (v,) in history] == [
+            m.version for m in migrations.MIGRATIONS if m.version >= 4
+        ]
         members = [m for (m,) in conn.execute("SELECT id FROM members")]
         for m in members:
             ledger.check(conn, m)

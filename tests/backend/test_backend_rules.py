@@ -148,7 +148,8 @@ def test_backend_card_lookup_and_replacement(handler: Handler, clock: FakeClock)
     old = handler.handle(request("inquiry", {"card": card(1), "gross": 10_000}))
     assert old.code == "14"
     new = handler.handle(request("inquiry", {"card": card(2), "gross": 10_000}))
-    assert new.code == "00" and new.body["balance"] == 30_000 - 5_000  # earlier quote superseded
+    # the earlier quote still holds its 5,000: only its advice, reversal or expiry ends it
+    assert new.code == "00" and new.body["balance"] == 30_000 - 5_000 - 5_000
 
 
 # --- quotes, holds, OTP ----------------------------------------------------------------

@@ -33,7 +33,7 @@ def test_backend_store_other_schema_version_refused(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite"
     store.connect(path).close()
     raw = sqlite3.connect(path)
-    raw.execute("UPDATE schema_version SET version = ?", (store.SCHEMA_VERSION - 1,))
+    raw.execute("UPDATE schema_version SET version = ?", (1,))
     raw.commit()
     raw.close()
     with pytest.raises(store.StoreError, match="schema version"):

@@ -256,6 +256,34 @@ def test_decode_partial_keeps_what_came_before_the_error() -> None:
     assert iso8583.decode_partial(raw) == (iso8583.decode(raw), None)
 
 
+def test_decode_partial_reads_past_a_field_with_bad_content() -> None:
+    """Issue 10.5: field 4 `00000000001a` has a known extent, so 7, 11, 41 behind it are
+    still read (and echoed in the 30 answer, PROTOCOL.md 3.7); the error names field 4."""
+    from protocols import messages
+
+    fields = {"t": "0100", "3": "310000", "4": "000000000010", "7": "1123194000",
+              "11": "000123", "12": "231000", "13": "1123", "41": "T0000001",
+              "42": "M00000000000001", "48": "PN01109121234567"}
+    raw = iso8583.encode(fields).replace(b"000000000010", b"00000000001a")
+    got, error = iso8583.decode_partial(raw)
+    assert error is not None and error.field == "4"
+    assert "4" not in got
+    assert {k: got[k] for k in ("3", "7", "11", "12", "13", "41", "42")} == {
+        k: fields[k] for k in ("3", "7", "11", "12", "13", "41", "42")
+    }
+    answer = messages.respond(got, "30")
+    for key in ("3", "7", "11", "12", "13", "41", "42"):
+        assert answer[key] == fields[key]
+    with pytest.raises(FormatError):
+        iso8583.decode(raw)  # the strict decoder still refuses it
+
+
+def test_decode_partial_stops_where_the_next_field_cannot_be_found() -> None:
+    raw = _wire()
+    fields, error = iso8583.decode_partial(raw[:-3])
+    assert error is not None and error.field == "64" and "64" not in fields
+
+
 def test_given_bitmaps_are_ignored_and_recomputed() -> None:
     fields = {**MESSAGES["enrollment"], "p": b"\xff" * 8, "1": b"\xff" * 8}
     assert iso8583.encode(fields) == iso8583.encode(MESSAGES["enrollment"])

@@ -88,7 +88,8 @@ def test_kinds_match_the_mqtt_request_types() -> None:
     from protocols import mqtt
 
     kinds = {r.kind for r in REQUESTS.values()} - {"network"}
-    assert kinds == set(mqtt.REQUEST_TYPES)
+    # `release` is the agent's own request to the backend: no terminal message carries it
+    assert kinds == set(mqtt.REQUEST_TYPES) - {"release"}
 
 
 def test_header_at() -> None:
@@ -169,7 +170,6 @@ def _tlv48(**items: str) -> str:
         (_fields("advice", **{"48": _tlv48(QI="Q1")}), "13", "48"),
         (_fields("advice", **{"48": _tlv48(GA="0", QI="Q1")}), "13", "48"),
         (_fields("reversal", drop=("4",)), "13", "4"),
-        (_fields("reversal", **{"4": "000000000000"}), "13", "4"),
     ],
 )
 def test_refusals_carry_the_response_code(fields: dict[str, Any], code: str, field: str) -> None:
@@ -195,6 +195,14 @@ def test_declined_advice_with_nothing_charged_is_taken() -> None:
     advice = parse_request(fields)
     assert isinstance(advice, PurchaseAdvice)
     assert (advice.amount, advice.approved, advice.gross) == (0, False, 1_500_000)
+
+
+def test_reversal_of_a_declined_advice_is_taken() -> None:
+    """3.7: a 0420 carries the original's field 4, which is 0 for a declined purchase; it
+    has nothing to undo and must be answered 00, not refused with 13 (issue 10.4)."""
+    fields = _fields("reversal", **{"4": "000000000000"})
+    rev = parse_request(fields)
+    assert isinstance(rev, ReversalAdvice) and rev.amount == 0
 
 
 def _mutations() -> st.SearchStrategy[dict[str, Any]]:

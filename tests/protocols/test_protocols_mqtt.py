@@ -39,12 +39,14 @@ BODIES = {
         "original_key": "T0000001:0220:000124:1123194005",
         "card": "6037990000000006",
     },
+    "release": {"inquiry_key": KEY, "quote_id": "Q1", "reason": "unanswered"},
 }
 RESPONSE_BODIES = {
     "enroll": {"member_code": "M1", "new": True, "balance": 0, "display": "خوش آمدید"},
     "inquiry": {"otp_required": True, "display": "کد ارسال شد"},
     "advice": {"earned": 44_400, "balance": 49_400, "receipt": "a\nb"},
     "reversal": {"balance": 5_000, "restored": 20_000, "taken_back": 44_400},
+    "release": {"released": 20_000},
 }
 
 
@@ -101,6 +103,12 @@ def test_request_bodies_refused(kind: str, body: dict) -> None:
         return
     with pytest.raises(SchemaError):
         req.to_json()
+
+
+def test_release_key_is_the_inquiry_identity_under_its_own_type() -> None:
+    assert mqtt.release_key(KEY) == "T0000001:release:000123:1123194000"
+    with pytest.raises(SchemaError):
+        mqtt.release_key("T0000001:0220:000124:1123194005")
 
 
 def test_missing_required_body_field() -> None:
