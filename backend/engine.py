@@ -367,3 +367,26 @@ def bulk_insert(
     marks = ", ".join("?" for _ in columns)
     conn.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})", batch)
     return len(batch)
+
+
+def row_lock(conn: Connection, lock: bool = True, *, of: str | None = None) -> str:
+    """The clause that locks the rows a SELECT reads until COMMIT: PostgreSQL's
+    FOR NO KEY UPDATE (it leaves foreign-key checks by other transactions unblocked);
+    nothing on SQLite, where BEGIN IMMEDIATE has excluded every other writer already."""
+    if not lock or dialect_of(conn) == SQLITE:
+        return ""
+    return f" FOR NO KEY UPDATE OF {of}" if of else " FOR NO KEY UPDATE"
+
+
+def skip_locked(conn: Connection) -> str:
+    """Rows another transaction has claimed are passed over, not waited for (PostgreSQL)."""
+    return "" if dialect_of(conn) == SQLITE else " FOR UPDATE SKIP LOCKED"
+
+
+def is_race(exc: BaseException) -> bool:
+    """An error that means another process got there first or that two transactions
+    crossed (unique key taken meanwhile, deadlock, serialisation failure): doing the
+    work again after the other one's commit gives the right answer. Never on SQLite,
+    whose BEGIN IMMEDIATE lets one writer at a time see and change the file."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    return sqlstate in ("23505", "40P01", "40001")

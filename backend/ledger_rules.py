@@ -63,3 +63,21 @@ def take_back(amount: int, available: int) -> tuple[int, int]:
 def recovery(debt: int, earned: int) -> int:
     """The part of a new earning that pays off an outstanding debt."""
     return max(0, min(debt, earned))
+
+
+def settle(discount: int, available: int) -> tuple[int, int]:
+    """(redeemed, new debt) when an approved advice settles a quote: the customer had the
+    discount at the terminal, so it is redeemed even if the hold lapsed meanwhile (store
+    and forward); what the balance no longer covers becomes a debt."""
+    if discount < 0:
+        raise ValueError("a discount is never negative")
+    redeemed = max(0, min(discount, available))
+    return redeemed, discount - redeemed
+
+
+def undo_debt(debt: int, recovered: int, unpaid: int) -> tuple[int, int]:
+    """(debt after, refund) when a purchase is reversed: the debt its earning paid off
+    (`recovered`) comes back, the debt its settlement created (`unpaid`) is void; what
+    later earnings have already repaid of that void debt is given back as credit."""
+    left = debt + recovered - unpaid
+    return (0, -left) if left < 0 else (left, 0)

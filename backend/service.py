@@ -1,19 +1,21 @@
 """The MQTT service: requests from the shared subscription, answers after a durable commit.
 
-One worker thread owns the SQLite connection and commits requests in groups (group
+One worker thread owns the database connection and commits requests in groups (group
 commit): everything that arrived while the previous group was committing goes into the
 next transaction, and replies are published only after that commit. The paho network
-thread only queues messages, so it never waits for the disk.
+thread only queues messages, so it never waits for the disk. Engine upkeep lives here:
+SQLite's WAL checkpoints (a thread of their own, and a catch-up on the request
+connection now and then); PostgreSQL needs none.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import queue
 import socket
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,12 +28,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from backend import store
+from backend import engine, store
 from backend.config import Settings
 from backend.handlers import Clock, Handler, utc_now
 from backend.sms.senders import Sender, make_sender
 from backend.sms.worker import SmsWorker
 from protocols import mqtt as schema
+from protocols.response_codes import ResponseCode
 
 log = logging.getLogger(__name__)
 _STOP = object()
@@ -67,7 +70,7 @@ class BackendService:
 
     def __init__(
         self,
-        db_path: str | Path,
+        db: str | Path,
         settings: Settings,
         *,
         broker: str,
@@ -79,7 +82,7 @@ class BackendService:
         sender: Sender | None = None,
         record_latency: bool = False,
     ) -> None:
-        self.db_path = Path(db_path)
+        self.target = engine.parse_target(db)
         self.settings = settings
         self.host, self.port = parse_broker(broker)
         self.instance = (
@@ -97,12 +100,15 @@ class BackendService:
         self._worker: threading.Thread | None = None
         self._stopped = threading.Event()
         self._client = self._make_client()
-        base = self.db_path.resolve().parent
-        # The worker's and the SMS worker's write transactions take turns on this lock
-        # rather than meet in SQLite, whose busy handler sleeps for milliseconds.
-        self._write_lock = threading.Lock()
+        sqlite_path = self.target.path
+        base = sqlite_path.resolve().parent if sqlite_path is not None else Path.cwd()
+        # On SQLite the worker's and the SMS worker's write transactions take turns on this
+        # lock rather than meet in SQLite, whose busy handler sleeps for milliseconds. On
+        # PostgreSQL they lock rows, not the database: no lock between them.
+        self._write_lock: Any = threading.Lock() if sqlite_path else contextlib.nullcontext()
+        self._next_wal_restart = time.monotonic() + WAL_RESTART_SECONDS
         self._sms = SmsWorker(
-            self.db_path,
+            self.target,
             sender if sender is not None else make_sender(settings.sms, base_dir=base),
             write_lock=self._write_lock,
         )
@@ -164,19 +170,12 @@ class BackendService:
 
     def start(self) -> BackendService:
         # schema problems surface here, before MQTT; checkpoints run on their own thread
-        conn = store.connect(self.db_path, autocheckpoint=False)
-        self._handler = Handler(
-            conn,
-            self.settings.program,
-            shop_name=self.settings.shop_name,
-            offers=self.settings.offers,
-            clock=self.clock,
-            response_retention=timedelta(days=self.settings.service.requests_retention_days),
-            wal_restart_seconds=WAL_RESTART_SECONDS,
-        )
-        self._checkpointer = store.Checkpointer(
-            self.db_path, interval=self.settings.service.checkpoint_seconds
-        ).start()
+        self._handler = self._make_handler()
+        self._checkpointer: store.Checkpointer | None = None
+        if self.target.path is not None:
+            self._checkpointer = store.Checkpointer(
+                self.target.path, interval=self.settings.service.checkpoint_seconds
+            ).start()
         self._worker = threading.Thread(target=self._work, name="backend-worker", daemon=True)
         self._worker.start()
         self._sms.start()
@@ -192,6 +191,41 @@ class BackendService:
         self._client.loop_start()
         return self
 
+    def _make_handler(self) -> Handler:
+        return Handler(
+            store.connect(self.target, autocheckpoint=False),
+            self.settings.program,
+            shop_name=self.settings.shop_name,
+            offers=self.settings.offers,
+            clock=self.clock,
+            response_retention=timedelta(days=self.settings.service.requests_retention_days),
+        )
+
+    def _after_commit(self) -> None:
+        """With checkpoints on another thread (store.Checkpointer) the WAL never restarts
+        while requests keep coming: the request connection checkpoints the little that is
+        left now and then, after a commit, so that its next transaction starts the WAL over."""
+        if self.target.path is None or time.monotonic() < self._next_wal_restart:
+            return
+        self._next_wal_restart = time.monotonic() + WAL_RESTART_SECONDS
+        try:
+            store.catch_up_checkpoint(self._handler.conn)
+        except engine.DatabaseError as exc:
+            log.warning("WAL checkpoint failed: %s", exc)
+
+    def _reconnect(self) -> None:
+        """A PostgreSQL connection that failed (server restarted, network): a new one."""
+        if self.target.path is not None:
+            return
+        try:
+            self._handler.conn.close()
+        except engine.DatabaseError:
+            pass
+        try:
+            self._handler = self._make_handler()
+        except store.StoreError as exc:
+            log.error("cannot reconnect to the database: %s", exc)
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking requests, answer those already received, publish offline, leave."""
         if self._stopped.is_set():
@@ -204,7 +238,8 @@ class BackendService:
         if self._worker is not None:
             self._worker.join(timeout)
         self._sms.stop()
-        self._checkpointer.stop()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         if self.connected.is_set():
             info = self._client.publish(
                 schema.backend_status_topic(self.instance),
@@ -276,8 +311,9 @@ class BackendService:
                 pruned = self._handler.prune_responses()
             if pruned:
                 log.info("sweep: forgot %d stored responses past their retention", pruned)
-        except sqlite3.Error:
+        except engine.DatabaseError:
             log.exception("sweep failed")
+            self._reconnect()
 
     def _process(self, items: list[tuple[float, str, bytes]]) -> None:
         reqs: list[schema.Request] = []
@@ -292,9 +328,12 @@ class BackendService:
         try:
             with self._write_lock:
                 responses = self._handler.handle_batch(reqs)
-        except sqlite3.Error:
+            self._after_commit()
+        except engine.DatabaseError:
             log.exception("a batch of %d requests failed", len(reqs))
-            responses = [schema.refusal(r, "96", "database error") for r in reqs]
+            failed = ResponseCode.MALFUNCTION
+            responses = [schema.refusal(r, failed, "database error") for r in reqs]
+            self._reconnect()
         self.stats.batches += 1
         for req, resp, t0 in zip(reqs, responses, started, strict=True):
             self._client.publish(schema.response_topic(req.terminal_id), resp.to_json(), qos=1)
@@ -332,7 +371,11 @@ class BackendService:
         try:
             doc = json.loads(payload)
             resp = schema.Response(
-                type=doc["type"], id=doc["id"], key=doc["key"], code="30", message=reason[:200]
+                type=doc["type"],
+                id=doc["id"],
+                key=doc["key"],
+                code=ResponseCode.FORMAT_ERROR,
+                message=reason[:200],
             )
             data = resp.to_json()
         except (ValueError, KeyError, TypeError, schema.SchemaError):

@@ -81,7 +81,7 @@ def connect(
     return conn
 
 
-def _connect_sqlite(path: Path, *, autocheckpoint: bool) -> sqlite3.Connection:
+def _connect_sqlite(path: Path, *, autocheckpoint: bool) -> Connection:
     conn = sqlite3.connect(str(path), isolation_level=None, timeout=30.0, check_same_thread=False)
     try:
         conn.execute("PRAGMA busy_timeout = 30000")
@@ -150,7 +150,7 @@ class Checkpointer:
             conn.close()
 
 
-def catch_up_checkpoint(conn: sqlite3.Connection) -> None:
+def catch_up_checkpoint(conn: Connection) -> None:
     """A PASSIVE checkpoint on the writing connection itself, between transactions: the
     Checkpointer has copied nearly everything, and with no write of ours running meanwhile
     the checkpoint completes, so our next write starts the WAL from its beginning."""
@@ -181,26 +181,34 @@ _MEMBER_COLS = "id, phone, code, referrer_id, birthday, enrolled_at, tier, debt"
 MEMBER_COLS_M = ", ".join("m." + c.strip() for c in _MEMBER_COLS.split(","))
 
 
-def member_by_phone(conn: sqlite3.Connection, phone: str) -> Member | None:
-    row = conn.execute(f"SELECT {_MEMBER_COLS} FROM members WHERE phone = ?", (phone,)).fetchone()
+# `lock=True`: the member's money moves in this transaction. On PostgreSQL the row is
+# locked (FOR NO KEY UPDATE: it does not block the foreign-key checks of other
+# transactions' ledger rows) until COMMIT, so two processes serialise on one member;
+# SQLite's BEGIN IMMEDIATE already serialises every writer.
+
+
+def member_by_phone(conn: Connection, phone: str, *, lock: bool = False) -> Member | None:
+    sql = f"SELECT {_MEMBER_COLS} FROM members WHERE phone = ?"
+    row = conn.execute(sql + engine.row_lock(conn, lock), (phone,)).fetchone()
     return Member(*row) if row else None
 
 
-def member_by_id(conn: sqlite3.Connection, member_id: int) -> Member:
-    row = conn.execute(f"SELECT {_MEMBER_COLS} FROM members WHERE id = ?", (member_id,)).fetchone()
+def member_by_id(conn: Connection, member_id: int, *, lock: bool = False) -> Member:
+    sql = f"SELECT {_MEMBER_COLS} FROM members WHERE id = ?"
+    row = conn.execute(sql + engine.row_lock(conn, lock), (member_id,)).fetchone()
     return Member(*row)
 
 
-def member_by_card(conn: sqlite3.Connection, card: str) -> Member | None:
-    row = conn.execute(
+def member_by_card(conn: Connection, card: str, *, lock: bool = False) -> Member | None:
+    sql = (
         f"SELECT {MEMBER_COLS_M} "
-        "FROM cards c JOIN members m ON m.id = c.member_id WHERE c.number = ? AND c.active = 1",
-        (card,),
-    ).fetchone()
+        "FROM cards c JOIN members m ON m.id = c.member_id WHERE c.number = ? AND c.active = 1"
+    )
+    row = conn.execute(sql + engine.row_lock(conn, lock, of="m"), (card,)).fetchone()
     return Member(*row) if row else None
 
 
-def new_member_code(conn: sqlite3.Connection) -> str:
+def new_member_code(conn: Connection) -> str:
     while True:
         code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
         if conn.execute("SELECT 1 FROM members WHERE code = ?", (code,)).fetchone() is None:
@@ -208,45 +216,45 @@ def new_member_code(conn: sqlite3.Connection) -> str:
 
 
 def insert_member(
-    conn: sqlite3.Connection, *, phone: str, referrer_id: int | None, tier: str, now: datetime
+    conn: Connection, *, phone: str, referrer_id: int | None, tier: str, now: datetime
 ) -> Member:
     code = new_member_code(conn)
     cur = conn.execute(
         "INSERT INTO members(phone, code, referrer_id, enrolled_at, tier) VALUES (?, ?, ?, ?, ?)",
         (phone, code, referrer_id, ts(now), tier),
     )
-    return member_by_id(conn, int(cur.lastrowid or 0))
+    return Member(int(cur.lastrowid or 0), phone, code, referrer_id, None, ts(now), tier, 0)
 
 
-def set_tier(conn: sqlite3.Connection, member_id: int, tier: str) -> None:
+def set_tier(conn: Connection, member_id: int, tier: str) -> None:
     conn.execute("UPDATE members SET tier = ? WHERE id = ?", (tier, member_id))
 
 
-def add_debt(conn: sqlite3.Connection, member_id: int, delta: int) -> None:
+def add_debt(conn: Connection, member_id: int, delta: int) -> None:
     conn.execute("UPDATE members SET debt = debt + ? WHERE id = ?", (delta, member_id))
 
 
-def set_birthday(conn: sqlite3.Connection, member_id: int, birthday: str | None) -> None:
+def set_birthday(conn: Connection, member_id: int, birthday: str | None) -> None:
     conn.execute("UPDATE members SET birthday = ? WHERE id = ?", (birthday, member_id))
 
 
-def card_owner(conn: sqlite3.Connection, card: str) -> tuple[int, bool] | None:
+def card_owner(conn: Connection, card: str) -> tuple[int, bool] | None:
     row = conn.execute("SELECT member_id, active FROM cards WHERE number = ?", (card,)).fetchone()
     return (row[0], bool(row[1])) if row else None
 
 
-def link_card(conn: sqlite3.Connection, member_id: int, card: str, now: datetime) -> None:
+def link_card(conn: Connection, member_id: int, card: str, now: datetime) -> None:
     conn.execute(
         "INSERT INTO cards(number, member_id, linked_at) VALUES (?, ?, ?)",
         (card, member_id, ts(now)),
     )
 
 
-def retire_card(conn: sqlite3.Connection, old: str, new: str) -> None:
+def retire_card(conn: Connection, old: str, new: str) -> None:
     conn.execute("UPDATE cards SET active = 0, replaced_by = ? WHERE number = ?", (new, old))
 
 
-def cards_of(conn: sqlite3.Connection, member_id: int) -> list[tuple[str, bool]]:
+def cards_of(conn: Connection, member_id: int) -> list[tuple[str, bool]]:
     rows = conn.execute(
         "SELECT number, active FROM cards WHERE member_id = ? ORDER BY linked_at", (member_id,)
     )
@@ -256,16 +264,24 @@ def cards_of(conn: sqlite3.Connection, member_id: int) -> list[tuple[str, bool]]
 # --- stored responses (idempotency) --------------------------------------------------
 
 
-def stored_response(conn: sqlite3.Connection, key: str) -> tuple[str, str, str, dict] | None:
-    """(type, code, message, body) of a request already answered under `key`."""
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    type: str
+    code: str
+    message: str
+    body: dict
+
+
+def stored_response(conn: Connection, key: str) -> StoredResponse | None:
+    """The answer of a request already answered under `key`."""
     row = conn.execute(
         "SELECT type, code, message, body FROM requests WHERE key = ?", (key,)
     ).fetchone()
-    return (row[0], row[1], row[2], json.loads(row[3])) if row else None
+    return StoredResponse(row[0], row[1], row[2], json.loads(row[3])) if row else None
 
 
 def store_response(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     key: str,
     type: str,
@@ -279,11 +295,11 @@ def store_response(
     body_text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     conn.execute(
         "INSERT INTO requests(key, type, code, message, body, at) VALUES (?, ?, ?, ?, ?, ?)",
-        (key, type, code, message, body_text, ts(now)),
+        (key, type, str(code), message, body_text, ts(now)),
     )
 
 
-def prune_responses(conn: sqlite3.Connection, before: datetime, *, limit: int = 500) -> int:
+def prune_responses(conn: Connection, before: datetime, *, limit: int = 500) -> int:
     """Forget up to `limit` stored responses older than `before`; how many went.
 
     Small batches keep the write lock short. A request repeated after its response is gone
@@ -323,13 +339,13 @@ _OFFER_COLS = (
 )
 
 
-def offers(conn: sqlite3.Connection, *, include_ended: bool = False) -> list[Offer]:
+def offers(conn: Connection, *, include_ended: bool = False) -> list[Offer]:
     where = "" if include_ended else " WHERE ended_at IS NULL"
     rows = conn.execute(f"SELECT {_OFFER_COLS} FROM offers{where} ORDER BY id")
     return [_offer_from_row(r) for r in rows]
 
 
-def add_offer(conn: sqlite3.Connection, offer: Offer, now: datetime) -> int:
+def add_offer(conn: Connection, offer: Offer, now: datetime) -> int:
     from backend.program import WEEKDAYS
 
     cur = conn.execute(
@@ -351,8 +367,297 @@ def add_offer(conn: sqlite3.Connection, offer: Offer, now: datetime) -> int:
     return int(cur.lastrowid or 0)
 
 
-def end_offer(conn: sqlite3.Connection, offer_id: int, now: datetime) -> bool:
+def end_offer(conn: Connection, offer_id: int, now: datetime) -> bool:
     cur = conn.execute(
         "UPDATE offers SET ended_at = ? WHERE id = ? AND ended_at IS NULL", (ts(now), offer_id)
     )
     return cur.rowcount == 1
+
+
+# --- quotes ----------------------------------------------------------------------------
+
+HELD, SETTLED, DECLINED, EXPIRED, RELEASED, REVERSED = (
+    "held", "settled", "declined", "expired", "released", "reversed",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    id: str
+    member_id: int
+    terminal_id: str
+    gross: int
+    discount: int
+    status: str
+    created_at: int
+    expires_at: int
+    advice_key: str | None = None
+
+    def holds_at(self, now: datetime) -> bool:
+        """Still holding its discount at `now` (held and not lapsed)."""
+        return self.status == HELD and self.expires_at > ts(now)
+
+
+_QUOTE_COLS = (
+    "id, member_id, terminal_id, gross, discount, status, created_at, expires_at, advice_key"
+)
+_QUOTE_COLS_Q = ", ".join("q." + c.strip() for c in _QUOTE_COLS.split(","))
+
+
+def new_quote_id(now: datetime) -> str:
+    """Time first, then random: new quotes go to the end of the quotes B-tree instead of
+    dirtying a random page of it on every inquiry (and again on its advice)."""
+    return f"Q{int(now.timestamp() * 1_000_000):013x}{secrets.token_hex(6)}"
+
+
+def insert_quote(conn: Connection, q: Quote) -> None:
+    conn.execute(
+        "INSERT INTO quotes(id, member_id, terminal_id, gross, discount, status, created_at, "
+        "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (q.id, q.member_id, q.terminal_id, q.gross, q.discount, q.status, q.created_at,
+         q.expires_at),
+    )  # fmt: skip
+
+
+def quote(conn: Connection, quote_id: str) -> Quote | None:
+    row = conn.execute(f"SELECT {_QUOTE_COLS} FROM quotes WHERE id = ?", (quote_id,)).fetchone()
+    return Quote(*row) if row else None
+
+
+def quote_and_member(
+    conn: Connection, quote_id: str, *, lock: bool = False
+) -> tuple[Quote, Member] | None:
+    """A quote and its member in one statement. With `lock` on PostgreSQL the member row
+    is locked first and the quote read again after it, as no one else may change it now
+    (members are always locked before their quotes change: no lock-order deadlock)."""
+    row = conn.execute(
+        f"SELECT {_QUOTE_COLS_Q}, {MEMBER_COLS_M} FROM quotes q "
+        "JOIN members m ON m.id = q.member_id WHERE q.id = ?",
+        (quote_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    if lock and engine.dialect_of(conn) == engine.POSTGRESQL:
+        member = member_by_id(conn, row[9], lock=True)
+        q = quote(conn, quote_id)
+        return (q, member) if q is not None else None
+    return Quote(*row[:9]), Member(*row[9:])
+
+
+def lapsed_holds(conn: Connection, now: datetime, member_id: int | None = None) -> list[Quote]:
+    """Held quotes whose hold time is over: of one member, or of everyone (the sweep)."""
+    sql = f"SELECT {_QUOTE_COLS} FROM quotes WHERE status = 'held' AND expires_at <= ?"
+    args: tuple = (ts(now),)
+    if member_id is not None:
+        sql += " AND member_id = ?"
+        args += (member_id,)
+    return [Quote(*r) for r in conn.execute(sql, args).fetchall()]
+
+
+def set_quote_status(
+    conn: Connection, quote_id: str, status: str, advice_key: str | None = None
+) -> None:
+    if advice_key is None:
+        conn.execute("UPDATE quotes SET status = ? WHERE id = ?", (status, quote_id))
+    else:
+        conn.execute(
+            "UPDATE quotes SET status = ?, advice_key = ? WHERE id = ?",
+            (status, advice_key, quote_id),
+        )
+
+
+def held_total(conn: Connection, member_id: int) -> int:
+    row = conn.execute(
+        "SELECT COALESCE(SUM(discount), 0) FROM quotes WHERE member_id = ? AND status = 'held'",
+        (member_id,),
+    ).fetchone()
+    return int(row[0])
+
+
+def upkeep_due(conn: Connection, member_id: int, now: datetime) -> tuple[bool, bool]:
+    """(a hold has lapsed, a lot has expired) for the member: one cheap look, nearly
+    always (False, False)."""
+    holds, lots = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM quotes WHERE member_id = ?1 AND status = 'held' "
+        "AND expires_at <= ?2), EXISTS (SELECT 1 FROM lots WHERE member_id = ?1 "
+        "AND remaining > 0 AND expires_at <= ?2)",
+        (member_id, ts(now)),
+    ).fetchone()
+    return bool(holds), bool(lots)
+
+
+# --- purchases and reversals ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseRecord:
+    key: str
+    member_id: int
+    terminal_id: str
+    quote_id: str | None
+    amount: int
+    gross: int
+    approved: bool
+    redeemed: int
+    earned: int
+    recovered: int
+    earn_lot: int | None
+    occurred_at: int
+    reversed: bool = False
+
+
+_PURCHASE_COLS = (
+    "key, member_id, terminal_id, quote_id, amount, gross, approved, redeemed, earned, "
+    "recovered, earn_lot, occurred_at, reversed"
+)
+
+
+def _purchase(row: tuple) -> PurchaseRecord:
+    r = list(row)
+    r[6], r[12] = bool(r[6]), bool(r[12])
+    return PurchaseRecord(*r)
+
+
+def purchase(conn: Connection, key: str) -> PurchaseRecord | None:
+    row = conn.execute(f"SELECT {_PURCHASE_COLS} FROM purchases WHERE key = ?", (key,)).fetchone()
+    return _purchase(row) if row else None
+
+
+def advice_state(conn: Connection, key: str) -> tuple[PurchaseRecord | None, bool]:
+    """One statement: the purchase already recorded under `key`, and whether its reversal
+    came first and waits for it."""
+    row = conn.execute(
+        "SELECT (SELECT 1 FROM reversals WHERE original_key = ?1 AND applied = 0), "
+        + ", ".join("p." + c.strip() for c in _PURCHASE_COLS.split(","))
+        + " FROM (SELECT 1) AS one LEFT JOIN purchases p ON p.key = ?1",
+        (key,),
+    ).fetchone()
+    done = _purchase(row[1:]) if row[1] is not None else None
+    return done, row[0] is not None
+
+
+def insert_purchase(conn: Connection, p: PurchaseRecord) -> None:
+    conn.execute(
+        f"INSERT INTO purchases({_PURCHASE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (p.key, p.member_id, p.terminal_id, p.quote_id, p.amount, p.gross, int(p.approved),
+         p.redeemed, p.earned, p.recovered, p.earn_lot, p.occurred_at, int(p.reversed)),
+    )  # fmt: skip
+
+
+def mark_reversed(conn: Connection, key: str) -> None:
+    conn.execute("UPDATE purchases SET reversed = 1 WHERE key = ?", (key,))
+
+
+def visits(conn: Connection, member_id: int) -> int:
+    """Approved purchases not reversed."""
+    row = conn.execute(
+        "SELECT COUNT(*) FROM purchases WHERE member_id = ? AND approved = 1 AND reversed = 0",
+        (member_id,),
+    ).fetchone()
+    return int(row[0])
+
+
+def spend(conn: Connection, member_id: int, since: datetime, until: datetime) -> int:
+    """Rials charged in (since, until], approved and not reversed (the tier's measure)."""
+    row = conn.execute(
+        "SELECT COALESCE(SUM(amount), 0) FROM purchases WHERE member_id = ? AND approved = 1 "
+        "AND reversed = 0 AND occurred_at > ? AND occurred_at <= ?",
+        (member_id, ts(since), ts(until)),
+    ).fetchone()
+    return int(row[0])
+
+
+def purchase_totals(conn: Connection, member_id: int) -> tuple[int, int]:
+    """(purchases, rials) of a member, approved and not reversed."""
+    n, total = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM purchases WHERE member_id = ? "
+        "AND approved = 1 AND reversed = 0",
+        (member_id,),
+    ).fetchone()
+    return int(n), int(total)
+
+
+@dataclass(frozen=True, slots=True)
+class ReversalRecord:
+    original_key: str
+    key: str
+    terminal_id: str
+    member_id: int | None
+    received_at: int
+    applied: bool = False
+    restored: int = 0
+    taken_back: int = 0
+    shortfall: int = 0
+
+
+def reversal(conn: Connection, original_key: str) -> ReversalRecord | None:
+    row = conn.execute(
+        "SELECT original_key, key, terminal_id, member_id, received_at, applied, restored, "
+        "taken_back, shortfall FROM reversals WHERE original_key = ?",
+        (original_key,),
+    ).fetchone()
+    if row is None:
+        return None
+    r = list(row)
+    r[5] = bool(r[5])
+    return ReversalRecord(*r)
+
+
+def insert_reversal(conn: Connection, r: ReversalRecord) -> None:
+    conn.execute(
+        "INSERT INTO reversals(original_key, key, terminal_id, member_id, received_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (r.original_key, r.key, r.terminal_id, r.member_id, r.received_at),
+    )
+
+
+def reversal_applied(
+    conn: Connection, original_key: str, *, member_id: int, restored: int, taken: int,
+    shortfall: int,
+) -> None:  # fmt: skip
+    conn.execute(
+        "UPDATE reversals SET applied = 1, restored = ?, taken_back = ?, shortfall = ?, "
+        "member_id = ? WHERE original_key = ?",
+        (restored, taken, shortfall, member_id, original_key),
+    )
+
+
+# --- one-time codes ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Otp:
+    id: int
+    salt: str
+    hash: str
+    expires_at: int
+    tries_left: int
+
+
+def new_otp(
+    conn: Connection, member_id: int, *, salt: str, digest: str, now: datetime, seconds: int,
+    tries: int,
+) -> int:  # fmt: skip
+    """A new code for the member (every earlier one void); its id."""
+    conn.execute("UPDATE otps SET used = 1 WHERE member_id = ? AND used = 0", (member_id,))
+    cur = conn.execute(
+        "INSERT INTO otps(member_id, salt, hash, created_at, expires_at, tries_left) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (member_id, salt, digest, ts(now), ts(now) + seconds, tries),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def open_otp(conn: Connection, member_id: int) -> Otp | None:
+    row = conn.execute(
+        "SELECT id, salt, hash, expires_at, tries_left FROM otps WHERE member_id = ? "
+        "AND used = 0 ORDER BY id DESC LIMIT 1",
+        (member_id,),
+    ).fetchone()
+    return Otp(*row) if row else None
+
+
+def set_otp(conn: Connection, otp_id: int, *, tries_left: int, used: bool) -> None:
+    conn.execute(
+        "UPDATE otps SET tries_left = ?, used = ? WHERE id = ?", (tries_left, int(used), otp_id)
+    )

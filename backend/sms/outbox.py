@@ -12,10 +12,11 @@ Delivery is at least once: a process that dies after the gateway accepted an SMS
 from __future__ import annotations
 
 import re
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from backend import engine
+from backend.engine import Connection
 from backend.store import transaction
 from protocols.identity import normalize_phone
 
@@ -63,7 +64,7 @@ def timestamp(when: datetime) -> float:
     return (when if when.tzinfo is not None else when.replace(tzinfo=UTC)).timestamp()
 
 
-def create_schema(conn: sqlite3.Connection) -> None:
+def create_schema(conn: Connection) -> None:
     """Create the outbox table if missing; statement by statement, so no implicit commit."""
     for statement in _SCHEMA.split(";"):
         if statement.strip():
@@ -71,7 +72,7 @@ def create_schema(conn: sqlite3.Connection) -> None:
 
 
 def enqueue(
-    conn: sqlite3.Connection, *, key: str, phone: str, text: str, kind: str, now: datetime
+    conn: Connection, *, key: str, phone: str, text: str, kind: str, now: datetime
 ) -> bool:
     """Queue one SMS in the caller's open transaction; False when `key` is already queued."""
     if not isinstance(key, str) or not key:
@@ -94,7 +95,7 @@ def enqueue(
 
 
 def counts(
-    conn: sqlite3.Connection, *, since: datetime | None = None, until: datetime | None = None
+    conn: Connection, *, since: datetime | None = None, until: datetime | None = None
 ) -> dict[str, int]:
     """SMS queued in [since, until), by where they are now; an SMS in flight is pending.
 
@@ -118,12 +119,14 @@ def counts(
 
 
 def claim_due(
-    conn: sqlite3.Connection, *, owner: str, now: float, lease: float, limit: int = 1
+    conn: Connection, *, owner: str, now: float, lease: float, limit: int = 1
 ) -> list[Claimed]:
     """Atomically take up to `limit` due SMS (or ones whose claim lapsed) for `owner`.
 
     BEGIN IMMEDIATE takes SQLite's write lock before the rows are chosen, so two processes
-    never pick the same row. `conn` must be in autocommit mode (isolation_level=None).
+    never pick the same row; on PostgreSQL the rows are claimed FOR UPDATE SKIP LOCKED,
+    so two processes take different rows at the same moment. `conn` must be in autocommit
+    mode (isolation_level=None).
     """
     with transaction(conn):
         rows = conn.execute(
@@ -132,7 +135,7 @@ def claim_due(
             " WHERE id IN (SELECT id FROM sms_outbox"
             "   WHERE (status = 'pending' AND next_attempt_at <= ?)"
             "      OR (status = 'sending' AND claimed_until <= ?)"
-            "   ORDER BY next_attempt_at, id LIMIT ?)"
+            "   ORDER BY next_attempt_at, id LIMIT ?" + engine.skip_locked(conn) + ")"
             " RETURNING next_attempt_at, id, key, phone, text, kind, attempts",
             (owner, now + lease, now, now, limit),
         ).fetchall()
@@ -140,13 +143,13 @@ def claim_due(
     return [Claimed(*row[1:]) for row in sorted(rows)]
 
 
-def claim_next(conn: sqlite3.Connection, *, owner: str, now: float, lease: float) -> Claimed | None:
+def claim_next(conn: Connection, *, owner: str, now: float, lease: float) -> Claimed | None:
     """The single next due SMS, claimed for `owner` (see claim_due)."""
     claimed = claim_due(conn, owner=owner, now=now, lease=lease, limit=1)
     return claimed[0] if claimed else None
 
 
-def release(conn: sqlite3.Connection, ids: list[int], *, owner: str) -> int:
+def release(conn: Connection, ids: list[int], *, owner: str) -> int:
     """Hand claimed but untried SMS back to the queue at once, as if never claimed."""
     if not ids:
         return 0
@@ -162,13 +165,13 @@ def release(conn: sqlite3.Connection, ids: list[int], *, owner: str) -> int:
     return n
 
 
-def _finish(conn: sqlite3.Connection, sql: str, args: tuple[object, ...]) -> bool:
+def _finish(conn: Connection, sql: str, args: tuple[object, ...]) -> bool:
     with transaction(conn):
         changed = conn.execute(sql, args).rowcount
     return changed == 1
 
 
-def mark_sent(conn: sqlite3.Connection, sms_id: int, *, owner: str, now: float) -> bool:
+def mark_sent(conn: Connection, sms_id: int, *, owner: str, now: float) -> bool:
     """Record a delivery; False when the claim was no longer ours."""
     return _finish(
         conn,
@@ -179,7 +182,7 @@ def mark_sent(conn: sqlite3.Connection, sms_id: int, *, owner: str, now: float) 
     )
 
 
-def mark_sent_many(conn: sqlite3.Connection, ids: list[int], *, owner: str, now: float) -> int:
+def mark_sent_many(conn: Connection, ids: list[int], *, owner: str, now: float) -> int:
     """Record several deliveries in one transaction (one write lock, not one per SMS);
     how many were still ours."""
     if not ids:
@@ -195,7 +198,7 @@ def mark_sent_many(conn: sqlite3.Connection, ids: list[int], *, owner: str, now:
     return n
 
 
-def mark_retry(conn: sqlite3.Connection, sms_id: int, *, owner: str, at: float, error: str) -> bool:
+def mark_retry(conn: Connection, sms_id: int, *, owner: str, at: float, error: str) -> bool:
     """Put the SMS back in the queue, due at `at`."""
     return _finish(
         conn,
@@ -207,7 +210,7 @@ def mark_retry(conn: sqlite3.Connection, sms_id: int, *, owner: str, at: float, 
 
 
 def mark_failed(
-    conn: sqlite3.Connection, sms_id: int, *, owner: str, now: float, error: str
+    conn: Connection, sms_id: int, *, owner: str, now: float, error: str
 ) -> bool:
     """Give the SMS up for good."""
     return _finish(

@@ -20,6 +20,7 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+from backend import engine
 from protocols.identity import mask_phone
 
 from . import outbox
@@ -37,11 +38,12 @@ def backoff_delay(attempts: int, *, base: float, cap: float) -> float:
 
 
 class SmsWorker:
-    """Drains the outbox of the database at `db_path` through `sender`."""
+    """Drains the outbox of the database `db` (a SQLite path or a PostgreSQL URL) through
+    `sender`."""
 
     def __init__(
         self,
-        db_path: str | Path,
+        db: str | Path | engine.Target,
         sender: Sender,
         *,
         poll_interval: float = 0.2,
@@ -58,7 +60,7 @@ class SmsWorker:
             raise ValueError("poll_interval must be > 0 and 0 <= base_delay <= max_delay")
         if lease <= 0 or batch < 1:
             raise ValueError("lease must be positive and batch at least 1")
-        self.db_path = Path(db_path)
+        self.target = engine.parse_target(db)
         self.sender = sender
         self.poll_interval = poll_interval
         self.max_attempts = max_attempts
@@ -76,13 +78,13 @@ class SmsWorker:
             write_lock if write_lock is not None else contextlib.nullcontext()
         )
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._conn: sqlite3.Connection | None = None
+        self._conn: engine.Connection | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
     def __repr__(self) -> str:
-        return f"SmsWorker({str(self.db_path)!r}, {self.sender!r})"
+        return f"SmsWorker({str(self.target)!r}, {self.sender!r})"
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -118,15 +120,20 @@ class SmsWorker:
 
     # --- one pass -------------------------------------------------------------------------
 
-    def _connection(self) -> sqlite3.Connection:
+    def _connection(self) -> engine.Connection:
         if self._conn is None:
-            conn = sqlite3.connect(
-                self.db_path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            # The ledger's commits stay durable (each fsyncs the WAL, which holds ours too);
-            # ours need not be: a lost "sent" mark only means one SMS sent twice.
-            conn.execute("PRAGMA synchronous=NORMAL")
-            outbox.create_schema(conn)
+            # The ledger's commits stay durable; ours need not be: a lost "sent" mark only
+            # means one SMS sent twice.
+            if self.target.path is None:
+                conn: engine.Connection = engine.connect_postgresql(self.target)
+                conn.execute("SET synchronous_commit = off")
+            else:
+                conn = sqlite3.connect(
+                    self.target.path, timeout=30.0, isolation_level=None, check_same_thread=False
+                )
+                # each ledger commit fsyncs the WAL, which holds ours too
+                conn.execute("PRAGMA synchronous=NORMAL")
+                outbox.create_schema(conn)
             self._conn = conn
         return self._conn
 
@@ -172,14 +179,14 @@ class SmsWorker:
                 self._mark_sent(conn, sent_ids, fixed)
         return sent
 
-    def _mark_sent(self, conn: sqlite3.Connection, ids: list[int], now: float | None) -> None:
+    def _mark_sent(self, conn: engine.Connection, ids: list[int], now: float | None) -> None:
         done = now if now is not None else time.time()
         with self._write:
             marked = outbox.mark_sent_many(conn, ids, owner=self.owner, now=done)
         if marked != len(ids):
             log.warning("%d SMS were sent after their claim lapsed", len(ids) - marked)
 
-    def _deliver(self, conn: sqlite3.Connection, sms: outbox.Claimed, now: float | None) -> bool:
+    def _deliver(self, conn: engine.Connection, sms: outbox.Claimed, now: float | None) -> bool:
         """Send one SMS; True when the gateway took it (the caller records it sent)."""
         try:
             self.sender.send(sms.phone, sms.text, sms.kind)

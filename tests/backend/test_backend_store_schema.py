@@ -18,11 +18,8 @@ def test_backend_store_response_key_unique_and_compact(tmp_path: Path) -> None:
     store.store_response(conn, key="T1:0200:1", body={"earned": 5, "name": "علی"}, **args)
     with pytest.raises(sqlite3.IntegrityError):
         store.store_response(conn, key="T1:0200:1", body={}, **args)
-    assert store.stored_response(conn, "T1:0200:1") == (
-        "advice",
-        "00",
-        "",
-        {"earned": 5, "name": "علی"},
+    assert store.stored_response(conn, "T1:0200:1") == store.StoredResponse(
+        "advice", "00", "", {"earned": 5, "name": "علی"}
     )
     (text,) = conn.execute("SELECT body FROM requests").fetchone()
     assert text == '{"earned":5,"name":"علی"}'

@@ -1,0 +1,160 @@
+"""advice: a purchase the bank settled (or declined): settle its quote, earn, recover debt."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from backend import engine, ledger, ledger_rules, store, texts
+from backend.handling import reversal
+from backend.handling.context import Context, Outcome, find_member, maintain, retier, sms
+from backend.program import Purchase, RuleError, earnings
+from backend.store import Member, PurchaseRecord, ts
+from protocols.mqtt import Request, parse_iso
+from protocols.response_codes import ResponseCode
+
+
+def _answer(earned: int, bal: int, tier: str) -> Outcome:
+    return Outcome(
+        ResponseCode.APPROVED,
+        {
+            "earned": earned,
+            "balance": bal,
+            "receipt": texts.advice_receipt(earned=earned, balance=bal, tier=tier),
+        },
+    )
+
+
+def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
+    conn, program, body = ctx.conn, ctx.program, req.body
+    when = parse_iso(body["occurred_at"])
+    # one advice and its reversals at a time, whichever processes carry them out
+    engine.exclusive(conn, f"advice:{req.key}")
+    done, pending = store.advice_state(conn, req.key)
+    if done is not None:
+        # carried out long ago and its stored response since pruned: no second effect
+        member = store.member_by_id(conn, done.member_id)
+        earned = 0 if done.reversed else done.earned
+        return _answer(earned, ledger.balance(conn, member.id), member.tier)
+    quote = None
+    if body.get("quote_id"):
+        found = store.quote_and_member(conn, body["quote_id"], lock=True)
+        if found is None or found[0].terminal_id != req.terminal_id:
+            raise RuleError(ResponseCode.INVALID_TRANSACTION, "unknown quote")
+        quote, member = found
+        if quote.status in (store.SETTLED, store.DECLINED):
+            raise RuleError(
+                ResponseCode.INVALID_TRANSACTION, "quote already used by another advice"
+            )
+    else:
+        member = find_member(ctx, body)
+    maintain(ctx, member, now)  # may release this very quote's hold if it lapsed
+    approved = body["bank_code"] == "00"
+    amount = body["amount"]
+    redeemed = available = new_debt = 0
+    if quote is not None:
+        if quote.holds_at(now):
+            ledger.release(conn, member.id, quote.id, quote.discount, now)
+        if approved:
+            available = ledger.balance(conn, member.id)
+            redeemed, new_debt = ledger_rules.settle(quote.discount, available)
+            ledger.redeem(conn, member.id, quote.id, redeemed, now, available=available)
+            if new_debt:
+                store.add_debt(conn, member.id, new_debt)
+        status = store.SETTLED if approved else store.DECLINED
+        store.set_quote_status(conn, quote.id, status, advice_key=req.key)
+    earned = recovered = 0
+    earn_lot = None
+    # counting visits costs a query: only when a referral or an offer needs it
+    need_visits = member.referrer_id is not None or any(
+        o.target.startswith("visits:") for o in ctx.offers
+    )
+    visits = store.visits(conn, member.id) if need_visits else 0
+    if approved:
+        earned, _ = earnings(
+            program,
+            amount,
+            Purchase(when, body["gross"], member.tier, visits, member.birthday),
+            ctx.offers,
+        )
+        earn_lot = ledger.credit(
+            conn,
+            member.id,
+            "earn",
+            earned,
+            f"earn:{req.key}",
+            earned_at=when,
+            expires_at=program.credit_expiry(when),
+            ref=req.key,
+        )
+        recovered = ledger_rules.recovery(member.debt + new_debt, earned)
+        if recovered:
+            ledger.debit(
+                conn,
+                member.id,
+                "recovery",
+                recovered,
+                f"recovery:{req.key}",
+                when,
+                ref=req.key,
+                first_lot=earn_lot,
+            )
+            store.add_debt(conn, member.id, -recovered)
+    store.insert_purchase(
+        conn,
+        PurchaseRecord(
+            key=req.key,
+            member_id=member.id,
+            terminal_id=req.terminal_id,
+            quote_id=quote.id if quote else None,
+            amount=amount,
+            gross=body["gross"],
+            approved=approved,
+            redeemed=redeemed,
+            earned=earned,
+            recovered=recovered,
+            earn_lot=earn_lot,
+            occurred_at=ts(when),
+        ),
+    )
+    tier = member.tier
+    if approved:
+        # a purchase already reversed is not the first purchase that pays the referrer
+        if visits == 0 and member.referrer_id is not None and not pending:
+            _referral(ctx, member, now)
+        tier = retier(ctx, member, when)
+    if pending:
+        reversal.undo(ctx, req.key, now)
+        earned = 0
+        tier = store.member_by_id(conn, member.id).tier
+    if quote is not None and approved and not pending:
+        bal = available - redeemed + earned - recovered  # no query: nothing else moved
+    else:
+        bal = ledger.balance(conn, member.id)
+    if approved and not pending:
+        sms(
+            ctx,
+            f"purchase:{req.key}",
+            member.phone,
+            texts.purchase_sms(
+                shop_name=ctx.shop_name, amount=amount, earned=earned, balance=bal, when=when
+            ),
+            "purchase",
+            now,
+        )
+    return _answer(earned, bal, tier)
+
+
+def _referral(ctx: Context, member: Member, now: datetime) -> None:
+    key = f"referral:{member.id}"
+    if member.referrer_id is None or ledger.has_row(ctx.conn, key):
+        return
+    ledger.credit(
+        ctx.conn,
+        member.referrer_id,
+        "referral",
+        ctx.program.referral_bonus,
+        key,
+        earned_at=now,
+        expires_at=ctx.program.credit_expiry(now),
+        ref=member.phone,
+    )

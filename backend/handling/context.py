@@ -1,0 +1,93 @@
+"""What every request type needs: the connection, the program, the clock, and the steps
+they share (finding and locking the member, upkeep on access, tiers, SMS)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from backend import ledger, store
+from backend.engine import Connection
+from backend.program import Offer, Program, RuleError
+from backend.sms import outbox
+from backend.store import Member, Quote
+from protocols.identity import normalize_card, normalize_phone
+from protocols.response_codes import ResponseCode
+
+_NORMALISED = re.compile(r"09[0-9]{9}")
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A request's answer before it is wrapped in a Response."""
+
+    code: str
+    body: dict[str, Any]
+    message: str = ""
+
+
+@dataclass
+class Context:
+    conn: Connection
+    program: Program
+    shop_name: str
+    clock: Clock
+    #: the offers of the config and of the database, read once per transaction
+    offers: list[Offer] = field(default_factory=list)
+
+
+def find_member(ctx: Context, body: dict[str, Any]) -> Member:
+    """The member a request names by phone or card, locked for this transaction; 14 if none."""
+    member = None
+    if body.get("phone"):
+        typed = body["phone"]
+        # The agent sends phones normalised; a look-up needs no full parse for those
+        # (an invalid number in that shape is simply not a member: 14 either way).
+        phone = typed if _NORMALISED.fullmatch(typed) else normalize_phone(typed)
+        member = store.member_by_phone(ctx.conn, phone, lock=True)
+    elif body.get("card"):
+        member = store.member_by_card(ctx.conn, normalize_card(body["card"]), lock=True)
+    if member is None:
+        raise RuleError(ResponseCode.UNKNOWN_MEMBER, "unknown member")
+    return member
+
+
+def end_hold(ctx: Context, q: Quote, status: str, now: datetime) -> None:
+    ledger.release(ctx.conn, q.member_id, q.id, q.discount, now)
+    store.set_quote_status(ctx.conn, q.id, status)
+
+
+def release_lapsed(ctx: Context, member_id: int | None, now: datetime) -> int:
+    """End the holds whose time is over (of one member, or everyone's); how many."""
+    lapsed = store.lapsed_holds(ctx.conn, now, member_id)
+    for q in lapsed:
+        if member_id is None:
+            store.member_by_id(ctx.conn, q.member_id, lock=True)
+        end_hold(ctx, q, store.EXPIRED, now)
+    return len(lapsed)
+
+
+def maintain(ctx: Context, member: Member, now: datetime) -> None:
+    """On every access: the backend itself releases lapsed holds and expires old credit."""
+    holds, lots = store.upkeep_due(ctx.conn, member.id, now)
+    if holds:
+        release_lapsed(ctx, member.id, now)
+    if lots:
+        ledger.expire(ctx.conn, member.id, now)
+
+
+def retier(ctx: Context, member: Member, when: datetime) -> str:
+    """The member's tier by spend in the window ending at `when`, stored if it changed."""
+    since = when - timedelta(days=ctx.program.tier_window_days)
+    tier = ctx.program.tier_for_spend(store.spend(ctx.conn, member.id, since, when)).name
+    if tier != member.tier:
+        store.set_tier(ctx.conn, member.id, tier)
+    return tier
+
+
+def sms(ctx: Context, key: str, phone: str, text: str, kind: str, now: datetime) -> None:
+    outbox.enqueue(ctx.conn, key=key, phone=phone, text=text, kind=kind, now=now)
