@@ -96,8 +96,9 @@ def test_demo_runs_a_whole_day(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=170)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
-    for text in ("summary of the day", "members and tiers", "credit issued",
-                 "credit redeemed", "SMS sent", "advices forwarded", "silver",
+    # the end-of-day report is the owner's: Persian labels by default
+    for text in ("summary of the day", "members and tiers", "اعتبار داده\u200cشده",
+                 "اعتبار خرج\u200cشده", "SMS sent", "advices forwarded", "silver",
                  "forwarded every journaled advice", str(tmp_path)):
         assert text in out, text
     assert (tmp_path / "loyalty.sqlite").exists() and (tmp_path / "sms-outbox.jsonl").exists()
