@@ -99,10 +99,13 @@ class Flow:
     def press(self, key: str) -> Action | str | None:
         """A key; returns an Action to run, the OTP text when in `otp`, or None."""
         self.error = ""
-        if key == CANCEL:
-            self.reset()
+        if self.state == "busy":  # the terminal is on the line: it finishes first
             return None
-        if self.state == "busy":
+        if key == CANCEL:
+            if self.state == "otp":  # no code: the sale goes on at the full amount
+                self.state = "busy"
+                return ""
+            self.reset()
             return None
         if key == MEMBER:
             if self.state == "idle":

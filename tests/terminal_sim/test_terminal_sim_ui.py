@@ -11,7 +11,7 @@ from textual.widgets import Static
 
 from firmware_bridge.driver import LinkDriver
 from firmware_bridge.transports import FdTransport, SerialTransport, open_pty
-from terminal_sim.flow import CARD, MEMBER, SKIP, Action, Flow
+from terminal_sim.flow import CANCEL, CARD, MEMBER, SKIP, Action, Flow
 from terminal_sim.keypad import ENTER
 from terminal_sim.terminal import TerminalConfig
 from terminal_sim.ui import TerminalApp
@@ -70,8 +70,13 @@ def test_flow_card_skip_enrol_and_bad_amount() -> None:
     flow.press("5")
     flow.press(ENTER)
     assert flow.press(SKIP) == Action("quote", {"amount": 5})
+    assert flow.press(CANCEL) is None and flow.state == "busy"  # the line finishes first
     flow.quoted()
     assert flow.press(ENTER) is None and flow.state == "pin"  # Enter swipes the card too
+    flow.press(CANCEL)
+    assert flow.state == "idle" and flow.sale == {}
+    flow.ask_otp()
+    assert flow.press(CANCEL) == ""  # no one-time code: the quote goes on without it
 
 
 CLEAR_KEY = "CLEAR"
