@@ -192,7 +192,8 @@ def wait_sms_sent(db: Path, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            conn = sqlite3.connect(db, timeout=5)
+            # mode=rw: never creates the file, the backend does that
+            conn = sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=5)
             try:
                 if sms_outbox.counts(conn)["pending"] == 0:
                     return
