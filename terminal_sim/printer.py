@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -22,9 +23,14 @@ def jalali(at: datetime) -> str:
     )
 
 
+def thousands(amount: int) -> str:
+    """`۱٬۸۰۰٬۰۰۰`: Persian digits and separator, as the club's RL lines print them."""
+    return to_persian(f"{amount:,}").replace(",", "٬")
+
+
 def rials(amount: int) -> str:
-    """`۱٬۸۰۰٬۰۰۰ ریال`: Persian digits and separator, as the club's RL lines print them."""
-    return to_persian(f"{amount:,}").replace(",", "٬") + " ریال"
+    """`۱٬۸۰۰٬۰۰۰ ریال`."""
+    return thousands(amount) + " ریال"
 
 
 def printed(value: str) -> str:
@@ -60,8 +66,8 @@ def format_receipt(*, title: str, at: datetime, terminal_id: str, merchant_id: s
         if rows:
             lines.append(rule)
         lines += loyalty.split("\n")
-    if footer:
-        lines += [rule, footer]
+    if footer:  # a sentence for the customer, wrapped to the paper
+        lines += [rule, *textwrap.wrap(footer, WIDTH)]
     return Receipt(title, lines)
 
 

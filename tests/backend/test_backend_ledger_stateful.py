@@ -45,6 +45,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.members: set[str] = set()
         self.quotes: list[tuple[str, str]] = []  # (quote id, phone)
         self.inquiry_of: dict[str, Request] = {}  # quote id -> the inquiry that made it
+        self.releases: dict[str, Response] = {}  # release key -> its first answer
         self.advices: list[Request] = []
         self.sent: list[tuple[Request, Response]] = []
         self.approved_earning: set[str] = set()  # advice keys that earned credit
@@ -201,9 +202,15 @@ class LedgerMachine(RuleBasedStateMachine):
             "SELECT status, discount FROM quotes WHERE id = ?", (qid,)
         ).fetchone()
         before = self._balance(p)
-        resp = self._do(_release(inq, qid))
+        req = _release(inq, qid)
+        first = self.releases.get(req.key)
+        resp = self._do(req)
         assert resp.code == "00"
         after = self._balance(p)
+        if first is not None:  # the agent repeats its release: the same answer, no effect
+            assert resp == first and after == before
+            return
+        self.releases[req.key] = resp
         if status == "held":
             # the sweep may have found it expired first (maintenance on access)
             assert after - before in (discount, 0) and resp.body["released"] in (discount, 0)
