@@ -26,8 +26,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def handler(tmp_path: Path, clock: FakeClock) -> Iterator[Handler]:
-    conn = store.connect(tmp_path / "loyalty.db")
+def handler(db: str, clock: FakeClock) -> Iterator[Handler]:
+    """A handler on a new database, once on SQLite and once on PostgreSQL."""
+    conn = store.connect(db)
     yield Handler(conn, Program(), shop_name="فروشگاه نمونه", clock=clock)
     conn.close()
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -20,6 +22,7 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
+    run_state_machine_as_test,
 )
 
 from backend import ledger, store
@@ -28,17 +31,26 @@ from backend.program import Program
 from protocols import mqtt as schema
 from protocols.mqtt import Request, Response
 from tests.backend.core_helpers import FakeClock, advice, phone, request, reversal
+from tests.backend.engines import ENGINES, wipe
 
 PHONES = [phone(i) for i in range(5)]
 _FA = str.maketrans("۰۱۲۳۴۵۶۷۸۹", "0123456789")
 AMOUNTS = st.one_of(st.integers(1, 3_000_000), st.sampled_from([1, 99, 400_000_000]))
 
 
+NewDb = Callable[[], tuple[str, Callable[[], None]]]
+
+
+def _sqlite_db() -> tuple[str, Callable[[], None]]:
+    folder = Path(tempfile.mkdtemp(prefix="ledger-sm-"))
+    return str(folder / "loyalty.db"), lambda: shutil.rmtree(folder, ignore_errors=True)
+
+
 class LedgerMachine(RuleBasedStateMachine):
-    def __init__(self) -> None:
+    def __init__(self, new_db: NewDb = _sqlite_db) -> None:
         super().__init__()
-        self.dir = Path(tempfile.mkdtemp(prefix="ledger-sm-"))
-        self.conn = store.connect(self.dir / "loyalty.db")
+        self.db, self._drop = new_db()
+        self.conn = store.connect(self.db)
         self.clock = FakeClock()
         # a low OTP threshold so that random runs reach it
         self.handler = Handler(self.conn, Program(otp_threshold=50_000), clock=self.clock)
@@ -54,7 +66,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.conn.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self._drop()
 
     def _do(self, req: Request) -> Response:
         resp = self.handler.handle(req)
@@ -301,7 +313,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert purchases == len({a.key for a in self.advices})
         per_original = self.conn.execute(
             "SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM ledger WHERE kind = 'reversal' "
-            "GROUP BY key)"
+            "GROUP BY key) AS per_key"
         ).fetchone()[0]
         assert per_original in (None, 1)
         held_rows = self.conn.execute("SELECT COUNT(*) FROM ledger WHERE kind = 'hold'").fetchone()[
@@ -324,10 +336,24 @@ def _release(inquiry: Request, quote_id: str | None) -> Request:
     )
 
 
-TestLedgerMachine = LedgerMachine.TestCase
-TestLedgerMachine.settings = settings(
+SETTINGS = settings(
     max_examples=60,
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_backend_ledger_machine(engine: str, request: pytest.FixtureRequest) -> None:
+    """The same machine on each engine; on PostgreSQL every run starts from an empty
+    database (one database for the test, emptied before each run)."""
+    new_db: NewDb = _sqlite_db
+    if engine == "postgresql":
+        url: str = request.getfixturevalue("pg_url")
+
+        def new_db() -> tuple[str, Callable[[], None]]:
+            wipe(url)
+            return url, lambda: None
+
+    run_state_machine_as_test(lambda: LedgerMachine(new_db), settings=SETTINGS)
