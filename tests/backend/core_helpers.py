@@ -1,4 +1,5 @@
-"""Helpers for the backend core's tests: requests, a fake clock, an MQTT test agent."""
+"""Helpers for the backend core's tests: requests, a fake clock, an MQTT test agent, the
+SQL a call runs and its query plan."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import itertools
 import os
 import queue
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -209,3 +212,17 @@ def wait_until(pred: Any, timeout: float = 30.0) -> None:
     while not pred():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def traced(conn: sqlite3.Connection, call: Callable[[], Any]) -> tuple[Any, list[str]]:
+    """What `call()` returns, and every statement it ran on `conn` (values filled in)."""
+    ran: list[str] = []
+    conn.set_trace_callback(ran.append)
+    try:
+        return call(), ran
+    finally:
+        conn.set_trace_callback(None)
+
+
+def plan(conn: sqlite3.Connection, sql: str) -> str:
+    return " | ".join(str(row[-1]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))

@@ -1,25 +1,22 @@
-"""The performance fixes keep their behaviour: the sweep's look-up of expired lots and the
-in-process write lock the SMS worker shares with the ledger's writer."""
+"""The ledger's queries: the look-up of expired lots finds each member once, by the index
+made for it (checked on the SQL the ledger really runs)."""
 
 from __future__ import annotations
 
-import threading
+import sqlite3
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from backend import ledger, store
-from backend.sms import FileSender, SmsWorker, enqueue
+from tests.backend.core_helpers import plan, traced
 
 T0 = datetime(2026, 3, 21, 8, 0, tzinfo=UTC)
-PHONE = "09121234567"
 
 
-def _member(conn, phone: str) -> int:
+def _member(conn: sqlite3.Connection, phone: str) -> int:
     return store.insert_member(conn, phone=phone, referrer_id=None, tier="bronze", now=T0).id
 
 
-def test_members_with_expired_lots_once_each_by_the_expiry_index(tmp_path: Path) -> None:
-    conn = store.connect(tmp_path / "l.db")
+def test_members_with_expired_lots_once_each_by_the_expiry_index(conn: sqlite3.Connection) -> None:
     with store.transaction(conn):
         a, b, c = (_member(conn, f"0912000000{i}") for i in range(3))
         for n, (mid, days) in enumerate([(a, 1), (a, 2), (b, 3), (c, 400)]):
@@ -28,45 +25,11 @@ def test_members_with_expired_lots_once_each_by_the_expiry_index(tmp_path: Path)
                 expires_at=T0 + timedelta(days=days),
             )  # fmt: skip
     later = T0 + timedelta(days=10)
-    assert sorted(ledger.members_with_expired_lots(conn, later)) == [a, b]
+    found, ran = traced(conn, lambda: ledger.members_with_expired_lots(conn, later))
+    assert sorted(found) == [a, b] and len(found) == 2  # a has two lots: a once
     assert ledger.members_with_expired_lots(conn, T0) == []
-    plan = " ".join(
-        str(r[-1])
-        for r in conn.execute(
-            "EXPLAIN QUERY PLAN SELECT member_id FROM lots WHERE remaining > 0 AND expires_at <= ?",
-            (0,),
-        )
-    )
-    assert "lots_expiring" in plan, plan
-    conn.close()
-
-
-def test_sms_worker_writes_only_under_the_shared_lock(tmp_path: Path) -> None:
-    db = tmp_path / "l.db"
-    conn = store.connect(db)
-    with store.transaction(conn):
-        for i in range(3):
-            enqueue(conn, key=f"k{i}", phone=PHONE, text=f"پیام {i}", kind="purchase", now=T0)
-    lock = threading.Lock()
-    worker = SmsWorker(db, FileSender(tmp_path / "sms.jsonl"), write_lock=lock)
-    sent: list[int] = []
-    try:
-        with lock:  # the ledger's writer is in a transaction: the worker must wait
-            runner = threading.Thread(target=lambda: sent.append(worker.run_once(T0)))
-            runner.start()
-            runner.join(0.5)
-            assert runner.is_alive() and sent == []
-            assert (
-                conn.execute("SELECT COUNT(*) FROM sms_outbox WHERE status = 'pending'").fetchone()[
-                    0
-                ]
-                == 3
-            )
-        runner.join(30)
-        assert sent == [3]
-        assert (
-            conn.execute("SELECT COUNT(*) FROM sms_outbox WHERE status = 'sent'").fetchone()[0] == 3
-        )
-    finally:
-        worker.stop()
-        conn.close()
+    queries = [sql for sql in ran if sql.lstrip().upper().startswith("SELECT")]
+    assert queries, ran
+    for sql in queries:
+        used = plan(conn, sql)
+        assert "USING INDEX lots_expiring" in used and "SCAN" not in used, (sql, used)
