@@ -11,7 +11,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,13 +39,6 @@ from tests.agent.agent_terminal import (
 pytestmark = pytest.mark.slow
 
 PHONE = "09121234567"
-
-
-@pytest.fixture
-def term() -> Iterator[Terminal]:
-    t = Terminal()
-    yield t
-    t.close()
 
 
 def purchases(db: Path, key_part: str) -> int:

@@ -76,13 +76,13 @@ def enroll(term: Terminal, stan: int) -> dict:
                      "48": tlv({"PN": "09121234567"})}, timeout=8)
 
 
-def test_one_terminal_can_neither_read_nor_answer_another(tmp_path: Path,
-                                                           secure_broker: Mosquitto) -> None:
+def test_one_terminal_can_neither_read_nor_answer_another(
+    tmp_path: Path, secure_broker: Mosquitto, term: Terminal
+) -> None:
     port = secure_broker.port
     backend = answer_requests(port)
     spy = Listener(port, [f"loyalty/v1/terminal/{TID}/#", mqtt.REQUEST_FILTER,
                            "loyalty/v1/terminal/#"], OTHER, USERS[OTHER])
-    term = Terminal()
     agent = start_agent(tmp_path, secure_broker.address, term.path,
                         "--broker-username", TID, "--broker-password", USERS[TID])
     try:
@@ -113,15 +113,14 @@ def test_one_terminal_can_neither_read_nor_answer_another(tmp_path: Path,
         assert {t for t, _ in spy.got} == {probe}
     finally:
         stop(agent)
-        term.close()
         spy.close()
         backend.close()
 
 
-def test_agent_with_another_terminals_login_gets_nothing(tmp_path: Path,
-                                                         secure_broker: Mosquitto) -> None:
+def test_agent_with_another_terminals_login_gets_nothing(
+    tmp_path: Path, secure_broker: Mosquitto, term: Terminal
+) -> None:
     backend = answer_requests(secure_broker.port)
-    term = Terminal()
     agent = start_agent(tmp_path, secure_broker.address, term.path,
                         "--broker-username", OTHER, "--broker-password", USERS[OTHER])
     try:
@@ -144,7 +143,6 @@ def test_agent_with_another_terminals_login_gets_nothing(tmp_path: Path,
         assert [mqtt.decode_request(p).id for _, p in backend.got] == [req.id]
     finally:
         stop(agent)
-        term.close()
         backend.close()
 
 
@@ -178,11 +176,10 @@ def _certs(folder: Path) -> tuple[Path, Path, Path]:
     return paths
 
 
-def test_tls_with_a_ca_file(tmp_path: Path) -> None:
+def test_tls_with_a_ca_file(tmp_path: Path, term: Terminal) -> None:
     certs = _certs(tmp_path)
     broker = Mosquitto(tmp_path / "broker", tls=certs).start()
     backend = answer_requests(broker.port)  # the backend stand-in on the plain port
-    term = Terminal()
     agent = start_agent(tmp_path, f"127.0.0.1:{broker.tls_port}", term.path,
                         "--broker-ca-file", str(certs[0]))
     try:
@@ -190,6 +187,5 @@ def test_tls_with_a_ca_file(tmp_path: Path) -> None:
         assert enroll(term, 2)["39"] == "00"
     finally:
         stop(agent)
-        term.close()
         backend.close()
         broker.stop()
