@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import os
 import queue
+import select
 import socket
 import sqlite3
 import subprocess
@@ -205,6 +206,21 @@ def start_backend(address: str, db: Path, instance: str, *extra: str) -> subproc
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
+
+
+def wait_for_output(proc: subprocess.Popen, text: str, timeout: float = 30.0) -> str:
+    """Read `proc`'s stderr (a pipe) until `text` appears; all read so far."""
+    assert proc.stderr is not None
+    fd, seen = proc.stderr.fileno(), b""
+    deadline = time.monotonic() + timeout
+    while text.encode() not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{text!r} not in the output: {seen[-2000:]!r}"
+        if select.select([fd], [], [], left)[0]:
+            chunk = os.read(fd, 65536)
+            assert chunk, f"the process ended without {text!r}: {seen[-2000:]!r}"
+            seen += chunk
+    return seen.decode(errors="replace")
 
 
 def wait_until(pred: Any, timeout: float = 30.0) -> None:
