@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from firmware_bridge.driver import LinkDriver
-from firmware_bridge.transports import FdTransport, SerialTransport, open_pty
+from firmware_bridge.transports import FdTransport
 from terminal_sim.flow import CARD, MEMBER, SKIP, Action, Flow
 from terminal_sim.keypad import ENTER
 from terminal_sim.terminal import TerminalConfig
 from terminal_sim.ui import TerminalApp
 
-from .fake_agent import KEY, FakeAgent
+from .fake_agent import KEY, FakeAgent, FarAgent
 
 
 def test_flow_sale_with_membership_key() -> None:
@@ -58,16 +57,8 @@ def test_flow_card_skip_enrol_and_bad_amount() -> None:
     assert flow.state == "pin" and "phone" not in flow.sale
 
 
-def test_interactive_sale_headless() -> None:
-    pty = open_pty()
-    agent = FakeAgent(otp="4321")
-
-    def answer(message: bytes, driver: LinkDriver) -> None:
-        raw = agent.exchange(message, "", "", 0)
-        if raw is not None:
-            driver.send(raw)
-
-    far = LinkDriver(SerialTransport(pty.path), answer, name="far").start()
+def test_interactive_sale_headless(far_agent: FarAgent) -> None:
+    pty, agent = far_agent(FakeAgent(otp="4321"))
 
     async def play() -> TerminalApp:
         app = TerminalApp(FdTransport(pty.master), TerminalConfig(mac_key=KEY))
@@ -101,9 +92,5 @@ def test_interactive_sale_headless() -> None:
             await pilot.press("q")
         return app
 
-    try:
-        app = asyncio.run(play())
-        assert app.last_sale.discount == 10_000 and app.last_sale.otp_asked
-    finally:
-        far.stop()
-        pty.close()
+    app = asyncio.run(play())
+    assert app.last_sale.discount == 10_000 and app.last_sale.otp_asked
