@@ -78,3 +78,7 @@ def wipe(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         for table in _WIPE_ORDER:
             conn.execute(f"DELETE FROM {table}")
+
+
+#: for a test of SQLite's own plans or pages: the `db` fixture on SQLite only
+sqlite_only = pytest.mark.parametrize("db", ["sqlite"], indirect=True)

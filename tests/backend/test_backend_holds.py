@@ -4,7 +4,6 @@ file with a fake clock. Each test is a case of issue 10 that failed before the f
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,25 +11,11 @@ import pytest
 
 from backend import ledger, migrations, store
 from backend.handlers import Handler
-from backend.program import Program
 from protocols import mqtt as schema
 from protocols.mqtt import Request
 from tests.backend.core_helpers import FakeClock, advice, phone, request, reversal
 
 TID = "T0000001"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def handler(db: str, clock: FakeClock) -> Iterator[Handler]:
-    """A handler on a new database, once on SQLite and once on PostgreSQL."""
-    conn = store.connect(db)
-    yield Handler(conn, Program(), shop_name="فروشگاه نمونه", clock=clock)
-    conn.close()
 
 
 def member_with_credit(h: Handler, clock: FakeClock, p: str) -> int:
@@ -69,7 +54,8 @@ def test_backend_new_inquiry_does_not_end_a_held_quote(handler: Handler, clock: 
     assert status(handler, q1.body["quote_id"]) == "held"
     clock.jump(seconds=30)
     a1 = handler.handle(
-        advice(amount=70_000, gross=100_000, occurred_at=clock.iso(), quote_id=q1.body["quote_id"])
+        advice(amount=70_000, gross=100_000, occurred_at=clock.iso(),
+               quote_id=q1.body["quote_id"])
     )
     assert a1.code == "00"
     row = handler.conn.execute(
@@ -133,11 +119,15 @@ def test_backend_release_never_touches_a_settled_or_foreign_quote(
     ledger.check(handler.conn, mid)
 
 
-def test_backend_reversal_before_advice_frees_the_quote(handler: Handler, clock: FakeClock) -> None:
+def test_backend_reversal_before_advice_frees_the_quote(
+    handler: Handler, clock: FakeClock
+) -> None:
     """A 0420 with the quote's QI ends its hold at once (PROTOCOL.md 3.2); the late advice
     then settles and is undone, leaving the member where they were."""
     mid = member_with_credit(handler, clock, phone(1))
-    qid = handler.handle(request("inquiry", {"phone": phone(1), "gross": 100_000})).body["quote_id"]
+    qid = handler.handle(request("inquiry", {"phone": phone(1), "gross": 100_000})).body[
+        "quote_id"
+    ]
     adv = advice(amount=70_000, gross=100_000, occurred_at=clock.iso(), quote_id=qid)
     rev = handler.handle(reversal(adv, occurred_at=clock.iso()))
     assert rev.code == "00" and rev.body["balance"] == 30_000
@@ -153,10 +143,11 @@ def test_backend_reversal_of_a_declined_advice_changes_nothing(
 ) -> None:
     """Issue 10.4 (backend side): answered 00, no ledger row, no SMS."""
     mid = member_with_credit(handler, clock, phone(1))
-    qid = handler.handle(request("inquiry", {"phone": phone(1), "gross": 100_000})).body["quote_id"]
-    declined = advice(
-        amount=0, gross=100_000, occurred_at=clock.iso(), quote_id=qid, bank_code="51"
-    )
+    qid = handler.handle(request("inquiry", {"phone": phone(1), "gross": 100_000})).body[
+        "quote_id"
+    ]
+    declined = advice(amount=0, gross=100_000, occurred_at=clock.iso(), quote_id=qid,
+                      bank_code="51")
     assert handler.handle(declined).code == "00"
     rows = handler.conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
     sms = handler.conn.execute("SELECT COUNT(*) FROM sms_outbox").fetchone()[0]
@@ -170,13 +161,17 @@ def test_backend_reversal_of_a_declined_advice_changes_nothing(
 def test_backend_reversal_sends_the_member_an_sms(handler: Handler, clock: FakeClock) -> None:
     """Issue 11: a reversal's SMS says what was undone and the new balance, once."""
     member_with_credit(handler, clock, phone(1))
-    qid = handler.handle(request("inquiry", {"phone": phone(1), "gross": 100_000})).body["quote_id"]
+    qid = handler.handle(request("inquiry", {"phone": phone(1), "gross": 100_000})).body[
+        "quote_id"
+    ]
     adv = advice(amount=70_000, gross=100_000, occurred_at=clock.iso(), quote_id=qid)
     handler.handle(adv)
     rev = reversal(adv, occurred_at=clock.iso())
     assert handler.handle(rev).code == "00"
     handler.handle(rev)
-    texts = handler.conn.execute("SELECT text FROM sms_outbox WHERE kind = 'reversal'").fetchall()
+    texts = handler.conn.execute(
+        "SELECT text FROM sms_outbox WHERE kind = 'reversal'"
+    ).fetchall()
     assert len(texts) == 1
     text = texts[0][0]
     assert "برگشت" in text and "۳۰٬۰۰۰" in text and "۲٬۱۰۰" in text  # restored, taken back

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -17,19 +16,6 @@ from backend.program import Offer, Program, Purchase, RuleError, earnings
 from tests.backend.core_helpers import FakeClock, advice, card, phone, request, reversal
 
 _FA = str.maketrans("۰۱۲۳۴۵۶۷۸۹", "0123456789")
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def handler(db: str, clock: FakeClock) -> Iterator[Handler]:
-    """A handler on a new database, once on SQLite and once on PostgreSQL."""
-    conn = store.connect(db)
-    yield Handler(conn, Program(), shop_name="فروشگاه نمونه", clock=clock)
-    conn.close()
 
 
 def enrol(h: Handler, p: str, referrer: str | None = None) -> str:
