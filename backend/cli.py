@@ -375,18 +375,11 @@ def _member(args: argparse.Namespace, settings: Settings) -> int:
             print(f"referrer  {store.member_by_id(conn, m.referrer_id).phone}")
         for number, active in store.cards_of(conn, m.id):
             print(f"card      {number} {'active' if active else 'replaced'}")
-        visits, spend = conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM purchases WHERE member_id = ? "
-            "AND approved = 1 AND reversed = 0",
-            (m.id,),
-        ).fetchone()
+        visits, spend = store.purchase_totals(conn, m.id)
         print(f"purchases {visits}, {spend:,} rials in all")
         print("recent ledger:")
-        for kind, amount, at, key in conn.execute(
-            "SELECT kind, amount, at, key FROM ledger WHERE member_id = ? ORDER BY id DESC LIMIT ?",
-            (m.id, args.rows),
-        ):
-            print(f"  {_fmt_time(at)}  {kind:<10} {amount:>+14,}  {key}")
+        for row in ledger.recent(conn, m.id, args.rows):
+            print(f"  {_fmt_time(row.at)}  {row.kind:<10} {row.amount:>+14,}  {row.key}")
     finally:
         conn.close()
     return 0

@@ -213,6 +213,8 @@ class PgConnection:
 
     def __init__(self, raw: psycopg.Connection[Any]) -> None:
         self.raw = raw
+        #: locks are not waited for (see `nowait`)
+        self.nowait = False
         from psycopg.pq import TransactionStatus
 
         self._idle = TransactionStatus.IDLE
@@ -333,14 +335,40 @@ def _lock_id(name: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+class LockBusy(Exception):
+    """A lock another transaction holds, in `nowait` mode: do this work in a later one."""
+
+    sqlstate = "55P03"
+
+
+@contextmanager
+def nowait(conn: Connection, on: bool = True) -> Iterator[None]:
+    """While on, a lock another transaction holds is not waited for: LockBusy (or
+    PostgreSQL's lock_not_available) instead. A transaction that waits only while it
+    holds no other lock can never be part of a deadlock: the group commit waits in its
+    first request only and leaves a busy request to the next transaction."""
+    if not isinstance(conn, PgConnection):
+        yield
+        return
+    was, conn.nowait = conn.nowait, on
+    try:
+        yield
+    finally:
+        conn.nowait = was
+
+
 def exclusive(conn: Connection, name: str) -> None:
     """Wait for the lock `name` until the transaction ends; one process at a time.
 
     SQLite's BEGIN IMMEDIATE already excludes every other writer; on PostgreSQL a
     transaction-scoped advisory lock (released by COMMIT, ROLLBACK, or a dead session).
     """
-    if dialect_of(conn) == POSTGRESQL:
-        conn.execute("SELECT pg_advisory_xact_lock(?)", (_lock_id(name),))
+    if isinstance(conn, PgConnection):
+        if conn.nowait:
+            if not try_exclusive(conn, name):
+                raise LockBusy(name)
+        else:
+            conn.execute("SELECT pg_advisory_xact_lock(?)", (_lock_id(name),))
 
 
 def try_exclusive(conn: Connection, name: str) -> bool:
@@ -371,11 +399,13 @@ def bulk_insert(
 
 def row_lock(conn: Connection, lock: bool = True, *, of: str | None = None) -> str:
     """The clause that locks the rows a SELECT reads until COMMIT: PostgreSQL's
-    FOR NO KEY UPDATE (it leaves foreign-key checks by other transactions unblocked);
-    nothing on SQLite, where BEGIN IMMEDIATE has excluded every other writer already."""
-    if not lock or dialect_of(conn) == SQLITE:
+    FOR NO KEY UPDATE (it leaves foreign-key checks by other transactions unblocked),
+    NOWAIT in `nowait` mode; nothing on SQLite, where BEGIN IMMEDIATE has excluded every
+    other writer already."""
+    if not lock or not isinstance(conn, PgConnection):
         return ""
-    return f" FOR NO KEY UPDATE OF {of}" if of else " FOR NO KEY UPDATE"
+    clause = f" FOR NO KEY UPDATE OF {of}" if of else " FOR NO KEY UPDATE"
+    return clause + " NOWAIT" if conn.nowait else clause
 
 
 def skip_locked(conn: Connection) -> str:
@@ -389,4 +419,9 @@ def is_race(exc: BaseException) -> bool:
     work again after the other one's commit gives the right answer. Never on SQLite,
     whose BEGIN IMMEDIATE lets one writer at a time see and change the file."""
     sqlstate = getattr(exc, "sqlstate", None)
-    return sqlstate in ("23505", "40P01", "40001")
+    return sqlstate in ("23505", "40P01", "40001", "55P03")
+
+
+def is_busy(exc: BaseException) -> bool:
+    """A lock was busy in `nowait` mode: nothing went wrong, the work just waits its turn."""
+    return getattr(exc, "sqlstate", None) == "55P03"

@@ -78,32 +78,40 @@ class Handler:
         """Carry out `reqs` in one transaction; one failing request does not undo others."""
         out: list[Response | None] = [None] * len(reqs)
         todo = list(range(len(reqs)))
-        for attempt in range(RACE_RETRIES + 1):
+        crossed = [0] * len(reqs)  # times each request met another process's work
+        while todo:
             again: list[int] = []
             with store.transaction(self.conn):
                 self.ctx.offers = [*self.config_offers, *store.offers(self.conn)]
-                for i in todo:
-                    resp = self._in_savepoint(reqs[i], last=attempt == RACE_RETRIES)
+                for n, i in enumerate(todo):
+                    # only the first request of a transaction waits for locks (no deadlock)
+                    with engine.nowait(self.conn, n > 0):
+                        resp = self._in_savepoint(reqs[i], last=crossed[i] >= RACE_RETRIES)
                     if resp is None:
                         again.append(i)
-                    else:
+                    elif isinstance(resp, Response):
                         out[i] = resp
-            if not again:
-                break
+                    else:
+                        crossed[i] += 1
+                        again.append(i)
             self.races += len(again)
             todo = again
         return [r for r in out if r is not None]
 
-    def _in_savepoint(self, req: Request, *, last: bool) -> Response | None:
-        """One request in a savepoint; None when it must be carried out again."""
+    def _in_savepoint(self, req: Request, *, last: bool) -> Response | bool | None:
+        """One request in a savepoint: its response; None when a lock was busy (its turn
+        comes in the next transaction); False when it crossed another process's work and
+        must be carried out again."""
         self.conn.execute("SAVEPOINT request")
         try:
-            resp: Response | None = self._one(req)
+            resp: Response | bool | None = self._one(req)
         except Exception as exc:
             self.conn.execute("ROLLBACK TO request")
-            if engine.is_race(exc) and not last:
-                log.info("request %s (%s) met another process's work: again", req.key, req.type)
+            if engine.is_busy(exc):
                 resp = None
+            elif engine.is_race(exc) and not last:
+                log.info("request %s (%s) met another process's work: again", req.key, req.type)
+                resp = False
             else:
                 log.exception("request %s (%s) failed", req.key, req.type)
                 resp = refusal(req, ResponseCode.MALFUNCTION, "internal error")
@@ -119,11 +127,20 @@ class Handler:
         with store.transaction(self.conn):
             if not engine.try_exclusive(self.conn, "sweep"):
                 return 0, 0
-            holds = release_lapsed(self.ctx, None, now)
-            expired = 0
-            for m in ledger.members_with_expired_lots(self.conn, now):
-                store.member_by_id(self.conn, m, lock=True)
-                expired += ledger.expire(self.conn, m, now)
+            # a member whose row another process holds is left to the next sweep
+            with engine.nowait(self.conn):
+                holds = release_lapsed(self.ctx, None, now)
+                expired = 0
+                for m in ledger.members_with_expired_lots(self.conn, now):
+                    self.conn.execute("SAVEPOINT expiry")
+                    try:
+                        store.member_by_id(self.conn, m, lock=True)
+                        expired += ledger.expire(self.conn, m, now)
+                    except Exception as exc:
+                        self.conn.execute("ROLLBACK TO expiry")
+                        if not engine.is_busy(exc):
+                            raise
+                    self.conn.execute("RELEASE expiry")
         return holds, expired
 
     def prune_responses(self, *, batch: int = 500, max_batches: int = 20) -> int:

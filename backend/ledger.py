@@ -1,4 +1,4 @@
-"""The credit ledger on SQLite: one row per movement, credit kept in lots for FIFO expiry.
+"""The credit ledger, either engine: one row per movement, credit kept in lots for FIFO expiry.
 
 Invariants (checked by the stateful test): the balance is the sum of the member's ledger
 rows and never negative; the sum of open lots minus open holds equals the balance; every
@@ -8,10 +8,11 @@ row has a unique idempotency key. Callers hold an open transaction.
 from __future__ import annotations
 
 import secrets
-import sqlite3
+from dataclasses import dataclass
 from datetime import datetime
 
 from backend import ledger_rules
+from backend.engine import Connection
 from backend.store import add_debt, ts
 
 
@@ -19,14 +20,14 @@ class LedgerError(Exception):
     """A movement that would break an invariant (a programming error, never a request's)."""
 
 
-def balance(conn: sqlite3.Connection, member_id: int) -> int:
+def balance(conn: Connection, member_id: int) -> int:
     row = conn.execute(
         "SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE member_id = ?", (member_id,)
     ).fetchone()
     return int(row[0])
 
 
-def held(conn: sqlite3.Connection, member_id: int) -> int:
+def held(conn: Connection, member_id: int) -> int:
     row = conn.execute(
         "SELECT COALESCE(SUM(discount), 0) FROM quotes WHERE member_id = ? AND status = 'held'",
         (member_id,),
@@ -34,12 +35,29 @@ def held(conn: sqlite3.Connection, member_id: int) -> int:
     return int(row[0])
 
 
-def has_row(conn: sqlite3.Connection, key: str) -> bool:
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    kind: str
+    amount: int
+    at: int
+    key: str
+
+
+def recent(conn: Connection, member_id: int, limit: int) -> list[LedgerRow]:
+    """The member's last `limit` movements, newest first."""
+    rows = conn.execute(
+        "SELECT kind, amount, at, key FROM ledger WHERE member_id = ? ORDER BY id DESC LIMIT ?",
+        (member_id, limit),
+    )
+    return [LedgerRow(*r) for r in rows]
+
+
+def has_row(conn: Connection, key: str) -> bool:
     return conn.execute("SELECT 1 FROM ledger WHERE key = ?", (key,)).fetchone() is not None
 
 
 def _row(
-    conn: sqlite3.Connection,
+    conn: Connection,
     member_id: int,
     kind: str,
     amount: int,
@@ -57,7 +75,7 @@ def _row(
 
 
 def credit(
-    conn: sqlite3.Connection,
+    conn: Connection,
     member_id: int,
     kind: str,
     amount: int,
@@ -82,7 +100,7 @@ def credit(
 
 
 def _open_lots(
-    conn: sqlite3.Connection, member_id: int, *, first: int | None = None
+    conn: Connection, member_id: int, *, first: int | None = None
 ) -> list[tuple[int, int]]:
     lots = conn.execute(
         "SELECT id, remaining FROM lots WHERE member_id = ? AND remaining > 0 "
@@ -95,7 +113,7 @@ def _open_lots(
 
 
 def debit(
-    conn: sqlite3.Connection,
+    conn: Connection,
     member_id: int,
     kind: str,
     amount: int,
@@ -128,7 +146,7 @@ def debit(
 
 
 def restore(
-    conn: sqlite3.Connection, member_id: int, used_row_key: str, key: str, at: datetime
+    conn: Connection, member_id: int, used_row_key: str, key: str, at: datetime
 ) -> int:
     """Give back what a recorded debit took, into the very lots it came from (so the
     restored credit keeps its original expiry); returns the amount restored."""
@@ -148,7 +166,7 @@ def restore(
 
 
 def hold(
-    conn: sqlite3.Connection,
+    conn: Connection,
     member_id: int,
     quote_id: str,
     amount: int,
@@ -165,14 +183,14 @@ def hold(
 
 
 def release(
-    conn: sqlite3.Connection, member_id: int, quote_id: str, amount: int, at: datetime
+    conn: Connection, member_id: int, quote_id: str, amount: int, at: datetime
 ) -> None:
     if amount > 0:
         _row(conn, member_id, "release", amount, f"release:{quote_id}", at, quote_id)
 
 
 def redeem(
-    conn: sqlite3.Connection,
+    conn: Connection,
     member_id: int,
     quote_id: str,
     amount: int,
@@ -196,7 +214,7 @@ def redeem(
 
 
 def take_back(
-    conn: sqlite3.Connection,
+    conn: Connection,
     member_id: int,
     amount: int,
     key: str,
@@ -213,7 +231,7 @@ def take_back(
     return taken, shortfall
 
 
-def expire(conn: sqlite3.Connection, member_id: int, now: datetime) -> int:
+def expire(conn: Connection, member_id: int, now: datetime) -> int:
     """Expire the member's lots past their date, except what an open hold still covers."""
     lots = conn.execute(
         "SELECT id, remaining FROM lots WHERE member_id = ? AND remaining > 0 "
@@ -236,7 +254,7 @@ def expire(conn: sqlite3.Connection, member_id: int, now: datetime) -> int:
     return amount
 
 
-def members_with_expired_lots(conn: sqlite3.Connection, now: datetime) -> list[int]:
+def members_with_expired_lots(conn: Connection, now: datetime) -> list[int]:
     # No DISTINCT in SQL: for it the planner walks all of lots_open (member order, tens of
     # ms on a million lots, holding up every request behind the sweep) instead of
     # searching lots_expiring for the few lots that have expired.
@@ -246,7 +264,7 @@ def members_with_expired_lots(conn: sqlite3.Connection, now: datetime) -> list[i
     return list(dict.fromkeys(int(r[0]) for r in rows))
 
 
-def check(conn: sqlite3.Connection, member_id: int) -> None:
+def check(conn: Connection, member_id: int) -> None:
     """Assert the ledger invariants for one member (used by tests and `member`)."""
     bal = balance(conn, member_id)
     lots = conn.execute(

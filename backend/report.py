@@ -6,10 +6,10 @@ the queries can move to the store layer and the wording change without touching 
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, fields
 from datetime import datetime
 
+from backend.engine import Connection
 from backend.sms import outbox
 from backend.store import ts
 
@@ -57,7 +57,7 @@ MONEY = frozenset(
 
 
 def summary(
-    conn: sqlite3.Connection, *, since: datetime | None, until: datetime | None
+    conn: Connection, *, since: datetime | None, until: datetime | None
 ) -> Figures:
     lo = ts(since) if since is not None else -_FAR_FUTURE
     hi = ts(until) if until is not None else _FAR_FUTURE

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from backend import ledger, store
+from backend import engine, ledger, store
 from backend.engine import Connection
 from backend.program import Offer, Program, RuleError
 from backend.sms import outbox
@@ -64,11 +64,25 @@ def end_hold(ctx: Context, q: Quote, status: str, now: datetime) -> None:
 def release_lapsed(ctx: Context, member_id: int | None, now: datetime) -> int:
     """End the holds whose time is over (of one member, or everyone's); how many."""
     lapsed = store.lapsed_holds(ctx.conn, now, member_id)
-    for q in lapsed:
-        if member_id is None:
+    if member_id is not None:  # the caller holds the member's lock
+        for q in lapsed:
+            end_hold(ctx, q, store.EXPIRED, now)
+        return len(lapsed)
+    ended = 0
+    for q in lapsed:  # the sweep: each member locked, the quote read again under the lock
+        ctx.conn.execute("SAVEPOINT lapse")
+        try:
             store.member_by_id(ctx.conn, q.member_id, lock=True)
-        end_hold(ctx, q, store.EXPIRED, now)
-    return len(lapsed)
+            fresh = store.quote(ctx.conn, q.id)
+            if fresh is not None and fresh.status == store.HELD and not fresh.holds_at(now):
+                end_hold(ctx, fresh, store.EXPIRED, now)
+                ended += 1
+        except Exception as exc:
+            ctx.conn.execute("ROLLBACK TO lapse")
+            if not engine.is_busy(exc):
+                raise  # a member another process holds: the next sweep
+        ctx.conn.execute("RELEASE lapse")
+    return ended
 
 
 def maintain(ctx: Context, member: Member, now: datetime) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from backend import ledger, store, texts
+from backend import engine, ledger, store, texts
 from backend.handling.context import Context, Outcome, maintain, sms
 from protocols.identity import IdentityError, normalize_phone
 from protocols.mqtt import Request
@@ -14,6 +14,8 @@ from protocols.response_codes import ResponseCode
 def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
     conn, program = ctx.conn, ctx.program
     phone = normalize_phone(req.body["phone"])
+    # two terminals enrolling one phone at once, in two processes: one member
+    engine.exclusive(conn, f"phone:{phone}")
     member = store.member_by_phone(conn, phone, lock=True)
     new = member is None
     referrer_ignored = False
