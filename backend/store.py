@@ -67,10 +67,14 @@ def connect(
     else:
         conn = _connect_sqlite(target.path or Path(), autocheckpoint=autocheckpoint)
     try:
-        if migrations.current_version(conn) is None:
-            if create:
-                migrations.migrate(conn, datetime.now(UTC))
-        elif check_schema:
+        if migrations.current_version(conn) is None and create:
+            # the whole schema in one transaction: a second process starting on the same
+            # new database waits for it and never sees a half-made schema
+            with transaction(conn):
+                engine.exclusive(conn, "schema")
+                if migrations.current_version(conn) is None:
+                    migrations.create(conn, datetime.now(UTC))
+        if check_schema and migrations.current_version(conn) is not None:
             migrations.check(conn, target)
     except engine.DatabaseError as exc:
         conn.close()
