@@ -26,6 +26,27 @@ from tests.backend.core_helpers import (
     request,
     stop_process,
 )
+from tests.backend.engines import ENGINES
+
+
+def _shop(target: str | Path) -> None:
+    conn = store.connect(target)
+    clock = FakeClock(datetime.now(UTC))
+    h = Handler(conn, clock=clock)
+    h.handle(request("enroll", {"phone": phone(1)}))
+    h.handle(request("enroll", {"phone": phone(2), "referrer": phone(1)}))
+    h.handle(advice(amount=2_000_000, occurred_at=clock.iso(), phone=phone(2)))
+    conn.close()
+
+
+@pytest.fixture(params=ENGINES)
+def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A small shop's database, once per engine (`--db` as the operator types it)."""
+    target = str(tmp_path / "loyalty.db")
+    if request.param == "postgresql":
+        target = request.getfixturevalue("pg_url")
+    _shop(target)
+    return target
 
 
 @pytest.fixture
@@ -50,7 +71,12 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(dump.encode()).hexdigest()
 
 
-def test_backend_cli_member_and_report(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_backend_cli_member_and_report(any_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    db = any_db
+    assert main(["adjust", phone(2), "+5000", "--reason", "goodwill", "--db", db]) == 0
+    assert "balance 65,000 rials" in capsys.readouterr().out
+    assert main(["adjust", phone(2), "-5000", "--reason", "undo", "--db", db]) == 0
+    capsys.readouterr()
     assert main(["member", phone(2), "--db", str(db)]) == 0
     out = capsys.readouterr().out
     assert "balance   60,000 rials" in out and "tier      bronze" in out and "earn" in out
@@ -65,7 +91,8 @@ def test_backend_cli_member_and_report(db: Path, capsys: pytest.CaptureFixture[s
     assert re.search(r"^\s+purchases\s+0$", capsys.readouterr().out, re.M)
 
 
-def test_backend_cli_offers_and_cards(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_backend_cli_offers_and_cards(any_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    db = any_db
     args = ["--db", str(db)]
     assert (
         main(
