@@ -105,6 +105,11 @@ class BackendClient:
         self._client.disconnect()
         self._client.loop_stop()
 
+    def set_password(self, password: str | None) -> None:
+        """A new broker password (SIGHUP); paho sends it on its next (re)connection."""
+        if self.settings.username is not None:
+            self._client.username_pw_set(self.settings.username, password)
+
     # --- state ---------------------------------------------------------------------
     def connected(self) -> bool:
         return self._subscribed.is_set()

@@ -44,6 +44,12 @@ class AgentConfig:
     retry_max: float = 60.0
     forward_timeout: float = 5.0
     log_level: str = "INFO"
+    log_format: str = "text"
+    log_file: str | None = None
+    metrics_host: str | None = None
+    metrics_port: int | None = None
+    #: Where the broker password came from: SIGHUP reads it again.
+    broker_password_file: str | None = None
 
     def __repr__(self) -> str:  # never print the MAC key or the broker password
         shown = {
@@ -75,6 +81,9 @@ SETTINGS: dict[str, type] = {
     "retry_max": float,
     "forward_timeout": float,
     "log_level": str,
+    "log_format": str,
+    "log_file": str,
+    "metrics": str,
 }
 REQUIRED = ("broker", "terminal_id", "merchant_id", "journal")
 #: Two ways to give the MAC key; exactly one of them.
@@ -162,6 +171,19 @@ def build(settings: dict[str, Any]) -> AgentConfig:
     level = str(settings.get("log_level", "INFO")).upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("log_level: must be DEBUG, INFO, WARNING or ERROR")
+    log_format = settings.get("log_format", "text")
+    if log_format not in ("text", "json"):
+        raise ConfigError("log_format: must be text or json")
+    metrics_host = metrics_port = None
+    if settings.get("metrics"):
+        metrics_host, metrics_port = _address("metrics", settings["metrics"])
+        if not settings.get("metrics_allow_remote"):
+            try:
+                metrics_host = check_loopback(metrics_host)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"metrics: {exc} (--metrics-allow-remote serves it to the network)"
+                ) from None
     cfg = AgentConfig(
         terminal_id=tid,
         merchant_id=mid,
@@ -182,6 +204,11 @@ def build(settings: dict[str, Any]) -> AgentConfig:
         retry_max=_positive("retry_max", settings.get("retry_max", 60.0)),
         forward_timeout=_positive("forward_timeout", settings.get("forward_timeout", 5.0)),
         log_level=level,
+        log_format=log_format,
+        log_file=settings.get("log_file") or None,
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
+        broker_password_file=settings.get("broker_password_file") or None,
     )
     if cfg.inquiry_budget > 2.5:
         raise ConfigError("inquiry_budget: PROTOCOL.md 3.6 allows at most 2.5 s")

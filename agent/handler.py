@@ -85,6 +85,8 @@ class Handler:
         self._wall = wall
         # The pending journal write of `answer`, per link thread (one per TCP terminal).
         self._local = threading.local()
+        #: Requests answered 91 (the backend did not answer in time), for the metrics.
+        self.unreachable_answers = 0
 
     # --- entry point ---------------------------------------------------------------
     def handle(self, raw: bytes, received: float | None = None) -> bytes | None:
@@ -212,6 +214,7 @@ class Handler:
             log.warning("%s stan %s for %s: backend did not answer in time: 91",
                         kind, request.header.stan, who)
             out = self._answer(fields, UNREACHABLE)
+            self.unreachable_answers += 1
             if out is not None and kind == "inquiry":
                 # The backend may still carry it out (hung, not dead): journal a release
                 # before the terminal hears 91, so no credit is ever held for this quote.

@@ -16,6 +16,7 @@ from agent.config import AgentConfig
 from agent.forwarder import Backoff, Forwarder
 from agent.handler import Handler
 from agent.journal import Journal
+from agent.metrics import LinkTally, MetricsServer
 from firmware_bridge.driver import LinkDown, LinkDriver
 from firmware_bridge.tcp import TcpListener
 from firmware_bridge.transports import SerialTransport
@@ -65,6 +66,8 @@ class Agent:
         )
         self.driver: LinkDriver | None = None
         self.listener: TcpListener | None = None
+        self.links = LinkTally()
+        self.metrics: MetricsServer | None = None
         self._stop = threading.Event()
 
     def on_message(self, message: bytes, driver: LinkDriver) -> None:
@@ -85,14 +88,20 @@ class Agent:
         self.backend.start()
         self.forwarder.start()
         cfg = self.cfg
+        if cfg.metrics_host is not None and cfg.metrics_port is not None:
+            self.metrics = MetricsServer(self, cfg.metrics_host, cfg.metrics_port)
+            log.info("metrics on http://%s:%d/metrics", cfg.metrics_host, self.metrics.port)
         if cfg.serial:
             transport = SerialTransport(cfg.serial, cfg.baud)
-            self.driver = LinkDriver(transport, self.on_message, name=cfg.serial).start()
+            self.driver = LinkDriver(transport, self.on_message, name=cfg.serial)
+            self.links.add(self.driver)
+            self.driver.start()
             log.info("agent for terminal %s on %s at %d baud", cfg.terminal_id, cfg.serial,
                      cfg.baud)
         else:
             assert cfg.listen_host is not None and cfg.listen_port is not None
-            self.listener = TcpListener(cfg.listen_host, cfg.listen_port, self.on_message).start()
+            self.listener = TcpListener(cfg.listen_host, cfg.listen_port, self.on_message,
+                                        on_connect=self.links.add).start()
             log.info("agent for terminal %s listening on %s:%d", cfg.terminal_id,
                      cfg.listen_host, self.listener.port)
 
@@ -122,5 +131,7 @@ class Agent:
             self.listener.stop()
         self.forwarder.stop()
         self.backend.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
         self.journal.close()
         log.info("agent stopped")

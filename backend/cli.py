@@ -25,7 +25,9 @@ import jdatetime
 from backend import ledger, report, report_render, store
 from backend.config import ConfigError, Settings, load
 from backend.program import TEHRAN, Offer, parse_hours, parse_weekdays
+from protocols import servicelog
 from protocols.identity import IdentityError, normalize_card, normalize_phone
+from protocols.version import version_line
 
 PROG = "loyalty-backend"
 
@@ -80,6 +82,7 @@ def day_start(day: date) -> datetime:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Loyalty club backend")
+    p.add_argument("--version", action="version", version=version_line(PROG))
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:
@@ -93,7 +96,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--broker-password")
     run.add_argument("--broker-ca", help="CA file: connect with TLS")
     run.add_argument("--instance", help="name in the presence topic (default host-pid)")
-    run.add_argument("--log-level", default="INFO")
+    run.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (or [log] level; "
+                     "SIGHUP re-reads [log] level when this is not given)")
+    run.add_argument("--log-format", choices=servicelog.FORMATS, default="text")
+    run.add_argument("--log-file", help="log to this file (logrotate-safe) instead of stderr")
 
     member = sub.add_parser("member", help="a member's profile, tier, balance, recent ledger")
     common(member)
@@ -210,10 +216,14 @@ def _open(args: argparse.Namespace) -> sqlite3.Connection:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from backend.service import BackendService  # paho only where it is needed
 
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        servicelog.configure(PROG, args.log_level or settings.log_level or "INFO",
+                             args.log_format, args.log_file)
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"log: {exc}") from None
+    logging.getLogger("backend").info(
+        "%s starting; settings %s", version_line(PROG), servicelog.mask_settings(
+            {k: v for k, v in vars(args).items() if k != "command"}))
     broker = args.broker or settings.mqtt.broker
     if not broker:
         raise UsageError("--broker HOST:PORT is required (or [mqtt] broker in the config)")
@@ -236,6 +246,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(
+        target=_reload_log_level, args=(args,), name="sighup", daemon=True).start())
     service.start()
     _say(f"{PROG}: running as {service.instance}, broker {broker}")
     while not done.wait(1.0):
@@ -243,6 +255,18 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     service.stop()
     _say(f"{PROG}: stopped")
     return 0
+
+
+def _reload_log_level(args: argparse.Namespace) -> None:
+    """SIGHUP: the config file's [log] level again (a --log-level given stays in force)."""
+    log = logging.getLogger("backend")
+    try:
+        level = args.log_level or load(args.config).log_level or "INFO"
+        level = servicelog.set_level(level)
+    except (ConfigError, ValueError) as exc:
+        log.error("SIGHUP: log level not reloaded: %s", exc)
+        return
+    log.info("SIGHUP: reloaded: log level %s", level)
 
 
 def _phone(text: str) -> str:

@@ -48,9 +48,11 @@ class Settings:
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
     sms: Mapping[str, Any] = field(default_factory=dict)
+    #: [log] level: what `run` logs at when --log-level is not given; SIGHUP re-reads it.
+    log_level: str | None = None
 
 
-_TOP = {"shop", "program", "otp", "offers", "mqtt", "service", "sms"}
+_TOP = {"shop", "program", "otp", "offers", "mqtt", "service", "sms", "log"}
 
 
 def _table(doc: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -232,6 +234,12 @@ def parse(doc: Mapping[str, Any]) -> Settings:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
+    logt = _table(doc, "log")
+    log_level = _take(logt, "log", "level", str, None)
+    _no_more(logt, "log")
+    if log_level is not None and log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("log.level: must be DEBUG, INFO, WARNING or ERROR")
+
     return Settings(
         program=program,
         offers=offers,
@@ -239,6 +247,7 @@ def parse(doc: Mapping[str, Any]) -> Settings:
         mqtt=mqtt,
         service=service,
         sms=sms,
+        log_level=log_level,
     )
 
 

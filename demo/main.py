@@ -29,6 +29,7 @@ from demo.day import (
 from demo.mosquitto import BrokerError, find_mosquitto
 from demo.stack import Stack, StackError
 from protocols.identity import mask_phone, normalize_phone
+from protocols.version import version_line
 from terminal_sim.bank import BankHost
 from terminal_sim.printer import Receipt
 from terminal_sim.scenario import backend_command as scenario_backend_command
@@ -310,6 +311,7 @@ def summary(stack: Stack, day: Day, out: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="loyalty-demo", description=__doc__)
+    parser.add_argument("--version", action="version", version=version_line("loyalty-demo"))
     parser.add_argument("--workdir", type=Path, help="folder to keep everything in "
                         "(default: a new temporary folder)")
     parser.add_argument("--no-receipts", action="store_true", help="do not print receipts")
