@@ -38,7 +38,7 @@ def check(args: argparse.Namespace) -> int:
         cfg = _config(args.config)
         _journal(cfg, args.max_journal_mb)
         _broker(cfg, args.timeout)
-        if cfg.metrics_port is not None:
+        if cfg.metrics_port:  # 0 (any free port) cannot be found from outside
             _backlog(cfg, args.timeout, args.max_waiting, args.max_age)
     except Unhealthy as exc:
         print(f"loyalty-agent: unhealthy: {exc}")
