@@ -204,10 +204,14 @@ def test_fault_hung_backend_never_gives_the_same_credit_twice(
         assert q4["39"] == "00" and int(q4["tlv"]["DA"]) == min(before, 5_000)
 
         # 10.2: the terminal NAKs the 0110 three times: the quote is released
-        nak_three_times(term, encode(inquiry(till.next(), 100_000)))
-        wait_for(lambda: query(db, "SELECT 1 FROM quotes WHERE status = 'released'"),
+        refused = inquiry(till.next(), 100_000)
+        nak_three_times(term, encode(refused))
+        release = mqtt.release_key(mqtt.idempotency_key(TID, "0100", refused["11"],
+                                                        refused["7"]))
+        wait_for(lambda: query(db, "SELECT 1 FROM requests WHERE key = ?", release),
                  timeout=30)
-        wait_for(lambda: till.queued() == 0, timeout=30)
+        [(released,)] = query(db, "SELECT body FROM requests WHERE key = ?", release)
+        assert '"released":' in released and '"released":0' not in released
         check_invariant(db, till)
     finally:
         stop(agent)

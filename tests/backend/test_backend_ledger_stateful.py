@@ -125,11 +125,13 @@ class LedgerMachine(RuleBasedStateMachine):
         code = re.findall(r"\d{6}", text.translate(_FA))[0]
         if not right:
             code = f"{(int(code) + 1) % 1_000_000:06d}"
-        resp = self._do(request("inquiry", {"phone": p, "gross": 400_000_000, "otp": code}))
+        inq = request("inquiry", {"phone": p, "gross": 400_000_000, "otp": code})
+        resp = self._do(inq)
         if not right:
             assert resp.code in ("55", "00")  # 00 when the discount no longer needs a code
         if resp.code == "00" and not resp.body["otp_required"]:
             self.quotes.append((resp.body["quote_id"], p))
+            self.inquiry_of[resp.body["quote_id"]] = inq
             self.otp_phones.discard(p)
 
     @precondition(lambda self: self.quotes)
