@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+import os
 import re
 import sys
 import time
@@ -33,7 +34,10 @@ SECRET_WORDS = ("password", "mac_key", "api_key", "secret", "token")
 
 
 def mask(text: str) -> str:
-    """`text` with phone numbers, card numbers and 128-bit hex keys masked."""
+    """`text` with phone numbers, card numbers and 128-bit hex keys masked.
+
+    Any 32 hex digits are taken for a key: a request id written as uuid4().hex is masked
+    too, since nothing in its shape tells it from an AES key."""
     if "://" in text:
         text = _URL_PASSWORD.sub(r"\1<hidden>@", text)
     if not any(c.isdigit() for c in text):
@@ -53,6 +57,8 @@ def mask_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
             out[name] = "<hidden>"
         elif isinstance(value, bytes | bytearray):
             out[name] = "<bytes>"
+        elif isinstance(value, os.PathLike):
+            out[name] = mask(os.fspath(value))
         else:
             out[name] = mask(str(value)) if isinstance(value, str) else value
     return out
