@@ -21,13 +21,12 @@ from agent.journal import Journal
 from protocols import identity, iso8583, mac, messages, mqtt, tlv
 from protocols.iso8583 import FormatError
 from protocols.messages import MessageError
+from protocols.persian import ascii_digits
+from protocols.response_codes import ResponseCode
 
 log = logging.getLogger("agent.handler")
 
 MAC_MTIS = ("01", "02", "04")
-UNREACHABLE = "91"
-MALFUNCTION = "96"
-SECURITY = "63"
 
 
 class Commit(Protocol):
@@ -114,7 +113,7 @@ class Handler:
         except Exception:  # a defect must still become an answer, not a dead link thread
             log.exception("internal error handling a message")
             fields, _ = iso8583.decode_partial(bytes(raw))
-            return self._answer(fields, MALFUNCTION), None
+            return self._answer(fields, ResponseCode.MALFUNCTION), None
         commit, self._local.commit = self._local.commit, None
         return out, commit
 
@@ -122,15 +121,15 @@ class Handler:
         fields, error = iso8583.decode_partial(raw)
         if error is not None:
             log.warning("format error in field %s: %s", error.field, error.reason)
-            return self._answer(fields, messages.FORMAT_ERROR)
+            return self._answer(fields, ResponseCode.FORMAT_ERROR)
         mti = fields["t"]
         if mti[:2] in MAC_MTIS and not mac.verify(raw, self._key):
             log.warning("MAC missing or wrong on %s stan %s", mti, fields.get("11"))
-            return self._answer(fields, SECURITY)
+            return self._answer(fields, ResponseCode.SECURITY_VIOLATION)
         if fields.get("41") is not None and fields.get("41") != self.terminal_id:
             log.warning("message for terminal %r, this agent serves %s", fields.get("41"),
                         self.terminal_id)
-            return self._answer(fields, messages.FORMAT_ERROR)
+            return self._answer(fields, ResponseCode.FORMAT_ERROR)
         try:
             request = messages.parse_request(fields)
         except MessageError as exc:
@@ -148,7 +147,7 @@ class Handler:
                 log.info("repeated %s stan %s: same response again", mti, request.header.stan)
                 return bytes.fromhex(doc["resp"])
             # Journaled but killed before the answer was stored: answer as if offline.
-            out = self._answer(fields, messages.APPROVED)
+            out = self._answer(fields, ResponseCode.APPROVED)
             return self.journal.set_response(doc_id, out) if out is not None else None
         try:
             if isinstance(request, messages.EnrollmentRequest | messages.InquiryRequest):
@@ -158,7 +157,7 @@ class Handler:
             return self._reversal(fields, request, key)
         except identity.IdentityError as exc:
             log.info("%s stan %s: invalid phone or card (%s)", mti, request.header.stan, exc)
-            return self._answer(fields, identity.RESPONSE_CODE)
+            return self._answer(fields, exc.response_code)
 
     # --- building answers ----------------------------------------------------------
     def _answer(
@@ -177,7 +176,7 @@ class Handler:
         status = "ON" if self.backend.online() else "OF"
         queued = self.journal.queued()
         log.info("0800 code %s: ST %s QD %d", request.code, status, queued)
-        return self._answer(fields, messages.APPROVED, {"ST": status, "QD": str(queued)})
+        return self._answer(fields, ResponseCode.APPROVED, {"ST": status, "QD": str(queued)})
 
     def _authorization(
         self,
@@ -195,7 +194,7 @@ class Handler:
             who = identity.mask_phone(body["phone"])
         else:
             kind = "inquiry"
-            otp = identity.ascii_digits(request.otp) if request.otp else None
+            otp = ascii_digits(request.otp) if request.otp else None
             body = {"gross": request.amount, "redeem": request.redeem, "otp": otp}
             if request.phone is not None:
                 body["phone"] = identity.normalize_phone(request.phone)
@@ -211,7 +210,7 @@ class Handler:
         if reply is None:
             log.warning("%s stan %s for %s: backend did not answer in time: 91",
                         kind, request.header.stan, who)
-            out = self._answer(fields, UNREACHABLE)
+            out = self._answer(fields, ResponseCode.BACKEND_UNREACHABLE)
             if out is not None and kind == "inquiry":
                 # The backend may still carry it out (hung, not dead): journal a release
                 # before the terminal hears 91, so no credit is ever held for this quote.
@@ -234,8 +233,9 @@ class Handler:
                             request.header.stan)
                 # A repeat of this inquiry must not hand out the released quote: it
                 # gets the no-discount answer instead.
+                unanswered = self._answer(fields, ResponseCode.BACKEND_UNREACHABLE)
                 self._record(
-                    key, request.mti, self._answer(fields, UNREACHABLE) or response,
+                    key, request.mti, unanswered or response,
                     _release(key, quote_id, "undelivered"),
                 )
                 if self.forwarder is not None:
@@ -284,7 +284,7 @@ class Handler:
         mqtt.check_request(
             mqtt.Request("advice", "check", key, self.terminal_id, self.merchant_id, body)
         )
-        plain = self._answer(fields, messages.APPROVED)
+        plain = self._answer(fields, ResponseCode.APPROVED)
         wait = self.forwarder is not None and self.advice_wait > 0 and self.backend.online()
         doc_id = self.journal.record(
             key, request.mti, self._wall(), response=None if wait else plain,
@@ -298,7 +298,7 @@ class Handler:
         reply = self.forwarder.wait_result(doc_id, received + self.advice_wait)
         out = plain
         if reply is not None and reply.ok:
-            out = self._answer(fields, messages.APPROVED, _advice_tlv(reply)) or plain
+            out = self._answer(fields, ResponseCode.APPROVED, _advice_tlv(reply)) or plain
         if out is None:
             return None
         return self.journal.set_response(doc_id, out)  # a concurrent repeat's answer wins
@@ -311,12 +311,12 @@ class Handler:
         original = self.journal.find_original(h.stan, request.rrn, now)
         if original is None:
             log.info("reversal of stan %s: original unknown or too old: 12", h.stan)
-            out = self._answer(fields, messages.INVALID_TRANSACTION)
+            out = self._answer(fields, ResponseCode.INVALID_TRANSACTION)
             if out is not None:
                 self.journal.record(key, request.mti, now, response=out)
             return out
         orig_id, orig = original
-        out = self._answer(fields, messages.APPROVED)
+        out = self._answer(fields, ResponseCode.APPROVED)
         if out is None:
             return None
         if orig.get("reversed"):
@@ -352,7 +352,7 @@ def _referrer(typed: str | None) -> str | None:
     try:
         return identity.normalize_phone(typed)
     except identity.IdentityError:
-        return identity.ascii_digits(typed).strip()[:32] or None
+        return ascii_digits(typed).strip()[:32] or None
 
 
 def _release(

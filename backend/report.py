@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from backend.sms import outbox
 from backend.store import ts
+from protocols.persian import TEHRAN
 
 _FAR_FUTURE = 2**62
-TEHRAN = ZoneInfo("Asia/Tehran")
 
 
 def summary(

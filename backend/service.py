@@ -32,18 +32,13 @@ from backend.handlers import Clock, Handler, utc_now
 from backend.sms.senders import Sender, make_sender
 from backend.sms.worker import SmsWorker
 from protocols import mqtt as schema
+from protocols.address import parse_host_port
+from protocols.response_codes import ResponseCode
 
 log = logging.getLogger(__name__)
 _STOP = object()
 #: How often the request connection finishes a checkpoint itself (see Handler).
 WAL_RESTART_SECONDS = 2.0
-
-
-def parse_broker(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"broker {text!r} must be HOST:PORT")
-    return host, int(port)
 
 
 def _nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
@@ -81,7 +76,10 @@ class BackendService:
     ) -> None:
         self.db_path = Path(db_path)
         self.settings = settings
-        self.host, self.port = parse_broker(broker)
+        try:
+            self.host, self.port = parse_host_port(broker)
+        except ValueError as exc:
+            raise ValueError(f"broker: {exc}") from None
         self.instance = (
             instance or settings.mqtt.instance or f"{socket.gethostname()}-{os.getpid()}"
         )
@@ -294,7 +292,8 @@ class BackendService:
                 responses = self._handler.handle_batch(reqs)
         except sqlite3.Error:
             log.exception("a batch of %d requests failed", len(reqs))
-            responses = [schema.refusal(r, "96", "database error") for r in reqs]
+            failed = ResponseCode.MALFUNCTION
+            responses = [schema.refusal(r, failed, "database error") for r in reqs]
         self.stats.batches += 1
         for req, resp, t0 in zip(reqs, responses, started, strict=True):
             self._client.publish(schema.response_topic(req.terminal_id), resp.to_json(), qos=1)
@@ -332,7 +331,8 @@ class BackendService:
         try:
             doc = json.loads(payload)
             resp = schema.Response(
-                type=doc["type"], id=doc["id"], key=doc["key"], code="30", message=reason[:200]
+                type=doc["type"], id=doc["id"], key=doc["key"], code=ResponseCode.FORMAT_ERROR,
+                message=reason[:200],
             )
             data = resp.to_json()
         except (ValueError, KeyError, TypeError, schema.SchemaError):

@@ -16,9 +16,9 @@ import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
-from zoneinfo import ZoneInfo
 
-import jdatetime
+from protocols import persian
+from protocols.persian import format_rials, persian_digits
 
 # fit cuts to a byte limit on a character boundary; texts.fit is the same function.
 from protocols.tlv import LIMITS, fit
@@ -26,14 +26,11 @@ from protocols.tlv import LIMITS, fit
 MG_LIMIT = LIMITS["MG"]
 RL_LIMIT = LIMITS["RL"]
 PRINTER_COLUMNS = 32
-TEHRAN = ZoneInfo("Asia/Tehran")
 
 #: A Persian SMS is sent as UCS-2: 70 characters in one part, 67 in each part of a longer one.
 SMS_SINGLE_PART = 70
 SMS_MULTI_PART = 67
 
-_FA_DIGITS = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
-_THOUSANDS = "٬"  # U+066C ARABIC THOUSANDS SEPARATOR, the Persian one
 _ZERO_WIDTH = {"\u200c", "\u200d", "\u200e", "\u200f", "\ufeff"}
 _SHOP_SMS_CHARS = 40
 
@@ -48,19 +45,6 @@ TIER_NAMES = {"bronze": "برنزی", "silver": "نقره‌ای", "gold": "طل
 # --- helpers -----------------------------------------------------------------------------
 
 
-def fa_digits(text: str) -> str:
-    """`text` with ASCII digits replaced by Persian ones."""
-    return str(text).translate(_FA_DIGITS)
-
-
-def format_rials(n: int) -> str:
-    """An amount of rials with Persian digits and the Persian thousands separator."""
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise ValueError(f"amount must be an integer number of rials, not {type(n).__name__}")
-    sign = "-" if n < 0 else ""
-    return sign + fa_digits(f"{abs(n):,}".replace(",", _THOUSANDS))
-
-
 def jalali(when: datetime) -> str:
     """`when` in Tehran time as a Jalali date and time: `۱۴۰۵/۰۱/۰۱ ۱۵:۳۰`."""
     if not isinstance(when, datetime):
@@ -73,8 +57,7 @@ def jalali(when: datetime) -> str:
 @lru_cache(maxsize=4096)
 def _jalali_minute(minute: int) -> str:
     """The Jalali text of one UTC minute; jdatetime's conversion and strftime cost ~40 us."""
-    local = datetime.fromtimestamp(minute * 60, TEHRAN)
-    return fa_digits(jdatetime.datetime.fromgregorian(datetime=local).strftime("%Y/%m/%d %H:%M"))
+    return persian_digits(persian.jalali(datetime.fromtimestamp(minute * 60, UTC)))
 
 
 def tier_label(tier: str) -> str:
@@ -145,7 +128,7 @@ def _amount(value: object, name: str) -> int:
 def _code(member_code: object) -> str:
     """A member code as shown: Persian digits when it is all digits, else as issued."""
     code = _clean(member_code, "member_code")
-    return fa_digits(code) if code.isascii() and code.isdigit() else code
+    return persian_digits(code) if code.isascii() and code.isdigit() else code
 
 
 def _display(candidates: Sequence[str]) -> str:
@@ -231,7 +214,7 @@ def otp_sms(*, shop_name: str, code: str) -> str:
     """The one-time code, last in the text: `senders.otp_token` reads it back from there."""
     if not isinstance(code, str) or not _OTP.fullmatch(code):
         raise ValueError("code must be 4 to 10 ASCII digits")
-    return "\n".join([*_shop_sms(shop_name), f"کد تأیید استفاده از اعتبار: {fa_digits(code)}"])
+    return "\n".join([*_shop_sms(shop_name), f"کد تأیید استفاده از اعتبار: {persian_digits(code)}"])
 
 
 # --- terminal display (MG) ---------------------------------------------------------------

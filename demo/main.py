@@ -27,6 +27,7 @@ from demo.day import (
 from demo.mosquitto import BrokerError, find_mosquitto
 from demo.stack import Stack, StackError
 from protocols.identity import normalize_phone
+from protocols.response_codes import ResponseCode
 from terminal_sim.bank import BankHost
 from terminal_sim.printer import Receipt
 from terminal_sim.scenario import backend_command as scenario_backend_command
@@ -61,7 +62,7 @@ class Day:
         if v.enroll:
             ex = self.t.enroll(v.phone or "", v.referrer)
             r = ex.response
-            if r is None or r.code != "00":
+            if r is None or r.code != ResponseCode.APPROVED:
                 raise StackError(f"enrolment of {v.who} failed: {r or ex.note}")
             # as the club stores it, not as typed (Sara types Persian digits)
             self.members[v.who] = normalize_phone(v.phone or "")
@@ -81,7 +82,7 @@ class Day:
         sale = self.t.sale(v.amount, v.pan, v.pin, phone=v.phone, card=v.card,
                            otp_provider=otp)
         inq = sale.inquiry.response if sale.inquiry else None
-        if inq is not None and inq.code == "91":
+        if inq is not None and inq.code == ResponseCode.BACKEND_UNREACHABLE:
             self.say("  loyalty backend unreachable (91): full amount charged, no discount")
         line = (f"  gross {sale.gross:,}  discount {sale.discount:,}  charged {sale.amount:,}"
                 f"  bank {sale.authorisation.code} ({sale.authorisation.reason})")
@@ -99,7 +100,7 @@ class Day:
             ex = self.t.reverse(sale)
             self.reversals += 1
             self.say(f"  reversal answered {ex.code}")
-            if ex.code != "00":
+            if ex.code != ResponseCode.APPROVED:
                 raise StackError(f"the reversal for {v.who} was answered {ex.code}")
 
     def echo(self) -> tuple[str | None, int | None]:

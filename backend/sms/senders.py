@@ -21,6 +21,8 @@ from http.client import HTTPException, InvalidURL
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from protocols.persian import ascii_digits
+
 DEFAULT_BASE_URL = "https://api.kavenegar.com"
 DEFAULT_FILE = "sms-outbox.jsonl"
 REDACTED = "***"
@@ -38,7 +40,6 @@ PERMANENT_STATUSES = frozenset(
 #: Kavenegar's "test account may only send to its owner").
 _TEMPORARY_4XX = frozenset({402, 408, 409, 418, 429, 451})
 
-_FA_TO_ASCII = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890123456789")
 _DIGIT_RUN = re.compile(r"[0-9]{4,10}")
 
 
@@ -71,7 +72,7 @@ def otp_token(text: str) -> str:
 
     `texts.otp_sms` puts the code last, so digits in a shop's name do not get in the way.
     """
-    runs = _DIGIT_RUN.findall(text.translate(_FA_TO_ASCII))
+    runs = _DIGIT_RUN.findall(ascii_digits(text))
     if not runs:
         raise SendError("no one-time code in the OTP text", temporary=False)
     return runs[-1]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from backend.sms import FileSender, SendError, SmsWorker, counts, create_schema, enqueue, outbox
-from backend.sms.worker import backoff_delay
+from protocols.backoff import Backoff
 
 T0 = datetime(2026, 3, 21, 8, 0, tzinfo=UTC)
 PHONE = "09121234567"
@@ -193,7 +193,7 @@ def test_temporary_failures_back_off_exponentially(tmp_path: Path) -> None:
 
 
 def test_backoff_is_capped() -> None:
-    delays = [backoff_delay(n, base=10.0, cap=300.0) for n in range(1, 9)]
+    delays = [Backoff(10.0, 300.0).delay(n) for n in range(1, 9)]
     assert delays == [10, 20, 40, 80, 160, 300, 300, 300]
 
 
