@@ -18,6 +18,7 @@ from firmware_bridge.tcp import check_loopback
 from firmware_bridge.transports import check_baudrate
 from protocols import mqtt
 from protocols.address import parse_host_port
+from protocols.numbers import is_int
 
 
 class ConfigError(ValueError):
@@ -103,7 +104,7 @@ def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise ConfigError(f"config file {path}: unknown setting {name!r}")
         want = SETTINGS[name]
         ok = isinstance(value, want) and not isinstance(value, bool)
-        if want is float and isinstance(value, int) and not isinstance(value, bool):
+        if want is float and is_int(value):
             ok, value = True, float(value)
         if not ok:
             raise ConfigError(f"config file {path}: {name} must be a {want.__name__}")

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from agent.journal import Journal
-from protocols import identity, iso8583, mac, messages, mqtt, tlv
+from protocols import identity, iso8583, mac, messages, mqtt
 from protocols.iso8583 import FormatError
 from protocols.messages import MessageError
 from protocols.persian import ascii_digits
@@ -176,7 +176,10 @@ class Handler:
         status = "ON" if self.backend.online() else "OF"
         queued = self.journal.queued()
         log.info("0800 code %s: ST %s QD %d", request.code, status, queued)
-        return self._answer(fields, ResponseCode.APPROVED, {"ST": status, "QD": str(queued)})
+        items = messages.response_tlv(
+            messages.NetworkResponse(ResponseCode.APPROVED, status, queued)
+        )
+        return self._answer(fields, ResponseCode.APPROVED, items)
 
     def _authorization(
         self,
@@ -369,46 +372,39 @@ def _iso(epoch: float) -> str:
     )
 
 
-#: TLV tag, backend body field, byte limit (None: the value is short by schema).
-_Spec = tuple[tuple[str, str, int | None], ...]
-_ENROLL_TLV: _Spec = (
-    ("MC", "member_code", None), ("NW", "new", None), ("CB", "balance", None),
-    ("MG", "display", 64), ("RL", "receipt", 400),
-)
-_QUOTE_TLV: _Spec = (
-    ("QI", "quote_id", None), ("GA", "gross", None), ("DA", "discount", None),
-    ("NA", "net", None), ("CB", "balance", None), ("TR", "tier", None),
-    ("MG", "display", 64), ("RL", "receipt", 400),
-)
-_OTP_TLV: _Spec = (("MG", "display", 64),)
-_ADVICE_TLV: _Spec = (("EA", "earned", None), ("CB", "balance", None), ("RL", "receipt", 400))
-
-
-def _tlv(body: Mapping[str, Any], spec: _Spec) -> dict[str, str]:
-    """Field 48 items from a backend body: absent or empty values left out, text fitted."""
-    items: dict[str, str] = {}
-    for tag, name, limit in spec:
-        value = body.get(name)
-        if value is None or value == "":
-            continue
-        text = str(value)
-        items[tag] = tlv.fit(text, limit) if limit else text
-    return items
+def _text(body: Mapping[str, Any], name: str) -> str | None:
+    """A text of the backend's body for field 48; an empty one is left out."""
+    return body.get(name) or None
 
 
 def _enroll_tlv(reply: mqtt.Response) -> dict[str, str]:
     if not reply.ok:
         return {}
-    return _tlv({**reply.body, "new": "1" if reply.body.get("new") else "0"}, _ENROLL_TLV)
+    b = reply.body
+    return messages.response_tlv(messages.EnrollmentResponse(
+        reply.code, member_code=_text(b, "member_code"), new=bool(b.get("new")),
+        balance=b.get("balance"), display=_text(b, "display"), receipt=_text(b, "receipt"),
+    ))
 
 
 def _inquiry_tlv(reply: mqtt.Response) -> dict[str, str]:
     if not reply.ok:
         return {}
-    if reply.body.get("otp_required"):
-        return {"OV": "1", **_tlv(reply.body, _OTP_TLV)}
-    return _tlv(reply.body, _QUOTE_TLV)
+    b = reply.body
+    if b.get("otp_required"):  # the terminal asks for the code; nothing else applies yet
+        return messages.response_tlv(
+            messages.InquiryResponse(reply.code, otp_required=True, display=_text(b, "display"))
+        )
+    return messages.response_tlv(messages.InquiryResponse(
+        reply.code, quote_id=_text(b, "quote_id"), gross=b.get("gross"),
+        discount=b.get("discount"), net=b.get("net"), balance=b.get("balance"),
+        tier=_text(b, "tier"), display=_text(b, "display"), receipt=_text(b, "receipt"),
+    ))
 
 
 def _advice_tlv(reply: mqtt.Response) -> dict[str, str]:
-    return _tlv(reply.body, _ADVICE_TLV)
+    b = reply.body
+    return messages.response_tlv(messages.AdviceResponse(
+        reply.code, earned=b.get("earned"), balance=b.get("balance"),
+        receipt=_text(b, "receipt"),
+    ))

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -33,20 +32,13 @@ from backend.sms.senders import Sender, make_sender
 from backend.sms.worker import SmsWorker
 from protocols import mqtt as schema
 from protocols.address import parse_host_port
+from protocols.mqtt_client import new_client
 from protocols.response_codes import ResponseCode
 
 log = logging.getLogger(__name__)
 _STOP = object()
 #: How often the request connection finishes a checkpoint itself (see Handler).
 WAL_RESTART_SECONDS = 2.0
-
-
-def _nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
-    """Nagle's algorithm would hold small replies back for tens of milliseconds."""
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (OSError, AttributeError):
-        pass
 
 
 @dataclass
@@ -108,28 +100,18 @@ class BackendService:
     # --- MQTT ----------------------------------------------------------------------------
 
     def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"loyalty-backend-{self.instance}",
-            protocol=mqtt.MQTTv5,
+        client = new_client(
+            f"loyalty-backend-{self.instance}",
+            status_topic=schema.backend_status_topic(self.instance),
+            username=self.username,
+            password=self.password,
+            ca_file=self.ca_file,
         )
-        client.on_socket_open = _nodelay
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        client.reconnect_delay_set(min_delay=1, max_delay=5)
         client.max_queued_messages_set(0)
         client.max_inflight_messages_set(1000)
-        client.will_set(
-            schema.backend_status_topic(self.instance),
-            schema.encode_status(False),
-            qos=1,
-            retain=True,
-        )
-        if self.username:
-            client.username_pw_set(self.username, self.password)
-        if self.ca_file:
-            client.tls_set(ca_certs=self.ca_file)
         return client
 
     def _on_connect(

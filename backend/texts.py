@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from protocols import persian
+from protocols.numbers import is_count, is_int
 from protocols.persian import format_rials, persian_digits
 
 # fit cuts to a byte limit on a character boundary; texts.fit is the same function.
@@ -118,9 +119,9 @@ def _clean(value: object, name: str, *, allow_empty: bool = False) -> str:
 
 
 def _amount(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise ValueError(f"{name} must be an integer number of rials")
-    if value < 0:
+    if not is_count(value):
         raise ValueError(f"{name} must not be negative")
     return value
 

@@ -15,6 +15,7 @@ from typing import Any, Final
 from protocols import iso8583
 from protocols import tlv as tlv_codec
 from protocols.iso8583 import FormatError
+from protocols.numbers import is_count
 from protocols.response_codes import CodedError, ResponseCode
 
 # MTIs and processing codes of PROTOCOL.md 3.2.
@@ -125,7 +126,7 @@ def _field(fields: Mapping[str, Any], key: str) -> Any:
 
 
 def _amount_text(value: int, key: str = "4") -> str:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_AMOUNT:
+    if not is_count(value) or value > MAX_AMOUNT:
         raise ValueError(f"field {key}: amount {value!r} must be an int in 0..{MAX_AMOUNT}")
     return f"{value:012d}"
 
@@ -487,10 +488,6 @@ class NetworkResponse:
 
     mti = "0810"
 
-    @property
-    def backend_online(self) -> bool | None:
-        return None if self.status is None else self.status == "ON"
-
 
 @dataclass(frozen=True, slots=True)
 class EnrollmentResponse:
@@ -613,7 +610,8 @@ def _parse_response(fields: Mapping[str, Any]) -> Response:
 
 
 def response_tlv(response: Response) -> dict[str, str]:
-    """Field 48 items for a typed response (the agent's side of `parse_response`)."""
+    """Field 48 items for a typed response (the agent's side of `parse_response`);
+    None is left out, MG and RL are fitted to their limits."""
     items: dict[str, str | None] = {}
     if isinstance(response, NetworkResponse):
         q = None if response.queued is None else str(response.queued)
@@ -624,8 +622,8 @@ def response_tlv(response: Response) -> dict[str, str]:
             "MC": response.member_code,
             "NW": new,
             "CB": _opt(response.balance),
-            "MG": response.display,
-            "RL": response.receipt,
+            "MG": _fitted(response.display, "MG"),
+            "RL": _fitted(response.receipt, "RL"),
         }
     elif isinstance(response, InquiryResponse):
         items = {
@@ -636,17 +634,22 @@ def response_tlv(response: Response) -> dict[str, str]:
             "NA": _opt(response.net),
             "CB": _opt(response.balance),
             "TR": response.tier,
-            "MG": response.display,
-            "RL": response.receipt,
+            "MG": _fitted(response.display, "MG"),
+            "RL": _fitted(response.receipt, "RL"),
         }
     elif isinstance(response, AdviceResponse):
         items = {
             "EA": _opt(response.earned),
             "CB": _opt(response.balance),
-            "RL": response.receipt,
+            "RL": _fitted(response.receipt, "RL"),
         }
     return {k: v for k, v in items.items() if v is not None}
 
 
 def _opt(value: int | None) -> str | None:
     return None if value is None else str(value)
+
+
+def _fitted(text: str | None, tag: str) -> str | None:
+    """MG and RL cut to their byte limits on a character boundary (PROTOCOL.md 3.3)."""
+    return None if text is None else tlv_codec.fit(text, tlv_codec.LIMITS[tag])

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from protocols.numbers import is_count, is_int
 from protocols.response_codes import CodedError, ResponseCode
 
 VERSION = 1
@@ -201,7 +202,7 @@ def _check_body(kind: str, body: Any, schema: dict[str, tuple[tuple[type, ...], 
             raise SchemaError(f"{kind}: body field {name!r} has the wrong type")
         if not isinstance(value, types):
             raise SchemaError(f"{kind}: body field {name!r} has the wrong type")
-        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+        if is_int(value) and not is_count(value):
             raise SchemaError(f"{kind}: body field {name!r} must not be negative")
     return body
 

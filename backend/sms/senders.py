@@ -21,6 +21,7 @@ from http.client import HTTPException, InvalidURL
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from protocols.numbers import is_int, is_number
 from protocols.persian import ascii_digits
 
 DEFAULT_BASE_URL = "https://api.kavenegar.com"
@@ -131,7 +132,7 @@ class KavenegarSender:
             raise ValueError("line must be a non-empty string")
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        if not is_number(timeout) or timeout <= 0:
             raise ValueError("timeout must be a positive number of seconds")
         if otp_template is not None and (not isinstance(otp_template, str) or not otp_template):
             raise ValueError("otp_template must be a non-empty string")
@@ -264,7 +265,7 @@ def make_sender(cfg: Mapping[str, Any], *, base_dir: Path) -> Sender:
         if not isinstance(api_key, str) or not api_key.strip():
             raise ValueError("sms.kavenegar.api_key must be a non-empty string")
     line = kav.get("line")
-    if isinstance(line, int) and not isinstance(line, bool):
+    if is_int(line):
         line = str(line)
     if not isinstance(line, str) or not line.strip():
         raise ValueError("sms.kavenegar.line (the sender number) is required")
@@ -272,7 +273,7 @@ def make_sender(cfg: Mapping[str, Any], *, base_dir: Path) -> Sender:
     if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
         raise ValueError("sms.kavenegar.base_url must start with http:// or https://")
     timeout = kav.get("timeout", 5.0)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+    if not is_number(timeout) or timeout <= 0:
         raise ValueError("sms.kavenegar.timeout must be a positive number of seconds")
     template = kav.get("otp_template")
     if template is not None and (not isinstance(template, str) or not template.strip()):
