@@ -22,7 +22,7 @@ from protocols.response_codes import ResponseCode
 log = logging.getLogger("agent.forwarder")
 
 #: Codes after which sending the same request again cannot change the answer.
-FINAL_CODES = frozenset(ResponseCode) - {ResponseCode.MALFUNCTION}
+FINAL_CODES = frozenset(mqtt.RESPONSE_CODES) - {ResponseCode.MALFUNCTION}
 
 
 class Forwarder:

@@ -141,14 +141,14 @@ class Handler:
             self.terminal_id, mti, request.header.stan, request.header.transmitted_at
         )
         found = self.journal.find(key)
-        if found is not None:
-            doc_id, doc = found
-            if doc.get("resp"):
+        if found is not None:  # a repeat (rare): read its stored answer the journal's way
+            again = self.journal.response_for(key)
+            if again is not None:
                 log.info("repeated %s stan %s: same response again", mti, request.header.stan)
-                return bytes.fromhex(doc["resp"])
+                return again
             # Journaled but killed before the answer was stored: answer as if offline.
             out = self._answer(fields, ResponseCode.APPROVED)
-            return self.journal.set_response(doc_id, out) if out is not None else None
+            return self.journal.set_response(found[0], out) if out is not None else None
         try:
             if isinstance(request, messages.EnrollmentRequest | messages.InquiryRequest):
                 return self._authorization(fields, request, key, received)

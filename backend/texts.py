@@ -28,10 +28,6 @@ MG_LIMIT = LIMITS["MG"]
 RL_LIMIT = LIMITS["RL"]
 PRINTER_COLUMNS = 32
 
-#: A Persian SMS is sent as UCS-2: 70 characters in one part, 67 in each part of a longer one.
-SMS_SINGLE_PART = 70
-SMS_MULTI_PART = 67
-
 _ZERO_WIDTH = {"\u200c", "\u200d", "\u200e", "\u200f", "\ufeff"}
 _SHOP_SMS_CHARS = 40
 
@@ -78,14 +74,6 @@ def _tier_label(tier: str) -> str:
 def columns(text: str) -> int:
     """Printer cells `text` takes: combining marks and zero-width joiners take none."""
     return sum(1 for c in text if c not in _ZERO_WIDTH and not unicodedata.combining(c))
-
-
-def sms_parts(text: str) -> int:
-    """How many SMS parts a Persian (UCS-2) text takes."""
-    n = len(text.encode("utf-16-le")) // 2
-    if n <= SMS_SINGLE_PART:
-        return 1
-    return -(-n // SMS_MULTI_PART)
 
 
 def _clip(text: str, width: int = PRINTER_COLUMNS) -> str:
@@ -249,10 +237,6 @@ def inquiry_display(*, discount: int, net: int, tier: str) -> str:
 
 def otp_display() -> str:
     return _display(["کد تأیید پیامک‌شده را وارد کنید"])
-
-
-def unknown_member_display() -> str:
-    return _display(["عضو باشگاه یافت نشد"])
 
 
 # --- receipt (RL) ------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Sends what the outbox holds, in a thread of its own, on its own SQLite connection.
 
 Safe with several backend processes on one database: each SMS is claimed atomically
-(outbox.claim_next) before it is sent, and the claim is a lease, so an SMS a crashed
+(outbox.claim_due) before it is sent, and the claim is a lease, so an SMS a crashed
 process was holding is sent by another one later. Temporary failures are retried with
 exponential backoff (capped); permanent ones, and temporary ones after `max_attempts`,
 are marked failed and logged with the phone masked and no gateway key.

@@ -257,9 +257,9 @@ def test_a_lapsed_claim_is_taken_over(tmp_path: Path) -> None:
     queue(db, 1)
     conn = sqlite3.connect(db, isolation_level=None)
     # A process claims the SMS and dies before sending it.
-    claimed = outbox.claim_next(conn, owner="dead", now=T0.timestamp(), lease=60.0)
-    assert claimed is not None and claimed.attempts == 1
-    assert outbox.claim_next(conn, owner="other", now=T0.timestamp() + 59, lease=60.0) is None
+    (claimed,) = outbox.claim_due(conn, owner="dead", now=T0.timestamp(), lease=60.0)
+    assert claimed.attempts == 1
+    assert outbox.claim_due(conn, owner="other", now=T0.timestamp() + 59, lease=60.0) == []
     sender = ScriptedSender()
     worker = SmsWorker(db, sender, lease=60.0)
     try:
