@@ -218,6 +218,8 @@ class Handler:
                 # The backend may still carry it out (hung, not dead): journal a release
                 # before the terminal hears 91, so no credit is ever held for this quote.
                 self._record(key, request.mti, out, _release(key, None, "unanswered"))
+                if self.forwarder is not None:
+                    self.forwarder.kick()
                 return out
         else:
             log.info("%s stan %s for %s: %s (backend %.1f ms)", kind, request.header.stan, who,

@@ -7,7 +7,11 @@ database, and a problem is one line naming it with exit status 2 and no change m
 from __future__ import annotations
 
 import argparse
+import calendar
+import contextlib
 import logging
+import os
+import re
 import signal
 import sqlite3
 import sys
@@ -18,7 +22,7 @@ from pathlib import Path
 
 import jdatetime
 
-from backend import ledger, report, store
+from backend import ledger, report, report_render, store
 from backend.config import ConfigError, Settings, load
 from backend.program import Offer, parse_hours, parse_weekdays
 from protocols.identity import IdentityError, normalize_card, normalize_phone
@@ -31,15 +35,44 @@ class UsageError(Exception):
     """A wrong argument or a state the command refuses; exit status 2."""
 
 
+class NoSuchDay(UsageError):
+    """A date written correctly that the calendar does not have (1990-02-30)."""
+
+
+_DAY = re.compile(r"(\d{1,4})[-/](\d{1,2})[-/](\d{1,2})")
+_MONTH_DAY = re.compile(r"(\d{1,2})-(\d{1,2})")
+
+
+def _no_such_day(text: str, y: int | None, m: int, d: int, jalali: bool) -> NoSuchDay:
+    """Why a well-formed date does not exist: the month, or how many days it has."""
+    if not 1 <= m <= 12:
+        why = f"there is no month {m}"
+    elif d < 1:
+        why = f"there is no day {d}"
+    elif y is None:  # MM-DD, any year: February may have 29
+        why = f"month {m} has at most {calendar.monthrange(2000, m)[1]} days"
+    elif jalali:
+        days = jdatetime.j_days_in_month[m - 1] + (m == 12 and jdatetime.date(y, 1, 1).isleap())
+        why = f"month {m} of the Jalali year {y} has {days} days"
+    else:
+        why = f"month {m} of {y} has {calendar.monthrange(y, m)[1]} days"
+    return NoSuchDay(f"{text!r}: that date does not exist ({why})")
+
+
 def parse_day(text: str) -> date:
     """A day as YYYY-MM-DD, Gregorian, or Jalali when the year is below 1700 (1405-09-02)."""
+    match = _DAY.fullmatch(text.strip())
+    if match is None:
+        raise UsageError(f"{text!r} is not a date (YYYY-MM-DD, Gregorian or Jalali)")
+    y, m, d = (int(g) for g in match.groups())
+    if y < 1:
+        raise UsageError(f"{text!r} is not a date (YYYY-MM-DD, Gregorian or Jalali)")
     try:
-        y, m, d = (int(p) for p in text.replace("/", "-").split("-"))
         if y < 1700:
             return jdatetime.date(y, m, d).togregorian()
         return date(y, m, d)
-    except (ValueError, TypeError):
-        raise UsageError(f"{text!r} is not a date (YYYY-MM-DD, Gregorian or Jalali)") from None
+    except ValueError:
+        raise _no_such_day(text, y, m, d, jalali=y < 1700) from None
 
 
 def day_start(day: date) -> datetime:
@@ -73,6 +106,12 @@ def _parser() -> argparse.ArgumentParser:
     common(rep)
     rep.add_argument("--from", dest="since", help="first day (default: the beginning)")
     rep.add_argument("--to", dest="until", help="last day, inclusive (default: today)")
+    rep.add_argument(
+        "--lang", choices=report_render.LANGS, default="fa", help="fa (default) or en"
+    )
+    rep.add_argument(
+        "--format", choices=report_render.FORMATS, default="text", help="text (default), csv, json"
+    )
 
     offer = sub.add_parser("offer", help="extra cash-back offers")
     osub = offer.add_subparsers(dest="action", required=True)
@@ -117,6 +156,34 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command's exit status; a reader that stops early (`| head`) ends it quietly."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # a vanished reader shows here, not as noise at interpreter exit
+    except BrokenPipeError:
+        _silence_stdout()
+        return 128 + signal.SIGPIPE  # what a shell reports for `cat` stopped by its reader
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: the reader is gone and Python's final flush must not fail."""
+    with contextlib.suppress(OSError, ValueError):  # no real stdout (captured): nothing to do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def _say(text: str) -> None:
+    """A line of the service on stdout; its reader going away must not stop the service."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        _silence_stdout()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load(args.config)
@@ -171,11 +238,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     service.start()
-    print(f"{PROG}: running as {service.instance}, broker {broker}", flush=True)
+    _say(f"{PROG}: running as {service.instance}, broker {broker}")
     while not done.wait(1.0):
         pass
     service.stop()
-    print(f"{PROG}: stopped", flush=True)
+    _say(f"{PROG}: stopped")
     return 0
 
 
@@ -196,13 +263,19 @@ def _card_number(text: str) -> str:
 def _birthday(text: str) -> str | None:
     if text.lower() == "none":
         return None
-    parts = text.split("-")
+    match = _MONTH_DAY.fullmatch(text.strip())
+    if match is not None:
+        m, d = (int(g) for g in match.groups())
+        try:
+            date(2000, m, d)  # a leap year: 02-29 is a birthday
+        except ValueError:
+            raise UsageError(f"birthday {_no_such_day(text, None, m, d, jalali=False)}") from None
+        return f"{m:02d}-{d:02d}"
     try:
-        if len(parts) == 2:
-            date(2000, int(parts[0]), int(parts[1]))
-            return f"{int(parts[0]):02d}-{int(parts[1]):02d}"
         return parse_day(text).isoformat()
-    except (ValueError, UsageError):
+    except NoSuchDay as exc:
+        raise UsageError(f"birthday {exc}") from None
+    except UsageError:
         raise UsageError(f"birthday {text!r}: use YYYY-MM-DD or MM-DD") from None
 
 
@@ -265,7 +338,7 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
         figures = report.summary(conn, since=since, until=until)
     finally:
         conn.close()
-    print(report.render(figures, since=since, until=until))
+    print(report_render.render(figures, lang=args.lang, fmt=args.format))
     return 0
 
 
@@ -284,6 +357,7 @@ def _offer(args: argparse.Namespace, settings: Settings) -> int:
                 min_purchase=args.min_purchase,
                 target=args.target,
             )
+            settings.program.check_target(offer.target)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         if offer.until < now.astimezone(TEHRAN).date():
@@ -345,12 +419,16 @@ def _card(args: argparse.Namespace, settings: Settings) -> int:
                 if m is None:
                     raise UsageError(f"{phone} is not a member")
                 owner = store.card_owner(conn, number)
-                if owner is not None:
-                    raise UsageError(f"card {number} is already issued")
-                store.link_card(conn, m.id, number, now)
+                linked = owner == (m.id, True)  # asked twice: done already, nothing to change
+                if owner is not None and owner[0] != m.id:
+                    raise UsageError(f"card {number} is already linked to another member")
+                if owner is not None and not linked:
+                    raise UsageError(f"card {number} was replaced and no longer works")
+                if not linked:
+                    store.link_card(conn, m.id, number, now)
         finally:
             conn.close()
-        print(f"card {number} linked to {phone}")
+        print(f"card {number} {'already linked' if linked else 'linked'} to {phone}")
         return 0
     old, new = _card_number(args.old), _card_number(args.new)
     conn = _open(args)

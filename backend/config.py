@@ -185,6 +185,11 @@ def parse(doc: Mapping[str, Any]) -> Settings:
     if not isinstance(raw_offers, list):
         raise ConfigError("offers: use [[offers]] tables")
     offers = tuple(parse_offer(o, f"offers[{i}]") for i, o in enumerate(raw_offers))
+    for i, offer in enumerate(offers):
+        try:
+            program.check_target(offer.target)
+        except ValueError as exc:
+            raise ConfigError(f"offers[{i}].target: {exc}") from None
 
     mq = _table(doc, "mqtt")
     mqtt = MqttSettings(

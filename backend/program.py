@@ -69,6 +69,20 @@ class Program:
             raise ValueError("program.tiers: two tiers share one min_spend")
         object.__setattr__(self, "tiers", tuple(ordered))
 
+    def check_target(self, target: str) -> None:
+        """An offer's target must be reachable: `tier:NAME` names one of this program's tiers.
+
+        Checked where an offer enters (the TOML, `offer add`): a misspelt tier would
+        otherwise be an offer that silently never matches.
+        """
+        kind, arg = parse_target(target)
+        names = [t.name for t in self.tiers]
+        if kind == "tier" and arg not in names:
+            raise ValueError(
+                f"offer: target {target!r} names no tier of the program "
+                f"(known tiers: {', '.join(names)})"
+            )
+
     def tier(self, name: str) -> Tier:
         for t in self.tiers:
             if t.name == name:

@@ -1,20 +1,64 @@
-"""The operator's period report: purchases, members, credit and SMS, from the ledger."""
+"""The operator's period report: the figures, from the ledger (rendering: report_render).
+
+Every figure is defined in docs/backend.md ("Report"); this module only computes them, so
+the queries can move to the store layer and the wording change without touching each other.
+"""
 
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from backend.sms import outbox
 from backend.store import ts
-from protocols.persian import TEHRAN
 
 _FAR_FUTURE = 2**62
 
 
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """One period's figures; amounts in rials (signed where credit moves both ways)."""
+
+    since: datetime | None  # first instant counted; None: from the beginning
+    until: datetime | None  # first instant no longer counted; None: up to now
+    purchases: int
+    sales: int
+    declined: int
+    reversed: int
+    new_members: int
+    returning_members: int
+    credit_issued: int
+    credit_redeemed: int
+    credit_expired: int
+    credit_reversed: int
+    credit_adjusted: int
+    sms_sent: int
+    sms_pending: int
+    sms_failed: int
+
+    def items(self) -> list[tuple[str, int]]:
+        """(name, value) of every figure, in report order, without the period."""
+        return [(f.name, getattr(self, f.name)) for f in fields(self) if f.name not in _PERIOD]
+
+
+_PERIOD = frozenset({"since", "until"})
+#: The figures that are amounts of rials; the others are counts.
+MONEY = frozenset(
+    {
+        "sales",
+        "credit_issued",
+        "credit_redeemed",
+        "credit_expired",
+        "credit_reversed",
+        "credit_adjusted",
+    }
+)
+
+
 def summary(
     conn: sqlite3.Connection, *, since: datetime | None, until: datetime | None
-) -> dict[str, int]:
+) -> Figures:
     lo = ts(since) if since is not None else -_FAR_FUTURE
     hi = ts(until) if until is not None else _FAR_FUTURE
     out: dict[str, int] = {}
@@ -62,35 +106,4 @@ def summary(
         sms["pending"],
         sms["failed"],
     )
-    return out
-
-
-_LABELS = {
-    "purchases": "purchases",
-    "sales": "sales (rials charged)",
-    "declined": "declined payments",
-    "reversed": "reversed purchases",
-    "new_members": "new members",
-    "returning_members": "returning members",
-    "credit_issued": "credit issued",
-    "credit_redeemed": "credit redeemed",
-    "credit_expired": "credit expired",
-    "credit_reversed": "credit moved by reversals",
-    "credit_adjusted": "manual adjustments",
-    "sms_sent": "SMS sent",
-    "sms_pending": "SMS pending",
-    "sms_failed": "SMS failed",
-}
-
-
-def _local(when: datetime) -> str:
-    """Shop time: an operator reads the report's bounds in Tehran time, not UTC."""
-    return f"{when.astimezone(TEHRAN):%Y-%m-%d %H:%M} Tehran time"
-
-
-def render(figures: dict[str, int], *, since: datetime | None, until: datetime | None) -> str:
-    period = _local(since) if since else "the beginning"
-    end = _local(until) if until else "now"
-    lines = [f"report from {period} to {end}"]
-    lines += [f"  {_LABELS[k]:<27} {v:>16,}" for k, v in figures.items()]
-    return "\n".join(lines)
+    return Figures(since=since, until=until, **out)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from backend.sms import outbox as sms_outbox
 from demo.day import (
     AFTERNOON_OFFLINE,
     BACKEND_CONFIG,
@@ -26,7 +28,7 @@ from demo.day import (
 )
 from demo.mosquitto import BrokerError, find_mosquitto
 from demo.stack import Stack, StackError
-from protocols.identity import normalize_phone
+from protocols.identity import mask_phone, normalize_phone
 from protocols.response_codes import ResponseCode
 from terminal_sim.bank import BankHost
 from terminal_sim.printer import Receipt
@@ -47,6 +49,12 @@ class Day:
         self.reversals = 0
         self.declined = 0
         self.members: dict[str, str] = {}
+        #: Each member's credit as the club last told us (enrolment, 0230), in rials.
+        self.balances: dict[str, int] = {}
+        self.referred_by: dict[str, str] = {}
+        self.bought: set[str] = set()
+        self.backend_up = True
+        self.sms_shown = 0  # bytes of the SMS outbox already shown
         if show_receipts:
             self.t.printer.on_print = self.print_receipt
 
@@ -57,8 +65,37 @@ class Day:
         box = "\n".join(f"    | {line}" for line in receipt.lines)
         print(f"    +{'-' * 34}\n{box}\n    +{'-' * 34}", file=self.out, flush=True)
 
+    def show_sms(self, wait: bool = True) -> None:
+        """Each SMS the backend sent since the last call, as the customer reads it.
+
+        With `wait`, first waits until the backend's outbox has nothing pending, so the
+        SMS of the visit just played are shown with it.
+        """
+        if wait and self.backend_up:
+            wait_sms_sent(self.stack.db)
+        if not self.stack.outbox.exists():
+            return
+        data = self.stack.outbox.read_bytes()
+        end = data.rfind(b"\n", self.sms_shown) + 1
+        if end <= self.sms_shown:
+            return
+        for line in data[self.sms_shown:end].decode("utf-8").splitlines():
+            try:
+                sms = json.loads(line)
+            except ValueError:
+                continue
+            self.say(f"  SMS to {mask_phone(str(sms.get('phone', '')))} "
+                     f"({sms.get('kind', '?')}), as sent:")
+            for text in str(sms.get("text", "")).splitlines():
+                print(f"      > {text}", file=self.out, flush=True)
+        self.sms_shown = end
+
     def visit(self, v: Visit) -> None:
         self.say(f"{v.who}: {v.note}")
+        self._visit(v)
+        self.show_sms()
+
+    def _visit(self, v: Visit) -> None:
         if v.enroll:
             ex = self.t.enroll(v.phone or "", v.referrer)
             r = ex.response
@@ -66,6 +103,11 @@ class Day:
                 raise StackError(f"enrolment of {v.who} failed: {r or ex.note}")
             # as the club stores it, not as typed (Sara types Persian digits)
             self.members[v.who] = normalize_phone(v.phone or "")
+            self.balances[v.who] = r.balance or 0
+            if v.referrer:
+                by = self.who(v.referrer)
+                if by:
+                    self.referred_by[v.who] = by
             self.say(f"  enrolled: member code {r.member_code}, credit {r.balance:,} rials")
             return
         if v.give_card:
@@ -76,6 +118,7 @@ class Day:
 
         def otp() -> str | None:
             code = otp_from_outbox(self.stack.outbox, mark, timeout=15)
+            self.show_sms(wait=False)
             self.say(f"  customer reads the one-time code from the SMS: {code}")
             return code
 
@@ -84,28 +127,95 @@ class Day:
         inq = sale.inquiry.response if sale.inquiry else None
         if inq is not None and inq.code == ResponseCode.BACKEND_UNREACHABLE:
             self.say("  loyalty backend unreachable (91): full amount charged, no discount")
+        auth = sale.authorisation
+        outcome = "approved" if auth.approved else "declined"
         line = (f"  gross {sale.gross:,}  discount {sale.discount:,}  charged {sale.amount:,}"
-                f"  bank {sale.authorisation.code} ({sale.authorisation.reason})")
+                f"  bank {auth.code}: {outcome} ({auth.reason})")
         self.say(line)
         if sale.advice is not None:
             self.advices += 1
             adv = sale.advice.response
             if adv is None:
                 raise StackError(f"the advice for {v.who} was not answered")
-            extra = f", earned {adv.earned:,}" if adv.earned is not None else ""
-            self.say(f"  purchase advice answered {adv.code}{extra}")
+            self.say(f"  purchase advice (0220) answered {adv.code}: {self._advice_words(adv)}")
+            if adv.balance is not None and v.who in self.members:
+                self.balances[v.who] = adv.balance
         if not sale.approved:
             self.declined += 1
+        elif (sale.advice is not None and sale.advice.code == ResponseCode.APPROVED
+              and v.who in self.members):
+            first = v.who not in self.bought
+            self.bought.add(v.who)
+            if first and self.backend_up and v.who in self.referred_by:
+                self.explain_referral(v.who, self.referred_by[v.who])
         if v.reverse and sale.approved:
             ex = self.t.reverse(sale)
             self.reversals += 1
-            self.say(f"  reversal answered {ex.code}")
-            if ex.code != ResponseCode.APPROVED:
-                raise StackError(f"the reversal for {v.who} was answered {ex.code}")
+            code = ex.code if ex is not None else None
+            self.say(f"  reversal (0420) answered {code}: "
+                     + ("the club undid the purchase and the credit it earned"
+                        if code == ResponseCode.APPROVED else "the reversal was not taken"))
+            if code != ResponseCode.APPROVED:
+                raise StackError(f"the reversal for {v.who} was answered {code}")
+
+    def _advice_words(self, adv: Any) -> str:
+        if not self.backend_up:
+            return "taken by the agent, kept in its journal until the backend is back"
+        if adv.code != ResponseCode.APPROVED:
+            return "the club did not take it"
+        if not adv.earned:
+            return "the club recorded it; nothing earned (the held credit is released)"
+        return (f"the club recorded it; earned {adv.earned:,} rials, "
+                f"credit now {adv.balance or 0:,}")
+
+    def who(self, phone: str) -> str | None:
+        number = normalize_phone(phone)
+        return next((w for w, p in self.members.items() if p == number), None)
+
+    def explain_referral(self, newcomer: str, referrer: str) -> None:
+        """Credit the referrer did not earn by buying: say where it came from."""
+        before = self.balances.get(referrer, 0)
+        now = balance_of(self.stack, self.members[referrer])
+        if now is None or now <= before:
+            return
+        self.balances[referrer] = now
+        self.say(f"  {referrer}'s credit rose from {before:,} to {now:,} rials without buying "
+                 f"anything: the referral bonus ({now - before:,} rials), because "
+                 f"{newcomer}, whom {referrer} referred, made a first purchase "
+                 f"(پاداش معرفی: {newcomer} با معرفی {referrer} عضو شد و اولین خریدش را کرد)")
 
     def echo(self) -> tuple[str | None, int | None]:
         r = self.t.echo().response
         return (None, None) if r is None else (r.status, r.queued)
+
+
+def wait_sms_sent(db: Path, timeout: float = 15.0) -> None:
+    """Until the backend's SMS outbox has nothing pending (its own count of it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            # mode=rw: never creates the file, the backend does that
+            conn = sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=5)
+            try:
+                if sms_outbox.counts(conn)["pending"] == 0:
+                    return
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            pass
+        time.sleep(0.05)
+
+
+def status_words(status: str | None, queued: int | None) -> str:
+    """ST and QD of an 0810 in plain words."""
+    if status is None:
+        return "the agent did not answer"
+    backend = {"ON": "the backend is online", "OF": "the backend is unreachable"}.get(
+        status, f"backend status {status}")
+    waiting = ("nothing is waiting in the agent's journal" if not queued else
+               f"{queued} purchase{'s are' if queued != 1 else ' is'} waiting "
+               "in the agent's journal")
+    return f"{backend}; {waiting}"
 
 
 def backend_command(stack: Stack, *args: str) -> str:
@@ -127,11 +237,22 @@ def sms_count(outbox: Path) -> dict[str, int]:
     return counts
 
 
-def tier_of(stack: Stack, phone: str) -> str:
+def member_field(stack: Stack, phone: str, name: str) -> str | None:
+    """One line of the operator's `member PHONE` profile (`tier`, `balance` ...)."""
     for line in backend_command(stack, "member", phone).splitlines():
-        if line.startswith("tier"):
+        if line.startswith(name):
             return line.split(None, 1)[1].strip()
-    return "?"
+    return None
+
+
+def tier_of(stack: Stack, phone: str) -> str:
+    return member_field(stack, phone, "tier") or "?"
+
+
+def balance_of(stack: Stack, phone: str) -> int | None:
+    text = member_field(stack, phone, "balance") or ""
+    digits = text.split()[0].replace(",", "") if text else ""
+    return int(digits) if digits.isdigit() else None
 
 
 def play(stack: Stack, out: Any, show_receipts: bool) -> Day:
@@ -147,22 +268,26 @@ def play(stack: Stack, out: Any, show_receipts: bool) -> Day:
     day.say(f"backend pid {stack.backend.pid}, agent pid {stack.agent.pid} "
             f"on the serial line {stack.pty.path}")
     stack.wait_ready(session)
-    day.say("terminal signed on; the backend is online")
+    day.say("terminal signed on (0800 001 answered ST=ON): the backend is online")
     for v in MORNING + AFTERNOON_OFFLINE:
         day.visit(v)
     day.say("-- the backend goes down in the middle of the day --")
     stack.stop_backend()
+    day.backend_up = False
     time.sleep(0.5)
     for v in BACKEND_DOWN:
         day.visit(v)
     status, queued = day.echo()
-    day.say(f"echo: backend {status}, {queued} advice(s) waiting in the agent's journal")
+    day.say(f"echo (0800 301) answered ST={status} QD={queued}: {status_words(status, queued)}")
     day.say("-- the backend is started again --")
     stack.start_backend()
     left = stack.wait_forwarded(session, timeout=60)
     if left != 0:
         raise StackError(f"journaled advices not forwarded: {left} still queued")
-    day.say("the agent forwarded every journaled advice (QD=0)")
+    day.backend_up = True
+    day.say(f"echo answered ST=ON QD=0: {status_words('ON', 0)}: the agent forwarded "
+            "every journaled purchase to the backend")
+    day.show_sms()
     for v in EVENING:
         day.visit(v)
     day.say("sign-off")
@@ -180,7 +305,8 @@ def summary(stack: Stack, day: Day, out: Any) -> None:
     sms = sms_count(stack.outbox)
     detail = ", ".join(f"{k} {v}" for k, v in sorted(sms.items()))
     print(f"SMS sent (to {stack.outbox.name}): {sum(sms.values())} ({detail})", file=out)
-    print("backend report (members, credit issued and redeemed, SMS):", file=out)
+    # the operator's own command, so the shop owner reads what `loyalty-backend report` says
+    print("end-of-day report (loyalty-backend report):", file=out)
     print(backend_command(stack, "report").rstrip(), file=out)
 
 

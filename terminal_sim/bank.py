@@ -15,12 +15,13 @@ WRONG_PIN = "55"
 CARD_BLOCKED = "62"  # restricted card
 HOST_TIMEOUT = "68"  # response received too late: the terminal treats it as declined
 
+#: What the customer display says, in the customer's language.
 REASONS = {
-    APPROVED: "approved",
-    INSUFFICIENT_FUNDS: "insufficient funds",
-    WRONG_PIN: "wrong PIN",
-    CARD_BLOCKED: "card blocked",
-    HOST_TIMEOUT: "bank host timeout",
+    APPROVED: "تایید شد",
+    INSUFFICIENT_FUNDS: "موجودی کافی نیست",
+    WRONG_PIN: "رمز اشتباه",
+    CARD_BLOCKED: "کارت مسدود است",
+    HOST_TIMEOUT: "بانک پاسخ نداد",
 }
 
 
@@ -50,7 +51,7 @@ class Authorisation:
 
     @property
     def reason(self) -> str:
-        return REASONS.get(self.code, "declined")
+        return REASONS.get(self.code, "رد شد")
 
 
 def mask_pan(pan: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -49,8 +50,8 @@ def format_receipt(*, title: str, at: datetime, terminal_id: str, merchant_id: s
         if rows:
             lines.append(rule)
         lines += loyalty.split("\n")
-    if footer:
-        lines += [rule, footer]
+    if footer:  # a sentence for the customer, wrapped to the paper
+        lines += [rule, *textwrap.wrap(footer, WIDTH)]
     return Receipt(title, lines)
 
 

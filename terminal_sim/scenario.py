@@ -20,6 +20,7 @@ from typing import Any
 
 from protocols.persian import ascii_digits
 from terminal_sim.faults import FaultPlan
+from terminal_sim.session import LINE_FIGURES
 from terminal_sim.terminal import Exchanged, SaleResult, Terminal
 
 _COMMON = {"expect", "faults", "name", "settle_s"}
@@ -37,6 +38,23 @@ ACTIONS = {
 }
 #: Line figures that are levels, not counts: observed as they are after the step.
 LEVELS = frozenset({"pending"})
+_ANSWER = {"code", "note"}  # `note`: why there was no answer
+_NETWORK = _ANSWER | {"status", "queued"}
+#: What each action observes (besides the line figures): what `expect` may name.
+OBSERVED = {
+    "sign_on": _NETWORK,
+    "sign_off": _NETWORK,
+    "echo": _NETWORK,
+    "wait": _NETWORK,
+    "enroll": _ANSWER | {"new", "member_code", "balance", "display", "rl"},
+    "inquiry": _ANSWER | {"otp_required", "quote", "discount", "net", "balance", "tier",
+                          "display", "rl", "screen"},
+    "sale": {"inquiry", "otp_asked", "bank", "advice", "advice_answered", "gross", "amount",
+             "discount", "earned", "balance", "tier", "display", "receipt", "quote", "screen"},
+    "reverse": _ANSWER | {"screen"},
+    "link_card": {"code", "output"},
+}
+SUFFIXES = ("_min", "_max", "_contains")
 
 
 class ScenarioError(ValueError):
@@ -126,6 +144,8 @@ def parse(doc: dict[str, Any], default_name: str = "scenario") -> Scenario:
         if not isinstance(raw.get("expect", {}), dict) or not isinstance(raw.get("faults", {}),
                                                                          dict):
             raise ScenarioError(f"step {i} ({action}): `expect` and `faults` are tables")
+        _check_expect(raw.get("expect", {}), action,
+                      f"step {i}" + (f" {raw['name']!r}" if "name" in raw else ""))
         faults = raw.get("faults", {})
         try:
             FaultPlan().update(faults)
@@ -136,6 +156,28 @@ def parse(doc: dict[str, Any], default_name: str = "scenario") -> Scenario:
                           str(raw.get("name", f"{i}: {action}"))))
     return Scenario(str(doc.get("name", default_name)), dict(doc.get("terminal", {})),
                     list(cards), dict(doc.get("faults", {})), steps)
+
+
+def _check_expect(expect: dict[str, Any], action: str, where: str) -> None:
+    """Every `expect` key names something the action observes, with a fitting value:
+    checked when the file is read, before a frame is sent."""
+    known = OBSERVED[action] | LINE_FIGURES
+    for key, want in expect.items():
+        base, suffix = key, ""
+        for end in SUFFIXES:
+            if key.endswith(end) and key[: -len(end)] in known:
+                base, suffix = key[: -len(end)], end
+                break
+        if base not in known:
+            raise ScenarioError(
+                f"{where} ({action}): expect key {key!r} is not observed by {action}; "
+                f"known: {', '.join(sorted(OBSERVED[action]))}, the line figures "
+                f"({', '.join(sorted(LINE_FIGURES))}), each also with {', '.join(SUFFIXES)}")
+        if suffix in ("_min", "_max") and (isinstance(want, bool)
+                                           or not isinstance(want, int | float)):
+            raise ScenarioError(f"{where} ({action}): expect {key!r} needs a number")
+        if suffix == "_contains" and not isinstance(want, str):
+            raise ScenarioError(f"{where} ({action}): expect {key!r} needs a string")
 
 
 TERMINAL_KEYS = {"terminal_id": str, "merchant_id": str, "mac_key": str,
@@ -320,16 +362,19 @@ class Runner:
         if step.action == "enroll":
             return observe_exchange(t.enroll(p["phone"], p.get("referrer")))
         if step.action == "inquiry":
-            return observe_exchange(t.inquire(p["amount"], phone=p.get("phone"),
-                                              card=p.get("card"), redeem=p.get("redeem"),
-                                              otp=p.get("otp")))
+            ex = t.inquire(p["amount"], phone=p.get("phone"), card=p.get("card"),
+                           redeem=p.get("redeem"), otp=p.get("otp"))
+            return {**observe_exchange(ex), "screen": t.display}
         if step.action == "sale":
             return self._sale(step)
         if step.action == "reverse":
             sale = self.sales.get(p["sale"])
             if sale is None:
                 raise ScenarioError(f"no earlier sale with id {p['sale']!r}")
-            return observe_exchange(t.reverse(sale))
+            ex = t.reverse(sale)
+            if ex is None:  # not approved or already reversed: nothing was sent
+                return {"code": "refused", "screen": t.display}
+            return {**observe_exchange(ex), "screen": t.display}
         if step.action == "wait":
             return self._wait(float(p.get("seconds", 0)), p.get("until_queued"))
         if step.action == "link_card":
@@ -359,7 +404,7 @@ class Runner:
                                     otp_provider=otp)
         if "id" in p:
             self.sales[str(p["id"])] = result
-        return observe_sale(result)
+        return {**observe_sale(result), "screen": self.terminal.display}
 
     def _wait(self, seconds: float, until_queued: int | None) -> dict[str, Any]:
         """Sleep, or echo until the agent's QD falls to `until_queued` (within `seconds`)."""

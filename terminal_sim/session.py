@@ -20,6 +20,14 @@ from terminal_sim.terminal import Terminal, TerminalConfig
 from terminal_sim.traffic import TrafficTap
 
 REQUEST_MTIS = ("0800", "0100", "0220", "0420")
+_WIRE = tuple(f"{kind}_{d}" for kind in ("frames", "acks", "naks", "bad_frames")
+              for d in ("sent", "received"))
+_MESSAGES = (*(f"sent_{m}" for m in REQUEST_MTIS),
+             *(f"received_{int(m) + 10:04d}" for m in REQUEST_MTIS))
+_FAULTS = ("corrupted", "acks_dropped", "stalled", "noisy", "responses_lost",
+           "repeats_answered_alike", "echoes")
+#: Every figure `Session.stats` gives: a scenario's `expect` may name any of them.
+LINE_FIGURES = frozenset((*_FAULTS, *_WIRE, *_MESSAGES, "pending"))
 
 
 def open_transport(serial: str | None = None, connect: str | None = None,
@@ -83,12 +91,7 @@ class Session:
         what went over the wire (`frames_sent`, `naks_received`, `sent_0220` ...).
         `pending` (advices still unanswered) is a level, the rest are counts."""
         st = self.faulty.stats
-        wire = {f"{kind}_{d}": self.tap.counts[f"{kind}_{d}"]
-                for kind in ("frames", "acks", "naks", "bad_frames")
-                for d in ("sent", "received")}
-        wire.update({f"sent_{m}": self.tap.counts[f"sent_{m}"] for m in REQUEST_MTIS})
-        wire.update({f"received_{int(m) + 10:04d}": self.tap.counts[f"received_{int(m) + 10:04d}"]
-                     for m in REQUEST_MTIS})
+        wire = {name: self.tap.counts[name] for name in (*_WIRE, *_MESSAGES)}
         return {"corrupted": st.corrupted, "acks_dropped": st.acks_dropped,
                 "stalled": st.stalled, "noisy": st.noisy,
                 "responses_lost": self.channel.responses_lost,

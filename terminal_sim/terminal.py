@@ -99,10 +99,34 @@ class SaleResult:
     receipt: Any = None
     reversed: bool = False
     otp_asked: bool = False
+    #: What the display told a customer whose number is not a member ("" if a member).
+    not_member: str = ""
 
     @property
     def approved(self) -> bool:
         return self.authorisation.approved
+
+
+@dataclass
+class Quote:
+    """A sale before the bank card: what the customer sees and agrees to pay."""
+
+    amount: int
+    net: int
+    discount: int
+    inquiry: Exchanged | None
+    quote_id: str | None
+    phone: str | None
+    card: str | None
+    otp_asked: bool = False
+    not_member: str = ""
+
+
+def not_member_text(card: bool = False) -> str:
+    """Response 14 on an inquiry: the customer is told, and how to join."""
+    who = "این کارت" if card else "این شماره"
+    return (f"{who} عضو باشگاه نیست. برای عضویت، در صفحه اول کلید «باشگاه» را بزنید "
+            "و شماره موبایل را وارد کنید")
 
 
 @dataclass
@@ -237,19 +261,23 @@ class Terminal:
         req = messages.InquiryRequest(self.header(), amount, phone=phone, card=card,
                                       redeem=redeem, otp=otp)
         ex = self.send(req, self.config.inquiry_timeout)
-        if ex.response is not None and ex.response.display:
+        if ex.code == ResponseCode.UNKNOWN_MEMBER:
+            self._event("display", not_member_text(card=bool(card) and not phone))
+        elif ex.response is not None and ex.response.display:
             self._event("display", ex.response.display)
         return ex
 
     @_one_at_a_time
-    def sale(self, amount: int, pan: str, pin: str, *, phone: str | None = None,
-             card: str | None = None, redeem: int | None = None,
-             otp_provider: Callable[[], str | None] | None = None) -> SaleResult:
-        """One purchase from the cashier's amount to the printed receipt."""
+    def quote(self, amount: int, *, phone: str | None = None, card: str | None = None,
+              redeem: int | None = None,
+              otp_provider: Callable[[], str | None] | None = None) -> Quote:
+        """What the customer is shown before the bank card: the club's discount and the
+        amount to pay (the inquiry, with its one-time code when the club asks for one)."""
         self.flush_pending()
         inquiry: Exchanged | None = None
         quote_id: str | None = None
-        net, discount, otp_asked = amount, 0, False
+        net, discount, otp_asked, not_member = amount, 0, False, ""
+        notice = ""
         if phone or card:
             inquiry = self.inquire(amount, phone=phone, card=card, redeem=redeem)
             r = inquiry.response
@@ -264,35 +292,72 @@ class Terminal:
                     r = inquiry.response
             if r is not None and r.code == ResponseCode.APPROVED and r.quote_id:
                 quote_id, discount, net = r.quote_id, r.discount or 0, r.net or amount
+                notice = r.display or ""
             elif r is None or r.code == ResponseCode.BACKEND_UNREACHABLE:
-                self._event("display", "باشگاه در دسترس نیست؛ پرداخت کامل")
+                notice = "باشگاه در دسترس نیست؛ پرداخت کامل"
             elif r.code == ResponseCode.WRONG_OTP:
-                self._event("display", "کد یکبار مصرف نادرست است؛ پرداخت کامل")
+                notice = "کد یکبار مصرف نادرست است؛ پرداخت کامل"
             elif r.code == ResponseCode.UNKNOWN_MEMBER:  # not a member: nothing to record
+                notice = not_member = not_member_text(card=bool(card) and not phone)
                 phone = card = None
-        self._event("display", f"مبلغ قابل پرداخت: {rials(net)}")
+        lines = [notice] if notice else []
+        if discount:
+            lines += [f"مبلغ خرید: {rials(amount)}", f"تخفیف باشگاه: {rials(discount)}"]
+        lines.append(f"مبلغ قابل پرداخت: {rials(net)}")
+        self._event("display", "\n".join(lines))
+        return Quote(amount, net, discount, inquiry, quote_id, phone, card, otp_asked,
+                     not_member)
+
+    @_one_at_a_time
+    def pay(self, quote: Quote, pan: str, pin: str) -> SaleResult:
+        """The bank card for the quoted amount, then the purchase advice and the receipt."""
+        net = quote.net
         auth = self.bank.charge(pan, pin, net)
         self._event("bank", f"{auth.code} {auth.reason} rrn={auth.rrn}")
         header = self.header()
         advice_ex: Exchanged | None = None
         answered = False
-        if quote_id or phone or card:
+        if quote.quote_id or quote.phone or quote.card:
             req = messages.PurchaseAdvice(
-                header, net, auth.rrn, auth.auth_code, auth.code, amount, quote_id=quote_id,
-                phone=None if quote_id else phone, card=None if quote_id else card,
-                pan=mask_pan(pan))
+                header, net, auth.rrn, auth.auth_code, auth.code, quote.amount,
+                quote_id=quote.quote_id, phone=None if quote.quote_id else quote.phone,
+                card=None if quote.quote_id else quote.card, pan=mask_pan(pan))
             advice_ex, answered = self._advise(req, "purchase advice")
-        result = SaleResult(net, amount, discount, inquiry, auth, advice_ex, answered,
-                            header.stan, header.transmitted_at, quote_id, phone, card,
-                            otp_asked=otp_asked)
+        result = SaleResult(net, quote.amount, quote.discount, quote.inquiry, auth, advice_ex,
+                            answered, header.stan, header.transmitted_at, quote.quote_id,
+                            quote.phone, quote.card, otp_asked=quote.otp_asked,
+                            not_member=quote.not_member)
         result.receipt = self._sale_receipt(result)
         self.printer.print(result.receipt)
-        self._event("display", "تراکنش موفق" if auth.approved else f"رد شد: {auth.reason}")
+        if auth.approved:
+            self._event("display", "\n".join(filter(None, ["تراکنش موفق", quote.not_member])))
+        else:
+            self._event("display", f"رد شد: {auth.reason}")
         return result
 
     @_one_at_a_time
-    def reverse(self, sale: SaleResult) -> Exchanged:
-        """Undo a purchase: money back to the card, loyalty effects undone by the 0420."""
+    def sale(self, amount: int, pan: str, pin: str, *, phone: str | None = None,
+             card: str | None = None, redeem: int | None = None,
+             otp_provider: Callable[[], str | None] | None = None) -> SaleResult:
+        """One purchase from the cashier's amount to the printed receipt."""
+        quote = self.quote(amount, phone=phone, card=card, redeem=redeem,
+                           otp_provider=otp_provider)
+        return self.pay(quote, pan, pin)
+
+    @_one_at_a_time
+    def reverse(self, sale: SaleResult) -> Exchanged | None:
+        """Undo a purchase: money back to the card, loyalty effects undone by the 0420.
+
+        Only an approved purchase took money, so only it can be reversed (once); for any
+        other the display says why and nothing is sent (None).
+        """
+        if not sale.approved:
+            self._event("display", "برگشت ممکن نیست: این خرید پرداخت نشده بود "
+                                   f"({sale.authorisation.reason})")
+            return None
+        if sale.reversed:
+            self._event("display", "برگشت ممکن نیست: این خرید قبلا برگشت خورده است")
+            return None
         self.flush_pending()
         header = self.header(stan=sale.stan)
         req = messages.ReversalAdvice(
@@ -302,8 +367,7 @@ class Terminal:
         ex, _answered = self._advise(req, "reversal advice")
         self._event("display", "خرید برگشت خورد" if ex.code == ResponseCode.APPROVED
                     else f"برگشت: پاسخ {ex.code or 'نیامد'}")
-        if sale.authorisation.approved:
-            self.bank.refund(sale.authorisation.pan, sale.amount)
+        self.bank.refund(sale.authorisation.pan, sale.amount)
         sale.reversed = True
         self.printer.print(format_receipt(
             title="برگشت خرید", at=self.clock.now(), terminal_id=self.config.terminal_id,
@@ -363,4 +427,4 @@ class Terminal:
         return format_receipt(title="رسید خرید", at=self.clock.now(),
                               terminal_id=self.config.terminal_id,
                               merchant_id=self.config.merchant_id, stan=s.stan, rows=rows,
-                              loyalty=loyalty if s.approved else "")
+                              loyalty=loyalty if s.approved else "", footer=s.not_member)

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from textual.app import App, ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
-from textual.widgets import Button, Footer, Header, Log, Static
+from textual.widgets import Button, Footer, Header, RichLog, Static
 
 from protocols.persian import persian_digits
 from terminal_sim.flow import CANCEL, CARD, MEMBER, SKIP, Action, Flow
@@ -39,7 +39,7 @@ class TerminalApp(App[None]):
     TITLE = "loyalty-sim"
     CSS = """
     #left { width: 44; }
-    #display { height: 3; border: round green; content-align: center middle; }
+    #display { height: 6; border: round green; content-align: center middle; }
     #prompt { height: 1; }
     #entry { height: 3; border: round white; }
     #keys { grid-size: 3; grid-gutter: 0; height: 16; }
@@ -70,15 +70,18 @@ class TerminalApp(App[None]):
                                on_event=lambda k, t: self.events.put((k, t)))
         self.session.terminal.printer.on_print = lambda r: self.events.put(("print", r.text))
         self.last_sale: Any = None
+        self.quote: Any = None
+        #: Every line written to the link pane, whole (the pane wraps them).
+        self.link_lines: list[str] = []
         self._sign_on = sign_on
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal():
             with Vertical(id="left"):
-                yield Static("", id="display")
-                yield Static(self.flow.prompt, id="prompt")
-                yield Static("", id="entry")
+                yield Static("", id="display", markup=False)
+                yield Static(self.flow.prompt, id="prompt", markup=False)
+                yield Static("", id="entry", markup=False)
                 with Grid(id="keys"):
                     for key in KEYPAD:
                         yield _key_button(LABELS.get(key, persian_digits(key)), key)
@@ -86,20 +89,22 @@ class TerminalApp(App[None]):
                     for key in (MEMBER, CARD, SKIP, CANCEL):
                         yield _key_button(LABELS[key], key)
             with Vertical():
-                yield Log(id="printer", highlight=False)
-                yield Log(id="traffic", highlight=False)
+                # wrap: a decoded frame is longer than the pane, and must be read whole
+                yield RichLog(id="printer", wrap=True, min_width=20)
+                yield RichLog(id="traffic", wrap=True, min_width=20)
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#printer", Log).border_title = "printer"
-        self.query_one("#traffic", Log).border_title = "link"
+        self.query_one("#printer", RichLog).border_title = "printer"
+        self.query_one("#traffic", RichLog).border_title = "link"
         self.query_one("#display", Static).border_title = "customer display"
         self.session.start()
-        self.set_interval(0.05, self._drain)
+        self._drain_timer = self.set_interval(0.05, self._drain)
         if self._sign_on:
             self.run_worker(self._network("001"), thread=True, group="line")
 
     def on_unmount(self) -> None:
+        self._drain_timer.stop()
         self.otp_answers.put(None)
         self.session.stop()
 
@@ -129,10 +134,17 @@ class TerminalApp(App[None]):
         self._refresh()
 
     def action_reverse(self) -> None:
-        if self.last_sale is not None and not self.last_sale.reversed:
-            sale = self.last_sale
-            self.run_worker(lambda: self.session.terminal.reverse(sale), thread=True,
-                            group="line")
+        """Reverse the last sale, from the idle screen; the terminal refuses (and says why
+        on the display) a sale that was declined or is already reversed."""
+        if self.flow.state != "idle":
+            return
+        sale = self.last_sale
+        if sale is None:
+            self.flow.show("خریدی برای برگشت نیست")
+            self._refresh()
+            return
+        self.run_worker(lambda: self.session.terminal.reverse(sale), thread=True,
+                        group="line")
 
     def action_echo(self) -> None:
         self.run_worker(self._network("301"), thread=True, group="line")
@@ -154,23 +166,30 @@ class TerminalApp(App[None]):
             return None
 
     def _run(self, action: Action) -> None:
-        t = self.session.terminal
+        t, p = self.session.terminal, action.params
+        after = "done"
         try:
             if action.kind == "enroll":
-                t.enroll(action.params["phone"])
-            else:
-                p = action.params
-                self.last_sale = t.sale(p["amount"], "6037991234567891", p["pin"],
-                                        phone=p.get("phone"), card=p.get("card"),
-                                        otp_provider=self._otp)
+                t.enroll(p["phone"])
+            elif action.kind == "quote":
+                self.quote = t.quote(p["amount"], phone=p.get("phone"), card=p.get("card"),
+                                     otp_provider=self._otp)
+                after = "quoted"
+            elif action.kind == "pay":
+                quote, self.quote = self.quote, None
+                self.last_sale = t.pay(quote, p["pan"], p["pin"])
         except Exception as exc:  # shown, not fatal: the cashier starts over
             self.events.put(("log", f"error: {exc}"))
-        self.events.put(("done", ""))
+            after = "done"
+        self.events.put((after, ""))
 
     # --- output -----------------------------------------------------------------------
+    def _link(self, text: str) -> None:
+        self.link_lines.append(text)
+        self.query_one("#traffic", RichLog).write(text)
+
     def _drain(self) -> None:
-        printer = self.query_one("#printer", Log)
-        traffic = self.query_one("#traffic", Log)
+        printer = self.query_one("#printer", RichLog)
         changed = False
         while True:
             try:
@@ -179,23 +198,23 @@ class TerminalApp(App[None]):
                 break
             changed = True
             if kind == "traffic":
-                traffic.write_line(text)
+                self._link(text)
             elif kind == "print":
-                printer.write_lines([*text.split("\n"), ""])
+                printer.write(text + "\n")
             elif kind == "display":
-                self.query_one("#display", Static).update(text)
+                self.flow.show(text)
             elif kind == "ask_otp":
                 self.flow.ask_otp()
+            elif kind == "quoted":
+                self.flow.quoted()
             elif kind == "done":
                 self.flow.done()
             else:
-                traffic.write_line(f"-- {text}")
+                self._link(f"-- {text}")
         if changed:
             self._refresh()
 
     def _refresh(self) -> None:
+        self.query_one("#display", Static).update(self.flow.display)
         self.query_one("#prompt", Static).update(self.flow.prompt)
-        text = self.flow.pad.text
-        if self.flow.state == "pin":
-            text = "*" * len(text)
-        self.query_one("#entry", Static).update(text)
+        self.query_one("#entry", Static).update(self.flow.entry)

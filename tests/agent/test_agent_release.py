@@ -51,8 +51,11 @@ def inquiry_key(stan: int = 2) -> str:
 def test_agent_journals_a_release_with_its_91(parts) -> None:
     """No answer in time: 91, and a release of that inquiry is journaled before it."""
     handler, journal, backend = parts
+    kicks: list[None] = []
+    handler.forwarder = type("F", (), {"kick": lambda self: kicks.append(None)})()
     backend.answer = None  # the backend is hung: nothing comes back
     out = answer(handler.handle(inquiry()))
+    assert kicks, "the forwarder must be woken for the release"
     assert out["39"] == "91"
     [entry] = journal.pending()
     assert entry.type == "release" and entry.key == f"{TID}:release:000002:1123194000"

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import signal
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from backend import store
+from backend import ledger, store
 from backend.cli import main
 from backend.handlers import Handler
-from tests.backend.core_helpers import ROOT, FakeClock, advice, card, phone, request
+from tests.backend.core_helpers import (
+    ROOT,
+    FakeClock,
+    TestAgent,
+    advice,
+    card,
+    phone,
+    request,
+    stop_process,
+)
 
 
 @pytest.fixture
@@ -45,11 +56,12 @@ def test_backend_cli_member_and_report(db: Path, capsys: pytest.CaptureFixture[s
     assert "balance   60,000 rials" in out and "tier      bronze" in out and "earn" in out
     assert main(["member", phone(1), "--db", str(db)]) == 0
     assert "referral" in capsys.readouterr().out
-    assert main(["report", "--db", str(db)]) == 0
+    assert main(["report", "--db", str(db), "--lang", "en"]) == 0
     out = capsys.readouterr().out
     assert "new members" in out and "credit issued" in out and "SMS sent" in out
     assert "110,000" in out  # 60,000 earned + 50,000 referral bonus
-    assert main(["report", "--db", str(db), "--from", "1405-01-01", "--to", "1405-01-02"]) == 0
+    argv = ["report", "--db", str(db), "--from", "1405-01-01", "--to", "1405-01-02"]
+    assert main([*argv, "--lang", "en"]) == 0
     assert re.search(r"^\s+purchases\s+0$", capsys.readouterr().out, re.M)
 
 
@@ -131,6 +143,11 @@ def test_backend_cli_bad_arguments_exit_2_and_change_nothing(
         ("[[offers]]\nname = 'a'\npercent = 2\n", "until"),
         ("[sms]\nsender = 'pigeon'\n", "sms.sender"),
         ("[bogus]\n", "bogus"),
+        (
+            "[[offers]]\nname = 'a'\npercent = 2\nuntil = 2099-01-01\ntarget = 'tier:platinum'\n",
+            "offers[0].target: offer: target 'tier:platinum' names no tier of the program "
+            "(known tiers: bronze, silver, gold)",
+        ),
     ],
 )
 def test_backend_cli_broken_config_exit_2(
@@ -209,13 +226,282 @@ def test_backend_report_counts_returning_members(tmp_path: Path) -> None:
         h.handle(request("enroll", {"phone": phone(n)}))
     h.handle(advice(amount=500_000, occurred_at=clock.iso(), phone=phone(1)))
     h.handle(advice(amount=700_000, occurred_at=clock.iso(), phone=phone(2)))
-    assert report.summary(conn, since=None, until=None)["returning_members"] == 0
+    assert report.summary(conn, since=None, until=None).returning_members == 0
     clock.jump(hours=1)
     h.handle(advice(amount=300_000, occurred_at=clock.iso(), phone=phone(1)))
     figures = report.summary(conn, since=None, until=None)
-    assert figures["returning_members"] == 1 and figures["purchases"] == 3
+    assert figures.returning_members == 1 and figures.purchases == 3
     later = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
-    assert report.summary(conn, since=later, until=None)["returning_members"] == 1
-    text = report.render(figures, since=later, until=None)
-    assert "2026-11-23 13:00 Tehran time" in text
+    assert report.summary(conn, since=later, until=None).returning_members == 1
     conn.close()
+
+
+# --- offer targets name a tier of the program in use ------------------------------------
+
+
+def test_backend_cli_offer_target_must_name_a_known_tier(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["offer", "add", "VIP", "--percent", "2", "--until", "2099-01-01", "--db", str(db)]
+    before = _digest(db)
+    assert main([*args, "--target", "tier:platinum"]) == 2
+    err = capsys.readouterr().err
+    assert "tier:platinum" in err and "known tiers: bronze, silver, gold" in err
+    assert _digest(db) == before
+    # the program in use is the config's: its own tier names, and only those
+    cfg = tmp_path / "backend.toml"
+    cfg.write_text(
+        "[[program.tiers]]\nname = 'regular'\nmin_spend = 0\ncashback_percent = 2\n"
+        "[[program.tiers]]\nname = 'vip'\nmin_spend = 1000\ncashback_percent = 9\n"
+    )
+    assert main([*args, "--config", str(cfg), "--target", "tier:gold"]) == 2
+    assert "known tiers: regular, vip" in capsys.readouterr().err
+    assert _digest(db) == before
+    assert main([*args, "--config", str(cfg), "--target", "tier:vip"]) == 0
+    assert "for tier:vip" in capsys.readouterr().out
+
+
+# --- a date that does not exist is not a badly written one -------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["member", phone(1), "--birthday", "1990-02-30"], "month 2 of 1990 has 28 days"),
+        (["member", phone(1), "--birthday", "02-30"], "month 2 has at most 29 days"),
+        (["member", phone(1), "--birthday", "1990-13-01"], "there is no month 13"),
+        (["member", phone(1), "--birthday", "11-00"], "there is no day 0"),
+        (["member", phone(1), "--birthday", "1404-12-30"], "Jalali year 1404 has 29 days"),
+        (["report", "--from", "2026-02-29"], "month 2 of 2026 has 28 days"),
+    ],
+)
+def test_backend_cli_a_date_that_does_not_exist_is_named_so(
+    db: Path, argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _digest(db)
+    assert main([*argv, "--db", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert "that date does not exist" in err and needle in err, err
+    assert "use YYYY-MM-DD" not in err and "is not a date" not in err
+    assert _digest(db) == before
+
+
+@pytest.mark.parametrize("text", ["1990/02", "1990-02-3x", "birthday", "1-2-3-4"])
+def test_backend_cli_a_badly_written_birthday_asks_for_the_format(
+    db: Path, text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["member", phone(1), "--birthday", text, "--db", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert "use YYYY-MM-DD or MM-DD" in err and "does not exist" not in err
+
+
+@pytest.mark.parametrize(
+    "text, stored", [("02-29", "02-29"), ("1403-12-30", "2025-03-20"), ("1990-2-28", "1990-02-28")]
+)
+def test_backend_cli_birthdays_that_exist_are_taken(
+    db: Path, text: str, stored: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["member", phone(1), "--birthday", text, "--db", str(db)]) == 0
+    assert f"birthday  {stored}" in capsys.readouterr().out
+
+
+# --- linking a card twice ----------------------------------------------------------------
+
+
+def test_backend_cli_linking_a_card_again_is_a_no_op(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--db", str(db)]
+    assert main(["card", "add", phone(1), card(1), *args]) == 0
+    assert "linked to" in capsys.readouterr().out
+    before = _digest(db)
+    assert main(["card", "add", phone(1), card(1), *args]) == 0
+    assert f"card {card(1)} already linked to {phone(1)}" in capsys.readouterr().out
+    assert _digest(db) == before
+    # the same card to another member stays an error
+    assert main(["card", "add", phone(2), card(1), *args]) == 2
+    assert "already linked to another member" in capsys.readouterr().err
+    assert _digest(db) == before
+    # a replaced card does not come back by linking it again
+    assert main(["card", "replace", card(1), card(2), *args]) == 0
+    before = _digest(db)
+    assert main(["card", "add", phone(1), card(1), *args]) == 2
+    assert "was replaced" in capsys.readouterr().err
+    assert _digest(db) == before
+
+
+# --- every command in a pipe -------------------------------------------------------------
+
+
+def _backend(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "backend", *argv]
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(ROOT))
+
+
+PIPED = [
+    ["member", phone(1)],
+    ["report"],
+    ["report", "--lang", "en", "--format", "csv"],
+    ["report", "--format", "json"],
+    ["offer", "list"],
+    ["offer", "add", "P", "--amount", "5", "--until", "2099-01-01"],
+    ["card", "add", phone(1), card(7)],
+    ["adjust", phone(1), "100", "--reason", "pipe"],
+]
+
+
+@pytest.mark.parametrize("argv", PIPED, ids=lambda a: " ".join(a[:2]))
+def test_backend_cli_a_reader_that_went_away_ends_the_command_quietly(
+    db: Path, argv: list[str]
+) -> None:
+    """stdout a real pipe whose reader has already gone: every write fails with EPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            _backend(*argv, "--db", str(db)),
+            cwd=ROOT,
+            env=_env(),
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert done.stderr == "", done.stderr
+    assert done.returncode == 128 + signal.SIGPIPE
+
+
+def test_backend_cli_member_piped_into_head(db: Path) -> None:
+    """`loyalty-backend member ... | head -2`: more output than the pipe holds, head stops."""
+    conn = store.connect(db)
+    member = store.member_by_phone(conn, phone(1))
+    assert member is not None
+    now = datetime.now(UTC)
+    with store.transaction(conn):
+        for i in range(3000):  # ~250 KB of ledger lines, well past a pipe's 64 KiB
+            ledger.credit(
+                conn, member.id, "adjustment", 1, f"pipe:{i}", earned_at=now,
+                expires_at=now + timedelta(days=1),
+            )
+    conn.close()
+    backend = subprocess.Popen(
+        _backend("member", phone(1), "--rows", "3000", "--db", str(db)),
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert backend.stdout is not None and backend.stderr is not None
+    head = subprocess.run(["head", "-2"], stdin=backend.stdout, capture_output=True, timeout=60)
+    backend.stdout.close()  # head has it now; the backend's writes now meet a closed pipe
+    err = backend.stderr.read().decode()
+    assert backend.wait(60) == 128 + signal.SIGPIPE
+    assert head.stdout.decode().splitlines() == [f"phone     {phone(1)}", "code      " + _code(db)]
+    assert err == "", err
+
+
+def _code(db: Path) -> str:
+    conn = store.connect(db)
+    try:
+        m = store.member_by_phone(conn, phone(1))
+        assert m is not None
+        return m.code
+    finally:
+        conn.close()
+
+
+@pytest.mark.timeout(120)
+def test_backend_cli_run_keeps_serving_when_its_stdout_reader_goes(
+    broker, tmp_path: Path
+) -> None:
+    """`loyalty-backend run ... | head -1` must not take the service down with the pipe."""
+    db = tmp_path / "loyalty.db"
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.Popen(
+            _backend(
+                "run", "--broker", broker.address, "--db", str(db), "--instance", "piped",
+                "--log-level", "WARNING",
+            ),
+            cwd=ROOT,
+            env=_env(),
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    finally:
+        os.close(write_end)
+    agent = TestAgent(broker.address)
+    try:
+        agent.wait_for(lambda: agent.status.get("piped") is True)
+        # "running as ..." went to the dead pipe right after start; the service still answers
+        assert agent.ask(request("enroll", {"phone": phone(50)})).code == "00"
+        assert stop_process(proc) == 0
+        assert proc.stderr is not None
+        err = proc.stderr.read().decode()
+        assert "Traceback" not in err and "BrokenPipe" not in err, err
+    finally:
+        stop_process(proc)
+        agent.close()
+
+
+# --- the report in the shop owner's language, and for spreadsheets and scripts ----------
+
+
+def test_backend_cli_report_is_persian_by_default(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import jdatetime
+
+    from backend.program import TEHRAN
+    from protocols.persian import persian_digits
+
+    assert main(["report", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == "گزارش باشگاه مشتریان"
+    today = jdatetime.date.fromgregorian(date=datetime.now(TEHRAN).date())
+    fa_today = persian_digits(today.strftime("%Y/%m/%d"))
+    assert lines[1] == f"از آغاز تا پایان {fa_today} (به وقت تهران)"
+    assert re.search(r"^  اعتبار داده\u200cشده \(ریال\) +۱۱۰٬۰۰۰$", out, re.M), out
+    assert re.search(r"^  عضو جدید +۲$", out, re.M), out
+    assert not re.search(r"[0-9]", out), "ASCII digits in the Persian report"
+    assert main(["report", "--db", str(db), "--from", "1405-01-01", "--to", "1405-01-02"]) == 0
+    assert "از ۱۴۰۵/۰۱/۰۱ تا پایان ۱۴۰۵/۰۱/۰۲" in capsys.readouterr().out
+
+
+def test_backend_cli_report_as_csv_and_json(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import csv
+    import json
+
+    argv = ["report", "--db", str(db), "--from", "2026-03-21", "--to", "2026-03-21"]
+    assert main([*argv, "--format", "csv"]) == 0
+    rows = list(csv.reader(capsys.readouterr().out.splitlines()))
+    assert rows[0] == ["figure", "label", "value"]
+    table = {name: (label, value) for name, label, value in rows[1:]}
+    assert table["from"] == ("از", "1405/01/01 00:00") and table["to"][1] == "1405/01/02 00:00"
+    assert table["new_members"] == ("عضو جدید", "0")
+    assert main([*argv, "--format", "csv", "--lang", "en"]) == 0
+    rows = list(csv.reader(capsys.readouterr().out.splitlines()))
+    assert ["from", "from", "2026-03-21T00:00:00+03:30"] in rows
+    assert main(["report", "--db", str(db), "--format", "json", "--lang", "en"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["from"] is None and doc["figures"]["credit_issued"] == 110_000
+    assert doc["figures"]["sales"] == 2_000_000 and doc["figures"]["new_members"] == 2
+    assert doc["labels"]["returning_members"] == "returning members"
+    assert "sales" in doc["money"] and "purchases" not in doc["money"]
+
+
+@pytest.mark.parametrize("argv", [["--lang", "de"], ["--format", "xlsx"]])
+def test_backend_cli_report_refuses_unknown_language_or_format(
+    db: Path, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", "--db", str(db), *argv])
+    assert exit_.value.code == 2 and "invalid choice" in capsys.readouterr().err

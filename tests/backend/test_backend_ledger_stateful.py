@@ -25,6 +25,7 @@ from hypothesis.stateful import (
 from backend import ledger, store
 from backend.handlers import Handler
 from backend.program import Program
+from protocols import mqtt as schema
 from protocols.mqtt import Request, Response
 from tests.backend.core_helpers import FakeClock, advice, phone, request, reversal
 
@@ -43,6 +44,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.handler = Handler(self.conn, Program(otp_threshold=50_000), clock=self.clock)
         self.members: set[str] = set()
         self.quotes: list[tuple[str, str]] = []  # (quote id, phone)
+        self.inquiry_of: dict[str, Request] = {}  # quote id -> the inquiry that made it
+        self.releases: dict[str, Response] = {}  # release key -> its first answer
         self.advices: list[Request] = []
         self.sent: list[tuple[Request, Response]] = []
         self.approved_earning: set[str] = set()  # advice keys that earned credit
@@ -91,7 +94,8 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(i=st.integers(0, 4), gross=AMOUNTS, redeem=st.one_of(st.none(), st.integers(0, 200_000)))
     def inquiry(self, i: int, gross: int, redeem: int | None) -> None:
         p = PHONES[i]
-        resp = self._do(request("inquiry", {"phone": p, "gross": gross, "redeem": redeem}))
+        inq = request("inquiry", {"phone": p, "gross": gross, "redeem": redeem})
+        resp = self._do(inq)
         if p not in self.members:
             assert resp.code == "14"
             return
@@ -108,6 +112,7 @@ class LedgerMachine(RuleBasedStateMachine):
         if redeem is not None:
             assert b["discount"] == min(redeem, gross // 2)
         self.quotes.append((b["quote_id"], p))
+        self.inquiry_of[b["quote_id"]] = inq
 
     @precondition(lambda self: self.otp_phones)
     @rule(data=st.data(), right=st.booleans())
@@ -120,17 +125,23 @@ class LedgerMachine(RuleBasedStateMachine):
         code = re.findall(r"\d{6}", text.translate(_FA))[0]
         if not right:
             code = f"{(int(code) + 1) % 1_000_000:06d}"
-        resp = self._do(request("inquiry", {"phone": p, "gross": 400_000_000, "otp": code}))
+        inq = request("inquiry", {"phone": p, "gross": 400_000_000, "otp": code})
+        resp = self._do(inq)
         if not right:
             assert resp.code in ("55", "00")  # 00 when the discount no longer needs a code
         if resp.code == "00" and not resp.body["otp_required"]:
             self.quotes.append((resp.body["quote_id"], p))
+            self.inquiry_of[resp.body["quote_id"]] = inq
             self.otp_phones.discard(p)
 
     @precondition(lambda self: self.quotes)
     @rule(data=st.data(), approved=st.booleans(), amount=AMOUNTS)
     def advice_for_quote(self, data: st.DataObject, approved: bool, amount: int) -> None:
         qid, p = data.draw(st.sampled_from(self.quotes))
+        status, discount, expires_at = self.conn.execute(
+            "SELECT status, discount, expires_at FROM quotes WHERE id = ?", (qid,)
+        ).fetchone()
+        debt_before = store.member_by_phone(self.conn, p).debt
         req = advice(
             amount=amount,
             occurred_at=self.clock.iso(),
@@ -139,8 +150,19 @@ class LedgerMachine(RuleBasedStateMachine):
         )
         resp = self._do(req)
         if resp.code == "12":  # the quote was already used by another advice
+            assert status in ("settled", "declined")
             return
         assert resp.code == "00", resp
+        redeemed, recovered, reversed_ = self.conn.execute(
+            "SELECT redeemed, recovered, reversed FROM purchases WHERE key = ?", (req.key,)
+        ).fetchone()
+        if approved and not reversed_:
+            # the advice redeems exactly the DA its terminal was given: from credit while
+            # the hold stood, and what a lapsed or released hold lost becomes a debt
+            if status == "held" and expires_at > store.ts(self.clock()):
+                assert redeemed == discount
+            debt_after = store.member_by_phone(self.conn, p).debt
+            assert debt_after == debt_before + (discount - redeemed) - recovered
         assert resp.body["balance"] == self._balance(p)
         self.advices.append(req)
         if approved and resp.body["earned"] > 0:
@@ -170,6 +192,49 @@ class LedgerMachine(RuleBasedStateMachine):
         if original.key in self.reversed:
             assert resp.body["restored"] >= 0
         self.reversed.add(original.key)
+
+    @precondition(lambda self: self.quotes)
+    @rule(data=st.data())
+    def agent_releases_a_quote(self, data: st.DataObject) -> None:
+        """The agent gave the quote up (91 sent, 0110 not delivered): only a held quote's
+        credit comes back, once; a used one is never touched."""
+        qid, p = data.draw(st.sampled_from(self.quotes))
+        inq = self.inquiry_of[qid]
+        status, discount = self.conn.execute(
+            "SELECT status, discount FROM quotes WHERE id = ?", (qid,)
+        ).fetchone()
+        before = self._balance(p)
+        req = _release(inq, qid)
+        first = self.releases.get(req.key)
+        resp = self._do(req)
+        assert resp.code == "00"
+        after = self._balance(p)
+        if first is not None:  # the agent repeats its release: the same answer, no effect
+            assert resp == first and after == before
+            return
+        self.releases[req.key] = resp
+        if status == "held":
+            # the sweep may have found it expired first (maintenance on access)
+            assert after - before in (discount, 0) and resp.body["released"] in (discount, 0)
+        else:
+            assert resp.body["released"] == 0 and after == before
+
+    @rule(i=st.integers(0, 4), gross=AMOUNTS)
+    def release_overtakes_its_inquiry(self, i: int, gross: int) -> None:
+        """A hung backend carries out an inquiry after its release: it never holds."""
+        p = PHONES[i]
+        inq = request("inquiry", {"phone": p, "gross": gross})
+        assert self._do(_release(inq, None)).code == "00"
+        held = self.conn.execute("SELECT COUNT(*) FROM quotes").fetchone()[0]
+        assert self._do(inq).code == "12"
+        assert self.conn.execute("SELECT COUNT(*) FROM quotes").fetchone()[0] == held
+
+    @precondition(lambda self: self.quotes)
+    @rule(data=st.data(), amount=AMOUNTS)
+    def advice_arrives_late(self, data: st.DataObject, amount: int) -> None:
+        """The advice waited in an agent's journal past the hold's expiry."""
+        self.clock.jump(seconds=301)
+        self.advice_for_quote(data, True, amount)
 
     @rule(i=st.integers(0, 4), amount=AMOUNTS)
     def reversal_before_advice(self, i: int, amount: int) -> None:
@@ -248,6 +313,17 @@ class LedgerMachine(RuleBasedStateMachine):
             "SELECT COUNT(*) FROM ledger WHERE kind = 'release'"
         ).fetchone()[0]
         assert released <= held_rows
+
+
+def _release(inquiry: Request, quote_id: str | None) -> Request:
+    return Request(
+        type="release",
+        id=f"release-{inquiry.id}",
+        key=schema.release_key(inquiry.key),
+        terminal_id=inquiry.terminal_id,
+        merchant_id=inquiry.merchant_id,
+        body={"inquiry_key": inquiry.key, "quote_id": quote_id, "reason": "undelivered"},
+    )
 
 
 TestLedgerMachine = LedgerMachine.TestCase

@@ -4,6 +4,7 @@ stopped by pid), the `loyalty-sim run` command itself, and the demo run once.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 
 from demo.mosquitto import free_port, wait_for_port
 from demo.stack import MAC_KEY, Stack, stop_process
+from protocols.identity import mask_phone
 from terminal_sim.scenario import Outcome, Runner, backend_command, load
 
 HERE = Path(__file__).parent
@@ -96,14 +98,46 @@ def test_demo_runs_a_whole_day(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=170)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
-    for text in ("summary of the day", "members and tiers", "credit issued",
-                 "credit redeemed", "SMS sent", "advices forwarded", "silver",
-                 "forwarded every journaled advice", str(tmp_path)):
+    # the end-of-day report is the owner's: Persian labels by default
+    for text in ("summary of the day", "members and tiers", "اعتبار داده\u200cشده",
+                 "اعتبار خرج\u200cشده", "SMS sent", "advices forwarded", "silver",
+                 "forwarded every journaled purchase", str(tmp_path)):
         assert text in out, text
     assert (tmp_path / "loyalty.sqlite").exists() and (tmp_path / "sms-outbox.jsonl").exists()
     # the loyalty card swipe: linked by the operator, then its credit off the bill
     swipe = out.split("swipes his loyalty card", 1)[1].split("\n[", 4)
     assert re.search(r"discount [1-9][0-9,]*  charged", swipe[1]), swipe[:3]
-    assert re.search(r"purchase advice answered 00, earned [1-9]", swipe[2]), swipe[:3]
+    assert re.search(r"purchase advice \(0220\) answered 00: the club recorded it; "
+                     r"earned [1-9]", swipe[2]), swipe[:3]
     # the summary lists members as the club stores them, not as typed
     assert re.search(r"Sara +09123456789 +silver", out), out[-1500:]
+
+
+def test_demo_says_in_plain_words_what_the_protocol_says(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "demo.main", "--workdir", str(tmp_path),
+                           "--no-receipts"], capture_output=True, text=True, timeout=170)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert ("ST=OF QD=2: the backend is unreachable; 2 purchases are waiting in the "
+            "agent's journal") in out, out
+    # credit Sara did not earn by buying: the demo says where it came from
+    assert re.search(r"Sara's credit rose from 52,500 to 72,500 rials without buying "
+                     r"anything: the referral bonus \(20,000 rials\), because Reza, whom "
+                     r"Sara referred, made a first purchase", out), out
+    # every SMS as sent: its Persian text, the phone masked
+    records = [json.loads(line) for line in
+               (tmp_path / "sms-outbox.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert {r["kind"] for r in records} >= {"welcome", "purchase", "otp"}
+    for r in records:
+        block = "\n".join([f"SMS to {mask_phone(r['phone'])} ({r['kind']}), as sent:",
+                           *(f"      > {line}" for line in r["text"].splitlines())])
+        assert block in out, block
+    assert not re.search(r"SMS to 09[0-9]{9}", out)
+    # the end-of-day report is the operator's own command, whatever language it speaks
+    report = subprocess.run([sys.executable, "-m", "backend", "report", "--db",
+                             str(tmp_path / "loyalty.sqlite"), "--config",
+                             str(tmp_path / "backend.toml")],
+                            capture_output=True, text=True, timeout=60)
+    assert report.returncode == 0, report.stderr
+    section = out.split("end-of-day report (loyalty-backend report):\n", 1)[1]
+    assert section.startswith(report.stdout.rstrip()), (section[:800], report.stdout)

@@ -144,6 +144,21 @@ def test_declined_sale_still_advises_to_release_hold() -> None:
     assert agent.seen[-1]["39"] == INSUFFICIENT_FUNDS
     assert "رد شد" in sale.receipt.text
     assert "مبلغ پرداختی" not in sale.receipt.text  # nothing was paid
+    assert term.display == "رد شد: موجودی کافی نیست"
+    seen, printed = len(agent.seen), len(term.printer.receipts)
+    assert term.reverse(sale) is None  # no money was taken: nothing to give back
+    assert "برگشت ممکن نیست" in term.display and "موجودی کافی نیست" in term.display
+    assert len(agent.seen) == seen and len(term.printer.receipts) == printed
+    assert not sale.reversed
+
+
+def test_a_purchase_is_reversed_once() -> None:
+    term, agent, _ = make()
+    sale = term.sale(50_000, PAN, "1234", phone="09121234567")
+    ex = term.reverse(sale)
+    assert ex is not None and ex.code == "00" and term.display == "خرید برگشت خورد"
+    assert term.reverse(sale) is None and "قبلا برگشت" in term.display
+    assert [f["t"] for f in agent.seen].count("0420") == 1
 
 
 def test_anonymous_sale_sends_no_loyalty_message() -> None:
@@ -156,6 +171,8 @@ def test_unknown_member_pays_in_full_without_advice() -> None:
     term, agent, _ = make()
     sale = term.sale(50_000, PAN, "1234", phone="09350000000")
     assert sale.approved and sale.discount == 0 and sale.advice is None
+    assert "عضو باشگاه نیست" in term.display and "عضو باشگاه نیست" in sale.receipt.text
+    assert all(len(line) <= 32 for line in sale.receipt.lines[-3:])  # wrapped to the paper
     assert [f["t"] for f in agent.seen] == ["0100"]
 
 

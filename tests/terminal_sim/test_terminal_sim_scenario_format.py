@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
+from firmware_bridge.transports import FdTransport, open_pty
 from terminal_sim.cli import main
 from terminal_sim.scenario import ScenarioError, line_delta, load, parse
+from terminal_sim.session import LINE_FIGURES, Session
+from terminal_sim.terminal import TerminalConfig
 
 SCENARIOS = Path(__file__).parents[2] / "terminal_sim" / "scenarios"
 
@@ -30,6 +34,14 @@ SCENARIOS = Path(__file__).parents[2] / "terminal_sim" / "scenarios"
     ({"terminal": {"mac_key": "zz"}, "step": [{"do": "echo"}]}, "mac_key"),
     ({"terminal": {"colour": 1}, "step": [{"do": "echo"}]}, "unknown key"),
     ({"bank": {"card": [{"pan": "12"}]}, "step": [{"do": "echo"}]}, "16-19 digits"),
+    ({"step": [{"do": "echo", "expect": {"colour": 1}}]}, r"step 1 \(echo\).*'colour'"),
+    ({"step": [{"do": "echo"}, {"do": "sale", "amount": 5, "name": "big one",
+                                "expect": {"earnd_min": 1}}]},
+     r"step 2 'big one' \(sale\): expect key 'earnd_min' is not observed"),
+    ({"step": [{"do": "echo", "expect": {"earned": 1}}]}, "'earned' is not observed by echo"),
+    ({"step": [{"do": "sale", "amount": 5, "expect": {"earned_min": "1"}}]}, "needs a number"),
+    ({"step": [{"do": "sale", "amount": 5, "expect": {"receipt_contains": 1}}]},
+     "needs a string"),
 ])
 def test_bad_scenarios_are_refused(doc: dict, words: str) -> None:
     with pytest.raises((ScenarioError, ValueError), match=words):
@@ -92,3 +104,31 @@ def test_line_figures_are_per_step() -> None:
     after = {"frames_sent": 6, "naks_received": 1, "pending": 1, "code": "00"}
     assert line_delta(before, after) == {"frames_sent": 2, "naks_received": 0, "pending": 1,
                                          "code": "00"}
+
+
+def test_expect_keys_are_checked_before_anything_is_sent(tmp_path: Path, capsys) -> None:
+    """Exit 2 naming the step and the key, before the line is even opened."""
+    bad = tmp_path / "late.toml"
+    bad.write_text('[[step]]\ndo = "echo"\n\n[[step]]\nname = "buy"\ndo = "sale"\n'
+                   'amount = 5\nexpect = { bank = "00", discont = 1 }\n', encoding="utf-8")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        assert main(["run", str(bad), "--connect", f"127.0.0.1:{port}"]) == 2
+        err = capsys.readouterr().err
+        assert "step 2 'buy' (sale)" in err and "'discont'" in err, err
+        with pytest.raises(BlockingIOError):  # main has returned: no connection was made
+            listener.accept()
+
+
+def test_every_line_figure_may_be_expected() -> None:
+    """The names `expect` accepts are the names `Session.stats` gives."""
+    pty = open_pty()
+    try:
+        session = Session(FdTransport(pty.master), TerminalConfig(), periodic_echo=False)
+        assert set(session.stats()) == LINE_FIGURES
+        assert parse({"step": [{"do": "echo", "expect": dict.fromkeys(LINE_FIGURES, 0)}]})
+    finally:
+        pty.close()
