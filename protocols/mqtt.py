@@ -255,8 +255,9 @@ def _load(payload: bytes | str) -> dict:
         raise SchemaError(f"payload is not JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise SchemaError("payload must be a JSON object")
-    if doc.get("v") != VERSION:
-        raise SchemaError(f"unsupported schema version {doc.get('v')!r}")
+    v = doc.get("v")
+    if type(v) is not int or v != VERSION:  # JSON true == 1 in Python: not a version
+        raise SchemaError(f"unsupported schema version {v!r}")
     if doc.get("type") not in REQUEST_TYPES:
         raise SchemaError(f"unknown message type {doc.get('type')!r}")
     for name in ("id", "key"):

@@ -3,7 +3,8 @@
 Encoding and decoding use the third-party `pyiso8583` with the field table of
 PROTOCOL.md 3.1; framing, ACK/NAK and the MAC are done here from the text of the
 protocol, so the agent is checked against code it does not share. Also: starting the
-agent and the backend as subprocesses, each stopped by its own pid.
+agent and the backend as subprocesses, each stopped by its own pid, and a paho client that
+records what the broker routes (what the tests wait for instead of sleeping).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 import tty
 from collections.abc import Mapping
@@ -21,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import iso8583 as pyiso
+import paho.mqtt.client as paho
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.cmac import CMAC
+from paho.mqtt.enums import CallbackAPIVersion
 
 from demo.mosquitto import stop_process
 
@@ -207,6 +211,33 @@ class Terminal:
         sent = self.send_frame(encode(fields))
         raw, got = self.receive(stan=fields.get("11"))
         return decode(raw), got - sent
+
+
+# --- the broker's side ---------------------------------------------------------------------
+class Listener:
+    """A paho client that records every message it is allowed to see, once subscribed."""
+
+    def __init__(self, port: int, topics: list[str], user: str | None = None,
+                 password: str | None = None) -> None:
+        self.got: list[tuple[str, bytes]] = []
+        self.ready = threading.Event()
+        c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        if user is not None:
+            c.username_pw_set(user, password)
+        c.on_connect = lambda cl, u, f, rc, p: cl.subscribe([(t, 1) for t in topics])
+        c.on_subscribe = lambda *a: self.ready.set()
+        c.on_message = lambda cl, u, m: self.got.append((m.topic, m.payload))
+        c.connect("127.0.0.1", port)
+        c.loop_start()
+        self.client = c
+        assert self.ready.wait(10)
+
+    def payloads(self, topic: str) -> list[bytes]:
+        return [p for t, p in list(self.got) if t == topic]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
 
 
 # --- processes ---------------------------------------------------------------------------

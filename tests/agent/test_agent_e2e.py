@@ -11,13 +11,9 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from demo.mosquitto import Mosquitto, free_port
 from protocols import mqtt
@@ -26,6 +22,7 @@ from tests.agent.agent_terminal import (
     MID,
     REPO,
     TID,
+    Listener,
     Terminal,
     decode,
     encode,
@@ -42,13 +39,6 @@ from tests.agent.agent_terminal import (
 pytestmark = pytest.mark.slow
 
 PHONE = "09121234567"
-
-
-@pytest.fixture
-def term() -> Iterator[Terminal]:
-    t = Terminal()
-    yield t
-    t.close()
 
 
 def purchases(db: Path, key_part: str) -> int:
@@ -135,6 +125,7 @@ def test_every_message_kind_mac_and_repeats(tmp_path: Path, broker: Mosquitto, t
 
 def test_backend_down_then_kill_9_then_exactly_once(tmp_path: Path, broker: Mosquitto,
                                                    term) -> None:
+    traffic = Listener(broker.port, [mqtt.request_topic(TID), mqtt.response_topic(TID)])
     backend = start_backend(tmp_path, broker.address)
     agent = start_agent(tmp_path, broker.address, term.path)
     db = tmp_path / "backend.db"
@@ -179,9 +170,12 @@ def test_backend_down_then_kill_9_then_exactly_once(tmp_path: Path, broker: Mosq
         wait_for(lambda: status(term, 10)["QD"] == "0", timeout=30)
         for stan in (5, 6, 8):
             assert purchases(db, f"{TID}:0220:{stan:06d}:") == 1
-        # the repeated advice after all that: same answer, still once at the backend
+        # the repeated advice after all that: same answer, still once at the backend, also
+        # once a later advice (forwarded after anything the repeat could have queued) is in
         assert term.ask(last) == out
-        time.sleep(0.5)
+        later = advice_fields(90, "000000000090", 100_000, 100_000, None, PHONE)
+        assert term.ask(later)["39"] == "00"
+        wait_for(lambda: purchases(db, f"{TID}:0220:000090:") == 1, timeout=30)
         assert purchases(db, f"{TID}:0220:000008:") == 1
         # killed while the forward is in flight (no waiting for EA): still exactly once
         stop(agent)
@@ -193,12 +187,22 @@ def test_backend_down_then_kill_9_then_exactly_once(tmp_path: Path, broker: Mosq
         agent.wait(10)
         agent = start_agent(tmp_path, broker.address, term.path)
         wait_for(lambda: status(term, 13)["QD"] == "0", timeout=30)
-        wait_for(lambda: purchases(db, f"{TID}:0220:000012:") == 1)
-        time.sleep(0.5)
+        # every forward of it the broker took (before the kill, and again after the restart)
+        # has been answered by the backend: only then is the count final
+        wait_for(lambda: answered(traffic, ":0220:000012:"), timeout=30)
         assert purchases(db, f"{TID}:0220:000012:") == 1
     finally:
         stop(agent)
         stop(backend)
+        traffic.close()
+
+
+def answered(traffic: Listener, key_part: str) -> bool:
+    """Whether every request whose key holds `key_part` has had its response routed."""
+    asked = {mqtt.decode_request(p).id for p in traffic.payloads(mqtt.request_topic(TID))
+             if key_part in mqtt.decode_request(p).key}
+    replied = {mqtt.decode_response(p).id for p in traffic.payloads(mqtt.response_topic(TID))}
+    return bool(asked) and asked <= replied
 
 
 def test_broker_restart(tmp_path: Path, broker: Mosquitto, term) -> None:
@@ -230,28 +234,26 @@ def test_broker_restart(tmp_path: Path, broker: Mosquitto, term) -> None:
 def test_presence_online_then_offline_on_sigterm_and_will_on_kill(tmp_path: Path,
                                                                   broker: Mosquitto,
                                                                   term) -> None:
-    seen: list[bool] = []
-    watcher = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-    watcher.on_connect = lambda c, u, f, rc, p: c.subscribe(mqtt.terminal_status_topic(TID), 1)
-    watcher.on_message = lambda c, u, m: seen.append(mqtt.decode_status(m.payload))
-    watcher.connect("127.0.0.1", broker.port)
-    watcher.loop_start()
+    watcher = Listener(broker.port, [mqtt.terminal_status_topic(TID)])
+
+    def seen() -> list[bool]:
+        return [mqtt.decode_status(p) for _, p in list(watcher.got)]
+
     agent = start_agent(tmp_path, broker.address, term.path)
     try:
-        wait_for(lambda: seen and seen[-1] is True)
+        wait_for(lambda: seen() and seen()[-1] is True)
         assert status(term, 1) == {"ST": "OF", "QD": "0"}  # broker up, but no backend
         stop(agent)
         assert agent.returncode == 0
-        wait_for(lambda: seen[-1] is False)
+        wait_for(lambda: seen()[-1] is False)
         agent = start_agent(tmp_path, broker.address, term.path)
-        wait_for(lambda: seen[-1] is True)
+        wait_for(lambda: seen()[-1] is True)
         os.kill(agent.pid, signal.SIGKILL)
         agent.wait(10)
-        wait_for(lambda: seen[-1] is False, timeout=60)  # the last will (keepalive 15 s)
+        wait_for(lambda: seen()[-1] is False, timeout=60)  # the last will (keepalive 15 s)
     finally:
         stop(agent)
-        watcher.disconnect()
-        watcher.loop_stop()
+        watcher.close()
 
 
 def test_listen_on_loopback_tcp(tmp_path: Path, broker: Mosquitto) -> None:

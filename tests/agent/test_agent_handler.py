@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +10,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.forwarder import Backoff, Forwarder
-from agent.handler import Handler
-from agent.journal import Journal
 from protocols import iso8583, mac, messages, mqtt, tlv
 from protocols.messages import Header
 
@@ -47,18 +44,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
-
-
-@pytest.fixture
-def parts(tmp_path: Path):
-    journal = Journal(tmp_path / "journal.log")
-    backend = FakeBackend()
-    handler = Handler(
-        journal=journal, backend=backend, mac_key=KEY, terminal_id=TID, merchant_id=MID,
-        monotonic=Clock(), wall=lambda: 1_800_000_000.0,
-    )
-    yield handler, journal, backend
-    journal.close()
 
 
 def header(stan: int = 1, at: str = "1123194000") -> Header:

@@ -3,21 +3,12 @@ and forwarder on a real journal file, with a fake backend port."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from agent.forwarder import Forwarder
-from agent.handler import Handler
-from agent.journal import Journal
 from protocols import iso8583, mac, messages, mqtt
 from tests.agent.test_agent_handler import (
     KEY,
-    MID,
     PHONE,
     TID,
-    Clock,
-    FakeBackend,
     answer,
     header,
     items,
@@ -25,18 +16,6 @@ from tests.agent.test_agent_handler import (
 
 QUOTE = {"otp_required": False, "quote_id": "Q1", "gross": 100_000, "discount": 30_000,
          "net": 70_000, "balance": 0, "tier": "bronze", "display": "d", "receipt": "r"}
-
-
-@pytest.fixture
-def parts(tmp_path: Path):
-    journal = Journal(tmp_path / "journal.log")
-    backend = FakeBackend()
-    handler = Handler(
-        journal=journal, backend=backend, mac_key=KEY, terminal_id=TID, merchant_id=MID,
-        monotonic=Clock(), wall=lambda: 1_800_000_000.0,
-    )
-    yield handler, journal, backend
-    journal.close()
 
 
 def inquiry(stan: int = 2) -> bytes:

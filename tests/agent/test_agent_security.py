@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import threading
-import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,12 +14,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from paho.mqtt.enums import CallbackAPIVersion
 
 from demo.mosquitto import Mosquitto
 from protocols import mqtt
 from tests.agent.agent_terminal import (
     TID,
+    Listener,
     Terminal,
     header,
     start_agent,
@@ -43,27 +42,6 @@ ACL = (
 )
 
 
-class Listener:
-    """A paho client that records every message it is allowed to see."""
-
-    def __init__(self, port: int, user: str, password: str, topics: list[str]) -> None:
-        self.got: list[tuple[str, bytes]] = []
-        self.ready = threading.Event()
-        c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-        c.username_pw_set(user, password)
-        c.on_connect = lambda cl, u, f, rc, p: cl.subscribe([(t, 1) for t in topics])
-        c.on_subscribe = lambda *a: self.ready.set()
-        c.on_message = lambda cl, u, m: self.got.append((m.topic, m.payload))
-        c.connect("127.0.0.1", port)
-        c.loop_start()
-        self.client = c
-        assert self.ready.wait(10)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 @pytest.fixture
 def secure_broker(tmp_path: Path) -> Iterator[Mosquitto]:
     b = Mosquitto(tmp_path / "broker", users=USERS, acl=ACL).start()
@@ -75,11 +53,14 @@ def secure_broker(tmp_path: Path) -> Iterator[Mosquitto]:
 
 def answer_requests(port: int) -> Listener:
     """A stand-in backend (with the backend's credentials) that enrolls everyone."""
-    backend = Listener(port, "backend", USERS["backend"], [mqtt.REQUEST_FILTER])
+    backend = Listener(port, [mqtt.REQUEST_FILTER], "backend", USERS["backend"])
 
     def on_message(cl: paho.Client, u: object, m: paho.MQTTMessage) -> None:
         backend.got.append((m.topic, m.payload))
-        req = mqtt.decode_request(m.payload)
+        try:
+            req = mqtt.decode_request(m.payload)
+        except mqtt.SchemaError:
+            return  # garbage that got through is in `got`, for the test to see
         body = {"member_code": "M1", "new": True, "balance": 0}
         resp = mqtt.Response(req.type, req.id, req.key, "00", body)
         cl.publish(mqtt.response_topic(mqtt.terminal_of_topic(m.topic)), resp.to_json(), qos=1)
@@ -95,51 +76,73 @@ def enroll(term: Terminal, stan: int) -> dict:
                      "48": tlv({"PN": "09121234567"})}, timeout=8)
 
 
-def test_one_terminal_can_neither_read_nor_answer_another(tmp_path: Path,
-                                                           secure_broker: Mosquitto) -> None:
+def test_one_terminal_can_neither_read_nor_answer_another(
+    tmp_path: Path, secure_broker: Mosquitto, term: Terminal
+) -> None:
     port = secure_broker.port
     backend = answer_requests(port)
-    spy = Listener(port, OTHER, USERS[OTHER], [f"loyalty/v1/terminal/{TID}/#",
-                                                mqtt.REQUEST_FILTER, "loyalty/v1/terminal/#"])
-    term = Terminal()
+    spy = Listener(port, [f"loyalty/v1/terminal/{TID}/#", mqtt.REQUEST_FILTER,
+                           "loyalty/v1/terminal/#"], OTHER, USERS[OTHER])
     agent = start_agent(tmp_path, secure_broker.address, term.path,
                         "--broker-username", TID, "--broker-password", USERS[TID])
     try:
         wait_for(lambda: status(term, 1)["ST"] == "ON", timeout=20)
         assert enroll(term, 2)["39"] == "00"
         assert any(t == mqtt.request_topic(TID) for t, _ in backend.got)
-        # The other terminal's credentials saw none of it (not even the retained status) ...
-        assert spy.got == []
-        # ... and cannot answer for the backend: a forged response never reaches T0000001.
-        watcher = Listener(port, "backend", USERS["backend"], [mqtt.response_topic(TID)])
+        # The other terminal's credentials cannot answer for the backend: a forged response
+        # never reaches T0000001 (and they see none of its traffic: checked at the end).
+        watcher = Listener(port, [mqtt.response_topic(TID)], "backend", USERS["backend"])
         forged = mqtt.Response("enroll", "x" * 32, "k", "00",
                                {"member_code": "EVIL", "new": True, "balance": 9})
+        # Each publish is acknowledged (QoS 1) only after the broker has routed or refused it.
         spy.client.publish(mqtt.response_topic(TID), forged.to_json(), qos=1).wait_for_publish(5)
         spy.client.publish(mqtt.request_topic(TID), b"{}", qos=1).wait_for_publish(5)
-        time.sleep(0.5)
-        assert watcher.got == []
+        # A genuine round trip after them: once its response is seen, anything the broker
+        # had let through before it would have been delivered first.
+        assert enroll(term, 3)["39"] == "00"
+        wait_for(lambda: watcher.got, timeout=10)
+        assert [mqtt.decode_response(p).body["member_code"] for _, p in watcher.got] == ["M1"]
         assert not any(p == b"{}" for _, p in backend.got)
+        assert sum(t == mqtt.request_topic(TID) for t, _ in backend.got) == 2
         watcher.close()
+        # Not even the retained status: once the spy's own topic comes through, everything
+        # the broker routed to it before is in `got`.
+        probe = f"loyalty/v1/terminal/{OTHER}/probe"
+        spy.client.publish(probe, b"probe", qos=1).wait_for_publish(5)
+        wait_for(lambda: spy.got, timeout=10)
+        assert {t for t, _ in spy.got} == {probe}
     finally:
         stop(agent)
-        term.close()
         spy.close()
         backend.close()
 
 
-def test_agent_with_another_terminals_login_gets_nothing(tmp_path: Path,
-                                                         secure_broker: Mosquitto) -> None:
+def test_agent_with_another_terminals_login_gets_nothing(
+    tmp_path: Path, secure_broker: Mosquitto, term: Terminal
+) -> None:
     backend = answer_requests(secure_broker.port)
-    term = Terminal()
     agent = start_agent(tmp_path, secure_broker.address, term.path,
                         "--broker-username", OTHER, "--broker-password", USERS[OTHER])
     try:
-        time.sleep(1.0)
-        assert enroll(term, 1)["39"] == "91"  # its requests go nowhere
-        assert not any(t == mqtt.request_topic(TID) for t, _ in backend.got)
+        # Connected: it reads the backend's presence (allowed to every login) ...
+        wait_for(lambda: status(term, 1)["ST"] == "ON", timeout=20)
+        # ... but its request on T0000001's topic is refused by the broker.
+        assert enroll(term, 2)["39"] == "91"
+        # A request on that topic with T0000001's own login, after the refused one, reaches
+        # the backend: the refused one would have been delivered before it.
+        rightful = Listener(secure_broker.port, [mqtt.response_topic(TID)], TID, USERS[TID])
+        try:
+            key = mqtt.idempotency_key(TID, "0100", "000099", "0101120000")
+            req = mqtt.Request("enroll", uuid.uuid4().hex, key, TID, "M00000000000001",
+                               {"phone": "09121234567"})
+            rightful.client.publish(mqtt.request_topic(TID), req.to_json(),
+                                    qos=1).wait_for_publish(5)
+            wait_for(lambda: rightful.got, timeout=10)  # the backend has answered it
+        finally:
+            rightful.close()
+        assert [mqtt.decode_request(p).id for _, p in backend.got] == [req.id]
     finally:
         stop(agent)
-        term.close()
         backend.close()
 
 
@@ -173,11 +176,10 @@ def _certs(folder: Path) -> tuple[Path, Path, Path]:
     return paths
 
 
-def test_tls_with_a_ca_file(tmp_path: Path) -> None:
+def test_tls_with_a_ca_file(tmp_path: Path, term: Terminal) -> None:
     certs = _certs(tmp_path)
     broker = Mosquitto(tmp_path / "broker", tls=certs).start()
     backend = answer_requests(broker.port)  # the backend stand-in on the plain port
-    term = Terminal()
     agent = start_agent(tmp_path, f"127.0.0.1:{broker.tls_port}", term.path,
                         "--broker-ca-file", str(certs[0]))
     try:
@@ -185,6 +187,5 @@ def test_tls_with_a_ca_file(tmp_path: Path) -> None:
         assert enroll(term, 2)["39"] == "00"
     finally:
         stop(agent)
-        term.close()
         backend.close()
         broker.stop()

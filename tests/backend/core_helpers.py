@@ -1,15 +1,19 @@
-"""Helpers for the backend core's tests: requests, a fake clock, an MQTT test agent."""
+"""Helpers for the backend core's tests: requests, a fake clock, an MQTT test agent, the
+SQL a call runs and its query plan."""
 
 from __future__ import annotations
 
 import itertools
 import os
 import queue
+import select
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -204,8 +208,37 @@ def start_backend(address: str, db: Path, instance: str, *extra: str) -> subproc
     )
 
 
+def wait_for_output(proc: subprocess.Popen, text: str, timeout: float = 30.0) -> str:
+    """Read `proc`'s stderr (a pipe) until `text` appears; all read so far."""
+    assert proc.stderr is not None
+    fd, seen = proc.stderr.fileno(), b""
+    deadline = time.monotonic() + timeout
+    while text.encode() not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{text!r} not in the output: {seen[-2000:]!r}"
+        if select.select([fd], [], [], left)[0]:
+            chunk = os.read(fd, 65536)
+            assert chunk, f"the process ended without {text!r}: {seen[-2000:]!r}"
+            seen += chunk
+    return seen.decode(errors="replace")
+
+
 def wait_until(pred: Any, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not pred():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def traced(conn: sqlite3.Connection, call: Callable[[], Any]) -> tuple[Any, list[str]]:
+    """What `call()` returns, and every statement it ran on `conn` (values filled in)."""
+    ran: list[str] = []
+    conn.set_trace_callback(ran.append)
+    try:
+        return call(), ran
+    finally:
+        conn.set_trace_callback(None)
+
+
+def plan(conn: sqlite3.Connection, sql: str) -> str:
+    return " | ".join(str(row[-1]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))

@@ -4,31 +4,15 @@ file with a fake clock. Each test is a case of issue 10 that failed before the f
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from backend import ledger, store
 from backend.handlers import Handler
-from backend.program import Program
 from protocols import mqtt as schema
 from protocols.mqtt import Request
 from tests.backend.core_helpers import FakeClock, advice, phone, request, reversal
 
 TID = "T0000001"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def handler(tmp_path: Path, clock: FakeClock) -> Iterator[Handler]:
-    conn = store.connect(tmp_path / "loyalty.db")
-    yield Handler(conn, Program(), shop_name="فروشگاه نمونه", clock=clock)
-    conn.close()
 
 
 def member_with_credit(h: Handler, clock: FakeClock, p: str) -> int:

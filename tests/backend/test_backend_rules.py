@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -17,18 +16,6 @@ from backend.program import Offer, Program, Purchase, RuleError, earnings
 from tests.backend.core_helpers import FakeClock, advice, card, phone, request, reversal
 
 _FA = str.maketrans("۰۱۲۳۴۵۶۷۸۹", "0123456789")
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def handler(tmp_path: Path, clock: FakeClock) -> Iterator[Handler]:
-    conn = store.connect(tmp_path / "loyalty.db")
-    yield Handler(conn, Program(), shop_name="فروشگاه نمونه", clock=clock)
-    conn.close()
 
 
 def enrol(h: Handler, p: str, referrer: str | None = None) -> str:

@@ -18,6 +18,7 @@ from tests.backend.core_helpers import (
     reversal,
     start_backend,
     stop_process,
+    wait_for_output,
     wait_until,
 )
 
@@ -213,6 +214,8 @@ def test_backend_with_password_and_acl(tmp_path: Path) -> None:
         try:
             agent.wait_for(lambda: agent.status.get("good") is True)
             assert agent.ask(request("enroll", {"phone": phone(500)})).code == "00"
+            # the wrong password was tried and refused: so "bad" never came online
+            wait_for_output(wrong, "broker refused the connection")
             assert "bad" not in agent.status
         finally:
             assert stop_process(good) == 0

@@ -380,3 +380,42 @@ def test_stop_finishes_the_sms_in_hand_and_hands_back_the_rest(tmp_path: Path) -
         assert other.run_once(T0) == 4
     finally:
         other.stop()
+
+
+class WatchedLock:
+    """A real lock that also tells when a thread has asked for it with `with lock:`."""
+
+    def __init__(self) -> None:
+        self.inner = threading.Lock()
+        self.asked = threading.Event()
+
+    def __enter__(self) -> WatchedLock:
+        self.asked.set()
+        self.inner.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.inner.release()
+
+
+def test_worker_writes_only_under_the_shared_lock(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.db"
+    queue(db, 3)
+    out = tmp_path / "sms.jsonl"
+    lock = WatchedLock()
+    worker = SmsWorker(db, FileSender(out), write_lock=lock)  # type: ignore[arg-type]
+    sent: list[int] = []
+    try:
+        with lock.inner:  # the ledger's writer is in a transaction: the worker must wait
+            runner = threading.Thread(target=lambda: sent.append(worker.run_once(T0)))
+            runner.start()
+            assert lock.asked.wait(10)  # the worker has come to the lock ...
+            # ... having claimed, sent and marked nothing before it
+            untouched = [(r["status"], r["attempts"], r["claimed_by"]) for r in rows(db)]
+            assert untouched == [("pending", 0, None)] * 3
+            assert sent == [] and not out.exists()
+        runner.join(30)
+        assert sent == [3]
+        assert [r["status"] for r in rows(db)] == ["sent"] * 3
+    finally:
+        worker.stop()

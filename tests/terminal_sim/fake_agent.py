@@ -6,9 +6,11 @@ use the real agent and backend.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from firmware_bridge.transports import PtyPair
 from protocols import iso8583, mac, messages
 
 KEY = bytes(range(16))
@@ -60,3 +62,7 @@ class FakeAgent:
         raw = iso8583.encode(resp) if fields["t"] == "0800" else mac.sign(resp, self.key)
         self.answers[key] = raw
         return raw
+
+
+#: The `far_agent` fixture (conftest.py): a new pty served by a FakeAgent, and that agent.
+FarAgent = Callable[..., tuple[PtyPair, FakeAgent]]

@@ -12,27 +12,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from firmware_bridge.driver import LinkDriver
-from firmware_bridge.transports import FdTransport, SerialTransport, open_pty
+from firmware_bridge.transports import FdTransport
 from terminal_sim.session import Session
 from terminal_sim.terminal import TerminalConfig
 
-from .fake_agent import KEY, FakeAgent
+from .fake_agent import KEY, FakeAgent, FarAgent
 
 PAN = "6037991234567891"
 
 
 @pytest.fixture
-def line() -> Iterator[tuple[Session, FakeAgent, list[tuple[str, str]]]]:
-    pty = open_pty()
-    agent = FakeAgent()
-
-    def answer(message: bytes, driver: LinkDriver) -> None:
-        raw = agent.exchange(message, "", "", 0)
-        if raw is not None:
-            driver.send(raw)
-
-    far = LinkDriver(SerialTransport(pty.path), answer, name="far").start()
+def line(far_agent: FarAgent) -> Iterator[tuple[Session, FakeAgent, list[tuple[str, str]]]]:
+    pty, agent = far_agent()
     traffic: list[tuple[str, str]] = []
     session = Session(FdTransport(pty.master), TerminalConfig(mac_key=KEY, advice_attempts=4),
                       on_traffic=lambda d, t: traffic.append((d, t)), periodic_echo=False)
@@ -41,8 +32,6 @@ def line() -> Iterator[tuple[Session, FakeAgent, list[tuple[str, str]]]]:
         yield session, agent, traffic
     finally:
         session.stop()
-        far.stop()
-        pty.close()
 
 
 def test_clean_line_sale_and_traffic_log(line) -> None:

@@ -1,30 +1,11 @@
-"""Money handling found wrong in review: each test failed before its fix."""
+"""The request handler's money paths: reversals of purchases settled short, the referral
+bonus after a reversed first purchase, pruning stored responses, the sweep's queries."""
 
 from __future__ import annotations
 
-import tomllib
-from collections.abc import Iterator
-from datetime import timedelta
-from pathlib import Path
-
-import pytest
-
-from backend import config, ledger, store
+from backend import ledger, store
 from backend.handlers import Handler
-from backend.program import Program
-from tests.backend.core_helpers import FakeClock, advice, phone, request, reversal
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def handler(tmp_path: Path, clock: FakeClock) -> Iterator[Handler]:
-    conn = store.connect(tmp_path / "loyalty.db")
-    yield Handler(conn, Program(), clock=clock, response_retention=timedelta(days=30))
-    conn.close()
+from tests.backend.core_helpers import FakeClock, advice, phone, plan, request, reversal, traced
 
 
 def member(h: Handler, p: str) -> store.Member:
@@ -117,49 +98,22 @@ def test_backend_stored_responses_pruned_in_batches_without_second_effect(
     assert handler.conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == rows
 
 
-def test_backend_retention_setting_checked() -> None:
-    assert config.parse({}).service.requests_retention_days == 30
-    doc = tomllib.loads("[service]\nrequests_retention_days = 7\n")
-    with pytest.raises(config.ConfigError, match="requests_retention_days"):
-        config.parse(doc)
-
-
-def test_backend_checkpointer_copies_the_wal_into_the_database(tmp_path: Path) -> None:
-    db = tmp_path / "loyalty.db"
-    conn = store.connect(db, autocheckpoint=False)
-    with store.transaction(conn):
-        conn.executemany(
-            "INSERT INTO members(phone, code, enrolled_at, tier) VALUES (?, ?, 0, 'bronze')",
-            ((phone(i), f"C{i:06d}") for i in range(3000)),
-        )
-    before = db.stat().st_size  # the rows are only in the WAL: no request checkpoints
-    cp = store.Checkpointer(db, interval=60).start()
-    cp.stop()  # a final checkpoint on the way out
-    assert db.stat().st_size > before + 50_000
-    conn.close()
-
-
-def test_backend_catch_up_checkpoint_lets_the_wal_start_over(tmp_path: Path) -> None:
-    db = tmp_path / "loyalty.db"
-    conn = store.connect(db, autocheckpoint=False)
-
-    def write(first: int) -> None:
-        with store.transaction(conn):
-            conn.executemany(
-                "INSERT INTO members(phone, code, enrolled_at, tier) VALUES (?, ?, 0, 'bronze')",
-                ((phone(i), f"C{i:06d}") for i in range(first, first + 500)),
-            )
-
-    def wal_frames() -> int:
-        return (db.with_name(db.name + "-wal").stat().st_size - 32) // (4096 + 24)
-
-    write(0)
-    write(500)
-    grown = wal_frames()
-    write(1000)
-    assert wal_frames() > grown  # nothing checkpoints this connection's WAL by itself
-    store.catch_up_checkpoint(conn)
-    size = db.with_name(db.name + "-wal").stat().st_size
-    write(1500)  # starts the WAL over: its file does not grow past where it was
-    assert db.with_name(db.name + "-wal").stat().st_size <= size
-    conn.close()
+def test_backend_sweep_searches_by_index_only(handler: Handler, clock: FakeClock) -> None:
+    """Every statement of the sweep, as it really runs, searches an index: none scans a
+    table (the sweep holds the write lock, and every request waits behind it)."""
+    p, q = phone(1), phone(2)
+    for who in (p, q):
+        ok(handler, request("enroll", {"phone": who}))
+        ok(handler, advice(amount=1_000_000, occurred_at=clock.iso(), phone=who))
+    ok(handler, request("inquiry", {"phone": q, "gross": 10_000}))  # a hold that lapses
+    clock.jump(days=400)
+    (holds, expired), ran = traced(handler.conn, handler.sweep)
+    assert holds == 1 and expired == 2 * 30_000
+    assert ledger.balance(handler.conn, member(handler, p).id) == 0
+    reads = [s for s in ran if s.split()[0].upper() in {"SELECT", "UPDATE", "DELETE"}]
+    assert any("FROM lots" in s and "expires_at" in s for s in reads), ran
+    for sql in reads:
+        used = plan(handler.conn, sql)
+        assert "SCAN" not in used, (sql, used)
+        if sql.startswith("SELECT member_id FROM lots"):
+            assert "USING INDEX lots_expiring" in used, (sql, used)
