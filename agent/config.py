@@ -17,6 +17,8 @@ from typing import Any
 from firmware_bridge.tcp import check_loopback
 from firmware_bridge.transports import check_baudrate
 from protocols import mqtt
+from protocols.address import parse_host_port
+from protocols.numbers import is_int
 
 
 class ConfigError(ValueError):
@@ -111,7 +113,7 @@ def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise ConfigError(f"config file {path}: unknown setting {name!r}")
         want = SETTINGS[name]
         ok = isinstance(value, want) and not isinstance(value, bool)
-        if want is float and isinstance(value, int) and not isinstance(value, bool):
+        if want is float and is_int(value):
             ok, value = True, float(value)
         if not ok:
             raise ConfigError(f"config file {path}: {name} must be a {want.__name__}")
@@ -119,11 +121,11 @@ def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     return out
 
 
-def _address(name: str, value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"{name}: {value!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)
+def _address(name: str, value: str, *, port_zero: bool = False) -> tuple[str, int]:
+    try:
+        return parse_host_port(value, port_zero=port_zero)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
 
 
 def _positive(name: str, value: float) -> float:
@@ -155,14 +157,12 @@ def build(settings: dict[str, Any]) -> AgentConfig:
         raise ConfigError(f"baud: {exc}") from None
     listen_host = listen_port = None
     if listen:
-        listen_host, listen_port = _address("listen", listen)
+        listen_host, listen_port = _address("listen", listen, port_zero=True)
         try:
             listen_host = check_loopback(listen_host)
         except ValueError as exc:
             raise ConfigError(f"listen: {exc}") from None
     broker_host, broker_port = _address("broker", settings["broker"])
-    if broker_port == 0:
-        raise ConfigError("broker: port 0 is not a broker")
     journal = Path(settings["journal"])
     _check_journal(journal)
     ca = settings.get("broker_ca_file")
@@ -176,7 +176,7 @@ def build(settings: dict[str, Any]) -> AgentConfig:
         raise ConfigError("log_format: must be text or json")
     metrics_host = metrics_port = None
     if settings.get("metrics"):
-        metrics_host, metrics_port = _address("metrics", settings["metrics"])
+        metrics_host, metrics_port = _address("metrics", settings["metrics"], port_zero=True)
         if not settings.get("metrics_allow_remote"):
             try:
                 metrics_host = check_loopback(metrics_host)

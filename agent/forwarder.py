@@ -3,7 +3,7 @@
 One thread sends the oldest pending entry, waits for its response, marks it forwarded,
 and only then moves on, so a reversal never overtakes its advice. While the backend is
 away it retries the same entry (same idempotency key, so the backend applies it once)
-with exponential backoff. `Backoff` is the pure timing rule; `Forwarder` the thread.
+with exponential backoff (protocols.backoff).
 """
 
 from __future__ import annotations
@@ -12,40 +12,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from agent.handler import BackendPort
 from agent.journal import Journal, Pending
 from protocols import mqtt
+from protocols.backoff import Backoff
+from protocols.response_codes import ResponseCode
 
 log = logging.getLogger("agent.forwarder")
 
 #: Codes after which sending the same request again cannot change the answer.
-FINAL_CODES = frozenset({"00", "12", "13", "14", "30", "51", "55"})
-
-
-@dataclass
-class Backoff:
-    """Exponential backoff: initial, doubled per failure, capped; reset on success."""
-
-    initial: float = 0.5
-    maximum: float = 60.0
-    factor: float = 2.0
-    _next: float = field(default=0.0, init=False)
-
-    def __post_init__(self) -> None:
-        if not 0 < self.initial <= self.maximum or self.factor < 1:
-            raise ValueError("backoff needs 0 < initial <= maximum and factor >= 1")
-        self._next = self.initial
-
-    def failure(self) -> float:
-        """The delay before the next attempt, after one more failure."""
-        delay = self._next
-        self._next = min(self.maximum, self._next * self.factor)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self.initial
+FINAL_CODES = frozenset(mqtt.RESPONSE_CODES) - {ResponseCode.MALFUNCTION}
 
 
 class Forwarder:
@@ -117,7 +94,7 @@ class Forwarder:
             log.warning("forward of %s %s failed (%s)", entry.type, _short(entry),
                         "no answer" if reply is None else reply.code)
             return False
-        if reply.code != "00":
+        if reply.code != ResponseCode.APPROVED:
             log.error("backend refused %s %s: %s %s", entry.type, _short(entry), reply.code,
                       reply.message)
         self.journal.mark_forwarded(entry.doc_id, reply.code)

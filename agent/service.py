@@ -13,13 +13,14 @@ import time
 from agent import memory
 from agent.backend_client import BackendClient, BrokerSettings
 from agent.config import AgentConfig
-from agent.forwarder import Backoff, Forwarder
+from agent.forwarder import Forwarder
 from agent.handler import Handler
 from agent.journal import Journal
 from agent.metrics import LinkTally, MetricsServer
 from firmware_bridge.driver import LinkDown, LinkDriver
 from firmware_bridge.tcp import TcpListener
 from firmware_bridge.transports import SerialTransport
+from protocols.backoff import Backoff
 
 log = logging.getLogger("agent")
 

@@ -24,9 +24,10 @@ import jdatetime
 
 from backend import ledger, report, report_render, store
 from backend.config import ConfigError, Settings, load
-from backend.program import TEHRAN, Offer, parse_hours, parse_weekdays
+from backend.program import Offer, parse_hours, parse_weekdays
 from protocols import servicelog
 from protocols.identity import IdentityError, normalize_card, normalize_phone
+from protocols.persian import TEHRAN, jalali
 from protocols.version import version_line
 
 PROG = "loyalty-backend"
@@ -303,8 +304,8 @@ def _birthday(text: str) -> str | None:
 
 
 def _fmt_time(value: int) -> str:
-    local = store.from_ts(value).astimezone(TEHRAN)
-    return f"{jdatetime.datetime.fromgregorian(datetime=local):%Y/%m/%d %H:%M} ({local:%Y-%m-%d})"
+    when = store.from_ts(value)
+    return f"{jalali(when)} ({when.astimezone(TEHRAN):%Y-%m-%d})"
 
 
 def _member(args: argparse.Namespace, settings: Settings) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 
 from backend.program import Offer, Program, Tier, parse_hours, parse_weekdays
 from backend.sms.senders import make_sender
+from protocols.numbers import is_number
 
 
 class ConfigError(ValueError):
@@ -73,7 +74,7 @@ def _take(
         raise ConfigError(f"{where}.{key}: expected {kinds[0].__name__}, got {value!r}")
     if not isinstance(value, kinds):
         raise ConfigError(f"{where}.{key}: expected {kinds[0].__name__}, got {value!r}")
-    if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+    if is_number(value) and value < 0:
         raise ConfigError(f"{where}.{key}: must not be negative")
     return value
 

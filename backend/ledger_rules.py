@@ -59,7 +59,3 @@ def take_back(amount: int, available: int) -> tuple[int, int]:
     taken = max(0, min(amount, available))
     return taken, amount - taken
 
-
-def recovery(debt: int, earned: int) -> int:
-    """The part of a new earning that pays off an outstanding debt."""
-    return max(0, min(debt, earned))

@@ -15,6 +15,7 @@ from typing import Any
 
 from demo.mosquitto import Mosquitto, stop_process
 from firmware_bridge.transports import FdTransport, PtyPair, open_pty
+from protocols.response_codes import ResponseCode
 from terminal_sim.bank import BankHost
 from terminal_sim.faults import FaultPlan
 from terminal_sim.session import Session
@@ -137,7 +138,8 @@ class Stack:
             self.check_alive()
             ex = session.terminal.sign_on()
             r = ex.response
-            if r is not None and r.code == "00" and (not backend or r.status == "ON"):
+            if (r is not None and r.code == ResponseCode.APPROVED
+                    and (not backend or r.status == "ON")):
                 return
             if time.monotonic() > deadline:
                 raise StackError(f"agent/backend not ready after {timeout} s: "

@@ -201,7 +201,10 @@ class LinkDriver:
                     # as a quiet line (a false stall drop or retransmission).
                     now = min(now, before + wait)
                 with self._lock:
-                    self.link.receive_data(data, now)
+                    if data:
+                        self.link.receive_data(data, now)
+                    else:
+                        self.link.tick(now)
                     acks, closed = self._flush_locked()  # ACKs go out before delivery
                     events = list(self.link.events())
                 self._handle_events(events, acks)

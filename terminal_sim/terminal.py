@@ -16,9 +16,10 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from protocols import iso8583, mac, messages
+from protocols.persian import ascii_digits
+from protocols.response_codes import ResponseCode
 from terminal_sim.bank import Authorisation, BankHost, mask_pan
 from terminal_sim.clock import Clock, local_time, transmission_time
-from terminal_sim.keypad import to_latin
 from terminal_sim.printer import Printer, format_receipt, rials
 
 #: PROTOCOL.md 3.6: 3 s for 0110, 2 s for 0230/0430/0810.
@@ -216,7 +217,7 @@ class Terminal:
     @_one_at_a_time
     def network(self, code: str) -> Exchanged:
         ex = self.send(messages.NetworkRequest(self.header(), code), self.config.network_timeout)
-        if code == "001" and ex.code == "00":
+        if code == "001" and ex.code == ResponseCode.APPROVED:
             self.signed_on = True
         return ex
 
@@ -245,8 +246,9 @@ class Terminal:
         if r is None:
             self._event("display", "باشگاه در دسترس نیست")
             return ex
-        self._event("display", r.display or ("عضو شدید" if r.code == "00" else f"خطا {r.code}"))
-        if r.code == "00":
+        approved = r.code == ResponseCode.APPROVED
+        self._event("display", r.display or ("عضو شدید" if approved else f"خطا {r.code}"))
+        if approved:
             self.printer.print(format_receipt(
                 title="عضویت باشگاه مشتریان", at=self.clock.now(),
                 terminal_id=self.config.terminal_id, merchant_id=self.config.merchant_id,
@@ -259,7 +261,7 @@ class Terminal:
         req = messages.InquiryRequest(self.header(), amount, phone=phone, card=card,
                                       redeem=redeem, otp=otp)
         ex = self.send(req, self.config.inquiry_timeout)
-        if ex.code == "14":
+        if ex.code == ResponseCode.UNKNOWN_MEMBER:
             self._event("display", not_member_text(card=bool(card) and not phone))
         elif ex.response is not None and ex.response.display:
             self._event("display", ex.response.display)
@@ -279,23 +281,23 @@ class Terminal:
         if phone or card:
             inquiry = self.inquire(amount, phone=phone, card=card, redeem=redeem)
             r = inquiry.response
-            if r is not None and r.code == "00" and r.otp_required:
+            if r is not None and r.code == ResponseCode.APPROVED and r.otp_required:
                 otp_asked = True
                 self._event("otp", "کد یکبار مصرف را وارد کنید")
                 code = otp_provider() if otp_provider else None
                 if code:
                     # The SMS prints the code in Persian digits; the keypad sends ASCII ones.
                     inquiry = self.inquire(amount, phone=phone, card=card, redeem=redeem,
-                                           otp=to_latin(code))
+                                           otp=ascii_digits(code))
                     r = inquiry.response
-            if r is not None and r.code == "00" and r.quote_id:
+            if r is not None and r.code == ResponseCode.APPROVED and r.quote_id:
                 quote_id, discount, net = r.quote_id, r.discount or 0, r.net or amount
                 notice = r.display or ""
-            elif r is None or r.code == "91":
+            elif r is None or r.code == ResponseCode.BACKEND_UNREACHABLE:
                 notice = "باشگاه در دسترس نیست؛ پرداخت کامل"
-            elif r.code == "55":
+            elif r.code == ResponseCode.WRONG_OTP:
                 notice = "کد یکبار مصرف نادرست است؛ پرداخت کامل"
-            elif r.code == "14":  # not a member: nothing for the club to record
+            elif r.code == ResponseCode.UNKNOWN_MEMBER:  # not a member: nothing to record
                 notice = not_member = not_member_text(card=bool(card) and not phone)
                 phone = card = None
         lines = [notice] if notice else []
@@ -363,7 +365,7 @@ class Terminal:
             phone=None if sale.quote_id else sale.phone,
             card=None if sale.quote_id else sale.card)
         ex, _answered = self._advise(req, "reversal advice")
-        self._event("display", "خرید برگشت خورد" if ex.code == "00"
+        self._event("display", "خرید برگشت خورد" if ex.code == ResponseCode.APPROVED
                     else f"برگشت: پاسخ {ex.code or 'نیامد'}")
         self.bank.refund(sale.authorisation.pan, sale.amount)
         sale.reversed = True

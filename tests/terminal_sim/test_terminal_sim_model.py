@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocols import iso8583, tlv
+from protocols.persian import ascii_digits, jalali, persian_digits
 from terminal_sim.bank import (
     APPROVED,
     CARD_BLOCKED,
@@ -17,8 +18,7 @@ from terminal_sim.bank import (
     BankHost,
 )
 from terminal_sim.clock import FakeClock, local_time, transmission_time
-from terminal_sim.keypad import ENTER, Keypad, KeypadError, parse_amount, to_latin
-from terminal_sim.printer import jalali
+from terminal_sim.keypad import ENTER, Keypad, KeypadError, parse_amount
 from terminal_sim.terminal import Terminal, TerminalConfig
 
 from .fake_agent import KEY, FakeAgent
@@ -41,7 +41,7 @@ def test_keypad_takes_persian_digits_as_typed() -> None:
     assert pad.press(ENTER) == ""
     with pytest.raises(KeypadError):
         pad.press("x")
-    assert to_latin("۰۹۱٢") == "0912"
+    assert ascii_digits("۰۹۱٢") == "0912"
     assert parse_amount("۱۵۰٬۰۰۰") == 150000
     for bad in ("", "0", "12a", "-5", "1" * 13):
         with pytest.raises(KeypadError):
@@ -51,9 +51,7 @@ def test_keypad_takes_persian_digits_as_typed() -> None:
 @settings(max_examples=100, deadline=None)
 @given(st.integers(min_value=1, max_value=10**12 - 1), st.booleans())
 def test_amount_round_trips_in_either_script(amount: int, persian: bool) -> None:
-    from terminal_sim.keypad import to_persian
-
-    text = to_persian(str(amount)) if persian else f"{amount:,}"
+    text = persian_digits(str(amount)) if persian else f"{amount:,}"
     assert parse_amount(text) == amount
 
 
