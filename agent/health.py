@@ -73,6 +73,9 @@ def _broker(cfg: AgentConfig, timeout: float) -> None:
     from paho.mqtt.enums import CallbackAPIVersion
 
     connected, seen_online, refused = threading.Event(), threading.Event(), []
+    # Not protocols.mqtt_client.new_client: its last will would say the terminal offline
+    # whenever this probe's connection dropped uncleanly. No will, no presence, no Nagle
+    # concern for one subscription.
     client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5,
                          client_id=f"loyalty-health-{cfg.terminal_id}-{uuid.uuid4().hex[:8]}")
     if cfg.broker_username is not None:
