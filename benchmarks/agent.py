@@ -215,14 +215,14 @@ def bench_journal(work: Path, n_existing: int, n: int) -> tuple[list[float], lis
     return ours, plain
 
 
-def bench_metrics(broker: str, work: Path, n: int, rounds: int = 2) -> dict[bool, list[float]]:
+def bench_metrics(broker: str, work: Path, n: int, rounds: int = 4) -> dict[bool, list[float]]:
     """Inquiry latencies of fresh agents without and with metrics (scraped), alternating."""
     import urllib.request
 
     out: dict[bool, list[float]] = {False: [], True: []}
     stan = 500_000
     for rnd in range(rounds):
-        for metrics in (False, True):
+        for metrics in ((False, True) if rnd % 2 == 0 else (True, False)):
             term = Pty()
             port = free_port()
             extra = ["--metrics", f"127.0.0.1:{port}"] if metrics else []
