@@ -65,12 +65,13 @@ class Agent:
             inquiry_budget=cfg.inquiry_budget,
             advice_wait=cfg.advice_wait,
         )
+        self.monotonic = time.monotonic
         self.driver: LinkDriver | None = None
         self.listener: TcpListener | None = None
         self._stop = threading.Event()
 
     def on_message(self, message: bytes, driver: LinkDriver) -> None:
-        received = time.monotonic()
+        received = self.monotonic()
         response, commit = self.handler.answer(message, received)
         # Whether the terminal may have taken the answer: a quote is released only when
         # it certainly did not (docs/agent.md, "Releases"); after a silence it may have,
@@ -79,7 +80,7 @@ class Agent:
         try:
             if response is not None:
                 driver.send(response)
-                late = time.monotonic() - received > messages.TERMINAL_INQUIRY_WAIT
+                late = self.monotonic() - received > messages.TERMINAL_INQUIRY_WAIT
                 if commit is not None and late:
                     log.warning("0110 ACKed after the terminal stopped waiting for it")
                     taken = False

@@ -4,10 +4,15 @@ and forwarder on a real journal file, with a fake backend port."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
+
+from agent import service
 from agent.forwarder import Forwarder
 from agent.handler import Handler
 from agent.journal import Journal
+from firmware_bridge.link import LinkDown
 from protocols import iso8583, mac, messages, mqtt
 from tests.agent.test_agent_handler import (
     KEY,
@@ -188,3 +193,36 @@ def test_agent_an_unanswered_release_never_holds_up_the_advices(tmp_path: Path) 
         assert journal.pending() == []
     finally:
         journal.close()
+
+
+class Line:
+    """A link driver stand-in: how the terminal's side answered the 0110."""
+
+    def __init__(self, clock: Clock, *, takes: float = 0.0, refuse: bool | None = None):
+        self.clock, self.takes, self.refuse = clock, takes, refuse
+
+    def send(self, message: bytes) -> None:
+        self.clock.t += self.takes
+        if self.refuse is not None:
+            raise LinkDown("after 3 transmissions", refused=self.refuse)
+
+
+@pytest.mark.parametrize(
+    ("line", "released"),
+    [
+        ({"refuse": True}, True),  # NAKed every time: certainly not taken
+        ({"refuse": False}, False),  # a silence: it may have been taken, ACKs lost
+        ({"takes": 3.2}, True),  # ACKed after the terminal's 3 s: it had given up
+        ({"takes": 0.5}, False),  # delivered in time
+    ],
+)
+def test_agent_releases_only_a_0110_the_terminal_certainly_did_not_take(
+    parts, line: dict, released: bool
+) -> None:
+    """Review of 10.2: after a silence the terminal may have sold with the DA."""
+    handler, journal, backend = parts
+    backend.answer = QUOTE
+    clock = handler._monotonic
+    agent = SimpleNamespace(handler=handler, monotonic=clock)
+    service.Agent.on_message(agent, inquiry(), Line(clock, **line))  # type: ignore[arg-type]
+    assert [p.type for p in journal.pending()] == (["release"] if released else [])
