@@ -18,6 +18,7 @@ from firmware_bridge.tcp import check_loopback
 from firmware_bridge.transports import check_baudrate
 from protocols import mqtt
 from protocols.address import parse_host_port
+from protocols.messages import AGENT_INQUIRY_BUDGET
 from protocols.numbers import is_int
 
 
@@ -210,8 +211,10 @@ def build(settings: dict[str, Any]) -> AgentConfig:
         metrics_port=metrics_port,
         broker_password_file=settings.get("broker_password_file") or None,
     )
-    if cfg.inquiry_budget > 2.5:
-        raise ConfigError("inquiry_budget: PROTOCOL.md 3.6 allows at most 2.5 s")
+    if cfg.inquiry_budget > AGENT_INQUIRY_BUDGET:
+        raise ConfigError(
+            f"inquiry_budget: PROTOCOL.md 3.6 allows at most {AGENT_INQUIRY_BUDGET} s"
+        )
     if not 0 <= cfg.advice_wait <= 1.5:
         raise ConfigError("advice_wait: must be between 0 and 1.5 s (the terminal waits 2 s)")
     if cfg.retry_initial > cfg.retry_max:

@@ -21,6 +21,9 @@ from protocols.response_codes import ResponseCode
 
 log = logging.getLogger("agent.forwarder")
 
+#: How long a release is worth sending: far past any hold's expiry (300 s by default).
+RELEASE_TTL = 3600.0
+
 #: Codes after which sending the same request again cannot change the answer.
 FINAL_CODES = frozenset(mqtt.RESPONSE_CODES) - {ResponseCode.MALFUNCTION}
 
@@ -35,13 +38,18 @@ class Forwarder:
         *,
         backoff: Backoff | None = None,
         request_timeout: float = 5.0,
+        release_ttl: float = RELEASE_TTL,
         monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.journal = journal
         self.backend = backend
         self.backoff = backoff or Backoff()
         self.request_timeout = request_timeout
+        self.release_ttl = release_ttl
         self._monotonic = monotonic
+        self._wall = wall
+        self._deferred: set[int] = set()  # releases that failed: tried after the rest
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._done = threading.Condition()
@@ -81,10 +89,23 @@ class Forwarder:
                 self._results.pop(doc_id, None)
 
     def step(self) -> bool | None:
-        """Forward the oldest entry once: True sent, False failed, None nothing to send."""
-        entry = self.journal.head()
+        """Forward the oldest entry once: True sent, False failed, None nothing to send.
+
+        Advices and reversals go strictly in journal order. A release needs no order
+        with them (it ends only a quote no terminal used: an advice that overtook it
+        would have settled that quote first), so one that failed steps aside and is
+        tried again once nothing else waits: a backend that cannot answer it never
+        holds up the advices behind it. A release older than `release_ttl` is dropped:
+        the hold it was for has expired by then."""
+        entry = self.journal.head(skip=self._deferred) or self.journal.head()
         if entry is None:
+            self._deferred.clear()
             return None
+        if entry.type == "release" and self._wall() - entry.at > self.release_ttl:
+            log.warning("release %s given up after %.0f s: its hold has expired anyway",
+                        entry.key, self.release_ttl)
+            self._done_with(entry, "expired")
+            return True
         if not self.backend.online():
             return False
         reply = self.backend.request(
@@ -93,17 +114,23 @@ class Forwarder:
         if reply is None or reply.code not in FINAL_CODES:
             log.warning("forward of %s %s failed (%s)", entry.type, _short(entry),
                         "no answer" if reply is None else reply.code)
+            if entry.type == "release":
+                self._deferred.add(entry.doc_id)
             return False
         if reply.code != ResponseCode.APPROVED:
             log.error("backend refused %s %s: %s %s", entry.type, _short(entry), reply.code,
                       reply.message)
-        self.journal.mark_forwarded(entry.doc_id, reply.code)
+        self._done_with(entry, reply.code)
         with self._done:
             if entry.doc_id in self._waiting:
                 self._results[entry.doc_id] = reply
                 self._done.notify_all()
         log.info("forwarded %s %s: %s", entry.type, _short(entry), reply.code)
         return True
+
+    def _done_with(self, entry: Pending, code: str) -> None:
+        self.journal.mark_forwarded(entry.doc_id, code)
+        self._deferred.discard(entry.doc_id)
 
     def _run(self) -> None:
         delay: float | None = None

@@ -32,7 +32,7 @@ MAC_MTIS = ("01", "02", "04")
 class Commit(Protocol):
     """The deferred journal write of an answer; told whether the terminal took it."""
 
-    def __call__(self, delivered: bool = True) -> None: ...
+    def __call__(self, taken: bool = True) -> None: ...
 
 
 class BackendPort(Protocol):
@@ -100,12 +100,13 @@ class Handler:
     ) -> tuple[bytes | None, Commit | None]:
         """Like `handle`, but an inquiry's or enrollment's journal write is handed back.
 
-        The caller sends the response first and then runs `commit(delivered)`: an fsync is
+        The caller sends the response first and then runs `commit(taken)`: an fsync is
         kept off the inquiry's critical path. If the agent dies in between, a repeat is
         asked of the backend again, which answers it from its own store of idempotency
-        keys. `delivered=False` (the terminal never took the 0110: PROTOCOL.md 2.2, the
-        transaction fails) releases the quote it carried. Advices and reversals are always
-        journaled before they are answered.
+        keys. `taken=False` says the terminal certainly did not use the 0110 (every
+        transmission NAKed: PROTOCOL.md 2.2, the transaction fails; or ACKed only after the
+        terminal's 3 s): the quote it carried is released. Advices and reversals are
+        always journaled before they are answered.
         """
         if received is None:
             received = self._monotonic()
@@ -233,12 +234,12 @@ class Handler:
             response = out
             quote_id = reply.body.get("quote_id") if reply is not None and reply.ok else None
 
-            def commit(delivered: bool = True) -> None:
-                if delivered or not quote_id:
+            def commit(taken: bool = True) -> None:
+                if taken or not quote_id:
                     self._record(key, request.mti, response)
                     return
-                log.warning("inquiry stan %s: 0110 not delivered, releasing its quote",
-                            request.header.stan)
+                log.warning("inquiry stan %s: the terminal did not take the 0110, "
+                            "releasing its quote", request.header.stan)
                 # A repeat of this inquiry must not hand out the released quote: it
                 # gets the no-discount answer instead.
                 unanswered = self._answer(fields, ResponseCode.BACKEND_UNREACHABLE)
@@ -296,7 +297,7 @@ class Handler:
         wait = self.forwarder is not None and self.advice_wait > 0 and self.backend.online()
         doc_id = self.journal.record(
             key, request.mti, self._wall(), response=None if wait else plain,
-            forward=("advice", body), stan=h.stan, rrn=request.rrn,
+            forward=("advice", body), stan=h.stan, rrn=request.rrn, amount=request.amount,
         )
         log.info("advice stan %s amount %d journaled", h.stan, request.amount)
         if not wait or self.forwarder is None:
@@ -324,6 +325,11 @@ class Handler:
                 self.journal.record(key, request.mti, now, response=out)
             return out
         orig_id, orig = original
+        if orig.get("amt") is not None and orig["amt"] != request.amount:
+            # 3.2: a reversal carries the original's field 4 (0 only for a declined one)
+            log.info("reversal of stan %s: amount %d, its advice's was %d: 13", h.stan,
+                     request.amount, orig["amt"])
+            return self._answer(fields, ResponseCode.INVALID_AMOUNT)
         out = self._answer(fields, ResponseCode.APPROVED)
         if out is None:
             return None

@@ -20,6 +20,7 @@ from agent.metrics import LinkTally, MetricsServer
 from firmware_bridge.driver import LinkDown, LinkDriver
 from firmware_bridge.tcp import TcpListener
 from firmware_bridge.transports import SerialTransport
+from protocols import messages
 from protocols.backoff import Backoff
 
 log = logging.getLogger("agent")
@@ -65,6 +66,7 @@ class Agent:
             inquiry_budget=cfg.inquiry_budget,
             advice_wait=cfg.advice_wait,
         )
+        self.monotonic = time.monotonic
         self.driver: LinkDriver | None = None
         self.listener: TcpListener | None = None
         self.links = LinkTally()
@@ -72,18 +74,28 @@ class Agent:
         self._stop = threading.Event()
 
     def on_message(self, message: bytes, driver: LinkDriver) -> None:
-        received = time.monotonic()
+        received = self.monotonic()
         response, commit = self.handler.answer(message, received)
-        delivered = False
+        # Whether the terminal may have taken the answer: a quote is released only when
+        # it certainly did not (docs/agent.md, "Releases"); after a silence it may have,
+        # its ACKs lost, so the hold stays until the advice or its expiry.
+        taken = True
         try:
             if response is not None:
                 driver.send(response)
-                delivered = True
-        except (LinkDown, ValueError) as exc:
+                late = self.monotonic() - received > messages.TERMINAL_INQUIRY_WAIT
+                if commit is not None and late:
+                    log.warning("0110 ACKed after the terminal stopped waiting for it")
+                    taken = False
+        except LinkDown as exc:
             log.warning("response not delivered: %s", exc)
+            taken = not exc.refused
+        except ValueError as exc:
+            log.warning("response not sent: %s", exc)
+            taken = False
         finally:
             if commit is not None:
-                commit(delivered)
+                commit(taken)
 
     def start(self) -> None:
         self.backend.start()

@@ -639,7 +639,9 @@ class Handler:
                 now=now,
             )
             return Outcome("00", {"released": 0})
-        quote_id = stored[3].get("quote_id") or req.body.get("quote_id")
+        # Only the quote that inquiry itself made: the body's quote_id is the agent's
+        # note, never trusted to name another inquiry's quote.
+        quote_id = stored[3].get("quote_id")
         released = 0
         if quote_id:
             released = self._end_quote(quote_id, req.terminal_id, "released", now)

@@ -292,9 +292,14 @@ def _decode_into(
             if not digits.isdigit():
                 raise FormatError(key, f"length prefix {digits!r} is not ASCII digits")
             size = int(digits)
-            if size > length:
-                raise FormatError(key, f"{size} bytes, at most {length} allowed")
             pos += prefix
+            if size > length:
+                too_long = FormatError(key, f"{size} bytes, at most {length} allowed")
+                if bad is None or pos + size > end:
+                    raise too_long
+                bad.append(too_long)  # its extent is known: read on past it
+                pos += size
+                continue
         else:
             size = length
         stop = pos + size

@@ -29,6 +29,10 @@ ADVICE_CODE: Final = "000000"
 SIGN_ON: Final = "001"
 SIGN_OFF: Final = "002"
 ECHO: Final = "301"
+#: PROTOCOL.md 3.6: the terminal waits this long for an 0110; the agent answers within
+#: AGENT_INQUIRY_BUDGET, counted from the ACKed request (3.7).
+TERMINAL_INQUIRY_WAIT: Final = 3.0
+AGENT_INQUIRY_BUDGET: Final = 2.5
 NETWORK_CODES: Final = (SIGN_ON, SIGN_OFF, ECHO)
 CURRENCY: Final = "364"
 HEADER_FIELDS: Final = ("7", "11", "12", "13", "41", "42")

@@ -122,6 +122,10 @@ class Quote:
     not_member: str = ""
 
 
+#: ISO 8583:1987 39 = 17: the customer cancelled (the bank was never asked).
+CUSTOMER_CANCELLATION = "17"
+
+
 def not_member_text(card: bool = False) -> str:
     """Response 14 on an inquiry: the customer is told, and how to join."""
     who = "این کارت" if card else "این شماره"
@@ -334,6 +338,21 @@ class Terminal:
         else:
             self._event("display", f"رد شد: {auth.reason}")
         return result
+
+    @_one_at_a_time
+    def cancel(self, quote: Quote) -> Exchanged | None:
+        """The customer walked away after the discount was shown: the quote is given back
+        with a declined advice (4 = 0, 39 = 17, customer cancellation), which releases the
+        hold at once (PROTOCOL.md 3.2) instead of leaving it to its expiry."""
+        if not quote.quote_id:
+            return None
+        header = self.header()
+        req = messages.PurchaseAdvice(header, 0, f"{header.stan:0>12}", None,
+                                      CUSTOMER_CANCELLATION, quote.amount,
+                                      quote_id=quote.quote_id)
+        ex, _ = self._advise(req, "cancelled sale")
+        self._event("display", "خرید لغو شد")
+        return ex
 
     @_one_at_a_time
     def sale(self, amount: int, pan: str, pin: str, *, phone: str | None = None,

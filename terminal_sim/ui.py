@@ -126,6 +126,10 @@ class TerminalApp(App[None]):
             self.action_press(event.button.name)
 
     def action_press(self, key: str) -> None:
+        if key == CANCEL and self.quote is not None and self.flow.state in ("swipe", "pin"):
+            quote, self.quote = self.quote, None  # give the quote back: its hold ends now
+            self.run_worker(lambda: self.session.terminal.cancel(quote), thread=True,
+                            group="line")
         result = self.flow.press(key)
         if isinstance(result, Action):
             self.run_worker(lambda: self._run(result), thread=True, group="line")

@@ -152,6 +152,20 @@ def test_declined_sale_still_advises_to_release_hold() -> None:
     assert not sale.reversed
 
 
+def test_a_cancelled_quote_is_given_back_with_a_declined_advice() -> None:
+    """The customer walks away after seeing the discount: the terminal sends the quote's
+    0220 with 4 = 0 and 39 = 17 (customer cancellation), which ends the hold at once."""
+    term, agent, _ = make()
+    quote = term.quote(50_000, phone="09121234567")
+    assert quote.quote_id
+    ex = term.cancel(quote)
+    assert ex is not None and ex.code == "00"
+    sent = agent.seen[-1]
+    assert sent["t"] == "0220" and sent["39"] == "17" and sent["4"] == "000000000000"
+    assert quote.quote_id in sent["48"]
+    assert term.display == "خرید لغو شد"
+
+
 def test_a_purchase_is_reversed_once() -> None:
     term, agent, _ = make()
     sale = term.sale(50_000, PAN, "1234", phone="09121234567")
