@@ -83,7 +83,8 @@ def test_the_new_agent_replays_answers_and_forwards_once(tmp_path: Path, broker:
     agent = start_agent(tmp_path, broker.address, term.path, journal=path)
     backend = None
     try:
-        assert status(term, 1)["QD"] == "3"
+        # the first exchange waits until the agent has its line open
+        assert wait_for(lambda: status(term, 1), timeout=20)["QD"] == "3"
         # a repeated frame (the terminal did not hear the first answer): the same bytes
         term.send_frame(encode(FRAMES["advice_a"]))
         raw, _ = term.receive(stan=FRAMES["advice_a"]["11"])
