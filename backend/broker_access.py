@@ -179,6 +179,12 @@ class BrokerAccess:
     def enable_terminal(self, tid: str) -> None:
         self.apply(dynsec.enable_client(tid))
 
+    def set_password(self, username: str, password: str | None = None) -> str:
+        """A new password for an existing login (a terminal's or the backend's)."""
+        password = password or dynsec.new_password()
+        self.apply(dynsec.set_client_password(username, password))
+        return password
+
     def add_backend(self, username: str, password: str | None = None) -> str:
         password = password or dynsec.new_password()
         self.apply(dynsec.create_backend(username, password))

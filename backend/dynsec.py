@@ -147,6 +147,12 @@ def disable_client(username: str) -> list[Command]:
     return [{"command": "disableClient", "username": username}]
 
 
+def set_client_password(username: str, password: str) -> list[Command]:
+    """A new password (a lost agent configuration); open connections stay."""
+    return [{"command": "setClientPassword", "username": username,
+             "password": _check_password(password)}]
+
+
 def enable_client(username: str) -> list[Command]:
     return [{"command": "enableClient", "username": username}]
 

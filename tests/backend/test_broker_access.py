@@ -63,6 +63,17 @@ def test_terminals_are_added_listed_disabled_and_enabled(dynsec_broker: Mosquitt
         assert login(dynsec_broker.port, "T0000001", password).value == 0
 
 
+def test_a_new_password_replaces_the_old(dynsec_broker: Mosquitto) -> None:
+    with BrokerAccess(dynsec_broker.address, *ADMIN) as access:
+        old = access.add_terminal("T0000001")
+        new = access.set_password("T0000001")
+        with pytest.raises(dynsec.DynsecError, match="not found"):
+            access.set_password("T0000009")
+    assert new != old
+    assert login(dynsec_broker.port, "T0000001", old).is_failure
+    assert login(dynsec_broker.port, "T0000001", new).value == 0
+
+
 def test_logins_survive_a_broker_restart(dynsec_broker: Mosquitto) -> None:
     with BrokerAccess(dynsec_broker.address, *ADMIN) as access:
         password = access.add_terminal("T0000001")
@@ -128,3 +139,29 @@ def test_nothing_listening_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(BrokerAccessError, match="cannot reach the broker"):
         BrokerAccess(f"127.0.0.1:{free_port()}", *ADMIN).open()
+
+
+def test_a_file_made_by_mosquitto_ctrl_gets_our_strict_defaults(tmp_path: Path) -> None:
+    """The production set-up: `mosquitto_ctrl dynsec init`, then secure_defaults()."""
+    import shutil
+    import subprocess
+
+    ctrl = shutil.which("mosquitto_ctrl")
+    if ctrl is None:
+        pytest.skip("mosquitto_ctrl is not installed")
+    b = Mosquitto(tmp_path / "broker", dynsec=ADMIN)
+    subprocess.run([ctrl, "dynsec", "init", str(b.dynsec_file), *ADMIN], check=True,
+                   capture_output=True)
+    with b.start(), BrokerAccess(b.address, *ADMIN) as access:
+        (before,) = access.apply([{"command": "getDefaultACLAccess"}])
+        access.secure_defaults()
+        (after,) = access.apply([{"command": "getDefaultACLAccess"}])
+        password = access.add_terminal("T0000001")
+    allowed = {a["acltype"]: a["allow"] for a in before.data["acls"]}
+    assert allowed["publishClientReceive"] is True  # mosquitto_ctrl's default
+    assert {a["acltype"]: a["allow"] for a in after.data["acls"]} == dynsec.DEFAULT_ACCESS
+    b.start()
+    try:
+        assert login(b.port, "T0000001", password).value == 0
+    finally:
+        b.stop()
