@@ -5,8 +5,8 @@ plugin's answers and writes the plugin's first `dynamic-security.json`; the conn
 that sends them is backend/broker_access.py. docs/mqtt.md, "Broker access", is the
 table these functions spell.
 
-Facts about the plugin of Mosquitto 2.0 (Debian 12) relied on here, each checked by
-tests/backend/test_broker_access.py against the real broker:
+Facts about the plugin of Mosquitto 2.0 (Debian 12) relied on here, each checked
+against the real broker by tests/backend/test_broker_access.py or tests/test_broker_acl.py:
 - a command list `{"commands": [...]}` is answered on `.../v1/response` with
   `{"responses": [...]}`, one per command, each echoing its `correlationData` and
   carrying `error` when it failed;
