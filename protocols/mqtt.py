@@ -27,6 +27,7 @@ RESPONSE_CODES = tuple(
 )
 _TID = re.compile(r"[A-Za-z0-9_-]{8}")
 _ID = re.compile(r"[\x21-\x7e]{1,64}")
+_MID = re.compile(r"[\x20-\x7e]{15}")
 
 
 class SchemaError(CodedError):
@@ -40,6 +41,13 @@ def check_terminal_id(tid: str) -> str:
     if not isinstance(tid, str) or not _TID.fullmatch(tid):
         raise SchemaError(f"terminal id {tid!r} must be 8 letters, digits, '-' or '_'")
     return tid
+
+
+def check_merchant_id(mid: str) -> str:
+    """Field 42: 15 printable ASCII characters."""
+    if not isinstance(mid, str) or not _MID.fullmatch(mid):
+        raise SchemaError(f"merchant id {mid!r} must be 15 printable ASCII characters")
+    return mid
 
 
 def request_topic(tid: str) -> str:

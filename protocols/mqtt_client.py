@@ -24,13 +24,14 @@ log = logging.getLogger(__name__)
 def new_client(
     client_id: str,
     *,
-    status_topic: str,
+    status_topic: str | None,
     username: str | None = None,
     password: str | None = None,
     ca_file: str | None = None,
     reconnect: tuple[float, float] = (1.0, 5.0),
 ) -> paho.Client:
-    """A client not yet connected; `status_topic` gets `offline` (retained) as last will.
+    """A client not yet connected; `status_topic` gets `offline` (retained) as last will
+    (None: no will, for a client with no presence, such as the broker administrator).
     `reconnect` is paho's (min, max) delay between reconnection attempts."""
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                          protocol=paho.MQTTv5)
@@ -38,7 +39,8 @@ def new_client(
         client.username_pw_set(username, password)
     if ca_file:
         client.tls_set(ca_certs=ca_file, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-    client.will_set(status_topic, mqtt.encode_status(False), qos=1, retain=True)
+    if status_topic is not None:
+        client.will_set(status_topic, mqtt.encode_status(False), qos=1, retain=True)
     low, high = reconnect
     client.reconnect_delay_set(min_delay=low, max_delay=high)
     client.on_socket_open = _nodelay
