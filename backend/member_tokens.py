@@ -167,3 +167,27 @@ def received_lots(taken: list[tuple[int, int]], expiry_of: dict[int, datetime]
     for lot_id, part in taken:
         merged[expiry_of[lot_id]] = merged.get(expiry_of[lot_id], 0) + part
     return [(amount, exp) for exp, amount in sorted(merged.items())]
+
+
+class GuessLimiter:
+    """At most `failures` bad links per client (address) in `window` seconds, fed time.
+
+    Tokens are unguessable anyway; this keeps a scanner from costing lookups and log
+    lines, and makes a probing client visible."""
+
+    def __init__(self, failures: int = 10, window: float = 600.0) -> None:
+        if failures < 1 or window <= 0:
+            raise ValueError("failures >= 1 and window > 0")
+        self.failures, self.window = failures, window
+        self._seen: dict[str, list[float]] = {}
+
+    def allowed(self, client: str, now: float) -> bool:
+        recent = [t for t in self._seen.get(client, []) if now - t < self.window]
+        if recent:
+            self._seen[client] = recent
+        else:
+            self._seen.pop(client, None)
+        return len(recent) < self.failures
+
+    def failed(self, client: str, now: float) -> None:
+        self._seen.setdefault(client, []).append(now)
