@@ -40,7 +40,8 @@ KIND_CLASS: dict[str, str] = {
     "expiring": MARKETING,
     "tier_up": MARKETING,
     "survey": MARKETING,
-    "draw": TRANSACTIONAL,
+    "draw": TRANSACTIONAL,  # a winner's notice
+    "other": TRANSACTIONAL,  # the outbox's catch-all: operators' notices, never marketing
 }
 STOP_WORD = "لغو"
 _IGNORED = {"\u200c", "\u200d", "\u200e", "\u200f", " ", "\t", "\n", "\r", ".", "!"}

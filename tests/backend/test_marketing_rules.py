@@ -67,6 +67,15 @@ def test_no_consent_is_dropped_and_la_ghv_revokes() -> None:
     assert d.schedule(now) == {}
 
 
+def test_every_outbox_kind_is_classified() -> None:
+    from backend.marketing_rules import KIND_CLASS, MARKETING
+    from backend.occasions import KINDS as AUTO_KINDS
+    from backend.sms.outbox import KINDS as OUTBOX_KINDS
+
+    assert set(OUTBOX_KINDS) <= set(KIND_CLASS)
+    assert all(KIND_CLASS[k] == MARKETING for k in AUTO_KINDS)
+
+
 def test_stop_reply_forms() -> None:
     assert is_stop_reply("لغو") and is_stop_reply("لغو11") and is_stop_reply("\u200cلغو.")
     assert not is_stop_reply("لغو کنید") and not is_stop_reply("") and not is_stop_reply("no")
