@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backend.campaign_effect import PurchaseRecord, effect, split_holdout
@@ -14,6 +14,7 @@ SEED = b"0123456789abcdef"
 START = datetime(2026, 12, 1, 9, tzinfo=UTC)
 
 
+@settings(deadline=None)
 @given(st.sets(st.integers(1, 10**6), max_size=300), st.floats(0, 0.9), st.randoms())
 def test_holdout_is_reproducible_disjoint_and_sized(members, share, rnd) -> None:
     shuffled = list(members)

@@ -6,7 +6,7 @@ import hashlib
 from collections import Counter
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backend.draws import (
@@ -64,6 +64,7 @@ def test_winners_follow_the_tickets() -> None:
     assert chi2 < 13.82  # df = 2, p = 0.001; deterministic: the seeds are fixed
 
 
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.integers(1, 50), min_size=1, max_size=30), st.integers(1, 40),
        st.binary(min_size=16, max_size=32))
 def test_distinct_winners_and_order_of_prizes(tickets, prizes, seed) -> None:

@@ -7,7 +7,7 @@ import io
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backend.giftcards import (
@@ -115,6 +115,7 @@ def test_declined_payment_releases_and_program_options() -> None:
     assert (capped.gift_part, capped.bank_part, capped.earn_base) == (150_000, 150_000, 300_000)
 
 
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["buy", "decline", "reverse"]),
                           st.integers(1, 2_000_000)), max_size=30))
 def test_balance_never_negative_nor_above_value(ops) -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import jdatetime
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backend.occasions import (
@@ -92,6 +92,7 @@ def test_anniversary_winback_expiring_tier_up_and_segment() -> None:
     assert keys(m, msgs, date(2026, 11, 5)) == ["auto:tier_up:9:2026-11-05"]
 
 
+@settings(max_examples=30, deadline=None)
 @given(st.dates(date(2020, 1, 1), date(2027, 12, 1)), st.integers(0, 5))
 def test_a_year_of_days_gives_each_occurrence_one_key(start: date, grace: int) -> None:
     m = MemberFacts(5, start, birthday_jalali=(1, 1), last_purchase_on=start)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backend.segments import (
@@ -20,6 +20,7 @@ from backend.segments import (
 TODAY = date(2026, 12, 1)
 
 
+@settings(deadline=None)
 @given(st.lists(st.integers(-50, 50), min_size=1, max_size=200))
 def test_cuts_score_is_the_quintile_of_members_below(values: list[int]) -> None:
     cuts = quintile_cuts(values)
@@ -29,6 +30,7 @@ def test_cuts_score_is_the_quintile_of_members_below(values: list[int]) -> None:
         assert 1 <= cuts.score(v) <= 5
 
 
+@settings(deadline=None)
 @given(st.lists(st.integers(0, 10), min_size=1, max_size=100), st.randoms())
 def test_scores_do_not_depend_on_order_and_ties_share_a_score(values, rnd) -> None:
     shuffled = list(values)
