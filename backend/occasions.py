@@ -245,3 +245,27 @@ def due_messages(
             key = idempotency_key(member.member_id, msg.key, when)
             out.append(Due(member.member_id, msg.key, when, key, values))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Gift:
+    """The credit an automatic message gives: one ledger row (kind `gift`) under a key
+    derived from the message's, so the gift is given once with its message."""
+
+    key: str
+    member_id: int
+    amount: int
+    expires_at: datetime
+
+
+def gift_for(msg: AutoMessage, due: Due, now: datetime) -> Gift | None:
+    """The gift of `msg` for this occurrence, expiring `gift_days` after `now` (when the
+    message is enqueued), or None when the message gives none."""
+    if msg.key != due.message_key:
+        raise ValueError("the due message is not this message's")
+    if not msg.gift_credit:
+        return None
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return Gift(f"{due.idempotency_key}:gift", due.member_id, msg.gift_credit,
+                now + timedelta(days=msg.gift_days))

@@ -213,3 +213,8 @@ def counts(segments: Iterable[MemberSegment]) -> dict[str, int]:
     for s in segments:
         out[s.segment] += 1
     return out
+
+
+def changes(now: dict[str, int], month_ago: dict[str, int]) -> dict[str, int]:
+    """Members per segment now minus a month ago (the dashboard's arrows)."""
+    return {s: now.get(s, 0) - month_ago.get(s, 0) for s in SEGMENTS}

@@ -132,3 +132,20 @@ def test_tehran_date() -> None:
     assert tehran_date(datetime(2026, 3, 20, 21, 0, tzinfo=UTC)) == date(2026, 3, 21)
     with pytest.raises(ValueError):
         tehran_date(datetime(2026, 3, 20))
+
+
+def test_gift_is_keyed_with_its_message() -> None:
+    from backend.occasions import gift_for
+
+    msg = AutoMessage("birthday", "birthday", "t", gift_credit=50_000, gift_days=14)
+    m = MemberFacts(4, date(2024, 1, 1), birthday_jalali=(9, 10))
+    [due] = due_messages(m, [msg], J("1405/09/10"), OCC)
+    now = datetime(2026, 12, 1, 20, 35, tzinfo=UTC)
+    g = gift_for(msg, due, now)
+    assert g is not None and g.key == due.idempotency_key + ":gift"
+    assert (g.member_id, g.amount, g.expires_at) == (4, 50_000, now + timedelta(days=14))
+    assert gift_for(AutoMessage("birthday", "birthday", "t"), due, now) is None
+    with pytest.raises(ValueError):
+        gift_for(AutoMessage("other", "birthday", "t"), due, now)
+    with pytest.raises(OccasionError, match="gift"):
+        AutoMessage("x", "birthday", "t", gift_credit=10)

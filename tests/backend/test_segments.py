@@ -93,3 +93,11 @@ def test_bad_aggregates_are_refused() -> None:
     with pytest.raises(ValueError, match="after today"):
         segment_club([_member(1, -2, None, 0, 0)], TODAY)
     assert segment_club([], TODAY) == []
+
+
+def test_changes_since_last_month() -> None:
+    from backend.segments import changes
+
+    got = changes({"new": 5, "lost": 2}, {"new": 3, "champion": 1})
+    assert got["new"] == 2 and got["lost"] == 2 and got["champion"] == -1
+    assert set(got) == set(SEGMENTS)
