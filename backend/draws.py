@@ -130,10 +130,12 @@ def draw(seed: bytes, entries: Sequence[Entry], prizes: int) -> list[str]:
     return winners
 
 
-def verify(seed: str, entries_text: str, prizes: int, commitment_hex: str | None = None
+def verify(seed: str, entries_text: str, prizes: int = 1, commitment_hex: str | None = None
            ) -> list[str]:
     """Re-run a draw from its revealed seed and exported entries (`loyalty-backend draw
-    verify`): anyone gets the same winners."""
+    verify`): anyone gets the same winners. The first n winners of a draw of more prizes
+    are the winners of a draw of n, so a verifier who asks for fewer prizes still checks
+    the ones asked for."""
     if commitment_hex is not None:
         check_reveal(commitment_hex, seed)
     return draw(seed.encode("utf-8"), parse_entries(entries_text), prizes)
