@@ -75,6 +75,8 @@ class LoginThrottle:
         for key in [k for k, r in self._records.items()
                     if now - r.last_failure >= self.forget_after]:
             del self._records[key]
-        while len(self._records) >= MAX_KEYS:
-            oldest = min(self._records, key=lambda k: self._records[k].last_failure)
-            del self._records[oldest]
+        excess = len(self._records) - MAX_KEYS + 1
+        if excess > 0:
+            by_age = sorted(self._records, key=lambda k: self._records[k].last_failure)
+            for key in by_age[:excess]:
+                del self._records[key]
