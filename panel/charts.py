@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from itertools import pairwise
 from xml.sax.saxutils import escape
 
-from protocols.persian import persian_digits
+from protocols.persian import TEHRAN, persian_digits
 
 WIDTH = 640
 HEIGHT = 260
@@ -98,6 +99,19 @@ def render(data: ChartData) -> Figure:
     writer.writerow(header)
     writer.writerows(plain)
     return Figure(svg=drawer(data), header=header, rows=rows, csv=out.getvalue())
+
+
+def weekday_hour_grid(times: Iterable[datetime]) -> tuple[Series, ...]:
+    """Counts per Tehran weekday (Saturday first) and hour, as the heat map's seven rows."""
+    grid = [[0] * 24 for _ in range(7)]
+    for when in times:
+        aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+        local = aware.astimezone(TEHRAN)
+        grid[(local.weekday() + 2) % 7][local.hour] += 1
+    return tuple(Series(name, tuple(row)) for name, row in zip(WEEKDAYS_FA, grid, strict=True))
+
+
+HOURS = tuple(str(h) for h in range(24))
 
 
 def histogram_bins(values: Sequence[int], edges: Sequence[int]) -> tuple[tuple[str, ...],

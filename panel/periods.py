@@ -8,13 +8,18 @@ owner means by "against last week so far".
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 
 import jdatetime
 
+from panel.forms import FieldError, jalali_date
 from protocols.persian import TEHRAN, persian_digits
+
+#: A custom range longer than this is refused: a dashboard of years is a report, not a page.
+MAX_RANGE_DAYS = 366 * 3
 
 
 class PeriodKind(StrEnum):
@@ -104,3 +109,29 @@ def month_length(year: int, month: int) -> int:
     if month < 12:
         return 31 if month <= 6 else 30
     return 30 if jdatetime.date(year, 1, 1).isleap() else 29
+
+
+def from_query(params: Mapping[str, str], day: date) -> Period:
+    """The period a dashboard URL asks for: `?period=today|week|month|last30`, or
+    `?period=range&from=1405/09/01&to=1405/09/10` (Persian digits too). Bad input raises
+    `FieldError` with a Persian message, for the page to show beside the period picker."""
+    kind = params.get("period", PeriodKind.TODAY.value)
+    simple = {PeriodKind.TODAY: today, PeriodKind.WEEK: this_week,
+              PeriodKind.MONTH: this_month, PeriodKind.LAST_30_DAYS: last_30_days}
+    try:
+        chosen = PeriodKind(kind)
+    except ValueError:
+        raise FieldError("این بازه را نمی‌شناسیم.") from None
+    if chosen in simple:
+        return simple[chosen](day)
+    if chosen is not PeriodKind.RANGE:
+        raise FieldError("این بازه را نمی‌شناسیم.")
+    first = jalali_date(params.get("from", "")) if params.get("from") else None
+    last = jalali_date(params.get("to", "")) if params.get("to") else None
+    if first is None or last is None:
+        raise FieldError("آغاز و پایان بازه را بنویسید.")
+    if last < first:
+        raise FieldError("پایان بازه پیش از آغاز آن است.")
+    if (last - first).days >= MAX_RANGE_DAYS:
+        raise FieldError(f"بازه بیش از {persian_digits(MAX_RANGE_DAYS)} روز است.")
+    return Period(PeriodKind.RANGE, first, last)

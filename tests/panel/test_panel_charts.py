@@ -5,16 +5,19 @@ from __future__ import annotations
 import csv
 import io
 import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
 
 import pytest
 
 from panel.charts import (
+    HOURS,
     WEEKDAYS_FA,
     ChartData,
     ChartKind,
     Series,
     histogram_bins,
     render,
+    weekday_hour_grid,
 )
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -111,3 +114,16 @@ def test_bad_data_is_refused(bad) -> None:
         ChartData("t", ChartKind.BARS, **bad)
     with pytest.raises(ValueError):
         ChartData("t", ChartKind.STACKED, ("a",), (Series("s", (-1,)),))
+
+
+def test_weekday_hour_grid_counts_in_tehran_time_saturday_first() -> None:
+    # 2026-11-27 is a Friday; 20:45 UTC is 00:15 Saturday in Tehran (+03:30)
+    times = [datetime(2026, 11, 27, 20, 45, tzinfo=UTC), datetime(2026, 11, 27, 20, 50),
+             datetime(2026, 11, 27, 10, 0, tzinfo=UTC)]
+    rows = weekday_hour_grid(times)
+    assert [r.name for r in rows] == list(WEEKDAYS_FA)
+    assert rows[0].values[0] == 2  # Saturday, hour 0
+    assert rows[6].values[13] == 1  # Friday 13:30 Tehran
+    assert sum(sum(r.values) for r in rows) == 3
+    fig = render(ChartData("خرید", ChartKind.HEAT_MAP, HOURS, rows))
+    assert len(shapes(parse(fig.svg), "rect", "cell")) == 168

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from panel import periods as p
+from panel.forms import FieldError
 
 
 def g(y: int, m: int, d: int) -> date:
@@ -106,3 +107,23 @@ def test_every_period_ends_on_its_day_and_the_previous_one_abuts_it(day, make) -
     if make is p.this_month:
         assert jdatetime.date.fromgregorian(date=period.first).day == 1
         assert period.days <= 31
+
+
+def test_period_from_the_dashboard_query() -> None:
+    day = g(1405, 9, 10)
+    assert p.from_query({}, day) == p.today(day)
+    assert p.from_query({"period": "week"}, day) == p.this_week(day)
+    assert p.from_query({"period": "last30"}, day) == p.last_30_days(day)
+    chosen = p.from_query({"period": "range", "from": "۱۴۰۴/۱۲/۲۵", "to": "1405/01/05"}, day)
+    assert (chosen.first, chosen.last, chosen.days) == (g(1404, 12, 25), g(1405, 1, 5), 10)
+    for bad, message in [({"period": "year"}, "نمی‌شناسیم"),
+                         ({"period": "previous"}, "نمی‌شناسیم"),
+                         ({"period": "range", "from": "1405/01/01"}, "آغاز و پایان"),
+                         ({"period": "range", "from": "1405/02/01", "to": "1405/01/01"},
+                          "پیش از آغاز"),
+                         ({"period": "range", "from": "1405/07/31", "to": "1405/08/01"},
+                          "چنین روزی"),
+                         ({"period": "range", "from": "1390/01/01", "to": "1405/01/01"},
+                          "بیش از")]:
+        with pytest.raises(FieldError, match=message):
+            p.from_query(bad, day)
