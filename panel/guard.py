@@ -14,6 +14,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from panel.sessions import SessionStore, csrf_valid
+from panel.texts import TEXTS
+from protocols.persian import persian_digits
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -116,7 +118,8 @@ class PanelGuard:
 
 
 async def _refuse(send: Send, status: int, why: str) -> None:
-    text = f"{status}: {why}\n".encode()
+    """A short plain answer in both languages; the request went no further than here."""
+    text = f"{persian_digits(status)}: {TEXTS['fa']['refused']}\n{status}: {why}\n".encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"text/plain; charset=utf-8"),
                             (b"content-length", str(len(text)).encode())]})

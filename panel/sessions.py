@@ -15,7 +15,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 IDLE_TIMEOUT = 30 * 60.0
-#: Anonymous sessions (the login form's CSRF token) count too; the oldest go first.
+#: Bounds per kind, least recently used first out. Anonymous sessions (only the login
+#: form's CSRF token) have their own, so a flood of GET /login never logs anyone out.
 MAX_SESSIONS = 10_000
 
 
@@ -36,33 +37,39 @@ class SessionStore:
         self._secret = secret
         self.idle_timeout = idle_timeout
         self.max_sessions = max_sessions
-        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._anonymous: OrderedDict[str, Session] = OrderedDict()
+        self._users: OrderedDict[str, Session] = OrderedDict()
 
     def __len__(self) -> int:
-        return len(self._sessions)
+        return len(self._anonymous) + len(self._users)
 
     def create(self, now: float, user: str | None = None) -> Session:
-        while len(self._sessions) >= self.max_sessions:
-            self._sessions.popitem(last=False)
+        """A new session; a user's is only ever made at login, so its id is always fresh."""
+        table = self._anonymous if user is None else self._users
+        while len(table) >= self.max_sessions:
+            table.popitem(last=False)
         sid = secrets.token_urlsafe(32)
         session = Session(id=sid, csrf_token=secrets.token_urlsafe(32), last_seen=now, user=user)
-        self._sessions[sid] = session
+        table[sid] = session
         return session
 
     def get(self, sid: str, now: float) -> Session | None:
         """The live session of this id, its idle clock restarted; None if unknown or idle."""
-        session = self._sessions.get(sid)
-        if session is None:
-            return None
-        if now - session.last_seen >= self.idle_timeout:
-            del self._sessions[sid]
-            return None
-        session.last_seen = now
-        self._sessions.move_to_end(sid)
-        return session
+        for table in (self._users, self._anonymous):
+            session = table.get(sid)
+            if session is None:
+                continue
+            if now - session.last_seen >= self.idle_timeout:
+                del table[sid]
+                return None
+            session.last_seen = now
+            table.move_to_end(sid)
+            return session
+        return None
 
     def drop(self, sid: str) -> None:
-        self._sessions.pop(sid, None)
+        self._anonymous.pop(sid, None)
+        self._users.pop(sid, None)
 
     def cookie_value(self, session: Session) -> str:
         return f"{session.id}.{self._sign(session.id)}"

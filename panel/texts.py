@@ -46,9 +46,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "libraries": "کتابخانه‌های سرور",
         "assets_note": "همه این پرونده‌ها را خود پنل می‌فرستد؛ هیچ چیز از جای دیگری "
                        "بارگذاری نمی‌شود.",
-        "forbidden": "این درخواست پذیرفته نشد (نشانه فرم نادرست یا کهنه است). "
-                     "صفحه را دوباره باز کنید.",
         "not_found": "این صفحه پیدا نشد.",
+        "refused": "درخواست پذیرفته نشد و چیزی تغییر نکرد؛ صفحه را دوباره باز کنید.",
     },
     "en": {
         "panel": "Loyalty club panel",
@@ -86,7 +85,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "libraries": "Server libraries",
         "assets_note": "The panel serves every one of these files itself; nothing is loaded "
                        "from another site.",
-        "forbidden": "Request refused (the form's token is wrong or stale). Reload the page.",
         "not_found": "Page not found.",
+        "refused": "Request refused; nothing changed. Reload the page.",
     },
 }

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 
+import httpx2
 from starlette.testclient import TestClient
 
 from panel.app import PanelSettings, create_app
@@ -65,6 +67,7 @@ def test_post_without_or_with_a_wrong_csrf_token_is_refused_and_changes_nothing(
     client.get("/login")
     r = client.post("/login", data={"name": "ali", "password": PASSWORDS["ali"]})
     assert r.status_code == 403 and users.logins == []
+    assert "درخواست پذیرفته نشد و چیزی تغییر نکرد" in r.text and "CSRF" in r.text
     r = client.post("/login", data={"csrf_token": "forged", "name": "ali",
                                     "password": PASSWORDS["ali"]})
     assert r.status_code == 403 and users.logins == []
@@ -172,3 +175,19 @@ def test_secure_cookie_setting() -> None:
         assert "Secure" in c.get("/login").headers["set-cookie"]
     with TestClient(create_app(PanelSettings(), None), base_url="https://panel.test") as c:
         assert "Secure" in c.get("/login").headers["set-cookie"]  # auto: https means Secure
+
+
+def test_parallel_guesses_get_no_more_than_five_checks(users) -> None:
+    """Ten wrong passwords sent at once: five are checked, the other five wait."""
+    app = create_app(PanelSettings(), users)
+
+    async def burst() -> list[int]:
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+            token = csrf((await c.get("/login")).text)
+            answers = await asyncio.gather(*(
+                c.post("/login", data={"csrf_token": token, "name": "ali", "password": "x"})
+                for _ in range(10)))
+            return sorted(r.status_code for r in answers)
+
+    assert asyncio.run(burst()) == [400] * MAX_FAILURES + [429] * (10 - MAX_FAILURES)
