@@ -1,4 +1,5 @@
-"""The panel in a real headless Chromium: log in, right to left, nothing overflows, log out."""
+"""The panel in a real headless Chromium: log in, right to left, nothing overflows, log out,
+the English switch."""
 
 from __future__ import annotations
 
@@ -58,4 +59,7 @@ def test_login_rtl_no_overflow_logout(tmp_path: Path, users) -> None:
         driver.get(f"{base}/")
         wait.until(ec.presence_of_element_located((By.ID, "login-form")))
         assert driver.current_url == f"{base}/login"
+        driver.find_element(By.CSS_SELECTOR, 'a[href^="/lang/en"]').click()  # English switch
+        wait.until(lambda d: d.execute_script("return document.documentElement.dir") == "ltr")
+        assert driver.find_element(By.ID, "login-submit").text == "Log in"
     assert len(list(tmp_path.glob("*.png"))) == 6

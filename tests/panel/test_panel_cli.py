@@ -77,3 +77,7 @@ def test_run_serves_and_says_no_users_exist_yet(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_the_shipped_config_holds_the_defaults() -> None:
+    assert load_settings("x.db", ROOT / "config" / "panel.toml") == load_settings("x.db", None)
