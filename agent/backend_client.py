@@ -1,7 +1,6 @@
 """The agent's MQTT client: requests to the backend matched to responses by request id.
 
-paho-mqtt 2.x (callback API version 2), MQTT v5, QoS 1, TCP_NODELAY on the socket
-(Nagle otherwise adds 40-90 ms to a request/response on loopback). It also keeps the
+QoS 1 over the client protocols.mqtt_client sets up (MQTT v5, TCP_NODELAY). It also keeps the
 terminal's presence (retained `online`, last will `offline`) and tracks the backends'
 retained presence, so the 0810 can say whether anyone would answer.
 """
@@ -9,8 +8,6 @@ retained presence, so the 0810 can say whether anyone would answer.
 from __future__ import annotations
 
 import logging
-import socket
-import ssl
 import threading
 import time
 import uuid
@@ -19,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from protocols import mqtt
+from protocols.mqtt_client import new_client
 
 log = logging.getLogger("agent.backend_client")
 
@@ -64,18 +61,14 @@ class BackendClient:
         self._closing = False
         #: Called (in paho's thread) when a backend announces itself online.
         self.on_backend_up: Callable[[], None] | None = None
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"loyalty-agent-{terminal_id}-{uuid.uuid4().hex[:8]}",
-            protocol=paho.MQTTv5,
+        client = new_client(
+            f"loyalty-agent-{terminal_id}-{uuid.uuid4().hex[:8]}",
+            status_topic=self._status_topic,
+            username=settings.username,
+            password=settings.password,
+            ca_file=settings.ca_file,
+            reconnect=(0.2, 5.0),
         )
-        if settings.username is not None:
-            client.username_pw_set(settings.username, settings.password)
-        if settings.ca_file:
-            client.tls_set(ca_certs=settings.ca_file, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        client.will_set(self._status_topic, mqtt.encode_status(False), qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=0.2, max_delay=5)
-        client.on_socket_open = self._on_socket_open
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -87,9 +80,6 @@ class BackendClient:
         """Connect in the background; the agent works (offline) until the broker answers."""
         self._client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive)
         self._client.loop_start()
-
-    def wait_connected(self, timeout: float) -> bool:
-        return self._subscribed.wait(timeout)
 
     def stop(self) -> None:
         """Publish `offline` (a clean stop sends no last will), then disconnect."""
@@ -104,6 +94,11 @@ class BackendClient:
                 log.warning("could not publish offline: %s", exc)
         self._client.disconnect()
         self._client.loop_stop()
+
+    def set_password(self, password: str | None) -> None:
+        """A new broker password (SIGHUP); paho sends it on its next (re)connection."""
+        if self.settings.username is not None:
+            self._client.username_pw_set(self.settings.username, password)
 
     # --- state ---------------------------------------------------------------------
     def connected(self) -> bool:
@@ -144,12 +139,6 @@ class BackendClient:
                 self._slots.pop(req_id, None)
 
     # --- paho callbacks (paho's network thread) ------------------------------------
-    def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except (OSError, AttributeError) as exc:
-            log.warning("could not set TCP_NODELAY: %s", exc)
-
     def _on_connect(
         self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
     ) -> None:

@@ -17,6 +17,9 @@ from typing import Any
 from firmware_bridge.tcp import check_loopback
 from firmware_bridge.transports import check_baudrate
 from protocols import mqtt
+from protocols.address import parse_host_port
+from protocols.messages import AGENT_INQUIRY_BUDGET
+from protocols.numbers import is_int
 
 
 class ConfigError(ValueError):
@@ -44,6 +47,12 @@ class AgentConfig:
     retry_max: float = 60.0
     forward_timeout: float = 5.0
     log_level: str = "INFO"
+    log_format: str = "text"
+    log_file: str | None = None
+    metrics_host: str | None = None
+    metrics_port: int | None = None
+    #: Where the broker password came from: SIGHUP reads it again.
+    broker_password_file: str | None = None
 
     def __repr__(self) -> str:  # never print the MAC key or the broker password
         shown = {
@@ -75,6 +84,9 @@ SETTINGS: dict[str, type] = {
     "retry_max": float,
     "forward_timeout": float,
     "log_level": str,
+    "log_format": str,
+    "log_file": str,
+    "metrics": str,
 }
 REQUIRED = ("broker", "terminal_id", "merchant_id", "journal")
 #: Two ways to give the MAC key; exactly one of them.
@@ -102,7 +114,7 @@ def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise ConfigError(f"config file {path}: unknown setting {name!r}")
         want = SETTINGS[name]
         ok = isinstance(value, want) and not isinstance(value, bool)
-        if want is float and isinstance(value, int) and not isinstance(value, bool):
+        if want is float and is_int(value):
             ok, value = True, float(value)
         if not ok:
             raise ConfigError(f"config file {path}: {name} must be a {want.__name__}")
@@ -110,11 +122,11 @@ def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     return out
 
 
-def _address(name: str, value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"{name}: {value!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)
+def _address(name: str, value: str, *, port_zero: bool = False) -> tuple[str, int]:
+    try:
+        return parse_host_port(value, port_zero=port_zero)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
 
 
 def _positive(name: str, value: float) -> float:
@@ -146,14 +158,12 @@ def build(settings: dict[str, Any]) -> AgentConfig:
         raise ConfigError(f"baud: {exc}") from None
     listen_host = listen_port = None
     if listen:
-        listen_host, listen_port = _address("listen", listen)
+        listen_host, listen_port = _address("listen", listen, port_zero=True)
         try:
             listen_host = check_loopback(listen_host)
         except ValueError as exc:
             raise ConfigError(f"listen: {exc}") from None
     broker_host, broker_port = _address("broker", settings["broker"])
-    if broker_port == 0:
-        raise ConfigError("broker: port 0 is not a broker")
     journal = Path(settings["journal"])
     _check_journal(journal)
     ca = settings.get("broker_ca_file")
@@ -162,6 +172,19 @@ def build(settings: dict[str, Any]) -> AgentConfig:
     level = str(settings.get("log_level", "INFO")).upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("log_level: must be DEBUG, INFO, WARNING or ERROR")
+    log_format = settings.get("log_format", "text")
+    if log_format not in ("text", "json"):
+        raise ConfigError("log_format: must be text or json")
+    metrics_host = metrics_port = None
+    if settings.get("metrics"):
+        metrics_host, metrics_port = _address("metrics", settings["metrics"], port_zero=True)
+        if not settings.get("metrics_allow_remote"):
+            try:
+                metrics_host = check_loopback(metrics_host)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"metrics: {exc} (--metrics-allow-remote serves it to the network)"
+                ) from None
     cfg = AgentConfig(
         terminal_id=tid,
         merchant_id=mid,
@@ -182,9 +205,16 @@ def build(settings: dict[str, Any]) -> AgentConfig:
         retry_max=_positive("retry_max", settings.get("retry_max", 60.0)),
         forward_timeout=_positive("forward_timeout", settings.get("forward_timeout", 5.0)),
         log_level=level,
+        log_format=log_format,
+        log_file=settings.get("log_file") or None,
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
+        broker_password_file=settings.get("broker_password_file") or None,
     )
-    if cfg.inquiry_budget > 2.5:
-        raise ConfigError("inquiry_budget: PROTOCOL.md 3.6 allows at most 2.5 s")
+    if cfg.inquiry_budget > AGENT_INQUIRY_BUDGET:
+        raise ConfigError(
+            f"inquiry_budget: PROTOCOL.md 3.6 allows at most {AGENT_INQUIRY_BUDGET} s"
+        )
     if not 0 <= cfg.advice_wait <= 1.5:
         raise ConfigError("advice_wait: must be between 0 and 1.5 s (the terminal waits 2 s)")
     if cfg.retry_initial > cfg.retry_max:

@@ -3,7 +3,7 @@
 One thread sends the oldest pending entry, waits for its response, marks it forwarded,
 and only then moves on, so a reversal never overtakes its advice. While the backend is
 away it retries the same entry (same idempotency key, so the backend applies it once)
-with exponential backoff. `Backoff` is the pure timing rule; `Forwarder` the thread.
+with exponential backoff (protocols.backoff).
 """
 
 from __future__ import annotations
@@ -12,40 +12,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from agent.handler import BackendPort
 from agent.journal import Journal, Pending
 from protocols import mqtt
+from protocols.backoff import Backoff
+from protocols.response_codes import ResponseCode
 
 log = logging.getLogger("agent.forwarder")
 
+#: How long a release is worth sending: far past any hold's expiry (300 s by default).
+RELEASE_TTL = 3600.0
+
 #: Codes after which sending the same request again cannot change the answer.
-FINAL_CODES = frozenset({"00", "12", "13", "14", "30", "51", "55"})
-
-
-@dataclass
-class Backoff:
-    """Exponential backoff: initial, doubled per failure, capped; reset on success."""
-
-    initial: float = 0.5
-    maximum: float = 60.0
-    factor: float = 2.0
-    _next: float = field(default=0.0, init=False)
-
-    def __post_init__(self) -> None:
-        if not 0 < self.initial <= self.maximum or self.factor < 1:
-            raise ValueError("backoff needs 0 < initial <= maximum and factor >= 1")
-        self._next = self.initial
-
-    def failure(self) -> float:
-        """The delay before the next attempt, after one more failure."""
-        delay = self._next
-        self._next = min(self.maximum, self._next * self.factor)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self.initial
+FINAL_CODES = frozenset(mqtt.RESPONSE_CODES) - {ResponseCode.MALFUNCTION}
 
 
 class Forwarder:
@@ -58,13 +38,18 @@ class Forwarder:
         *,
         backoff: Backoff | None = None,
         request_timeout: float = 5.0,
+        release_ttl: float = RELEASE_TTL,
         monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.journal = journal
         self.backend = backend
         self.backoff = backoff or Backoff()
         self.request_timeout = request_timeout
+        self.release_ttl = release_ttl
         self._monotonic = monotonic
+        self._wall = wall
+        self._deferred: set[int] = set()  # releases that failed: tried after the rest
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._done = threading.Condition()
@@ -104,10 +89,23 @@ class Forwarder:
                 self._results.pop(doc_id, None)
 
     def step(self) -> bool | None:
-        """Forward the oldest entry once: True sent, False failed, None nothing to send."""
-        entry = self.journal.head()
+        """Forward the oldest entry once: True sent, False failed, None nothing to send.
+
+        Advices and reversals go strictly in journal order. A release needs no order
+        with them (it ends only a quote no terminal used: an advice that overtook it
+        would have settled that quote first), so one that failed steps aside and is
+        tried again once nothing else waits: a backend that cannot answer it never
+        holds up the advices behind it. A release older than `release_ttl` is dropped:
+        the hold it was for has expired by then."""
+        entry = self.journal.head(skip=self._deferred) or self.journal.head()
         if entry is None:
+            self._deferred.clear()
             return None
+        if entry.type == "release" and self._wall() - entry.at > self.release_ttl:
+            log.warning("release %s given up after %.0f s: its hold has expired anyway",
+                        entry.key, self.release_ttl)
+            self._done_with(entry, "expired")
+            return True
         if not self.backend.online():
             return False
         reply = self.backend.request(
@@ -116,17 +114,23 @@ class Forwarder:
         if reply is None or reply.code not in FINAL_CODES:
             log.warning("forward of %s %s failed (%s)", entry.type, _short(entry),
                         "no answer" if reply is None else reply.code)
+            if entry.type == "release":
+                self._deferred.add(entry.doc_id)
             return False
-        if reply.code != "00":
+        if reply.code != ResponseCode.APPROVED:
             log.error("backend refused %s %s: %s %s", entry.type, _short(entry), reply.code,
                       reply.message)
-        self.journal.mark_forwarded(entry.doc_id, reply.code)
+        self._done_with(entry, reply.code)
         with self._done:
             if entry.doc_id in self._waiting:
                 self._results[entry.doc_id] = reply
                 self._done.notify_all()
         log.info("forwarded %s %s: %s", entry.type, _short(entry), reply.code)
         return True
+
+    def _done_with(self, entry: Pending, code: str) -> None:
+        self.journal.mark_forwarded(entry.doc_id, code)
+        self._deferred.discard(entry.doc_id)
 
     def _run(self) -> None:
         delay: float | None = None

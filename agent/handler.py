@@ -18,22 +18,21 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from agent.journal import Journal
-from protocols import identity, iso8583, mac, messages, mqtt, tlv
+from protocols import identity, iso8583, mac, messages, mqtt
 from protocols.iso8583 import FormatError
 from protocols.messages import MessageError
+from protocols.persian import ascii_digits
+from protocols.response_codes import ResponseCode
 
 log = logging.getLogger("agent.handler")
 
 MAC_MTIS = ("01", "02", "04")
-UNREACHABLE = "91"
-MALFUNCTION = "96"
-SECURITY = "63"
 
 
 class Commit(Protocol):
     """The deferred journal write of an answer; told whether the terminal took it."""
 
-    def __call__(self, delivered: bool = True) -> None: ...
+    def __call__(self, taken: bool = True) -> None: ...
 
 
 class BackendPort(Protocol):
@@ -85,6 +84,8 @@ class Handler:
         self._wall = wall
         # The pending journal write of `answer`, per link thread (one per TCP terminal).
         self._local = threading.local()
+        #: Requests answered 91 (the backend did not answer in time), for the metrics.
+        self.unreachable_answers = 0
 
     # --- entry point ---------------------------------------------------------------
     def handle(self, raw: bytes, received: float | None = None) -> bytes | None:
@@ -99,12 +100,13 @@ class Handler:
     ) -> tuple[bytes | None, Commit | None]:
         """Like `handle`, but an inquiry's or enrollment's journal write is handed back.
 
-        The caller sends the response first and then runs `commit(delivered)`: an fsync is
+        The caller sends the response first and then runs `commit(taken)`: an fsync is
         kept off the inquiry's critical path. If the agent dies in between, a repeat is
         asked of the backend again, which answers it from its own store of idempotency
-        keys. `delivered=False` (the terminal never took the 0110: PROTOCOL.md 2.2, the
-        transaction fails) releases the quote it carried. Advices and reversals are always
-        journaled before they are answered.
+        keys. `taken=False` says the terminal certainly did not use the 0110 (every
+        transmission NAKed: PROTOCOL.md 2.2, the transaction fails; or ACKed only after the
+        terminal's 3 s): the quote it carried is released. Advices and reversals are
+        always journaled before they are answered.
         """
         if received is None:
             received = self._monotonic()
@@ -114,7 +116,7 @@ class Handler:
         except Exception:  # a defect must still become an answer, not a dead link thread
             log.exception("internal error handling a message")
             fields, _ = iso8583.decode_partial(bytes(raw))
-            return self._answer(fields, MALFUNCTION), None
+            return self._answer(fields, ResponseCode.MALFUNCTION), None
         commit, self._local.commit = self._local.commit, None
         return out, commit
 
@@ -122,15 +124,15 @@ class Handler:
         fields, error = iso8583.decode_partial(raw)
         if error is not None:
             log.warning("format error in field %s: %s", error.field, error.reason)
-            return self._answer(fields, messages.FORMAT_ERROR)
+            return self._answer(fields, ResponseCode.FORMAT_ERROR)
         mti = fields["t"]
         if mti[:2] in MAC_MTIS and not mac.verify(raw, self._key):
             log.warning("MAC missing or wrong on %s stan %s", mti, fields.get("11"))
-            return self._answer(fields, SECURITY)
+            return self._answer(fields, ResponseCode.SECURITY_VIOLATION)
         if fields.get("41") is not None and fields.get("41") != self.terminal_id:
             log.warning("message for terminal %r, this agent serves %s", fields.get("41"),
                         self.terminal_id)
-            return self._answer(fields, messages.FORMAT_ERROR)
+            return self._answer(fields, ResponseCode.FORMAT_ERROR)
         try:
             request = messages.parse_request(fields)
         except MessageError as exc:
@@ -142,14 +144,14 @@ class Handler:
             self.terminal_id, mti, request.header.stan, request.header.transmitted_at
         )
         found = self.journal.find(key)
-        if found is not None:
-            doc_id, doc = found
-            if doc.get("resp"):
+        if found is not None:  # a repeat (rare): read its stored answer the journal's way
+            again = self.journal.response_for(key)
+            if again is not None:
                 log.info("repeated %s stan %s: same response again", mti, request.header.stan)
-                return bytes.fromhex(doc["resp"])
+                return again
             # Journaled but killed before the answer was stored: answer as if offline.
-            out = self._answer(fields, messages.APPROVED)
-            return self.journal.set_response(doc_id, out) if out is not None else None
+            out = self._answer(fields, ResponseCode.APPROVED)
+            return self.journal.set_response(found[0], out) if out is not None else None
         try:
             if isinstance(request, messages.EnrollmentRequest | messages.InquiryRequest):
                 return self._authorization(fields, request, key, received)
@@ -158,7 +160,7 @@ class Handler:
             return self._reversal(fields, request, key)
         except identity.IdentityError as exc:
             log.info("%s stan %s: invalid phone or card (%s)", mti, request.header.stan, exc)
-            return self._answer(fields, identity.RESPONSE_CODE)
+            return self._answer(fields, exc.response_code)
 
     # --- building answers ----------------------------------------------------------
     def _answer(
@@ -177,7 +179,10 @@ class Handler:
         status = "ON" if self.backend.online() else "OF"
         queued = self.journal.queued()
         log.info("0800 code %s: ST %s QD %d", request.code, status, queued)
-        return self._answer(fields, messages.APPROVED, {"ST": status, "QD": str(queued)})
+        items = messages.response_tlv(
+            messages.NetworkResponse(ResponseCode.APPROVED, status, queued)
+        )
+        return self._answer(fields, ResponseCode.APPROVED, items)
 
     def _authorization(
         self,
@@ -195,7 +200,7 @@ class Handler:
             who = identity.mask_phone(body["phone"])
         else:
             kind = "inquiry"
-            otp = identity.ascii_digits(request.otp) if request.otp else None
+            otp = ascii_digits(request.otp) if request.otp else None
             body = {"gross": request.amount, "redeem": request.redeem, "otp": otp}
             if request.phone is not None:
                 body["phone"] = identity.normalize_phone(request.phone)
@@ -211,7 +216,8 @@ class Handler:
         if reply is None:
             log.warning("%s stan %s for %s: backend did not answer in time: 91",
                         kind, request.header.stan, who)
-            out = self._answer(fields, UNREACHABLE)
+            out = self._answer(fields, ResponseCode.BACKEND_UNREACHABLE)
+            self.unreachable_answers += 1
             if out is not None and kind == "inquiry":
                 # The backend may still carry it out (hung, not dead): journal a release
                 # before the terminal hears 91, so no credit is ever held for this quote.
@@ -228,16 +234,17 @@ class Handler:
             response = out
             quote_id = reply.body.get("quote_id") if reply is not None and reply.ok else None
 
-            def commit(delivered: bool = True) -> None:
-                if delivered or not quote_id:
+            def commit(taken: bool = True) -> None:
+                if taken or not quote_id:
                     self._record(key, request.mti, response)
                     return
-                log.warning("inquiry stan %s: 0110 not delivered, releasing its quote",
-                            request.header.stan)
+                log.warning("inquiry stan %s: the terminal did not take the 0110, "
+                            "releasing its quote", request.header.stan)
                 # A repeat of this inquiry must not hand out the released quote: it
                 # gets the no-discount answer instead.
+                unanswered = self._answer(fields, ResponseCode.BACKEND_UNREACHABLE)
                 self._record(
-                    key, request.mti, self._answer(fields, UNREACHABLE) or response,
+                    key, request.mti, unanswered or response,
                     _release(key, quote_id, "undelivered"),
                 )
                 if self.forwarder is not None:
@@ -286,11 +293,11 @@ class Handler:
         mqtt.check_request(
             mqtt.Request("advice", "check", key, self.terminal_id, self.merchant_id, body)
         )
-        plain = self._answer(fields, messages.APPROVED)
+        plain = self._answer(fields, ResponseCode.APPROVED)
         wait = self.forwarder is not None and self.advice_wait > 0 and self.backend.online()
         doc_id = self.journal.record(
             key, request.mti, self._wall(), response=None if wait else plain,
-            forward=("advice", body), stan=h.stan, rrn=request.rrn,
+            forward=("advice", body), stan=h.stan, rrn=request.rrn, amount=request.amount,
         )
         log.info("advice stan %s amount %d journaled", h.stan, request.amount)
         if not wait or self.forwarder is None:
@@ -300,7 +307,7 @@ class Handler:
         reply = self.forwarder.wait_result(doc_id, received + self.advice_wait)
         out = plain
         if reply is not None and reply.ok:
-            out = self._answer(fields, messages.APPROVED, _advice_tlv(reply)) or plain
+            out = self._answer(fields, ResponseCode.APPROVED, _advice_tlv(reply)) or plain
         if out is None:
             return None
         return self.journal.set_response(doc_id, out)  # a concurrent repeat's answer wins
@@ -313,12 +320,17 @@ class Handler:
         original = self.journal.find_original(h.stan, request.rrn, now)
         if original is None:
             log.info("reversal of stan %s: original unknown or too old: 12", h.stan)
-            out = self._answer(fields, messages.INVALID_TRANSACTION)
+            out = self._answer(fields, ResponseCode.INVALID_TRANSACTION)
             if out is not None:
                 self.journal.record(key, request.mti, now, response=out)
             return out
         orig_id, orig = original
-        out = self._answer(fields, messages.APPROVED)
+        if orig.get("amt") is not None and orig["amt"] != request.amount:
+            # 3.2: a reversal carries the original's field 4 (0 only for a declined one)
+            log.info("reversal of stan %s: amount %d, its advice's was %d: 13", h.stan,
+                     request.amount, orig["amt"])
+            return self._answer(fields, ResponseCode.INVALID_AMOUNT)
+        out = self._answer(fields, ResponseCode.APPROVED)
         if out is None:
             return None
         if orig.get("reversed"):
@@ -354,7 +366,7 @@ def _referrer(typed: str | None) -> str | None:
     try:
         return identity.normalize_phone(typed)
     except identity.IdentityError:
-        return identity.ascii_digits(typed).strip()[:32] or None
+        return ascii_digits(typed).strip()[:32] or None
 
 
 def _release(
@@ -371,46 +383,39 @@ def _iso(epoch: float) -> str:
     )
 
 
-#: TLV tag, backend body field, byte limit (None: the value is short by schema).
-_Spec = tuple[tuple[str, str, int | None], ...]
-_ENROLL_TLV: _Spec = (
-    ("MC", "member_code", None), ("NW", "new", None), ("CB", "balance", None),
-    ("MG", "display", 64), ("RL", "receipt", 400),
-)
-_QUOTE_TLV: _Spec = (
-    ("QI", "quote_id", None), ("GA", "gross", None), ("DA", "discount", None),
-    ("NA", "net", None), ("CB", "balance", None), ("TR", "tier", None),
-    ("MG", "display", 64), ("RL", "receipt", 400),
-)
-_OTP_TLV: _Spec = (("MG", "display", 64),)
-_ADVICE_TLV: _Spec = (("EA", "earned", None), ("CB", "balance", None), ("RL", "receipt", 400))
-
-
-def _tlv(body: Mapping[str, Any], spec: _Spec) -> dict[str, str]:
-    """Field 48 items from a backend body: absent or empty values left out, text fitted."""
-    items: dict[str, str] = {}
-    for tag, name, limit in spec:
-        value = body.get(name)
-        if value is None or value == "":
-            continue
-        text = str(value)
-        items[tag] = tlv.fit(text, limit) if limit else text
-    return items
+def _text(body: Mapping[str, Any], name: str) -> str | None:
+    """A text of the backend's body for field 48; an empty one is left out."""
+    return body.get(name) or None
 
 
 def _enroll_tlv(reply: mqtt.Response) -> dict[str, str]:
     if not reply.ok:
         return {}
-    return _tlv({**reply.body, "new": "1" if reply.body.get("new") else "0"}, _ENROLL_TLV)
+    b = reply.body
+    return messages.response_tlv(messages.EnrollmentResponse(
+        reply.code, member_code=_text(b, "member_code"), new=bool(b.get("new")),
+        balance=b.get("balance"), display=_text(b, "display"), receipt=_text(b, "receipt"),
+    ))
 
 
 def _inquiry_tlv(reply: mqtt.Response) -> dict[str, str]:
     if not reply.ok:
         return {}
-    if reply.body.get("otp_required"):
-        return {"OV": "1", **_tlv(reply.body, _OTP_TLV)}
-    return _tlv(reply.body, _QUOTE_TLV)
+    b = reply.body
+    if b.get("otp_required"):  # the terminal asks for the code; nothing else applies yet
+        return messages.response_tlv(
+            messages.InquiryResponse(reply.code, otp_required=True, display=_text(b, "display"))
+        )
+    return messages.response_tlv(messages.InquiryResponse(
+        reply.code, quote_id=_text(b, "quote_id"), gross=b.get("gross"),
+        discount=b.get("discount"), net=b.get("net"), balance=b.get("balance"),
+        tier=_text(b, "tier"), display=_text(b, "display"), receipt=_text(b, "receipt"),
+    ))
 
 
 def _advice_tlv(reply: mqtt.Response) -> dict[str, str]:
-    return _tlv(reply.body, _ADVICE_TLV)
+    b = reply.body
+    return messages.response_tlv(messages.AdviceResponse(
+        reply.code, earned=b.get("earned"), balance=b.get("balance"),
+        receipt=_text(b, "receipt"),
+    ))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,7 @@ class Pending:
     type: str
     key: str
     body: dict[str, Any]
+    at: float = 0.0  # when the request was journaled (epoch seconds)
 
 
 class Journal:
@@ -131,6 +133,7 @@ class Journal:
         stan: str | None = None,
         rrn: str | None = None,
         original: int | None = None,
+        amount: int | None = None,
     ) -> int:
         """Store one answered (or about to be answered) request durably; its document id.
 
@@ -150,6 +153,8 @@ class Journal:
             doc["rrn"] = rrn
         if original is not None:
             doc["orig"] = original
+        if amount is not None:
+            doc["amt"] = amount  # an advice's field 4: its reversal must carry the same
         with self._lock:
             if self._lookup("key", self._by_key, key) is not None:
                 raise ValueError(f"{key} is already in the journal")
@@ -215,9 +220,12 @@ class Journal:
                     out.append(_pending_entry(doc_id, doc))
             return out
 
-    def head(self) -> Pending | None:
+    def head(self, skip: Collection[int] = ()) -> Pending | None:
+        """The oldest entry waiting to be forwarded, passing over the doc ids in `skip`."""
         with self._lock:
             for doc_id in self._pending:
+                if doc_id in skip:
+                    continue
                 doc = self._table.get(doc_id=doc_id)
                 if doc is not None and doc.get("fwd"):
                     return _pending_entry(doc_id, doc)
@@ -282,7 +290,7 @@ class Journal:
 
 def _pending_entry(doc_id: int, doc: dict[str, Any]) -> Pending:
     fwd = doc["fwd"]
-    return Pending(doc_id, fwd["type"], fwd.get("key") or doc["key"], fwd["body"])
+    return Pending(doc_id, fwd["type"], fwd.get("key") or doc["key"], fwd["body"], doc["at"])
 
 
 def _ident(kind: str, doc: dict[str, Any]) -> str | None:

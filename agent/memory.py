@@ -1,16 +1,15 @@
-"""glibc malloc tuning for a small resident set on the terminal's little computer.
+"""Handing freed heap back to the system on the terminal's little computer.
 
-Every thread that allocates gets its own glibc arena (up to 8 per core), and each
-keeps freed pages resident. The agent's few threads (link, paho, forwarder) do little
-work each, so one shared arena costs nothing measurable and saves a MB or more.
-Both calls are no-ops where the C library is not glibc.
+The number of glibc malloc arenas is not set here: every thread that allocates would get
+its own (up to 8 per core), each keeping freed pages resident, and the agent's few quiet
+threads need only one. `MALLOC_ARENA_MAX=1` in the environment says so before the
+interpreter starts (the systemd unit deploy/systemd/loyalty-agent@.service sets it), which
+code run after start-up cannot do as well. `trim` is a no-op where the C library is not glibc.
 """
 
 from __future__ import annotations
 
 import ctypes
-
-M_ARENA_MAX = -8  # glibc malloc.h
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -18,15 +17,7 @@ def _libc() -> ctypes.CDLL | None:
         libc = ctypes.CDLL(None)  # the process's own symbols: libc is already loaded
     except OSError:
         return None
-    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
-
-
-def limit_arenas(count: int = 1) -> bool:
-    """Cap glibc's malloc arenas; call before any thread starts. True if it took effect."""
-    libc = _libc()
-    if libc is None:
-        return False
-    return bool(libc.mallopt(M_ARENA_MAX, count))
+    return libc if hasattr(libc, "malloc_trim") else None
 
 
 def trim() -> bool:

@@ -13,12 +13,15 @@ import time
 from agent import memory
 from agent.backend_client import BackendClient, BrokerSettings
 from agent.config import AgentConfig
-from agent.forwarder import Backoff, Forwarder
+from agent.forwarder import Forwarder
 from agent.handler import Handler
 from agent.journal import Journal
+from agent.metrics import LinkTally, MetricsServer
 from firmware_bridge.driver import LinkDown, LinkDriver
 from firmware_bridge.tcp import TcpListener
 from firmware_bridge.transports import SerialTransport
+from protocols import messages
+from protocols.backoff import Backoff
 
 log = logging.getLogger("agent")
 
@@ -63,36 +66,55 @@ class Agent:
             inquiry_budget=cfg.inquiry_budget,
             advice_wait=cfg.advice_wait,
         )
+        self.monotonic = time.monotonic
         self.driver: LinkDriver | None = None
         self.listener: TcpListener | None = None
+        self.links = LinkTally()
+        self.metrics: MetricsServer | None = None
         self._stop = threading.Event()
 
     def on_message(self, message: bytes, driver: LinkDriver) -> None:
-        received = time.monotonic()
+        received = self.monotonic()
         response, commit = self.handler.answer(message, received)
-        delivered = False
+        # Whether the terminal may have taken the answer: a quote is released only when
+        # it certainly did not (docs/agent.md, "Releases"); after a silence it may have,
+        # its ACKs lost, so the hold stays until the advice or its expiry.
+        taken = True
         try:
             if response is not None:
                 driver.send(response)
-                delivered = True
-        except (LinkDown, ValueError) as exc:
+                late = self.monotonic() - received > messages.TERMINAL_INQUIRY_WAIT
+                if commit is not None and late:
+                    log.warning("0110 ACKed after the terminal stopped waiting for it")
+                    taken = False
+        except LinkDown as exc:
             log.warning("response not delivered: %s", exc)
+            taken = not exc.refused
+        except ValueError as exc:
+            log.warning("response not sent: %s", exc)
+            taken = False
         finally:
             if commit is not None:
-                commit(delivered)
+                commit(taken)
 
     def start(self) -> None:
         self.backend.start()
         self.forwarder.start()
         cfg = self.cfg
+        if cfg.metrics_host is not None and cfg.metrics_port is not None:
+            self.metrics = MetricsServer(self, cfg.metrics_host, cfg.metrics_port)
+            log.info("metrics on http://%s:%d/metrics", cfg.metrics_host, self.metrics.port)
         if cfg.serial:
             transport = SerialTransport(cfg.serial, cfg.baud)
-            self.driver = LinkDriver(transport, self.on_message, name=cfg.serial).start()
+            self.driver = LinkDriver(transport, self.on_message, name=cfg.serial)
+            self.links.add(self.driver)
+            self.driver.start()
             log.info("agent for terminal %s on %s at %d baud", cfg.terminal_id, cfg.serial,
                      cfg.baud)
         else:
             assert cfg.listen_host is not None and cfg.listen_port is not None
-            self.listener = TcpListener(cfg.listen_host, cfg.listen_port, self.on_message).start()
+            self.listener = TcpListener(cfg.listen_host, cfg.listen_port, self.on_message,
+                                        on_connect=self.links.add).start()
             log.info("agent for terminal %s listening on %s:%d", cfg.terminal_id,
                      cfg.listen_host, self.listener.port)
 
@@ -122,5 +144,7 @@ class Agent:
             self.listener.stop()
         self.forwarder.stop()
         self.backend.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
         self.journal.close()
         log.info("agent stopped")

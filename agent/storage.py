@@ -29,6 +29,8 @@ from tinydb import TinyDB
 from tinydb.storages import Storage
 from tinydb.table import Document, Table
 
+from protocols.numbers import is_int
+
 log = logging.getLogger("agent.storage")
 
 #: What the start of a record line cut short by a crash can look like.
@@ -83,7 +85,7 @@ _LEN_MASK = (1 << _LEN_BITS) - 1
 
 def _doc_id(value: object) -> int | None:
     """tinydb's document id (a decimal string in the log) as the int the index keeps."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    if is_int(value):
         return value
     if isinstance(value, str) and value.isdigit():
         return int(value)

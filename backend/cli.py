@@ -22,8 +22,11 @@ import jdatetime
 
 from backend import engine, ledger, report, report_render, store, transfer
 from backend.config import ConfigError, Settings, load
-from backend.program import TEHRAN, Offer, parse_hours, parse_weekdays
+from backend.program import Offer, parse_hours, parse_weekdays
+from protocols import servicelog
 from protocols.identity import IdentityError, normalize_card, normalize_phone
+from protocols.persian import TEHRAN, jalali
+from protocols.version import version_line
 
 PROG = "loyalty-backend"
 
@@ -78,6 +81,7 @@ def day_start(day: date) -> datetime:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Loyalty club backend")
+    p.add_argument("--version", action="version", version=version_line(PROG))
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:
@@ -93,7 +97,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--broker-password")
     run.add_argument("--broker-ca", help="CA file: connect with TLS")
     run.add_argument("--instance", help="name in the presence topic (default host-pid)")
-    run.add_argument("--log-level", default="INFO")
+    run.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (or [log] level; "
+                     "SIGHUP re-reads [log] level when this is not given)")
+    run.add_argument("--log-format", choices=servicelog.FORMATS, default="text")
+    run.add_argument("--log-file", help="log to this file (logrotate-safe) instead of stderr")
 
     member = sub.add_parser("member", help="a member's profile, tier, balance, recent ledger")
     common(member)
@@ -276,10 +283,14 @@ def _copy(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from backend.service import BackendService  # paho only where it is needed
 
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        servicelog.configure(PROG, args.log_level or settings.log_level or "INFO",
+                             args.log_format, args.log_file)
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"log: {exc}") from None
+    logging.getLogger("backend").info(
+        "%s starting; settings %s", version_line(PROG), servicelog.mask_settings(
+            {k: v for k, v in vars(args).items() if k != "command"}))
     broker = args.broker or settings.mqtt.broker
     if not broker:
         raise UsageError("--broker HOST:PORT is required (or [mqtt] broker in the config)")
@@ -302,6 +313,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(
+        target=_reload_log_level, args=(args,), name="sighup", daemon=True).start())
     service.start()
     _say(f"{PROG}: running as {service.instance}, broker {broker}")
     while not done.wait(1.0):
@@ -309,6 +322,18 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     service.stop()
     _say(f"{PROG}: stopped")
     return 0
+
+
+def _reload_log_level(args: argparse.Namespace) -> None:
+    """SIGHUP: the config file's [log] level again (a --log-level given stays in force)."""
+    log = logging.getLogger("backend")
+    try:
+        level = args.log_level or load(args.config).log_level or "INFO"
+        level = servicelog.set_level(level)
+    except (ConfigError, ValueError) as exc:
+        log.error("SIGHUP: log level not reloaded: %s", exc)
+        return
+    log.info("SIGHUP: reloaded: log level %s", level)
 
 
 def _phone(text: str) -> str:
@@ -345,8 +370,8 @@ def _birthday(text: str) -> str | None:
 
 
 def _fmt_time(value: int) -> str:
-    local = store.from_ts(value).astimezone(TEHRAN)
-    return f"{jdatetime.datetime.fromgregorian(datetime=local):%Y/%m/%d %H:%M} ({local:%Y-%m-%d})"
+    when = store.from_ts(value)
+    return f"{jalali(when)} ({when.astimezone(TEHRAN):%Y-%m-%d})"
 
 
 def _member(args: argparse.Namespace, settings: Settings) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 
 from backend.program import Offer, Program, Tier, parse_hours, parse_weekdays
 from backend.sms.senders import make_sender
+from protocols.numbers import is_number
 
 
 class ConfigError(ValueError):
@@ -48,9 +49,11 @@ class Settings:
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
     sms: Mapping[str, Any] = field(default_factory=dict)
+    #: [log] level: what `run` logs at when --log-level is not given; SIGHUP re-reads it.
+    log_level: str | None = None
 
 
-_TOP = {"shop", "program", "otp", "offers", "mqtt", "service", "sms"}
+_TOP = {"shop", "program", "otp", "offers", "mqtt", "service", "sms", "log"}
 
 
 def _table(doc: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -71,7 +74,7 @@ def _take(
         raise ConfigError(f"{where}.{key}: expected {kinds[0].__name__}, got {value!r}")
     if not isinstance(value, kinds):
         raise ConfigError(f"{where}.{key}: expected {kinds[0].__name__}, got {value!r}")
-    if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+    if is_number(value) and value < 0:
         raise ConfigError(f"{where}.{key}: must not be negative")
     return value
 
@@ -232,6 +235,12 @@ def parse(doc: Mapping[str, Any]) -> Settings:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
+    logt = _table(doc, "log")
+    log_level = _take(logt, "log", "level", str, None)
+    _no_more(logt, "log")
+    if log_level is not None and log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("log.level: must be DEBUG, INFO, WARNING or ERROR")
+
     return Settings(
         program=program,
         offers=offers,
@@ -239,6 +248,7 @@ def parse(doc: Mapping[str, Any]) -> Settings:
         mqtt=mqtt,
         service=service,
         sms=sms,
+        log_level=log_level,
     )
 
 

@@ -9,19 +9,24 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
-TEHRAN = ZoneInfo("Asia/Tehran")
+from protocols.persian import TEHRAN
+from protocols.response_codes import CodedError, ResponseCode
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-class RuleError(Exception):
-    """A request the program refuses; `code` is the ISO 8583 response code to answer."""
+class RuleError(CodedError):
+    """A request the program refuses; `response_code` is the code to answer with."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+    def __init__(self, response_code: ResponseCode | str, message: str) -> None:
+        super().__init__(message, response_code=ResponseCode(response_code))
         self.message = message
+
+    @property
+    def code(self) -> ResponseCode:
+        """Read-only alias of `response_code` until backend/handlers.py uses that name."""
+        return self.response_code
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +107,12 @@ class Program:
     def discount(self, gross: int, available: int, requested: int | None) -> int:
         """The credit applied to a purchase: what was asked for, or the most allowed."""
         if gross <= 0:
-            raise RuleError("13", "amount must be positive")
+            raise RuleError(ResponseCode.INVALID_AMOUNT, "amount must be positive")
         if requested is not None:
             if requested > available:
-                raise RuleError("51", "requested credit exceeds the balance")
+                raise RuleError(
+                    ResponseCode.NOT_ENOUGH_CREDIT, "requested credit exceeds the balance"
+                )
             return min(requested, self.redeem_cap(gross))
         return max(0, min(available, self.redeem_cap(gross)))
 

@@ -13,8 +13,9 @@ import json
 from datetime import datetime, time, timedelta
 
 from backend.report import MONEY, Figures
-from backend.texts import TEHRAN, columns, fa_digits, format_rials, jalali
-from protocols.identity import ascii_digits
+from backend.texts import columns, jalali
+from protocols import persian
+from protocols.persian import TEHRAN, format_rials, persian_digits
 
 LANGS = ("fa", "en")
 FORMATS = ("text", "csv", "json")
@@ -77,8 +78,8 @@ def render(figures: Figures, *, lang: str = "fa", fmt: str = "text") -> str:
 
 
 def _jalali_ascii(when: datetime) -> str:
-    """`1405/09/02 00:00`: the Jalali date-time of texts.jalali, in digits a program reads."""
-    return ascii_digits(jalali(when))
+    """`1405/09/02 00:00`: the Jalali date-time in digits a program reads."""
+    return persian.jalali(when)
 
 
 def _iso(when: datetime) -> str:
@@ -102,7 +103,7 @@ def _bound(when: datetime | None, lang: str, which: int) -> str:
 
 def _value(name: str, value: int, lang: str) -> str:
     if lang == "fa":
-        return format_rials(value) if name in MONEY else fa_digits(str(value))
+        return format_rials(value) if name in MONEY else persian_digits(str(value))
     return f"{value:,}"
 
 

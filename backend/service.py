@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -34,27 +33,14 @@ from backend.handlers import Clock, Handler, utc_now
 from backend.sms.senders import Sender, make_sender
 from backend.sms.worker import SmsWorker
 from protocols import mqtt as schema
+from protocols.address import parse_host_port
+from protocols.mqtt_client import new_client
 from protocols.response_codes import ResponseCode
 
 log = logging.getLogger(__name__)
 _STOP = object()
 #: How often the request connection finishes a checkpoint itself (see Handler).
 WAL_RESTART_SECONDS = 2.0
-
-
-def parse_broker(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"broker {text!r} must be HOST:PORT")
-    return host, int(port)
-
-
-def _nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
-    """Nagle's algorithm would hold small replies back for tens of milliseconds."""
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (OSError, AttributeError):
-        pass
 
 
 @dataclass
@@ -84,7 +70,10 @@ class BackendService:
     ) -> None:
         self.target = engine.parse_target(db)
         self.settings = settings
-        self.host, self.port = parse_broker(broker)
+        try:
+            self.host, self.port = parse_host_port(broker)
+        except ValueError as exc:
+            raise ValueError(f"broker: {exc}") from None
         self.instance = (
             instance or settings.mqtt.instance or f"{socket.gethostname()}-{os.getpid()}"
         )
@@ -116,28 +105,18 @@ class BackendService:
     # --- MQTT ----------------------------------------------------------------------------
 
     def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"loyalty-backend-{self.instance}",
-            protocol=mqtt.MQTTv5,
+        client = new_client(
+            f"loyalty-backend-{self.instance}",
+            status_topic=schema.backend_status_topic(self.instance),
+            username=self.username,
+            password=self.password,
+            ca_file=self.ca_file,
         )
-        client.on_socket_open = _nodelay
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        client.reconnect_delay_set(min_delay=1, max_delay=5)
         client.max_queued_messages_set(0)
         client.max_inflight_messages_set(1000)
-        client.will_set(
-            schema.backend_status_topic(self.instance),
-            schema.encode_status(False),
-            qos=1,
-            retain=True,
-        )
-        if self.username:
-            client.username_pw_set(self.username, self.password)
-        if self.ca_file:
-            client.tls_set(ca_certs=self.ca_file)
         return client
 
     def _on_connect(

@@ -16,9 +16,10 @@ import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
-from zoneinfo import ZoneInfo
 
-import jdatetime
+from protocols import persian
+from protocols.numbers import is_count, is_int
+from protocols.persian import format_rials, persian_digits
 
 # fit cuts to a byte limit on a character boundary; texts.fit is the same function.
 from protocols.tlv import LIMITS, fit
@@ -26,14 +27,7 @@ from protocols.tlv import LIMITS, fit
 MG_LIMIT = LIMITS["MG"]
 RL_LIMIT = LIMITS["RL"]
 PRINTER_COLUMNS = 32
-TEHRAN = ZoneInfo("Asia/Tehran")
 
-#: A Persian SMS is sent as UCS-2: 70 characters in one part, 67 in each part of a longer one.
-SMS_SINGLE_PART = 70
-SMS_MULTI_PART = 67
-
-_FA_DIGITS = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
-_THOUSANDS = "٬"  # U+066C ARABIC THOUSANDS SEPARATOR, the Persian one
 _ZERO_WIDTH = {"\u200c", "\u200d", "\u200e", "\u200f", "\ufeff"}
 _SHOP_SMS_CHARS = 40
 
@@ -48,19 +42,6 @@ TIER_NAMES = {"bronze": "برنزی", "silver": "نقره‌ای", "gold": "طل
 # --- helpers -----------------------------------------------------------------------------
 
 
-def fa_digits(text: str) -> str:
-    """`text` with ASCII digits replaced by Persian ones."""
-    return str(text).translate(_FA_DIGITS)
-
-
-def format_rials(n: int) -> str:
-    """An amount of rials with Persian digits and the Persian thousands separator."""
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise ValueError(f"amount must be an integer number of rials, not {type(n).__name__}")
-    sign = "-" if n < 0 else ""
-    return sign + fa_digits(f"{abs(n):,}".replace(",", _THOUSANDS))
-
-
 def jalali(when: datetime) -> str:
     """`when` in Tehran time as a Jalali date and time: `۱۴۰۵/۰۱/۰۱ ۱۵:۳۰`."""
     if not isinstance(when, datetime):
@@ -73,8 +54,7 @@ def jalali(when: datetime) -> str:
 @lru_cache(maxsize=4096)
 def _jalali_minute(minute: int) -> str:
     """The Jalali text of one UTC minute; jdatetime's conversion and strftime cost ~40 us."""
-    local = datetime.fromtimestamp(minute * 60, TEHRAN)
-    return fa_digits(jdatetime.datetime.fromgregorian(datetime=local).strftime("%Y/%m/%d %H:%M"))
+    return persian_digits(persian.jalali(datetime.fromtimestamp(minute * 60, UTC)))
 
 
 def tier_label(tier: str) -> str:
@@ -94,14 +74,6 @@ def _tier_label(tier: str) -> str:
 def columns(text: str) -> int:
     """Printer cells `text` takes: combining marks and zero-width joiners take none."""
     return sum(1 for c in text if c not in _ZERO_WIDTH and not unicodedata.combining(c))
-
-
-def sms_parts(text: str) -> int:
-    """How many SMS parts a Persian (UCS-2) text takes."""
-    n = len(text.encode("utf-16-le")) // 2
-    if n <= SMS_SINGLE_PART:
-        return 1
-    return -(-n // SMS_MULTI_PART)
 
 
 def _clip(text: str, width: int = PRINTER_COLUMNS) -> str:
@@ -135,9 +107,9 @@ def _clean(value: object, name: str, *, allow_empty: bool = False) -> str:
 
 
 def _amount(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise ValueError(f"{name} must be an integer number of rials")
-    if value < 0:
+    if not is_count(value):
         raise ValueError(f"{name} must not be negative")
     return value
 
@@ -145,7 +117,7 @@ def _amount(value: object, name: str) -> int:
 def _code(member_code: object) -> str:
     """A member code as shown: Persian digits when it is all digits, else as issued."""
     code = _clean(member_code, "member_code")
-    return fa_digits(code) if code.isascii() and code.isdigit() else code
+    return persian_digits(code) if code.isascii() and code.isdigit() else code
 
 
 def _display(candidates: Sequence[str]) -> str:
@@ -231,7 +203,7 @@ def otp_sms(*, shop_name: str, code: str) -> str:
     """The one-time code, last in the text: `senders.otp_token` reads it back from there."""
     if not isinstance(code, str) or not _OTP.fullmatch(code):
         raise ValueError("code must be 4 to 10 ASCII digits")
-    return "\n".join([*_shop_sms(shop_name), f"کد تأیید استفاده از اعتبار: {fa_digits(code)}"])
+    return "\n".join([*_shop_sms(shop_name), f"کد تأیید استفاده از اعتبار: {persian_digits(code)}"])
 
 
 # --- terminal display (MG) ---------------------------------------------------------------
@@ -265,10 +237,6 @@ def inquiry_display(*, discount: int, net: int, tier: str) -> str:
 
 def otp_display() -> str:
     return _display(["کد تأیید پیامک‌شده را وارد کنید"])
-
-
-def unknown_member_display() -> str:
-    return _display(["عضو باشگاه یافت نشد"])
 
 
 # --- receipt (RL) ------------------------------------------------------------------------

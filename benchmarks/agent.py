@@ -9,7 +9,9 @@ all on 127.0.0.1, and prints each figure beside its reference from the same run:
   SQLite commit (synchronous=FULL), p50/p99;
 - the journal's durable write of an advice with 10,000 entries in it, against a plain
   append + fsync of the same record;
-- the agent's resident memory after 10,000 purchase advices.
+- the agent's resident memory after 10,000 purchase advices;
+- inquiry latency with `--metrics` served and scraped 5 times a second (Prometheus
+  scrapes every 15 s or so) against the same agent without metrics, in alternating runs.
 
     python benchmarks/agent.py [--inquiries 500] [--advices 10000]
 """
@@ -40,7 +42,7 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from agent.journal import Journal  # noqa: E402
 from agent.storage import _line  # noqa: E402
-from demo.mosquitto import Mosquitto  # noqa: E402
+from demo.mosquitto import Mosquitto, free_port  # noqa: E402
 from protocols import framing, iso8583, mac, messages  # noqa: E402
 
 KEY_HEX = "000102030405060708090a0b0c0d0e0f"
@@ -105,7 +107,8 @@ def signed(req: object) -> bytes:
 
 
 def start(cmd: list[str], log: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # MALLOC_ARENA_MAX=1 as the systemd unit sets it (deploy/systemd/loyalty-agent@.service)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MALLOC_ARENA_MAX": "1"}
     with open(log, "ab") as f:
         return subprocess.Popen(cmd, stdout=f, stderr=f, stdin=subprocess.DEVNULL, env=env,
                                 cwd=REPO, start_new_session=True)
@@ -212,6 +215,72 @@ def bench_journal(work: Path, n_existing: int, n: int) -> tuple[list[float], lis
     return ours, plain
 
 
+def bench_metrics(broker: str, work: Path, n: int, rounds: int = 4) -> dict[bool, list[float]]:
+    """Inquiry latencies of fresh agents without and with metrics (scraped), alternating."""
+    import urllib.request
+
+    out: dict[bool, list[float]] = {False: [], True: []}
+    stan = 500_000
+    for rnd in range(rounds):
+        for metrics in ((False, True) if rnd % 2 == 0 else (True, False)):
+            term = Pty()
+            port = free_port()
+            extra = ["--metrics", f"127.0.0.1:{port}"] if metrics else []
+            agent = start([sys.executable, "-m", "agent", "run", "--serial", term.path,
+                           "--broker", broker, "--terminal-id", TID, "--merchant-id", MID,
+                           "--mac-key", KEY_HEX, "--journal", str(work / f"m{rnd}{metrics}.log"),
+                           "--advice-wait", "0", "--log-level", "WARNING", *extra],
+                          work / f"agent-m{rnd}{metrics}.log")
+            done = threading.Event()
+            scrapes = [0]
+
+            def scrape(port: int = port, done: threading.Event = done,
+                       scrapes: list[int] = scrapes) -> None:
+                while not done.wait(0.2):
+                    try:
+                        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                                    timeout=2) as r:
+                            r.read()
+                        scrapes[0] += 1
+                    except OSError:
+                        pass
+
+            scraper = threading.Thread(target=scrape, daemon=True)
+            if metrics:
+                scraper.start()
+            try:
+                deadline = time.monotonic() + 30
+                while True:
+                    stan += 1
+                    try:
+                        raw, *_ = term.exchange(iso8583.encode(
+                            messages.NetworkRequest(header(stan), "301").to_fields()), 0.5)
+                    except TimeoutError:
+                        term.decoder.reset()
+                        raw = b""
+                    if raw and "ST002ON" in iso8583.decode(raw).get("48", ""):
+                        break
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the agent never came online (metrics run)")
+                    time.sleep(0.1)
+                for i in range(n + 20):
+                    stan += 1
+                    req = messages.InquiryRequest(header(stan), 1_500_000, phone=PHONE)
+                    raw, dt, *_ = term.exchange(signed(req))
+                    if iso8583.decode(raw)["39"] != "00":
+                        raise RuntimeError("inquiry not approved (metrics run)")
+                    if i >= 20:
+                        out[metrics].append(dt)
+            finally:
+                done.set()
+                stop(agent)
+                os.close(term.master)
+                os.close(term.slave)
+            if metrics and scrapes[0] == 0:
+                raise RuntimeError("the metrics were never scraped")
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--inquiries", type=int, default=500)
@@ -278,6 +347,8 @@ def main() -> int:
                 assert iso8583.decode(raw)["39"] == "00"
             advice_s = time.monotonic() - t0
             rss = rss_mb(agent.pid)
+            stop(agent)
+            with_metrics = bench_metrics(broker.address, work, args.inquiries)
         finally:
             stop(agent)
             stop(backend)
@@ -305,6 +376,12 @@ def main() -> int:
     print(f"agent resident memory after {args.advices} purchase advices: {rss:6.1f} MB "
           f"(goal < 40 MB); after start-up and {args.inquiries} inquiries: {rss_idle:6.1f} MB;"
           f" {args.advices / advice_s:,.0f} advices/s through the pty")
+    n50, n99 = pct(with_metrics[False], 50), pct(with_metrics[False], 99)
+    m50, m99 = pct(with_metrics[True], 50), pct(with_metrics[True], 99)
+    print(f"inquiry latency, fresh agents in alternating runs ({len(with_metrics[False])} each):")
+    print(f"  without metrics  p50 {ms(n50)}   p99 {ms(n99)}")
+    print(f"  with --metrics, scraped 5/s  p50 {ms(m50)}   p99 {ms(m99)}")
+    print(f"  with / without: p50 {m50 / n50:5.2f}x   p99 {m99 / n99:5.2f}x   (goal: within noise)")
     print(f"total {time.monotonic() - started:5.1f} s")
     return 0
 

@@ -29,6 +29,8 @@ from demo.day import (
 from demo.mosquitto import BrokerError, find_mosquitto
 from demo.stack import Stack, StackError
 from protocols.identity import mask_phone, normalize_phone
+from protocols.response_codes import ResponseCode
+from protocols.version import version_line
 from terminal_sim.bank import BankHost
 from terminal_sim.printer import Receipt
 from terminal_sim.scenario import backend_command as scenario_backend_command
@@ -98,7 +100,7 @@ class Day:
         if v.enroll:
             ex = self.t.enroll(v.phone or "", v.referrer)
             r = ex.response
-            if r is None or r.code != "00":
+            if r is None or r.code != ResponseCode.APPROVED:
                 raise StackError(f"enrolment of {v.who} failed: {r or ex.note}")
             # as the club stores it, not as typed (Sara types Persian digits)
             self.members[v.who] = normalize_phone(v.phone or "")
@@ -124,7 +126,7 @@ class Day:
         sale = self.t.sale(v.amount, v.pan, v.pin, phone=v.phone, card=v.card,
                            otp_provider=otp)
         inq = sale.inquiry.response if sale.inquiry else None
-        if inq is not None and inq.code == "91":
+        if inq is not None and inq.code == ResponseCode.BACKEND_UNREACHABLE:
             self.say("  loyalty backend unreachable (91): full amount charged, no discount")
         auth = sale.authorisation
         outcome = "approved" if auth.approved else "declined"
@@ -141,7 +143,8 @@ class Day:
                 self.balances[v.who] = adv.balance
         if not sale.approved:
             self.declined += 1
-        elif sale.advice is not None and sale.advice.code == "00" and v.who in self.members:
+        elif (sale.advice is not None and sale.advice.code == ResponseCode.APPROVED
+              and v.who in self.members):
             first = v.who not in self.bought
             self.bought.add(v.who)
             if first and self.backend_up and v.who in self.referred_by:
@@ -152,14 +155,14 @@ class Day:
             code = ex.code if ex is not None else None
             self.say(f"  reversal (0420) answered {code}: "
                      + ("the club undid the purchase and the credit it earned"
-                        if code == "00" else "the reversal was not taken"))
-            if code != "00":
+                        if code == ResponseCode.APPROVED else "the reversal was not taken"))
+            if code != ResponseCode.APPROVED:
                 raise StackError(f"the reversal for {v.who} was answered {code}")
 
     def _advice_words(self, adv: Any) -> str:
         if not self.backend_up:
             return "taken by the agent, kept in its journal until the backend is back"
-        if adv.code != "00":
+        if adv.code != ResponseCode.APPROVED:
             return "the club did not take it"
         if not adv.earned:
             return "the club recorded it; nothing earned (the held credit is released)"
@@ -310,6 +313,7 @@ def summary(stack: Stack, day: Day, out: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="loyalty-demo", description=__doc__)
+    parser.add_argument("--version", action="version", version=version_line("loyalty-demo"))
     parser.add_argument("--workdir", type=Path, help="folder to keep everything in "
                         "(default: a new temporary folder)")
     parser.add_argument("--no-receipts", action="store_true", help="do not print receipts")

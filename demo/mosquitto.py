@@ -2,11 +2,15 @@
 
 Used by the demo and by the tests: the broker listens on 127.0.0.1 only, with
 `set_tcp_nodelay true` (Nagle otherwise adds tens of milliseconds to every
-request/response), and is stopped by its own process id.
+request/response), and is stopped by its own process id. Anonymous by default; with
+`users` (+ `acl`) it uses a password file, with `dynsec` (the administrator's name and
+password) Mosquitto's dynamic security plugin, whose logins backend/broker_access.py
+then creates while the broker runs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -15,6 +19,8 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from backend import dynsec as dynsec_file
 
 INSTALL_HINT = (
     "Mosquitto is not installed. On Debian or Ubuntu: sudo apt-get install -y mosquitto "
@@ -70,7 +76,9 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
 
 @dataclass
 class Mosquitto:
-    """One broker process. `users` (name -> password) and `acl` (file text) turn on auth."""
+    """One broker process. `users` (name -> password) and `acl` (file text) turn on auth;
+    `dynsec` (admin user, password) the dynamic security plugin, its state in
+    `dynsec_file` (kept across restarts, like a production broker's)."""
 
     workdir: Path
     port: int = 0
@@ -78,6 +86,7 @@ class Mosquitto:
     acl: str | None = None
     tls: tuple[Path, Path, Path] | None = None  # (ca, cert, key) for a TLS listener
     tls_port: int = 0
+    dynsec: tuple[str, str] | None = None
     proc: subprocess.Popen | None = None
 
     def __post_init__(self) -> None:
@@ -87,6 +96,10 @@ class Mosquitto:
             self.port = free_port()
         if self.tls and not self.tls_port:
             self.tls_port = free_port()
+
+    @property
+    def dynsec_file(self) -> Path:
+        return self.workdir / "dynamic-security.json"
 
     @property
     def address(self) -> str:
@@ -116,7 +129,20 @@ class Mosquitto:
                 f"certfile {cert}",
                 f"keyfile {key}",
             ]
-        if self.users:
+        if self.dynsec and self.users:
+            raise BrokerError("give users (a password file) or dynsec, not both")
+        if self.dynsec:
+            if not self.dynsec_file.exists():
+                text = json.dumps(dynsec_file.initial_config(*self.dynsec), indent=1)
+                fd = os.open(self.dynsec_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(text)
+            lines += [
+                "allow_anonymous false",
+                f"plugin {find_dynsec_plugin()}",
+                f"plugin_opt_config_file {self.dynsec_file}",
+            ]
+        elif self.users:
             pwfile = self.workdir / "passwords"
             pwfile.write_text("".join(f"{u}:{p}\n" for u, p in self.users.items()))
             os.chmod(pwfile, 0o600)
@@ -173,6 +199,20 @@ class Mosquitto:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+DYNSEC_PLUGIN = "mosquitto_dynamic_security.so"
+_PLUGIN_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib",
+                "/usr/local/lib")
+
+
+def find_dynsec_plugin() -> str:
+    """The dynamic security plugin; Debian's mosquitto package ships it in the lib dir."""
+    for folder in _PLUGIN_DIRS:
+        path = Path(folder) / DYNSEC_PLUGIN
+        if path.is_file():
+            return str(path)
+    raise BrokerError(f"{DYNSEC_PLUGIN} not found in {', '.join(_PLUGIN_DIRS)}. {INSTALL_HINT}")
 
 
 def find_mosquitto_passwd() -> str:

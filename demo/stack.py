@@ -1,6 +1,11 @@
 """The whole system on one machine: Mosquitto, the backend and the agent as processes,
 the simulated terminal on a pseudo-terminal pair. Used by the demo and the end-to-end
 tests; each process is started here and stopped here by its own pid.
+
+The broker runs as in production, with the dynamic security plugin: the backend and
+each agent log in with their own user name and password (docs/mqtt.md, "Broker
+access"), made here through backend/broker_access.py; `broker_access=False` gives an
+anonymous broker instead.
 """
 
 from __future__ import annotations
@@ -13,8 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backend import dynsec
+from backend.broker_access import BrokerAccess
 from demo.mosquitto import Mosquitto, stop_process
 from firmware_bridge.transports import FdTransport, PtyPair, open_pty
+from protocols.response_codes import ResponseCode
 from terminal_sim.bank import BankHost
 from terminal_sim.faults import FaultPlan
 from terminal_sim.session import Session
@@ -23,6 +31,8 @@ from terminal_sim.terminal import TerminalConfig
 TERMINAL_ID = "T0000001"
 MERCHANT_ID = "M00000000000001"
 MAC_KEY = "00112233445566778899aabbccddeeff"
+BROKER_ADMIN = "admin"
+BACKEND_USER = "loyalty-backend"
 
 
 class StackError(RuntimeError):
@@ -37,6 +47,7 @@ class Stack:
     merchant_id: str = MERCHANT_ID
     mac_key: str = MAC_KEY
     python: str = sys.executable
+    broker_access: bool = True
     broker: Mosquitto | None = None
     backend: subprocess.Popen | None = None
     agent: subprocess.Popen | None = None
@@ -67,13 +78,53 @@ class Stack:
             log.close()
 
     def start_broker(self) -> None:
-        self.broker = Mosquitto(self.workdir / "broker").start()
+        folder = self.workdir / "broker"
+        if not self.broker_access:
+            self.broker = Mosquitto(folder).start()
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        # kept beside the plugin's file, so a demo run again in the same folder logs in
+        admin = self._secret(folder / "admin-password", dynsec.new_password)
+        self.broker = Mosquitto(folder, dynsec=(BROKER_ADMIN, admin)).start()
+
+    def _secret(self, path: Path, make: Any) -> str:
+        if path.exists():
+            return path.read_text().strip()
+        value = make()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(value + "\n")
+        return value
+
+    def login(self, username: str) -> Path | None:
+        """A new password for `username` (the backend's or a terminal id), made with
+        the broker's administrator; the file that holds it (mode 600)."""
+        if not self.broker_access:
+            return None
+        assert self.broker is not None and self.broker.dynsec is not None
+        with BrokerAccess(self.broker.address, *self.broker.dynsec) as access:
+            try:
+                if username == BACKEND_USER:
+                    password = access.add_backend(username)
+                else:
+                    password = access.add_terminal(username)
+            except dynsec.DynsecError:  # made by an earlier run in this folder
+                password = access.set_password(username)
+        path = self.workdir / f"broker-password-{username}"
+        path.unlink(missing_ok=True)
+        self._secret(path, lambda: password)
+        return path
 
     def start_backend(self) -> None:
         assert self.broker is not None
+        login = []
+        password_file = self.login(BACKEND_USER)
+        if password_file is not None:  # the backend takes no password file: a flag here
+            login = ["--broker-username", BACKEND_USER,
+                     "--broker-password", password_file.read_text().strip()]
         self.backend = self._spawn("backend", [
             "backend", "run", "--broker", self.broker.address, "--db", str(self.db),
-            "--config", str(self.config_file)])
+            "--config", str(self.config_file), *login])
 
     def stop_backend(self) -> None:
         stop_process(self.backend)
@@ -90,10 +141,13 @@ class Stack:
                     journal: Path) -> subprocess.Popen:
         """Another agent process (e.g. `--listen 127.0.0.1:PORT`); the caller stops it."""
         assert self.broker is not None
+        password_file = self.login(terminal_id)
+        login = [] if password_file is None else [
+            "--broker-username", terminal_id, "--broker-password-file", str(password_file)]
         return self._spawn(name, [
             "agent", "run", *line, "--broker", self.broker.address,
             "--terminal-id", terminal_id, "--merchant-id", self.merchant_id,
-            "--mac-key", self.mac_key, "--journal", str(journal)])
+            "--mac-key", self.mac_key, "--journal", str(journal), *login])
 
     def stop_agent(self) -> None:
         stop_process(self.agent)
@@ -137,7 +191,8 @@ class Stack:
             self.check_alive()
             ex = session.terminal.sign_on()
             r = ex.response
-            if r is not None and r.code == "00" and (not backend or r.status == "ON"):
+            if (r is not None and r.code == ResponseCode.APPROVED
+                    and (not backend or r.status == "ON")):
                 return
             if time.monotonic() > deadline:
                 raise StackError(f"agent/backend not ready after {timeout} s: "

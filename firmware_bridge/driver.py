@@ -31,11 +31,12 @@ _ACK = bytes((ACK,))
 
 
 class _Waiter:
-    __slots__ = ("done", "error")
+    __slots__ = ("done", "error", "refused")
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.error: str | None = None
+        self.refused = False
 
 
 class LinkDriver:
@@ -132,7 +133,7 @@ class LinkDriver:
             self._flush_locked()
         waiter.done.wait()  # the link resolves every frame: ACK, 3rd failure, or stop
         if waiter.error is not None:
-            raise LinkDown(f"{self.name}: {waiter.error}")
+            raise LinkDown(f"{self.name}: {waiter.error}", refused=waiter.refused)
 
     # -- internals --------------------------------------------------------------------
 
@@ -174,6 +175,7 @@ class LinkDriver:
                     if isinstance(event, Failed):
                         log.warning("%s: link down for a frame: %s", self.name, event.reason)
                         waiter.error = event.reason
+                        waiter.refused = event.refused
                     waiter.done.set()
             elif isinstance(event, Rejected):
                 log.info(
@@ -201,7 +203,10 @@ class LinkDriver:
                     # as a quiet line (a false stall drop or retransmission).
                     now = min(now, before + wait)
                 with self._lock:
-                    self.link.receive_data(data, now)
+                    if data:
+                        self.link.receive_data(data, now)
+                    else:
+                        self.link.tick(now)
                     acks, closed = self._flush_locked()  # ACKs go out before delivery
                     events = list(self.link.events())
                 self._handle_events(events, acks)

@@ -23,7 +23,14 @@ QUIET_GAP = 0.05
 
 
 class LinkDown(Exception):
-    """A frame was not ACKed after the last allowed transmission (PROTOCOL.md 2.2)."""
+    """A frame was not ACKed after the last allowed transmission (PROTOCOL.md 2.2).
+
+    `refused`: every transmission was answered NAK, so the peer certainly did not take
+    the frame. After a silence it may have: its ACK may be what was lost."""
+
+    def __init__(self, *args: object, refused: bool = False) -> None:
+        super().__init__(*args)
+        self.refused = refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +49,13 @@ class Acked:
 
 @dataclass(frozen=True, slots=True)
 class Failed:
-    """The link is down for this frame: no ACK after the last transmission."""
+    """The link is down for this frame: no ACK after the last transmission.
+
+    `refused`: every transmission was NAKed (the peer never handed it up)."""
 
     handle: int
     reason: str
+    refused: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +75,7 @@ class _Outbound:
     frame: bytes
     transmissions: int = 0
     deadline: float = 0.0
+    naks: int = 0
 
 
 @dataclass(slots=True)
@@ -190,7 +201,10 @@ class Link:
         self._queue.clear()
         for item in pending:
             self.stats.failed += 1
-            self._events.append(Failed(item.handle, reason))
+            # a frame never sent, or NAKed every time, was certainly not taken
+            self._events.append(
+                Failed(item.handle, reason, refused=item.naks == item.transmissions)
+            )
 
     @property
     def busy(self) -> bool:
@@ -236,6 +250,7 @@ class Link:
             self._events.append(Acked(flight.handle))
             self._start_next(now)
         else:
+            flight.naks += 1
             self._retry_or_fail(now, "NAK")
 
     def _retry_or_fail(self, now: float, why: str) -> None:
@@ -245,7 +260,11 @@ class Link:
             self._in_flight = None
             self.stats.failed += 1
             self._events.append(
-                Failed(flight.handle, f"{why} after {flight.transmissions} transmissions")
+                Failed(
+                    flight.handle,
+                    f"{why} after {flight.transmissions} transmissions",
+                    refused=flight.naks == flight.transmissions,
+                )
             )
             self._start_next(now)
         else:

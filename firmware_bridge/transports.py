@@ -19,6 +19,8 @@ from typing import Protocol, runtime_checkable
 
 import serial
 
+from protocols.backoff import Backoff
+
 log = logging.getLogger(__name__)
 
 BAUD_RATES = (9600, 19200, 38400, 57600, 115200)
@@ -84,11 +86,9 @@ class SerialTransport:
         self.url = url
         self.baudrate = check_baudrate(baudrate)
         self.byte_time = 10.0 / baudrate
-        self.reopen_initial = reopen_initial
-        self.reopen_max = reopen_max
+        self._backoff = Backoff(reopen_initial, reopen_max)
         self._port: serial.SerialBase | None = None
         self._closed = False
-        self._backoff = reopen_initial
         self._next_attempt = 0.0
         self._has_fd = False
         self.reopen_count = 0
@@ -110,10 +110,7 @@ class SerialTransport:
             return
         error = self._try_open()
         if error is not None:
-            self._next_attempt = time.monotonic() + self._backoff
-            log.warning(
-                "serial %s: cannot open (%s); retrying in %.2fs", self.url, error, self._backoff
-            )
+            self._retry_later(error)
 
     def _try_open(self) -> OSError | None:
         """None once open, or the error (SerialException is an OSError too)."""
@@ -139,10 +136,15 @@ class SerialTransport:
             self._has_fd = False
             port.timeout = _POLL_STEP
         self._port = port
-        if self.reopen_count or self._backoff != self.reopen_initial:
+        if self.reopen_count or self._backoff.failures:
             log.warning("serial %s: reopened", self.url)
-        self._backoff = self.reopen_initial
+        self._backoff.reset()
         return None
+
+    def _retry_later(self, error: OSError) -> None:
+        delay = self._backoff.failure()
+        self._next_attempt = time.monotonic() + delay
+        log.warning("serial %s: cannot open (%s); retrying in %.2fs", self.url, error, delay)
 
     def _lost(self, port: serial.SerialBase, exc: BaseException) -> None:
         """Close `port`, the one that failed; nothing if it was already replaced (the
@@ -156,8 +158,8 @@ class SerialTransport:
             port.close()
         except Exception:
             pass
-        self._backoff = self.reopen_initial
-        self._next_attempt = time.monotonic() + self._backoff
+        self._backoff.reset()
+        self._next_attempt = time.monotonic() + self._backoff.failure()
 
     def _reopen_when_due(self, timeout: float) -> bool:
         """Wait (at most `timeout`) for the next reopen attempt; True once open."""
@@ -170,11 +172,7 @@ class SerialTransport:
         error = self._try_open()
         if error is None:
             return True
-        self._backoff = min(self._backoff * 2, self.reopen_max)
-        self._next_attempt = time.monotonic() + self._backoff
-        log.warning(
-            "serial %s: cannot open (%s); retrying in %.2fs", self.url, error, self._backoff
-        )
+        self._retry_later(error)
         return False
 
     def read(self, timeout: float) -> bytes:

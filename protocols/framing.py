@@ -16,9 +16,6 @@ ACK = 0x06
 NAK = 0x15
 MAX_MESSAGE = 2048
 
-#: Overhead of a frame around its message: STX, two LEN bytes, ETX, LRC.
-FRAME_OVERHEAD = 5
-
 
 def lrc(data: bytes) -> int:
     """XOR of every byte (the caller passes LEN, MESSAGE and ETX; STX is not included)."""

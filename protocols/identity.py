@@ -12,8 +12,9 @@ import re
 import phonenumbers
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
-#: The response code PROTOCOL.md 3.5 gives an invalid phone or card number.
-RESPONSE_CODE = "14"
+from protocols.persian import ascii_digits
+from protocols.response_codes import CodedError, ResponseCode
+
 CARD_LENGTH = 16
 _MAX_TYPED = 32
 # What a customer may type around the digits. phonenumbers itself would also read
@@ -21,10 +22,10 @@ _MAX_TYPED = 32
 _TYPED_PHONE = re.compile(r"\+?[\d\s().-]+")
 
 
-class IdentityError(ValueError):
+class IdentityError(CodedError):
     """An identifier that cannot belong to a member; maps to response code 14."""
 
-    response_code = RESPONSE_CODE
+    response_code = ResponseCode.UNKNOWN_MEMBER
 
 
 def normalize_phone(typed: str) -> str:
@@ -79,14 +80,6 @@ def luhn_check_digit(partial: str) -> str:
         if luhn_valid(partial + d):
             return d
     raise AssertionError("unreachable")
-
-
-_DIGITS = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890123456789")
-
-
-def ascii_digits(typed: str) -> str:
-    """Persian and Arabic-Indic digits as ASCII: a code read off a Persian SMS is typed so."""
-    return typed.translate(_DIGITS)
 
 
 def normalize_card(typed: str) -> str:

@@ -20,16 +20,16 @@ from typing import Any, Final, Literal
 
 import construct as cs
 
-RESPONSE_CODE: Final = "30"
+from protocols.response_codes import CodedError, ResponseCode
 
 Charset = Literal["n", "an", "ans", "b", "utf8"]
 Kind = Literal["fixed", "llvar", "lllvar"]
 
 
-class FormatError(ValueError):
+class FormatError(CodedError):
     """A message or field that does not follow PROTOCOL.md 3.1; answered with 39 = 30."""
 
-    response_code = RESPONSE_CODE
+    response_code = ResponseCode.FORMAT_ERROR
 
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"field {field}: {reason}")
@@ -292,9 +292,14 @@ def _decode_into(
             if not digits.isdigit():
                 raise FormatError(key, f"length prefix {digits!r} is not ASCII digits")
             size = int(digits)
-            if size > length:
-                raise FormatError(key, f"{size} bytes, at most {length} allowed")
             pos += prefix
+            if size > length:
+                too_long = FormatError(key, f"{size} bytes, at most {length} allowed")
+                if bad is None or pos + size > end:
+                    raise too_long
+                bad.append(too_long)  # its extent is known: read on past it
+                pos += size
+                continue
         else:
             size = length
         stop = pos + size

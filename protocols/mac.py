@@ -19,8 +19,6 @@ from protocols import iso8583
 KEY_SIZE: Final = 16
 MAC_SIZE: Final = 8
 FIELD: Final = "64"
-#: The response code for a missing or wrong MAC.
-RESPONSE_CODE: Final = "63"
 
 
 def check_key(key: bytes) -> bytes:

@@ -15,6 +15,8 @@ from typing import Any, Final
 from protocols import iso8583
 from protocols import tlv as tlv_codec
 from protocols.iso8583 import FormatError
+from protocols.numbers import is_count
+from protocols.response_codes import CodedError, ResponseCode
 
 # MTIs and processing codes of PROTOCOL.md 3.2.
 NETWORK: Final = "0800"
@@ -27,6 +29,10 @@ ADVICE_CODE: Final = "000000"
 SIGN_ON: Final = "001"
 SIGN_OFF: Final = "002"
 ECHO: Final = "301"
+#: PROTOCOL.md 3.6: the terminal waits this long for an 0110; the agent answers within
+#: AGENT_INQUIRY_BUDGET, counted from the ACKed request (3.7).
+TERMINAL_INQUIRY_WAIT: Final = 3.0
+AGENT_INQUIRY_BUDGET: Final = 2.5
 NETWORK_CODES: Final = (SIGN_ON, SIGN_OFF, ECHO)
 CURRENCY: Final = "364"
 HEADER_FIELDS: Final = ("7", "11", "12", "13", "41", "42")
@@ -34,26 +40,19 @@ ECHO_FIELDS: Final = ("3", "4", "7", "11", "12", "13", "37", "38", "41", "42", "
 MAX_AMOUNT: Final = 10**12 - 1
 MAX_QUOTE_ID: Final = 32
 
-# Response codes of PROTOCOL.md 3.5.
-APPROVED: Final = "00"
-INVALID_TRANSACTION: Final = "12"
-INVALID_AMOUNT: Final = "13"
-FORMAT_ERROR: Final = "30"
-SECURITY_VIOLATION: Final = "63"
 
-
-class MessageError(ValueError):
+class MessageError(CodedError):
     """A request the agent cannot carry out; `response_code` is what 39 should say."""
 
-    def __init__(self, response_code: str, field: str, reason: str) -> None:
-        super().__init__(f"{response_code} (field {field}): {reason}")
-        self.response_code = response_code
+    def __init__(self, response_code: ResponseCode, field: str, reason: str) -> None:
+        super().__init__(f"{response_code} (field {field}): {reason}",
+                         response_code=ResponseCode(response_code))
         self.field = field
         self.reason = reason
 
 
 def _format(field: str, reason: str) -> MessageError:
-    return MessageError(FORMAT_ERROR, field, reason)
+    return MessageError(ResponseCode.FORMAT_ERROR, field, reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +130,7 @@ def _field(fields: Mapping[str, Any], key: str) -> Any:
 
 
 def _amount_text(value: int, key: str = "4") -> str:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_AMOUNT:
+    if not is_count(value) or value > MAX_AMOUNT:
         raise ValueError(f"field {key}: amount {value!r} must be an int in 0..{MAX_AMOUNT}")
     return f"{value:012d}"
 
@@ -216,7 +215,7 @@ class PurchaseAdvice:
     @property
     def approved(self) -> bool:
         """Whether the bank approved the card payment (a declined one releases the hold)."""
-        return self.bank_code == APPROVED
+        return self.bank_code == ResponseCode.APPROVED
 
     def to_fields(self) -> dict[str, Any]:
         fields: dict[str, Any] = {"t": self.mti}
@@ -283,14 +282,16 @@ def _tlv(fields: Mapping[str, Any], required: bool) -> dict[str, str]:
 def _amount(fields: Mapping[str, Any], *, zero_ok: bool = False) -> int:
     """Field 4 of a request that needs an amount: missing, or zero unless `zero_ok`, is 13."""
     if "4" not in fields:
-        raise MessageError(INVALID_AMOUNT, "4", "the amount is missing")
+        raise MessageError(ResponseCode.INVALID_AMOUNT, "4", "the amount is missing")
     value = int(_field(fields, "4"))
     if value == 0 and not zero_ok:
-        raise MessageError(INVALID_AMOUNT, "4", "the amount is zero")
+        raise MessageError(ResponseCode.INVALID_AMOUNT, "4", "the amount is zero")
     return value
 
 
-def _digits(items: Mapping[str, str], tag: str, *, zero_code: str | None = None) -> int | None:
+def _digits(
+    items: Mapping[str, str], tag: str, *, zero_code: ResponseCode | None = None
+) -> int | None:
     value = items.get(tag)
     if value is None:
         return None
@@ -330,7 +331,7 @@ def _processing_code(fields: Mapping[str, Any], allowed: tuple[str, ...]) -> str
         raise _format("3", "the processing code is missing")
     code = _field(fields, "3")
     if code not in allowed:
-        raise MessageError(INVALID_TRANSACTION, "3", f"unknown processing code {code}")
+        raise MessageError(ResponseCode.INVALID_TRANSACTION, "3", f"unknown processing code {code}")
     return code
 
 
@@ -372,7 +373,7 @@ def _parse_request(fields: Mapping[str, Any]) -> Request:
         raise _format("t", f"{mti} is not a request of PROTOCOL.md 3.2")
     if mti != NETWORK and "64" not in fields:
         # 3.4: a missing MAC is answered 63 like a wrong one, before anything else.
-        raise MessageError(SECURITY_VIOLATION, "64", "the MAC is missing")
+        raise MessageError(ResponseCode.SECURITY_VIOLATION, "64", "the MAC is missing")
     header = Header.from_fields(fields)
     if "49" in fields and fields["49"] != CURRENCY:
         raise _format("49", f"currency must be {CURRENCY}")
@@ -383,7 +384,9 @@ def _parse_request(fields: Mapping[str, Any]) -> Request:
             raise _format("70", "the network management code is missing")
         code = fields["70"]
         if code not in NETWORK_CODES:
-            raise MessageError(INVALID_TRANSACTION, "70", f"unknown network code {code}")
+            raise MessageError(
+                ResponseCode.INVALID_TRANSACTION, "70", f"unknown network code {code}"
+            )
         return NetworkRequest(header, code)
     pan = fields.get("2")
     if mti == AUTHORIZATION:
@@ -415,14 +418,14 @@ def _parse_request(fields: Mapping[str, Any]) -> Request:
     # that advice must still be taken, since it is what releases the hold. A reversal
     # carries the original's field 4, so the reversal of a declined advice carries 0
     # (3.7: it has nothing to undo and is answered 00).
-    amount = _amount(fields, zero_ok=mti == REVERSAL or fields["39"] != APPROVED)
+    amount = _amount(fields, zero_ok=mti == REVERSAL or fields["39"] != ResponseCode.APPROVED)
     if "37" not in fields:
         raise _format("37", "the RRN is missing")
     if mti == ADVICE:
         items = _tlv(fields, required=True)
-        gross = _digits(items, "GA", zero_code=INVALID_AMOUNT)
+        gross = _digits(items, "GA", zero_code=ResponseCode.INVALID_AMOUNT)
         if gross is None:
-            raise MessageError(INVALID_AMOUNT, "48", "GA is missing")
+            raise MessageError(ResponseCode.INVALID_AMOUNT, "48", "GA is missing")
         quote_id = _quote_id(items)
         phone, card = _identity(items)
         if quote_id is None and phone is None and card is None:
@@ -488,10 +491,6 @@ class NetworkResponse:
     network_code: str | None = None
 
     mti = "0810"
-
-    @property
-    def backend_online(self) -> bool | None:
-        return None if self.status is None else self.status == "ON"
 
 
 @dataclass(frozen=True, slots=True)
@@ -615,7 +614,8 @@ def _parse_response(fields: Mapping[str, Any]) -> Response:
 
 
 def response_tlv(response: Response) -> dict[str, str]:
-    """Field 48 items for a typed response (the agent's side of `parse_response`)."""
+    """Field 48 items for a typed response (the agent's side of `parse_response`);
+    None is left out, MG and RL are fitted to their limits."""
     items: dict[str, str | None] = {}
     if isinstance(response, NetworkResponse):
         q = None if response.queued is None else str(response.queued)
@@ -626,8 +626,8 @@ def response_tlv(response: Response) -> dict[str, str]:
             "MC": response.member_code,
             "NW": new,
             "CB": _opt(response.balance),
-            "MG": response.display,
-            "RL": response.receipt,
+            "MG": _fitted(response.display, "MG"),
+            "RL": _fitted(response.receipt, "RL"),
         }
     elif isinstance(response, InquiryResponse):
         items = {
@@ -638,17 +638,22 @@ def response_tlv(response: Response) -> dict[str, str]:
             "NA": _opt(response.net),
             "CB": _opt(response.balance),
             "TR": response.tier,
-            "MG": response.display,
-            "RL": response.receipt,
+            "MG": _fitted(response.display, "MG"),
+            "RL": _fitted(response.receipt, "RL"),
         }
     elif isinstance(response, AdviceResponse):
         items = {
             "EA": _opt(response.earned),
             "CB": _opt(response.balance),
-            "RL": response.receipt,
+            "RL": _fitted(response.receipt, "RL"),
         }
     return {k: v for k, v in items.items() if v is not None}
 
 
 def _opt(value: int | None) -> str | None:
     return None if value is None else str(value)
+
+
+def _fitted(text: str | None, tag: str) -> str | None:
+    """MG and RL cut to their byte limits on a character boundary (PROTOCOL.md 3.3)."""
+    return None if text is None else tlv_codec.fit(text, tlv_codec.LIMITS[tag])

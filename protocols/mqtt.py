@@ -13,17 +13,27 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from protocols.numbers import is_count, is_int
+from protocols.response_codes import CodedError, ResponseCode
+
 VERSION = 1
 PREFIX = "loyalty/v1"
 SHARE_GROUP = "loyalty-backend"
 REQUEST_TYPES = ("enroll", "inquiry", "advice", "reversal", "release")
-RESPONSE_CODES = ("00", "12", "13", "14", "30", "51", "55", "96")
+#: The codes a backend answers with (63 and 91 are the agent's own).
+RESPONSE_CODES = tuple(
+    c for c in ResponseCode
+    if c not in (ResponseCode.SECURITY_VIOLATION, ResponseCode.BACKEND_UNREACHABLE)
+)
 _TID = re.compile(r"[A-Za-z0-9_-]{8}")
 _ID = re.compile(r"[\x21-\x7e]{1,64}")
+_MID = re.compile(r"[\x20-\x7e]{15}")
 
 
-class SchemaError(ValueError):
-    """A payload or topic that does not follow docs/mqtt.md."""
+class SchemaError(CodedError):
+    """A payload or topic that does not follow docs/mqtt.md; answered with code 30."""
+
+    response_code = ResponseCode.FORMAT_ERROR
 
 
 def check_terminal_id(tid: str) -> str:
@@ -31,6 +41,13 @@ def check_terminal_id(tid: str) -> str:
     if not isinstance(tid, str) or not _TID.fullmatch(tid):
         raise SchemaError(f"terminal id {tid!r} must be 8 letters, digits, '-' or '_'")
     return tid
+
+
+def check_merchant_id(mid: str) -> str:
+    """Field 42: 15 printable ASCII characters."""
+    if not isinstance(mid, str) or not _MID.fullmatch(mid):
+        raise SchemaError(f"merchant id {mid!r} must be 15 printable ASCII characters")
+    return mid
 
 
 def request_topic(tid: str) -> str:
@@ -193,7 +210,7 @@ def _check_body(kind: str, body: Any, schema: dict[str, tuple[tuple[type, ...], 
             raise SchemaError(f"{kind}: body field {name!r} has the wrong type")
         if not isinstance(value, types):
             raise SchemaError(f"{kind}: body field {name!r} has the wrong type")
-        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+        if is_int(value) and not is_count(value):
             raise SchemaError(f"{kind}: body field {name!r} must not be negative")
     return body
 
@@ -233,7 +250,7 @@ class Response:
 
     @property
     def ok(self) -> bool:
-        return self.code == "00"
+        return self.code == ResponseCode.APPROVED
 
     def to_json(self) -> bytes:
         return encode_response(self)
@@ -314,10 +331,12 @@ def check_response(resp: Response) -> Response:
     if resp.type not in REQUEST_TYPES:
         raise SchemaError(f"unknown message type {resp.type!r}")
     if resp.code not in RESPONSE_CODES:
-        raise SchemaError(f"response code {resp.code!r} is not one of {RESPONSE_CODES}")
+        raise SchemaError(
+            f"response code {resp.code!r} is not one of {', '.join(RESPONSE_CODES)}"
+        )
     if not isinstance(resp.message, str):
         raise SchemaError("'message' must be a string")
-    if resp.code == "00":
+    if resp.code == ResponseCode.APPROVED:
         _check_body(resp.type, resp.body, RESPONSE_BODIES[resp.type])
     elif resp.body:
         raise SchemaError("a refused request carries no body")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from protocols.version import version_line
 from terminal_sim.terminal import TerminalConfig
 
 DEFAULT_KEY = "00112233445566778899aabbccddeeff"
@@ -42,6 +43,7 @@ def _add_line_options(p: argparse.ArgumentParser, required: bool) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loyalty-sim",
                                      description="Simulated bank POS terminal")
+    parser.add_argument("--version", action="version", version=version_line("loyalty-sim"))
     sub = parser.add_subparsers(dest="command", required=True)
     inter = sub.add_parser("interactive", help="work the terminal by hand (terminal UI)")
     _add_line_options(inter, required=True)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-#: Iran has kept +03:30 all year since 2022 (no daylight saving time).
-TEHRAN = timezone(timedelta(hours=3, minutes=30), "IRST")
+from protocols.persian import TEHRAN
 
 
 @dataclass

@@ -18,8 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from terminal_sim.keypad import BACK, CLEAR, ENTER, Keypad, KeypadError, parse_amount, to_latin
-from terminal_sim.printer import rials, thousands
+from protocols.persian import ascii_digits, format_rials
+from terminal_sim.keypad import BACK, CLEAR, ENTER, Keypad, KeypadError, parse_amount
+from terminal_sim.printer import rials
 
 MEMBER = "MEMBER"   # the membership key
 CARD = "CARD"       # a card swiped: the loyalty card at `identify`, the bank card at `swipe`
@@ -51,8 +52,8 @@ class Action:
 
 def grouped(typed: str) -> str:
     """An amount as it is typed, with thousands separators (`۱٬۲۰۰٬۰۰۰`)."""
-    latin = to_latin(typed)
-    return thousands(int(latin)) if latin.isascii() and latin.isdigit() else typed
+    latin = ascii_digits(typed)
+    return format_rials(int(latin)) if latin.isascii() and latin.isdigit() else typed
 
 
 @dataclass

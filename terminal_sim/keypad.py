@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-PERSIAN_DIGITS = "۰۱۲۳۴۵۶۷۸۹"
-ARABIC_DIGITS = "٠١٢٣٤٥٦٧٨٩"
-_TO_LATIN = str.maketrans(PERSIAN_DIGITS + ARABIC_DIGITS, "0123456789" * 2)
+from protocols.persian import ARABIC_DIGITS, PERSIAN_DIGITS, THOUSANDS_SEPARATOR, ascii_digits
+
 CLEAR = "CLEAR"
 BACK = "BACK"
 ENTER = "ENTER"
@@ -19,14 +18,6 @@ KEYS = frozenset("0123456789+" + PERSIAN_DIGITS + ARABIC_DIGITS) | {CLEAR, BACK,
 
 class KeypadError(ValueError):
     """A key the keypad does not have, or an entry that is not what was asked for."""
-
-
-def to_latin(text: str) -> str:
-    return text.translate(_TO_LATIN)
-
-
-def to_persian(text: str) -> str:
-    return text.translate(str.maketrans("0123456789", PERSIAN_DIGITS))
 
 
 @dataclass
@@ -61,7 +52,7 @@ class Keypad:
 
 def parse_amount(typed: str) -> int:
     """A cashier's amount in rials: digits only (any script), 1..999,999,999,999."""
-    latin = to_latin(typed.strip().replace(",", "").replace("٬", ""))
+    latin = ascii_digits(typed.strip().replace(",", "").replace(THOUSANDS_SEPARATOR, ""))
     if not latin.isascii() or not latin.isdigit():
         raise KeypadError(f"amount must be digits: {typed!r}")
     value = int(latin)

@@ -7,35 +7,19 @@ import textwrap
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import jdatetime
-
-from terminal_sim.clock import TEHRAN
-from terminal_sim.keypad import to_persian
+from protocols.persian import format_rials, jalali, persian_digits
 
 WIDTH = 32
 
 
-def jalali(at: datetime) -> str:
-    """`1405/09/02 22:40` in Tehran time, as Iranian receipts print it."""
-    local = at.astimezone(TEHRAN)
-    return jdatetime.datetime.fromgregorian(datetime=local.replace(tzinfo=None)).strftime(
-        "%Y/%m/%d %H:%M"
-    )
-
-
-def thousands(amount: int) -> str:
-    """`۱٬۸۰۰٬۰۰۰`: Persian digits and separator, as the club's RL lines print them."""
-    return to_persian(f"{amount:,}").replace(",", "٬")
-
-
 def rials(amount: int) -> str:
-    """`۱٬۸۰۰٬۰۰۰ ریال`."""
-    return thousands(amount) + " ریال"
+    """`۱٬۸۰۰٬۰۰۰ ریال`: Persian digits and separator, as the club's RL lines print them."""
+    return format_rials(amount) + " ریال"
 
 
 def printed(value: str) -> str:
     """A number printed in Persian digits; a code with Latin letters (T0000001) as is."""
-    return value if re.search(r"[A-Za-z]", value) else to_persian(value)
+    return value if re.search(r"[A-Za-z]", value) else persian_digits(value)
 
 
 @dataclass
@@ -58,7 +42,7 @@ def format_receipt(*, title: str, at: datetime, terminal_id: str, merchant_id: s
     """
     rule = "-" * WIDTH
     lines = [title.center(WIDTH).rstrip(), rule,
-             f"تاریخ: {to_persian(jalali(at))}",
+             f"تاریخ: {persian_digits(jalali(at))}",
              f"پایانه: {terminal_id}  پذیرنده: {merchant_id}",
              f"شماره پیگیری: {printed(stan)}", rule]
     lines += [f"{k}: {printed(v)}" for k, v in rows]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from protocols.persian import ascii_digits
 from terminal_sim.faults import FaultPlan
 from terminal_sim.session import LINE_FIGURES
 from terminal_sim.terminal import Exchanged, SaleResult, Terminal
@@ -269,7 +270,6 @@ def observe_sale(s: SaleResult) -> dict[str, Any]:
 
 
 _DIGIT_RUN = re.compile(r"[0-9]{4,10}")
-_TO_ASCII = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "0123456789" * 2)
 
 
 def otp_from_outbox(path: Path, after: int, timeout: float = 10.0) -> str | None:
@@ -290,7 +290,7 @@ def otp_from_outbox(path: Path, after: int, timeout: float = 10.0) -> str | None
             except ValueError:
                 continue
             if isinstance(record, dict) and record.get("kind") == "otp":
-                runs = _DIGIT_RUN.findall(str(record.get("text", "")).translate(_TO_ASCII))
+                runs = _DIGIT_RUN.findall(ascii_digits(str(record.get("text", ""))))
                 if runs:
                     codes.append(runs[-1])
         if codes:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from protocols.address import parse_host_port
 from terminal_sim.bank import BankHost
 from terminal_sim.channel import LinkChannel
 from terminal_sim.clock import Clock
@@ -38,12 +39,15 @@ def open_transport(serial: str | None = None, connect: str | None = None,
         from firmware_bridge.transports import SerialTransport
 
         return SerialTransport(serial, baudrate=baud)
-    host, _, port = (connect or "").rpartition(":")
-    if host not in ("127.0.0.1", "localhost", "::1", "[::1]") or not port.isdigit():
+    try:
+        host, port = parse_host_port(connect or "")
+    except ValueError as exc:
+        raise ValueError(f"--connect: {exc}") from None
+    if host not in ("127.0.0.1", "localhost", "::1"):
         raise ValueError(f"--connect takes 127.0.0.1:PORT (loopback only), got {connect!r}")
     from firmware_bridge.transports import connect_tcp
 
-    return connect_tcp(host.strip("[]"), int(port))
+    return connect_tcp(host, port)
 
 
 @dataclass

@@ -16,9 +16,10 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from protocols import iso8583, mac, messages
+from protocols.persian import ascii_digits
+from protocols.response_codes import ResponseCode
 from terminal_sim.bank import Authorisation, BankHost, mask_pan
 from terminal_sim.clock import Clock, local_time, transmission_time
-from terminal_sim.keypad import to_latin
 from terminal_sim.printer import Printer, format_receipt, rials
 
 #: PROTOCOL.md 3.6: 3 s for 0110, 2 s for 0230/0430/0810.
@@ -121,6 +122,10 @@ class Quote:
     not_member: str = ""
 
 
+#: ISO 8583:1987 39 = 17: the customer cancelled (the bank was never asked).
+CUSTOMER_CANCELLATION = "17"
+
+
 def not_member_text(card: bool = False) -> str:
     """Response 14 on an inquiry: the customer is told, and how to join."""
     who = "این کارت" if card else "این شماره"
@@ -216,7 +221,7 @@ class Terminal:
     @_one_at_a_time
     def network(self, code: str) -> Exchanged:
         ex = self.send(messages.NetworkRequest(self.header(), code), self.config.network_timeout)
-        if code == "001" and ex.code == "00":
+        if code == "001" and ex.code == ResponseCode.APPROVED:
             self.signed_on = True
         return ex
 
@@ -245,8 +250,9 @@ class Terminal:
         if r is None:
             self._event("display", "باشگاه در دسترس نیست")
             return ex
-        self._event("display", r.display or ("عضو شدید" if r.code == "00" else f"خطا {r.code}"))
-        if r.code == "00":
+        approved = r.code == ResponseCode.APPROVED
+        self._event("display", r.display or ("عضو شدید" if approved else f"خطا {r.code}"))
+        if approved:
             self.printer.print(format_receipt(
                 title="عضویت باشگاه مشتریان", at=self.clock.now(),
                 terminal_id=self.config.terminal_id, merchant_id=self.config.merchant_id,
@@ -259,7 +265,7 @@ class Terminal:
         req = messages.InquiryRequest(self.header(), amount, phone=phone, card=card,
                                       redeem=redeem, otp=otp)
         ex = self.send(req, self.config.inquiry_timeout)
-        if ex.code == "14":
+        if ex.code == ResponseCode.UNKNOWN_MEMBER:
             self._event("display", not_member_text(card=bool(card) and not phone))
         elif ex.response is not None and ex.response.display:
             self._event("display", ex.response.display)
@@ -279,23 +285,23 @@ class Terminal:
         if phone or card:
             inquiry = self.inquire(amount, phone=phone, card=card, redeem=redeem)
             r = inquiry.response
-            if r is not None and r.code == "00" and r.otp_required:
+            if r is not None and r.code == ResponseCode.APPROVED and r.otp_required:
                 otp_asked = True
                 self._event("otp", "کد یکبار مصرف را وارد کنید")
                 code = otp_provider() if otp_provider else None
                 if code:
                     # The SMS prints the code in Persian digits; the keypad sends ASCII ones.
                     inquiry = self.inquire(amount, phone=phone, card=card, redeem=redeem,
-                                           otp=to_latin(code))
+                                           otp=ascii_digits(code))
                     r = inquiry.response
-            if r is not None and r.code == "00" and r.quote_id:
+            if r is not None and r.code == ResponseCode.APPROVED and r.quote_id:
                 quote_id, discount, net = r.quote_id, r.discount or 0, r.net or amount
                 notice = r.display or ""
-            elif r is None or r.code == "91":
+            elif r is None or r.code == ResponseCode.BACKEND_UNREACHABLE:
                 notice = "باشگاه در دسترس نیست؛ پرداخت کامل"
-            elif r.code == "55":
+            elif r.code == ResponseCode.WRONG_OTP:
                 notice = "کد یکبار مصرف نادرست است؛ پرداخت کامل"
-            elif r.code == "14":  # not a member: nothing for the club to record
+            elif r.code == ResponseCode.UNKNOWN_MEMBER:  # not a member: nothing to record
                 notice = not_member = not_member_text(card=bool(card) and not phone)
                 phone = card = None
         lines = [notice] if notice else []
@@ -334,6 +340,21 @@ class Terminal:
         return result
 
     @_one_at_a_time
+    def cancel(self, quote: Quote) -> Exchanged | None:
+        """The customer walked away after the discount was shown: the quote is given back
+        with a declined advice (4 = 0, 39 = 17, customer cancellation), which releases the
+        hold at once (PROTOCOL.md 3.2) instead of leaving it to its expiry."""
+        if not quote.quote_id:
+            return None
+        header = self.header()
+        req = messages.PurchaseAdvice(header, 0, f"{header.stan:0>12}", None,
+                                      CUSTOMER_CANCELLATION, quote.amount,
+                                      quote_id=quote.quote_id)
+        ex, _ = self._advise(req, "cancelled sale")
+        self._event("display", "خرید لغو شد")
+        return ex
+
+    @_one_at_a_time
     def sale(self, amount: int, pan: str, pin: str, *, phone: str | None = None,
              card: str | None = None, redeem: int | None = None,
              otp_provider: Callable[[], str | None] | None = None) -> SaleResult:
@@ -363,7 +384,7 @@ class Terminal:
             phone=None if sale.quote_id else sale.phone,
             card=None if sale.quote_id else sale.card)
         ex, _answered = self._advise(req, "reversal advice")
-        self._event("display", "خرید برگشت خورد" if ex.code == "00"
+        self._event("display", "خرید برگشت خورد" if ex.code == ResponseCode.APPROVED
                     else f"برگشت: پاسخ {ex.code or 'نیامد'}")
         self.bank.refund(sale.authorisation.pan, sale.amount)
         sale.reversed = True

@@ -15,8 +15,9 @@ from textual.app import App, ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Button, Footer, Header, RichLog, Static
 
+from protocols.persian import persian_digits
 from terminal_sim.flow import CANCEL, CARD, MEMBER, SKIP, Action, Flow
-from terminal_sim.keypad import BACK, ENTER, KEYS, to_persian
+from terminal_sim.keypad import BACK, ENTER, KEYS
 from terminal_sim.session import Session
 from terminal_sim.terminal import TerminalConfig
 
@@ -83,7 +84,7 @@ class TerminalApp(App[None]):
                 yield Static("", id="entry", markup=False)
                 with Grid(id="keys"):
                     for key in KEYPAD:
-                        yield _key_button(LABELS.get(key, to_persian(key)), key)
+                        yield _key_button(LABELS.get(key, persian_digits(key)), key)
                 with Horizontal(id="extra"):
                     for key in (MEMBER, CARD, SKIP, CANCEL):
                         yield _key_button(LABELS[key], key)
@@ -125,6 +126,10 @@ class TerminalApp(App[None]):
             self.action_press(event.button.name)
 
     def action_press(self, key: str) -> None:
+        if key == CANCEL and self.quote is not None and self.flow.state in ("swipe", "pin"):
+            quote, self.quote = self.quote, None  # give the quote back: its hold ends now
+            self.run_worker(lambda: self.session.terminal.cancel(quote), thread=True,
+                            group="line")
         result = self.flow.press(key)
         if isinstance(result, Action):
             self.run_worker(lambda: self._run(result), thread=True, group="line")

@@ -41,6 +41,7 @@ from tests.agent.agent_terminal import (
 pytestmark = pytest.mark.slow
 
 PHONE = "09121234567"
+BACKLOG = 150
 
 
 @pytest.fixture
@@ -152,7 +153,8 @@ def test_fault_hung_backend_never_gives_the_same_credit_twice(
 ) -> None:
     db = tmp_path / "backend.db"
     backend = start_backend(tmp_path, broker.address, db)
-    agent = start_agent(tmp_path, broker.address, term.path)
+    # --advice-wait 0: advices are answered from the journal at once, the backlog is quick
+    agent = start_agent(tmp_path, broker.address, term.path, "--advice-wait", "0")
     till = Till(term)
     try:
         wait_for(lambda: status(term, till.next())["ST"] == "ON", timeout=30)
@@ -168,6 +170,12 @@ def test_fault_hung_backend_never_gives_the_same_credit_twice(
         q1 = term.ask(inquiry(till.next(), 100_000))
         assert q1["39"] == "00" and q1["tlv"]["DA"] == "30000"
         os.kill(backend.pid, signal.SIGSTOP)
+        # a backlog journaled before A1 (customers who are not members), so that after
+        # the restart A1 is forwarded only after I2 has reached the backend: the case in
+        # which a new inquiry meets the held quote
+        for n in range(BACKLOG):
+            other = f"0912{9_000_000 + n:07d}"
+            assert term.ask(advice(till.next(), 10_000, 10_000, None, phone=other))["39"] == "00"
         a1 = term.ask(advice(till.next(), 100_000, 70_000, q1["tlv"]["QI"]))
         assert a1["39"] == "00"
         till.given.append((q1["tlv"]["QI"], 30_000))
@@ -176,6 +184,7 @@ def test_fault_hung_backend_never_gives_the_same_credit_twice(
         backend = start_backend(tmp_path, broker.address, db)
         wait_for(lambda: status(term, till.next())["ST"] == "ON", timeout=30)
         q2 = till.sell(100_000)
+        assert till.queued() > 0, "A1 was forwarded before I2: the case was not reached"
         if q2["39"] == "00":
             # only what A1's own earning (3 % of 70,000) added can be free now
             assert int(q2["tlv"]["DA"]) <= 2_100

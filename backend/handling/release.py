@@ -34,7 +34,9 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
             now=now,
         )
         return Outcome(ResponseCode.APPROVED, {"released": 0})
-    quote_id = stored.body.get("quote_id") or req.body.get("quote_id")
+    # Only the quote that inquiry itself made: the body's quote_id is the agent's note,
+    # never trusted to name another inquiry's quote.
+    quote_id = stored.body.get("quote_id")
     released = 0
     if quote_id:
         released = end_quote(ctx, quote_id, req.terminal_id, store.RELEASED, now)

@@ -6,7 +6,7 @@ plain SQL on a connection it owns, so the rules are testable without threads.
 
 Times are stored as Unix seconds (UTC); a naive datetime is taken as UTC.
 Delivery is at least once: a process that dies after the gateway accepted an SMS but before
-`mark_sent` leaves a claim that another worker takes over when its lease runs out.
+`mark_sent_many` leaves a claim that another worker takes over when its lease runs out.
 """
 
 from __future__ import annotations
@@ -143,12 +143,6 @@ def claim_due(
     return [Claimed(*row[1:]) for row in sorted(rows)]
 
 
-def claim_next(conn: Connection, *, owner: str, now: float, lease: float) -> Claimed | None:
-    """The single next due SMS, claimed for `owner` (see claim_due)."""
-    claimed = claim_due(conn, owner=owner, now=now, lease=lease, limit=1)
-    return claimed[0] if claimed else None
-
-
 def release(conn: Connection, ids: list[int], *, owner: str) -> int:
     """Hand claimed but untried SMS back to the queue at once, as if never claimed."""
     if not ids:
@@ -169,17 +163,6 @@ def _finish(conn: Connection, sql: str, args: tuple[object, ...]) -> bool:
     with transaction(conn):
         changed = conn.execute(sql, args).rowcount
     return changed == 1
-
-
-def mark_sent(conn: Connection, sms_id: int, *, owner: str, now: float) -> bool:
-    """Record a delivery; False when the claim was no longer ours."""
-    return _finish(
-        conn,
-        "UPDATE sms_outbox SET status = 'sent', finished_at = ?, claimed_by = NULL,"
-        " claimed_until = NULL, last_error = NULL"
-        " WHERE id = ? AND status = 'sending' AND claimed_by = ?",
-        (now, sms_id, owner),
-    )
 
 
 def mark_sent_many(conn: Connection, ids: list[int], *, owner: str, now: float) -> int:

@@ -21,6 +21,9 @@ from http.client import HTTPException, InvalidURL
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from protocols.numbers import is_int, is_number
+from protocols.persian import ascii_digits
+
 DEFAULT_BASE_URL = "https://api.kavenegar.com"
 DEFAULT_FILE = "sms-outbox.jsonl"
 REDACTED = "***"
@@ -38,7 +41,6 @@ PERMANENT_STATUSES = frozenset(
 #: Kavenegar's "test account may only send to its owner").
 _TEMPORARY_4XX = frozenset({402, 408, 409, 418, 429, 451})
 
-_FA_TO_ASCII = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890123456789")
 _DIGIT_RUN = re.compile(r"[0-9]{4,10}")
 
 
@@ -71,7 +73,7 @@ def otp_token(text: str) -> str:
 
     `texts.otp_sms` puts the code last, so digits in a shop's name do not get in the way.
     """
-    runs = _DIGIT_RUN.findall(text.translate(_FA_TO_ASCII))
+    runs = _DIGIT_RUN.findall(ascii_digits(text))
     if not runs:
         raise SendError("no one-time code in the OTP text", temporary=False)
     return runs[-1]
@@ -130,7 +132,7 @@ class KavenegarSender:
             raise ValueError("line must be a non-empty string")
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        if not is_number(timeout) or timeout <= 0:
             raise ValueError("timeout must be a positive number of seconds")
         if otp_template is not None and (not isinstance(otp_template, str) or not otp_template):
             raise ValueError("otp_template must be a non-empty string")
@@ -263,7 +265,7 @@ def make_sender(cfg: Mapping[str, Any], *, base_dir: Path) -> Sender:
         if not isinstance(api_key, str) or not api_key.strip():
             raise ValueError("sms.kavenegar.api_key must be a non-empty string")
     line = kav.get("line")
-    if isinstance(line, int) and not isinstance(line, bool):
+    if is_int(line):
         line = str(line)
     if not isinstance(line, str) or not line.strip():
         raise ValueError("sms.kavenegar.line (the sender number) is required")
@@ -271,7 +273,7 @@ def make_sender(cfg: Mapping[str, Any], *, base_dir: Path) -> Sender:
     if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
         raise ValueError("sms.kavenegar.base_url must start with http:// or https://")
     timeout = kav.get("timeout", 5.0)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+    if not is_number(timeout) or timeout <= 0:
         raise ValueError("sms.kavenegar.timeout must be a positive number of seconds")
     template = kav.get("otp_template")
     if template is not None and (not isinstance(template, str) or not template.strip()):

@@ -1,7 +1,7 @@
 """Sends what the outbox holds, in a thread of its own, on its own SQLite connection.
 
 Safe with several backend processes on one database: each SMS is claimed atomically
-(outbox.claim_next) before it is sent, and the claim is a lease, so an SMS a crashed
+(outbox.claim_due) before it is sent, and the claim is a lease, so an SMS a crashed
 process was holding is sent by another one later. Temporary failures are retried with
 exponential backoff (capped); permanent ones, and temporary ones after `max_attempts`,
 are marked failed and logged with the phone masked and no gateway key.
@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from backend import engine
+from protocols.backoff import Backoff
 from protocols.identity import mask_phone
 
 from . import outbox
@@ -30,11 +31,6 @@ log = logging.getLogger(__name__)
 #: Seconds a delivered SMS may wait to be recorded "sent" with the ones after it: every
 #: write by this connection makes the ledger connection drop its page cache.
 MARK_DELAY = 0.2
-
-
-def backoff_delay(attempts: int, *, base: float, cap: float) -> float:
-    """Seconds to wait after the `attempts`-th failed try: base, 2*base, 4*base ... up to cap."""
-    return min(cap, base * 2 ** max(attempts - 1, 0))
 
 
 class SmsWorker:
@@ -56,16 +52,16 @@ class SmsWorker:
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        if poll_interval <= 0 or base_delay < 0 or max_delay < base_delay:
-            raise ValueError("poll_interval must be > 0 and 0 <= base_delay <= max_delay")
+        if poll_interval <= 0:
+            raise ValueError("poll_interval must be > 0")
         if lease <= 0 or batch < 1:
             raise ValueError("lease must be positive and batch at least 1")
         self.target = engine.parse_target(db)
         self.sender = sender
         self.poll_interval = poll_interval
         self.max_attempts = max_attempts
-        self.base_delay = base_delay
-        self.max_delay = max_delay
+        # after the n-th failed try: base_delay, twice it, four times ... up to max_delay
+        self.backoff = Backoff(base_delay, max_delay)
         # Longer than any send can take, or a slow send would be taken over and sent twice.
         self.lease = lease
         # Claiming several rows in one write transaction keeps the worker's share of
@@ -200,7 +196,7 @@ class SmsWorker:
         done = now if now is not None else time.time()
         who = mask_phone(sms.phone)
         if temporary and sms.attempts < self.max_attempts:
-            delay = backoff_delay(sms.attempts, base=self.base_delay, cap=self.max_delay)
+            delay = self.backoff.delay(sms.attempts)
             with self._write:
                 outbox.mark_retry(conn, sms.id, owner=self.owner, at=done + delay, error=error)
             log.warning(

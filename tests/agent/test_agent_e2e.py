@@ -165,7 +165,8 @@ def test_backend_down_then_kill_9_then_exactly_once(tmp_path: Path, broker: Mosq
         os.kill(agent.pid, signal.SIGKILL)
         agent.wait(10)
         agent = start_agent(tmp_path, broker.address, term.path)
-        assert status(term, 9)["QD"] == "3"
+        # the first exchange waits until the restarted agent has its line open again
+        assert wait_for(lambda: status(term, 9), timeout=20)["QD"] == "3"
         backend = start_backend(tmp_path, broker.address)
         wait_for(lambda: status(term, 10)["QD"] == "0", timeout=30)
         for stan in (5, 6, 8):
@@ -242,7 +243,8 @@ def test_presence_online_then_offline_on_sigterm_and_will_on_kill(tmp_path: Path
     agent = start_agent(tmp_path, broker.address, term.path)
     try:
         wait_for(lambda: seen() and seen()[-1] is True)
-        assert status(term, 1) == {"ST": "OF", "QD": "0"}  # broker up, but no backend
+        # broker up, but no backend
+        assert wait_for(lambda: status(term, 1), timeout=20) == {"ST": "OF", "QD": "0"}
         stop(agent)
         assert agent.returncode == 0
         wait_for(lambda: seen()[-1] is False)

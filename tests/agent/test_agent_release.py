@@ -3,12 +3,24 @@ and forwarder on a real journal file, with a fake backend port."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from agent import service
 from agent.forwarder import Forwarder
+from agent.handler import Handler
+from agent.journal import Journal
+from firmware_bridge.link import LinkDown
 from protocols import iso8583, mac, messages, mqtt
 from tests.agent.test_agent_handler import (
     KEY,
+    MID,
     PHONE,
     TID,
+    Clock,
+    FakeBackend,
     answer,
     header,
     items,
@@ -110,3 +122,107 @@ def test_agent_format_error_answer_echoes_what_could_be_read(parts) -> None:
     for key in ("3", "7", "11", "12", "13", "41", "42"):
         assert out[key] == req.to_fields()[key], key
     assert "4" not in out  # the malformed field itself is not echoed
+
+
+def test_agent_reversal_must_carry_its_advices_amount(parts) -> None:
+    """3.2: a 0420 carries the original's field 4; 4 = 0 is the reversal of a declined
+    purchase only, so a 0 (or any other amount) against an approved one is 13 (review)."""
+    handler, journal, backend = parts
+    backend.up = False
+    approved = messages.PurchaseAdvice(header(5, "1123194005"), 1_480_000, "123456789012",
+                                       "A1B2C3", "00", 1_500_000, quote_id="Q1")
+    assert answer(handler.handle(mac.sign(approved.to_fields(), KEY)))["39"] == "00"
+    for amount in (0, 1_480_001):
+        rev = messages.ReversalAdvice(header(5, "1123194100"), amount, "123456789012",
+                                      quote_id="Q1")
+        assert answer(handler.handle(mac.sign(rev.to_fields(), KEY)))["39"] == "13"
+    assert [p.type for p in journal.pending()] == ["advice"]
+    rev = messages.ReversalAdvice(header(5, "1123194100"), 1_480_000, "123456789012",
+                                  quote_id="Q1")
+    assert answer(handler.handle(mac.sign(rev.to_fields(), KEY)))["39"] == "00"
+
+
+def test_agent_format_error_in_an_overlong_pan_still_echoes_7_11_41(parts) -> None:
+    """A PAN of 20 characters has a sound length prefix: its extent is known, so the
+    fields after it are read and echoed in the 30 answer (review of 10.5)."""
+    handler, _, _ = parts
+    pan18 = "603799******123456"
+    req = messages.InquiryRequest(header(9), 10, phone=PHONE, pan=pan18)
+    raw = mac.sign(req.to_fields(), KEY)
+    bad = raw.replace(b"18" + pan18.encode(), b"20" + pan18.encode() + b"78", 1)
+    assert bad != raw
+    out = iso8583.decode(handler.handle(bad))
+    assert out["39"] == "30"
+    for key in ("3", "7", "11", "41"):
+        assert out.get(key) == req.to_fields()[key], key
+
+
+class ReleaseDeaf(FakeBackend):
+    """A backend that cannot answer a release (one from before releases existed drops
+    it: its refusal would fail its own schema) but answers advices."""
+
+    def request(self, type, key, body, deadline):  # type: ignore[no-untyped-def]
+        self.calls.append((type, key, body))
+        if type in ("release", "inquiry"):
+            return None
+        return mqtt.Response(type, "id", key, "00", {"earned": 0, "balance": 0})
+
+
+def test_agent_an_unanswered_release_never_holds_up_the_advices(tmp_path: Path) -> None:
+    """A release that gets no answer steps aside; the advices behind it go (review)."""
+    journal = Journal(tmp_path / "journal.log")
+    backend = ReleaseDeaf()
+    clock = Clock()
+    handler = Handler(journal=journal, backend=backend, mac_key=KEY, terminal_id=TID,
+                      merchant_id=MID, monotonic=clock, wall=lambda: 1_800_000_000.0)
+    try:
+        assert answer(handler.handle(inquiry()))["39"] == "91"  # journals a release
+        adv = messages.PurchaseAdvice(header(6, "1123194006"), 100_000, "123456789012",
+                                      "A1B2C3", "00", 100_000, phone=PHONE)
+        backend.up = False
+        assert answer(handler.handle(mac.sign(adv.to_fields(), KEY)))["39"] == "00"
+        backend.up = True
+        wall = [1_800_000_010.0]
+        fwd = Forwarder(journal, backend, wall=lambda: wall[0])
+        assert fwd.step() is False  # the release: no answer
+        assert fwd.step() is True  # the advice goes anyway
+        assert [p.type for p in journal.pending()] == ["release"]
+        assert fwd.step() is False  # the release is tried again once nothing else waits
+        wall[0] += 3601  # past any hold's expiry: the release is given up, not kept for ever
+        assert fwd.step() is True
+        assert journal.pending() == []
+    finally:
+        journal.close()
+
+
+class Line:
+    """A link driver stand-in: how the terminal's side answered the 0110."""
+
+    def __init__(self, clock: Clock, *, takes: float = 0.0, refuse: bool | None = None):
+        self.clock, self.takes, self.refuse = clock, takes, refuse
+
+    def send(self, message: bytes) -> None:
+        self.clock.t += self.takes
+        if self.refuse is not None:
+            raise LinkDown("after 3 transmissions", refused=self.refuse)
+
+
+@pytest.mark.parametrize(
+    ("line", "released"),
+    [
+        ({"refuse": True}, True),  # NAKed every time: certainly not taken
+        ({"refuse": False}, False),  # a silence: it may have been taken, ACKs lost
+        ({"takes": 3.2}, True),  # ACKed after the terminal's 3 s: it had given up
+        ({"takes": 0.5}, False),  # delivered in time
+    ],
+)
+def test_agent_releases_only_a_0110_the_terminal_certainly_did_not_take(
+    parts, line: dict, released: bool
+) -> None:
+    """Review of 10.2: after a silence the terminal may have sold with the DA."""
+    handler, journal, backend = parts
+    backend.answer = QUOTE
+    clock = handler._monotonic
+    agent = SimpleNamespace(handler=handler, monotonic=clock)
+    service.Agent.on_message(agent, inquiry(), Line(clock, **line))  # type: ignore[arg-type]
+    assert [p.type for p in journal.pending()] == (["release"] if released else [])

@@ -497,14 +497,14 @@ def test_backend_cli_report_is_persian_by_default(
     import jdatetime
 
     from backend.program import TEHRAN
-    from backend.texts import fa_digits
+    from protocols.persian import persian_digits
 
     assert main(["report", "--db", str(db)]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0] == "گزارش باشگاه مشتریان"
     today = jdatetime.date.fromgregorian(date=datetime.now(TEHRAN).date())
-    fa_today = fa_digits(today.strftime("%Y/%m/%d"))
+    fa_today = persian_digits(today.strftime("%Y/%m/%d"))
     assert lines[1] == f"از آغاز تا پایان {fa_today} (به وقت تهران)"
     assert re.search(r"^  اعتبار داده\u200cشده \(ریال\) +۱۱۰٬۰۰۰$", out, re.M), out
     assert re.search(r"^  عضو جدید +۲$", out, re.M), out

@@ -232,3 +232,18 @@ def test_backend_schema_2_outbox_takes_reversal_sms(tmp_path: Path) -> None:
         assert any("sms_outbox_due" in str(r) for r in plan)
     finally:
         conn.close()
+
+
+def test_backend_release_of_one_inquiry_never_ends_another_inquirys_quote(
+    handler: Handler, clock: FakeClock
+) -> None:
+    """The release names its inquiry; a quote_id in its body is never trusted to end a
+    quote that inquiry did not make (found in review)."""
+    member_with_credit(handler, clock, phone(1))
+    i1 = request("inquiry", {"phone": phone(1), "gross": 100_000})
+    q1 = handler.handle(i1).body["quote_id"]
+    i2 = request("inquiry", {"phone": phone(7), "gross": 100_000})  # not a member: 14
+    assert handler.handle(i2).code == "14"
+    resp = handler.handle(release(i2, q1))
+    assert status(handler, q1) == "held"
+    assert resp.body == {"released": 0}

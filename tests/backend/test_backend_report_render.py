@@ -11,7 +11,7 @@ import pytest
 
 from backend.report import Figures
 from backend.report_render import LABELS, render
-from backend.texts import TEHRAN
+from protocols.persian import TEHRAN
 
 FIGURES = Figures(
     since=datetime(2026, 11, 22, 20, 30, tzinfo=UTC),  # 1405/09/02 00:00 Tehran

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from backend.sms import FileSender, SendError, SmsWorker, counts, create_schema, enqueue, outbox
-from backend.sms.worker import backoff_delay
+from protocols.backoff import Backoff
 
 T0 = datetime(2026, 3, 21, 8, 0, tzinfo=UTC)
 PHONE = "09121234567"
@@ -193,7 +193,7 @@ def test_temporary_failures_back_off_exponentially(tmp_path: Path) -> None:
 
 
 def test_backoff_is_capped() -> None:
-    delays = [backoff_delay(n, base=10.0, cap=300.0) for n in range(1, 9)]
+    delays = [Backoff(10.0, 300.0).delay(n) for n in range(1, 9)]
     assert delays == [10, 20, 40, 80, 160, 300, 300, 300]
 
 
@@ -257,9 +257,9 @@ def test_a_lapsed_claim_is_taken_over(tmp_path: Path) -> None:
     queue(db, 1)
     conn = sqlite3.connect(db, isolation_level=None)
     # A process claims the SMS and dies before sending it.
-    claimed = outbox.claim_next(conn, owner="dead", now=T0.timestamp(), lease=60.0)
-    assert claimed is not None and claimed.attempts == 1
-    assert outbox.claim_next(conn, owner="other", now=T0.timestamp() + 59, lease=60.0) is None
+    (claimed,) = outbox.claim_due(conn, owner="dead", now=T0.timestamp(), lease=60.0)
+    assert claimed.attempts == 1
+    assert outbox.claim_due(conn, owner="other", now=T0.timestamp() + 59, lease=60.0) == []
     sender = ScriptedSender()
     worker = SmsWorker(db, sender, lease=60.0)
     try:

@@ -142,6 +142,7 @@ def test_three_transmissions_on_silence_then_failed() -> None:
     assert link.outgoing() == []  # never a fourth transmission
     (event,) = link.events()
     assert isinstance(event, Failed) and event.handle == handle
+    assert not event.refused  # silence: the peer may have taken it and lost its ACKs
     assert link.stats.sent == 3 and link.stats.retransmissions == 2
     assert link.next_deadline() is None
 
@@ -158,7 +159,20 @@ def test_nak_resends_at_once_and_third_nak_fails() -> None:
     assert link.outgoing() == [frame]
     link.receive_data(N, 0.3)
     assert link.outgoing() == []
-    assert link.events() == [Failed(handle, "NAK after 3 transmissions")]
+    assert link.events() == [Failed(handle, "NAK after 3 transmissions", refused=True)]
+
+
+def test_a_silence_among_naks_is_not_a_refusal() -> None:
+    """Only a frame NAKed on every transmission was certainly not handed up."""
+    link = Link()
+    handle = link.send(b"x", 0.0)
+    link.outgoing()
+    link.receive_data(N, 0.1)
+    link.outgoing()
+    link.tick(1.2)  # the second transmission: no ACK, no NAK
+    link.outgoing()
+    link.receive_data(N, 1.3)
+    assert link.events() == [Failed(handle, "NAK after 3 transmissions", refused=False)]
 
 
 def test_ack_read_late_still_counts() -> None:
@@ -259,7 +273,8 @@ def test_abort_fails_everything_pending() -> None:
     h1 = link.send(b"a", 0.0)
     h2 = link.send(b"b", 0.0)
     link.abort("gone")
-    assert link.events() == [Failed(h1, "gone"), Failed(h2, "gone")]
+    # h1 went out once (it may have arrived); h2 never left the queue
+    assert link.events() == [Failed(h1, "gone"), Failed(h2, "gone", refused=True)]
     assert not link.busy
 
 

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocols import iso8583, tlv
+from protocols.persian import ascii_digits, jalali, persian_digits
 from terminal_sim.bank import (
     APPROVED,
     CARD_BLOCKED,
@@ -17,8 +18,7 @@ from terminal_sim.bank import (
     BankHost,
 )
 from terminal_sim.clock import FakeClock, local_time, transmission_time
-from terminal_sim.keypad import ENTER, Keypad, KeypadError, parse_amount, to_latin
-from terminal_sim.printer import jalali
+from terminal_sim.keypad import ENTER, Keypad, KeypadError, parse_amount
 from terminal_sim.terminal import Terminal, TerminalConfig
 
 from .fake_agent import KEY, FakeAgent
@@ -41,7 +41,7 @@ def test_keypad_takes_persian_digits_as_typed() -> None:
     assert pad.press(ENTER) == ""
     with pytest.raises(KeypadError):
         pad.press("x")
-    assert to_latin("۰۹۱٢") == "0912"
+    assert ascii_digits("۰۹۱٢") == "0912"
     assert parse_amount("۱۵۰٬۰۰۰") == 150000
     for bad in ("", "0", "12a", "-5", "1" * 13):
         with pytest.raises(KeypadError):
@@ -51,9 +51,7 @@ def test_keypad_takes_persian_digits_as_typed() -> None:
 @settings(max_examples=100, deadline=None)
 @given(st.integers(min_value=1, max_value=10**12 - 1), st.booleans())
 def test_amount_round_trips_in_either_script(amount: int, persian: bool) -> None:
-    from terminal_sim.keypad import to_persian
-
-    text = to_persian(str(amount)) if persian else f"{amount:,}"
+    text = persian_digits(str(amount)) if persian else f"{amount:,}"
     assert parse_amount(text) == amount
 
 
@@ -152,6 +150,20 @@ def test_declined_sale_still_advises_to_release_hold() -> None:
     assert "برگشت ممکن نیست" in term.display and "موجودی کافی نیست" in term.display
     assert len(agent.seen) == seen and len(term.printer.receipts) == printed
     assert not sale.reversed
+
+
+def test_a_cancelled_quote_is_given_back_with_a_declined_advice() -> None:
+    """The customer walks away after seeing the discount: the terminal sends the quote's
+    0220 with 4 = 0 and 39 = 17 (customer cancellation), which ends the hold at once."""
+    term, agent, _ = make()
+    quote = term.quote(50_000, phone="09121234567")
+    assert quote.quote_id
+    ex = term.cancel(quote)
+    assert ex is not None and ex.code == "00"
+    sent = agent.seen[-1]
+    assert sent["t"] == "0220" and sent["39"] == "17" and sent["4"] == "000000000000"
+    assert quote.quote_id in sent["48"]
+    assert term.display == "خرید لغو شد"
 
 
 def test_a_purchase_is_reversed_once() -> None:

@@ -1,0 +1,78 @@
+"""A real browser for the panel's tests: Debian's headless Chromium through Selenium.
+
+Never a downloaded browser: the binary and the driver are the Debian packages'
+(`chromium`, `chromium-driver`, installed by scripts/setup.sh), with a fresh profile per
+test and Chromium's own network chatter switched off.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import uvicorn
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run",
+         "--disable-dev-shm-usage")
+
+#: Every visible element whose content is wider than its box (and does not scroll), or
+#: that sticks out of the viewport; and whether the page itself is wider than the window.
+OVERFLOW_JS = """
+const vw = document.documentElement.clientWidth;
+const bad = [];
+if (document.documentElement.scrollWidth > vw + 1)
+  bad.push('page ' + document.documentElement.scrollWidth + ' > ' + vw);
+for (const el of document.body.querySelectorAll('*')) {
+  const cs = getComputedStyle(el);
+  if (cs.display === 'none' || cs.visibility === 'hidden') continue;
+  const name = el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
+               (el.className && typeof el.className === 'string' ? '.' + el.className : '');
+  const r = el.getBoundingClientRect();
+  if (r.width > 0 && (r.left < -1 || r.right > vw + 1))
+    bad.push(name + ' outside the viewport ' + r.left + '..' + r.right);
+  if (['auto', 'scroll'].includes(cs.overflowX)) continue;
+  if (el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1)
+    bad.push(name + ' content ' + el.scrollWidth + ' > box ' + el.clientWidth);
+}
+return bad;
+"""
+
+
+@contextmanager
+def chromium(profile: Path) -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={profile}")
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@contextmanager
+def serve_in_thread(app) -> Iterator[str]:
+    """The app under uvicorn on a free loopback port (port 0); yields its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                           lifespan="off"))
+    thread = threading.Thread(target=server.run, name="panel-uvicorn", daemon=True)
+    thread.start()
+    try:
+        while not server.started:  # uvicorn sets it once its socket listens
+            if not thread.is_alive():
+                raise RuntimeError("uvicorn stopped before it listened")
+            thread.join(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
