@@ -117,7 +117,11 @@ DEFAULT_ACCESS = {
 
 def new_password() -> str:
     """A broker password: 32 random bytes, URL-safe base64 (safe in TOML and on a shell)."""
-    return secrets.token_urlsafe(32)
+    # never a leading '-': a password given on a command line must not read as an option
+    while True:
+        password = secrets.token_urlsafe(32)
+        if not password.startswith("-"):
+            return password
 
 
 def create_terminal(tid: str, password: str) -> list[Command]:

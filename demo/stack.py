@@ -121,7 +121,7 @@ class Stack:
         password_file = self.login(BACKEND_USER)
         if password_file is not None:  # the backend takes no password file: a flag here
             login = ["--broker-username", BACKEND_USER,
-                     "--broker-password", password_file.read_text().strip()]
+                     f"--broker-password={password_file.read_text().strip()}"]
         self.backend = self._spawn("backend", [
             "backend", "run", "--broker", self.broker.address, "--db", str(self.db),
             "--config", str(self.config_file), *login])

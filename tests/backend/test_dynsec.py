@@ -140,3 +140,8 @@ def test_initial_config_has_one_admin_and_refuses_by_default() -> None:
     assert topics == {"$CONTROL/dynamic-security/#"}
     with pytest.raises(ValueError):
         dynsec.initial_config("", PW)
+
+
+def test_new_passwords_never_read_as_a_command_line_option() -> None:
+    """A leading '-' made `--broker-password VALUE` fail now and then in the demo."""
+    assert not any(dynsec.new_password().startswith("-") for _ in range(3000))
