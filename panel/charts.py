@@ -174,6 +174,19 @@ def _axes(parts: list[str], data: ChartData, low: int, high: int) -> None:
                      f'text-anchor="middle">{escape(persian_digits(label))}</text>')
 
 
+def _tip(label: str, series: str, value: int) -> str:
+    """A data point's tooltip: where, which series, how much (escaped)."""
+    return f"{escape(label)} · {escape(series)}: {escape(persian_digits(value))}"
+
+
+def _close(parts: list[str], data: ChartData, low: int, high: int) -> str:
+    """Axes and legend over the marks, then the finished SVG text."""
+    _axes(parts, data, low, high)
+    _legend(parts, data)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def _legend(parts: list[str], data: ChartData) -> None:
     for k, s in enumerate(data.series):
         x = WIDTH - PAD_SIDE - k * 120
@@ -207,12 +220,8 @@ def bar_chart(data: ChartData) -> str:
             parts.append(
                 f'<rect class="bar" x="{bx:.1f}" y="{top:.1f}" width="{bar_w:.1f}" '
                 f'height="{h:.1f}" fill="{PALETTE[k % len(PALETTE)]}">'
-                f"<title>{escape(label)} · {escape(s.name)}: {escape(persian_digits(v))}"
-                f"</title></rect>")
-    _axes(parts, data, low, high)
-    _legend(parts, data)
-    parts.append("</svg>")
-    return "".join(parts)
+                f"<title>{_tip(label, s.name, v)}</title></rect>")
+    return _close(parts, data, low, high)
 
 
 def histogram(data: ChartData) -> str:
@@ -253,12 +262,8 @@ def stacked_bars(data: ChartData) -> str:
             parts.append(
                 f'<rect class="bar" x="{x + w * 0.1:.1f}" y="{y:.1f}" width="{w * 0.8:.1f}" '
                 f'height="{h:.1f}" fill="{PALETTE[k % len(PALETTE)]}">'
-                f"<title>{escape(label)} · {escape(s.name)}: "
-                f"{escape(persian_digits(s.values[i]))}</title></rect>")
-    _axes(parts, data, 0, high)
-    _legend(parts, data)
-    parts.append("</svg>")
-    return "".join(parts)
+                f"<title>{_tip(label, s.name, s.values[i])}</title></rect>")
+    return _close(parts, data, 0, high)
 
 
 def line_chart(data: ChartData) -> str:
@@ -279,12 +284,8 @@ def line_chart(data: ChartData) -> str:
                      f'points="{path}"/>')
         for (x, y), v, label in zip(points, s.values, data.x_labels, strict=True):
             parts.append(f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="3" '
-                         f'fill="{colour}"><title>{escape(label)} · {escape(s.name)}: '
-                         f"{escape(persian_digits(v))}</title></circle>")
-    _axes(parts, data, low, high)
-    _legend(parts, data)
-    parts.append("</svg>")
-    return "".join(parts)
+                         f'fill="{colour}"><title>{_tip(label, s.name, v)}</title></circle>')
+    return _close(parts, data, low, high)
 
 
 def heat_map(data: ChartData) -> str:
