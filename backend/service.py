@@ -284,6 +284,8 @@ class BackendService:
     def _sweep(self) -> None:
         try:
             with self._write_lock:
+                self._handler.refresh_registry()
+            with self._write_lock:
                 holds, expired = self._handler.sweep()
             if holds or expired:
                 log.info("sweep: released %d expired holds, expired %d rials", holds, expired)
