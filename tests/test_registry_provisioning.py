@@ -77,8 +77,8 @@ def test_terminal_add_makes_a_broker_login_and_disable_revokes_it(
         backend = start_backend(broker.address, db, "b1", "--config", str(cfg),
                                 "--log-level", "INFO")  # fmt: skip
         wait_for_output(backend, "connected to")
-        agent = BackendClient(BrokerSettings("127.0.0.1", broker.port, "T0000005",
-                                             written["broker_password"]), "T0000005", MID)  # fmt: skip
+        login = BrokerSettings("127.0.0.1", broker.port, "T0000005", written["broker_password"])
+        agent = BackendClient(login, "T0000005", MID)
         agent.start()
         try:
             wait_until(agent.online)
