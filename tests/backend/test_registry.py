@@ -350,3 +350,67 @@ def test_registry_cli_program_import_export_versions(
     assert out == new.read_text()
     code, _, err = run("program", "show", "Nope")
     assert code == 2 and "no club" in err
+
+
+def test_registry_each_club_sends_through_its_own_gateway(
+    db: str, clock: FakeClock, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from backend.sms import FileSender, SmsWorker
+
+    conn = store.connect(db)
+    try:
+        b, _, _ = _club_b(conn, clock())
+        with store.transaction(conn):
+            c = store_registry.add_club(conn, "Gateless", clock())
+        assert _cli(capsys, "club", "sms", "نان بربری", "--file", str(tmp_path / "b.jsonl"),
+                    "--db", db)[0] == 0  # fmt: skip
+        code, _, err = _cli(capsys, "club", "sms", "Gateless", "--kavenegar-line", "1000",
+                            "--api-key-env", "NO_SUCH_VARIABLE_SET", "--db", db)  # fmt: skip
+        assert code == 0, err
+        code, _, err = _cli(capsys, "club", "sms", "Gateless", "--kavenegar-line", "x",
+                            "--api-key-env", "K", "--db", db)  # fmt: skip
+        assert code == 2 and "number" in err
+        code, out, _ = _cli(capsys, "club", "show", "Gateless", "--db", db)
+        assert "Kavenegar, line 1000, key in $NO_SUCH_VARIABLE_SET" in out
+        with store.transaction(conn):
+            for club_id, n in ((1, 1), (b, 2), (c.id, 3)):
+                outbox.enqueue(conn, key=f"k{n}", phone=phone(n), text=f"text {n}",
+                               kind="other", now=clock(), club_id=club_id)  # fmt: skip
+    finally:
+        conn.close()
+    worker = SmsWorker(db, FileSender(tmp_path / "provider.jsonl"), per_club=True,
+                       base_dir=tmp_path)  # fmt: skip
+    try:
+        assert worker.run_once(clock()) == 2
+    finally:
+        worker.stop()
+    assert "text 1" in (tmp_path / "provider.jsonl").read_text()
+    assert "text 2" in (tmp_path / "b.jsonl").read_text()
+    assert "text 3" not in (tmp_path / "provider.jsonl").read_text()
+    conn = store.connect(db)
+    try:
+        # the club whose key is not in this process's environment: kept, to be retried
+        row = conn.execute("SELECT status, last_error FROM sms_outbox WHERE key = 'k3'").fetchone()
+        assert row[0] == "pending" and "NO_SUCH_VARIABLE_SET" in row[1]
+    finally:
+        conn.close()
+
+
+def test_registry_a_new_database_has_one_club_and_no_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "backend.toml"
+    cfg.write_text('[shop]\nname = "قنادی نمونه"\n')
+    path = tmp_path / "new.db"
+    code, out, err = _cli(capsys, "migrate", "--db", str(path), "--config", str(cfg))
+    assert code == 0, err
+    conn = store.connect(path)
+    try:
+        (club,) = store_registry.list_clubs(conn)
+        assert club.name == "قنادی نمونه"
+        assert [b.name for b in store_registry.list_branches(conn)] == ["main"]
+        assert store_registry.list_terminals(conn) == []
+    finally:
+        conn.close()
+    code, _, err = _cli(capsys, "migrate", "--db", str(tmp_path / "no" / "x.db"))
+    assert code == 2 and "no such folder" in err
