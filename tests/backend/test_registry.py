@@ -402,7 +402,7 @@ def test_registry_a_new_database_has_one_club_and_no_terminal(
     cfg = tmp_path / "backend.toml"
     cfg.write_text('[shop]\nname = "قنادی نمونه"\n')
     path = tmp_path / "new.db"
-    code, out, err = _cli(capsys, "migrate", "--db", str(path), "--config", str(cfg))
+    code, _, err = _cli(capsys, "migrate", "--db", str(path), "--config", str(cfg))
     assert code == 0, err
     conn = store.connect(path)
     try:
