@@ -24,6 +24,7 @@ import multiprocessing as mp
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -323,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clubs", type=int, default=1,
                     help="also run with the terminals spread over this many clubs")  # fmt: skip
     ap.add_argument("--processes", type=int, choices=(1, 2), help="only this many backends")
+    ap.add_argument("--repeat", type=int, default=1, help="with --clubs: runs of each, interleaved")
     a = ap.parse_args(argv)
     terminals = a.terminals or (200 if a.quick else 2000)
     seconds = a.seconds or (15.0 if a.quick else 60.0)
@@ -339,12 +341,19 @@ def main(argv: list[str] | None = None) -> int:
                       flush=True)  # fmt: skip
         for engine in engines:
             for processes in (a.processes,) if a.processes else (1, 2):
-                one = run_fleet(engine, processes, terminals, seconds, think, work)
-                if a.clubs > 1:
-                    many = run_fleet(engine, processes, terminals, seconds, think, work, a.clubs)
-                    print(f"{engine:<10} {processes} backend(s): {a.clubs} clubs / 1 club, "
-                          f"backend CPU per request: {many / one:.3f} "
-                          f"({(many / one - 1) * 100:+.1f} %)", flush=True)  # fmt: skip
+                if a.clubs <= 1:
+                    run_fleet(engine, processes, terminals, seconds, think, work)
+                    continue
+                # interleaved, so that a load change on the machine hits both alike
+                ones, manys = [], []
+                for _ in range(a.repeat):
+                    ones.append(run_fleet(engine, processes, terminals, seconds, think, work))
+                    manys.append(run_fleet(engine, processes, terminals, seconds, think, work,
+                                           a.clubs))  # fmt: skip
+                one, many = statistics.median(ones), statistics.median(manys)
+                print(f"{engine:<10} {processes} backend(s): {a.clubs} clubs / 1 club, "
+                      f"backend CPU per request (median of {a.repeat}): {many / one:.3f} "
+                      f"({(many / one - 1) * 100:+.1f} %)", flush=True)  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
