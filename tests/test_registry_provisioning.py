@@ -147,3 +147,83 @@ def test_a_running_backend_applies_a_new_program_within_10_seconds(
         stop_process(backend)
         agent.close()
     assert os.path.exists(db)
+
+
+def test_a_terminal_of_club_a_never_moves_club_b_money(tmp_path: Path) -> None:
+    """Through the real broker with each terminal's own login and the real backend: T1
+    (club A) forges a request naming T2 (club B) on its own topic: dropped at the topic
+    check; its own requests naming B's member or B's purchase touch nothing of B's."""
+    from datetime import UTC, datetime
+
+    from protocols import mqtt
+    from tests.backend.core_helpers import reversal
+
+    t1, t2, mid = "T0000001", "T0000002", MID
+    db = tmp_path / "loyalty.db"
+    now = datetime.now(UTC)
+    conn = store.connect(db)
+    try:
+        with store.transaction(conn):
+            b = store_registry.add_club(conn, "Club B", now)
+            main = store_registry.find_branch(conn, b.id, "main")
+            assert main is not None
+            store_registry.add_terminal(conn, t2, mid, main.id, now)
+    finally:
+        conn.close()
+    broker = Mosquitto(tmp_path / "broker", dynsec=ADMIN).start()
+    backend = None
+    try:
+        with BrokerAccess(broker.address, *ADMIN) as access:
+            logins = {t1: access.add_terminal(t1), t2: access.add_terminal(t2)}
+            backend_pw = access.add_backend(BACKEND_USER)
+        cfg = tmp_path / "backend.toml"
+        cfg.write_text(f'[mqtt]\nusername = "{BACKEND_USER}"\npassword = "{backend_pw}"\n')
+        backend = start_backend(broker.address, db, "b1", "--config", str(cfg),
+                                "--log-level", "INFO")  # fmt: skip
+        wait_for_output(backend, "connected to")
+        clock = FakeClock(now)
+        agent_b = BackendClient(BrokerSettings("127.0.0.1", broker.port, t2, logins[t2]), t2, mid)
+        agent_b.start()
+        try:
+            wait_until(agent_b.online)
+            enrol = request("enroll", {"phone": phone(1)}, tid=t2)
+            assert agent_b.request("enroll", enrol.key, enrol.body,
+                                   time.monotonic() + 15).code == "00"  # type: ignore[union-attr]  # fmt: skip
+            bought = advice(amount=1_000_000, occurred_at=clock.iso(), phone=phone(1), tid=t2)
+            answer = agent_b.request("advice", bought.key, bought.body, time.monotonic() + 15)
+            assert answer is not None and answer.body["balance"] == 30_000
+        finally:
+            agent_b.stop()
+        a = Client(broker.port, t1, logins[t1])
+        try:
+            assert not a.subscribe(mqtt.response_topic(t1))[0].is_failure
+            # the body says T2, the topic is T1's own: dropped by the topic check
+            forged = reversal(bought, occurred_at=clock.iso(), tid=t2)
+            a.publish(mqtt.request_topic(t1), forged.to_json())
+            # T1's own requests: B's purchase is not T1's to reverse, B's member not A's
+            mine = reversal(bought, occurred_at=clock.iso(), tid=t1)
+            a.publish(mqtt.request_topic(t1), mine.to_json())
+            probe = request("inquiry", {"phone": phone(1), "gross": 100_000}, tid=t1)
+            a.publish(mqtt.request_topic(t1), probe.to_json())
+            a.wait(lambda: any(probe.id.encode() in p for _, p in a.got))
+            answers = {r.id: r for r in (mqtt.decode_response(p) for _, p in a.got)}
+            assert forged.id not in answers
+            assert answers[mine.id].code == "12" and answers[probe.id].code == "14"
+        finally:
+            a.close()
+        conn = store.connect(db)
+        try:
+            m = store.member_by_phone(conn, phone(1), club_id=b.id)
+            assert m is not None
+            from backend import ledger
+
+            assert ledger.balance(conn, m.id) == 30_000
+            assert store.reversal(conn, bought.key) is None
+            assert [(u.terminal_id, u.count) for u in
+                    store_registry.list_unknown_terminals(conn)] == []  # fmt: skip
+        finally:
+            conn.close()
+    finally:
+        if backend is not None:
+            stop_process(backend)
+        broker.stop()
