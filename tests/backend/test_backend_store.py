@@ -3,13 +3,12 @@ checkpointed into the database (by the checkpointer thread and after a commit)."
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from backend import engine, store
+from backend import engine, migrations, store
 from backend.engine import Connection
 from tests.backend.core_helpers import phone
 
@@ -27,15 +26,13 @@ def test_backend_store_response_key_unique_and_compact(conn: Connection) -> None
     assert text == '{"earned":5,"name":"علی"}'
 
 
-def test_backend_store_other_schema_version_refused(tmp_path: Path) -> None:
-    path = tmp_path / "db.sqlite"
-    store.connect(path).close()
-    raw = sqlite3.connect(path)
-    raw.execute("UPDATE schema_version SET version = ?", (1,))
-    raw.commit()
+@pytest.mark.parametrize(("version", "says"), [(1, "older"), (migrations.LATEST + 1, "newer")])
+def test_backend_store_other_schema_version_refused(db: str, version: int, says: str) -> None:
+    raw = store.connect(db, check_schema=False)
+    raw.execute("UPDATE schema_version SET version = ?", (version,))
     raw.close()
-    with pytest.raises(store.StoreError, match="schema version"):
-        store.connect(path)
+    with pytest.raises(store.StoreError, match=f"schema version {version} is {says}"):
+        store.connect(db)
 
 
 def test_backend_checkpointer_copies_the_wal_into_the_database(tmp_path: Path) -> None:
