@@ -19,11 +19,11 @@ Phases, each counted on its own and only from the moment the last terminal conne
 Prints, per engine and number of backend processes: terminals connected at once (and any
 that dropped), requests/s, round-trip p50/p99, errors, and the backends' CPU per request.
 
-Two backend processes on one SQLite file: see docs/backend.md ("Several processes"):
-SQLite lets one process write at a time, so a second process adds no throughput; the
-backend takes a file lock beside the database so the two hand the write lock over at once
-instead of through SQLite's sleeping busy handler (which starved one of them: 29
-requests/s and timeouts before it). Several processes belong on PostgreSQL.
+Two backend processes on one SQLite file (docs/backend.md, "Several processes on one
+SQLite file"): SQLite lets one process write at a time, so a second process adds no
+throughput; the backends take a file lock beside the database so that they hand the
+write lock over at once instead of through SQLite's sleeping busy handler (which starved
+one of them: answers after 11 s and timeouts). Several processes belong on PostgreSQL.
 `--quick` (200 terminals, 2 s think time, 10 s peak, 5 s burst) is a smoke run.
 """
 
