@@ -41,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +62,7 @@ PHASES = ("peak", "burst")
 #: answers that are a correct outcome of the mix (unknown member, not enough credit, ...)
 FINE = frozenset({"00", "14", "51", "12", "13"})
 CLIENTS_PER_WORKER = 500
+IDLE_SECONDS = 5.0
 
 
 def pct(values: list[float], p: float) -> float:
@@ -234,6 +236,7 @@ class Terminal:
 class PhaseStats:
     requests: int = 0
     errors: int = 0
+    kinds: Counter[str] = field(default_factory=Counter)  # what the errors were
     latencies: list[float] = field(default_factory=list)
 
 
@@ -303,11 +306,14 @@ def _worker(
             if t.pending is None:
                 continue
             phase, sent = t.pending[3], t.pending[1]
-            ok = t.answered(t.answer)
+            resp, kind = t.answer, t.pending[0].type
+            ok = t.answered(resp)
             s = stats[phase]
             s.requests += 1
             s.latencies.append(time.perf_counter() - sent)
-            s.errors += not ok
+            if not ok:
+                s.errors += 1
+                s.kinds[f"{kind} {'timeout' if resp is None else resp.code}"] += 1
             if t.pending is None:  # the sale is over: the next customer
                 gap = t.rng.expovariate(1 / think) if now < ends[0] else 0.0
                 heapq.heappush(timers, (min(now + gap, max(now, ends[0])), t.index))
@@ -318,10 +324,17 @@ def _worker(
     dropped = sum(t.dropped for t in terms)
     for t in terms:
         t.c.disconnect()
-    out.put(("done", dropped, [(s.requests, s.errors, s.latencies) for s in stats]))
+    out.put(("done", dropped, [(s.requests, s.errors, s.latencies, s.kinds) for s in stats]))
 
 
 # --- one run -------------------------------------------------------------------------------
+
+
+def _kinds(kinds: Counter[str]) -> str:
+    """The errors by request type and what came back (timeout: no answer in 30 s)."""
+    if not kinds:
+        return ""
+    return " (" + ", ".join(f"{k}: {n}" for k, n in kinds.most_common(4)) + ")"
 
 
 def _cpu_pressure() -> str:
@@ -334,12 +347,27 @@ def _cpu_pressure() -> str:
 
 
 def _cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of the processes so far (Linux /proc)."""
+    """User + system CPU time of the processes so far (Linux /proc); gone ones count 0."""
     total = 0
     for pid in pids:
-        fields_ = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        try:
+            fields_ = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
         total += int(fields_[11]) + int(fields_[12])
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def _family(root: int) -> list[int]:
+    """`root` and its children: a PostgreSQL server's postmaster and its backends."""
+    pids = [root]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == root:
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
 
 
 def run_fleet(
@@ -394,9 +422,15 @@ def run_fleet(
         for _ in workers:
             connected += q.get(timeout=300)[1]
         connect_s = time.monotonic() - t_connect
+        # the backends' own upkeep with every terminal connected and none selling
+        idle0 = _cpu_seconds([b.pid for b in backends])
+        time.sleep(IDLE_SECONDS)
+        idle = (_cpu_seconds([b.pid for b in backends]) - idle0) / IDLE_SECONDS
         # counted from here: every terminal connected, nothing of the connecting measured
         start.value = time.monotonic() + 0.2
         cpu0 = _cpu_seconds([b.pid for b in backends])
+        server = _family(pg.proc.pid) if pg is not None and pg.proc is not None else []
+        server0 = _cpu_seconds(server)
         go.set()
         cpu_at_burst = None
         dropped = 0
@@ -412,17 +446,20 @@ def run_fleet(
                 continue
             finished += 1
             dropped += msg[1]
-            for stats, (n, errors, lat) in zip(phases, msg[2], strict=True):
+            for stats, (n, errors, lat, kinds) in zip(phases, msg[2], strict=True):
                 stats.requests += n
                 stats.errors += errors
+                stats.kinds.update(kinds)
                 stats.latencies += lat
         cpu_end = _cpu_seconds([b.pid for b in backends])
+        server_cpu = _cpu_seconds(server) - server0
         cpu_at_burst = cpu0 if cpu_at_burst is None else cpu_at_burst
         cpu = (cpu_at_burst - cpu0, cpu_end - cpu_at_burst)
         head = f"{engine:<10} {processes} backend(s)"
         print(
             f"{head}: {connected:,} of {terminals:,} terminals connected at once "
-            f"(in {connect_s:.0f} s), {dropped} dropped; {_cpu_pressure()}",
+            f"(in {connect_s:.0f} s), {dropped} dropped; backends idle {idle:.0%} of a core; "
+            f"{_cpu_pressure()}",
             flush=True,
         )
         for name, stats, seconds, used in zip(PHASES, phases, durations, cpu, strict=True):
@@ -431,8 +468,16 @@ def run_fleet(
             print(
                 f"{'':<10}   {name:<5}: {rate:7,.0f} requests/s ({stats.requests:,} in "
                 f"{seconds:.0f} s), p50 {pct(stats.latencies, 50) * 1000:7.1f} ms, "
-                f"p99 {pct(stats.latencies, 99) * 1000:7.1f} ms, errors {stats.errors}, "
+                f"p99 {pct(stats.latencies, 99) * 1000:7.1f} ms, errors {stats.errors}"
+                f"{_kinds(stats.kinds)}, "
                 f"backend CPU {per:,.0f} us/request ({used / seconds:.0%} of a core)",
+                flush=True,
+            )
+        if server:
+            n = sum(p.requests for p in phases)
+            print(
+                f"{'':<10}   PostgreSQL server CPU (both phases): {server_cpu / n * 1e6:,.0f} "
+                f"us/request",
                 flush=True,
             )
     finally:
