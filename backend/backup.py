@@ -173,7 +173,12 @@ def backup(db: str | Target, folder: Path, keep: int | None, now: datetime) -> M
 
 
 def _partial(folder: Path, name: str) -> Path:
-    return folder / f".{name}.partial"
+    """Where a backup is written before it checks out: hidden, and private from the start
+    (it holds every member's phone and balance), whatever the umask."""
+    path = folder / f".{name}.partial"
+    path.unlink(missing_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    return path
 
 
 def _backup_sqlite(path: Path, folder: Path, name: str) -> Made:
