@@ -29,7 +29,7 @@ PREFIX = "loyalty_backend_"
 #: Every metric the backend exports (a counter gets _total on the wire, as here).
 METRICS = {
     "requests_total": "requests answered, by type and response code",
-    "handling_seconds": "receipt of a request to its answer published, by type",
+    "handling_seconds": "receipt of a request to its answer ready (committed), by type",
     "commit_seconds": "one group commit: the requests' transaction, durable",
     "group_commit_size": "requests per group commit",
     "open_holds": "quotes holding a member's credit, not yet settled nor released",

@@ -328,13 +328,13 @@ class BackendService:
             commit_seconds = time.perf_counter() - t_commit
             self._reconnect()
         self.stats.batches += 1
+        if self.metrics is not None:  # before the answers go: counted once an agent has one
+            self.metrics.group(reqs, responses, started, commit_seconds, time.perf_counter())
         for req, resp, t0 in zip(reqs, responses, started, strict=True):
             self._client.publish(schema.response_topic(req.terminal_id), resp.to_json(), qos=1)
             self.stats.handled += 1
             if self.record_latency:
                 self.stats.latencies.append(time.perf_counter() - t0)
-        if self.metrics is not None:
-            self.metrics.group(reqs, responses, started, commit_seconds, time.perf_counter())
 
     def _decode(self, topic: str, payload: bytes) -> schema.Request | None:
         try:
@@ -377,6 +377,6 @@ class BackendService:
             return
         if doc.get("terminal_id") not in (None, tid):
             return
-        self._client.publish(schema.response_topic(tid), data, qos=1)
         if self.metrics is not None:
             self.metrics.refused(str(resp.type), resp.code)
+        self._client.publish(schema.response_topic(tid), data, qos=1)
