@@ -94,3 +94,16 @@ def test_split_password_leaves_no_password_in_the_url() -> None:
         assert password == "s:cret" and "cret" not in bare
         assert engine.parse_target(bare).is_postgresql
     assert engine.split_password("postgresql://u@h/db") == ("postgresql://u@h/db", None)
+
+
+def test_prometheus_client_only_with_metrics() -> None:
+    """`run` without --metrics never imports prometheus-client (memory, start-up time)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, backend.cli, backend.service, backend.cli_ops; "
+            "assert 'prometheus_client' not in sys.modules; "
+            "import backend.metrics; assert 'prometheus_client' not in sys.modules")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2], timeout=60)
+    assert done.returncode == 0, done.stderr
