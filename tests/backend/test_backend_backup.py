@@ -241,3 +241,32 @@ def test_backup_while_purchases_stream_in(db: str, broker, tmp_path: Path,
             ledger.check(conn, mid)  # balance = the ledger's sum = open lots - held
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)
+def test_pg_restore_that_does_not_verify_is_taken_back(db: str, tmp_path: Path,
+                                                       request: pytest.FixtureRequest) -> None:
+    """The dump restores, but its figures say otherwise (a balance differs): the restored
+    tables are dropped again and the target is as empty as it was."""
+    import json
+
+    _seed(db, 3)
+    folder = tmp_path / "b"
+    folder.mkdir()
+    done = cli("backup", "--db", db, "--to", str(folder))
+    assert done.returncode == 0, done.stderr
+    made = Path(re.search(r"^backup (\S+) ", done.stdout).group(1))
+    figures = Path(str(made) + backup.FIGURES_EXT)
+    doc = json.loads(figures.read_text())
+    member = next(iter(doc["figures"]["balances"]))
+    doc["figures"]["balances"][member] += 1
+    figures.write_text(json.dumps(doc))
+    target = request.getfixturevalue("empty_pg_url")
+    done = cli("restore", "--from", str(made), "--db", target)
+    assert done.returncode == 2, done.stdout
+    assert "did not verify" in done.stderr and "members whose balance equals: 3 vs 2" in done.stderr
+    conn = store.connect(target, check_schema=False, create=False)
+    try:
+        assert not engine.table_names(conn)
+    finally:
+        conn.close()
