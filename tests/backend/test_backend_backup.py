@@ -181,7 +181,9 @@ def test_backup_while_purchases_stream_in(db: str, broker, tmp_path: Path,
     restored member's balance equals the ledger."""
     members = 8
     agent = TestAgent(broker.address)
-    proc = start_backend(broker.address, db, "bk")  # type: ignore[arg-type]
+    cfg = tmp_path / "backend.toml"  # its SMS file here, not in the working directory
+    cfg.write_text(f'[sms]\nsender = "file"\nfile = "{tmp_path / "sms.jsonl"}"\n')
+    proc = start_backend(broker.address, db, "bk", "--config", str(cfg))  # type: ignore[arg-type]
     answered: list[tuple[float, str]] = []  # (when the answer came, the advice's key)
     stop = threading.Event()
     errors: list[BaseException] = []

@@ -52,14 +52,23 @@ def scrape(port: int) -> dict[str, float]:
     return out
 
 
+def sms_config(tmp_path: Path) -> list[str]:
+    """--config whose SMS file is in the test's folder (with PostgreSQL a relative one
+    would land in the working directory, the repository)."""
+    cfg = tmp_path / "backend.toml"
+    cfg.write_text(f'[sms]\nsender = "file"\nfile = "{tmp_path / "sms.jsonl"}"\n')
+    return ["--config", str(cfg)]
+
+
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def test_backend_metrics(db: str, broker: Mosquitto) -> None:  # noqa: F811
+def test_backend_metrics(db: str, broker: Mosquitto, tmp_path: Path) -> None:  # noqa: F811
     port = free_port()
     agent = TestAgent(broker.address)
-    proc = start_backend(broker.address, db, "m1", "--metrics", f"127.0.0.1:{port}")  # type: ignore[arg-type]
+    proc = start_backend(broker.address, db, "m1", "--metrics", f"127.0.0.1:{port}",  # type: ignore[arg-type]
+                         *sms_config(tmp_path))
     try:
         agent.wait_for(lambda: agent.status.get("m1") is True)
         p = phone(700)
@@ -122,7 +131,8 @@ def test_backend_health(db: str, broker: Mosquitto, tmp_path: Path) -> None:  # 
     done = cli("health", "--db", db, "--broker", dead, "--timeout", "2")
     assert done.returncode == 1 and f"broker {dead}: cannot connect" in done.stdout
 
-    proc = start_backend(broker.address, db, "h1", "--metrics", f"127.0.0.1:{port}")  # type: ignore[arg-type]
+    proc = start_backend(broker.address, db, "h1", "--metrics", f"127.0.0.1:{port}",  # type: ignore[arg-type]
+                         *sms_config(tmp_path))
     agent = TestAgent(broker.address)
     try:
         agent.wait_for(lambda: agent.status.get("h1") is True)
