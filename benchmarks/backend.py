@@ -53,6 +53,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _threads(pid: int) -> dict[int, float]:
+    out = {}
+    for t in Path(f"/proc/{pid}/task").iterdir():
+        fields = (t / "stat").read_text().rsplit(")", 1)[1].split()
+        out[int(t.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(len(s) * p / 100))]
@@ -280,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         for k in range(a.processes):
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "backend", "run", "--broker", broker.address,
+                    [sys.executable, *(os.environ["BENCH_WRAP"].split() if os.environ.get("BENCH_WRAP") else ["-m", "backend"]), "run", "--broker", broker.address,
                      "--db", db, "--instance", f"bench{k}", "--config", str(cfg),
                      "--log-level", "INFO"],
                     cwd=ROOT, stdout=subprocess.DEVNULL,
@@ -333,8 +341,12 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         cpu0 = sum(cpu_seconds(p.pid) for p in procs)
+        th0 = _threads(procs[0].pid)
         dt = client.run(advices, 400)
         cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
+        th1 = _threads(procs[0].pid)
+        for tid, v in sorted(th1.items(), key=lambda kv: -(kv[1] - th0.get(kv[0], 0))):
+            print(f"  PROF thread {tid}: {(v - th0.get(tid, 0)) / purchases * 1e6:.0f} us/purchase")
         settled = purchases / dt
         assert all(client.responses[a.id].code == "00" for a in advices)
         goal = "goal 2,000/s on one process" if pg is None else "goal: half the raw rate"
