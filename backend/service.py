@@ -85,7 +85,8 @@ class BackendService:
         self.record_latency = record_latency
         self.stats = Stats()
         self.connected = threading.Event()
-        self._queue: queue.Queue[Any] = queue.Queue()
+        # paho's thread puts, the worker takes: the C queue, no Condition per message
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
         self._stopped = threading.Event()
         self._client = self._make_client()
