@@ -71,19 +71,23 @@ class BatchingClient(paho.Client):
     from that thread itself. Here each `recv` takes all the socket has (the packets are
     then cut from that buffer), the packets queued meanwhile leave in one `send`, and the
     network thread is woken once per burst. A QoS 1 message and a PUBACK without properties
-    (nearly every packet of a busy backend) are read without building paho's property and
-    reason objects. The rest (QoS bookkeeping, keepalive, reconnection, TLS) is paho's.
+    (nearly every packet of a busy backend) are read, and a reply is built, without paho's
+    property and reason objects and its per-packet logging. The rest (QoS bookkeeping,
+    keepalive, reconnection, TLS) is paho's.
 
     It overrides a few of paho's internal methods (`_sock_recv`, `_sock_send`,
-    `_sock_close`, `_packet_queue`, `_handle_publish`, `_handle_pubackcomp`); `new_client`
-    falls back to the plain client when the installed paho lacks them.
+    `_sock_close`, `_packet_queue`, `_handle_publish`, `_handle_pubackcomp`) and uses
+    its message bookkeeping in `publish`; `new_client` falls back to the plain client
+    when the installed paho lacks them.
     """
 
     _HOOKS = ("_sock_recv", "_sock_send", "_sock_close", "_packet_queue", "_out_packet",
               "_sockpairW", "_thread", "_on_socket_register_write", "_in_callback_mutex",
               "_call_socket_register_write", "_handle_pubackcomp", "_in_packet",
               "_out_message_mutex", "_out_messages", "_do_on_publish", "_handle_publish",
-              "_protocol", "_manual_ack", "_handle_on_message", "_send_puback")  # fmt: skip
+              "_protocol", "_manual_ack", "_handle_on_message", "_send_puback",
+              "_mid_generate", "_max_inflight_messages", "_max_queued_messages",
+              "_inflight_messages")  # fmt: skip
 
     _usable: bool | None = None
 
@@ -186,6 +190,45 @@ class BatchingClient(paho.Client):
         self._rbuf = bytearray()
         self._rpos = 0
         super()._sock_close()
+
+    def publish(  # type: ignore[override]
+        self, topic: str, payload: Any = None, qos: int = 0, retain: bool = False,
+        properties: Properties | None = None,
+    ) -> paho.MQTTMessageInfo:  # fmt: skip
+        """A reply (QoS 1, bytes, no properties, not retained, no inflight or queue cap,
+        connected) built and queued in one go; anything else through paho's own. The
+        message is kept for its PUBACK (and a resend after a reconnection) as paho keeps
+        it."""
+        if (qos != 1 or retain or properties is not None or type(payload) is not bytes
+                or self._sock is None or self._protocol != paho.MQTTv5
+                or self._max_inflight_messages or self._max_queued_messages):  # fmt: skip
+            return super().publish(topic, payload, qos, retain, properties)
+        name = topic.encode("utf-8")
+        if not name or len(name) > 65535 or b"+" in name or b"#" in name or len(payload) > 1 << 27:
+            return super().publish(topic, payload, qos, retain, properties)  # paho refuses
+        mid = self._mid_generate()
+        message = paho.MQTTMessage(mid, name)
+        message.timestamp = time.monotonic()
+        message.payload = payload
+        message.qos = 1
+        message.state = paho.mqtt_ms_wait_for_puback
+        size = 5 + len(name) + len(payload)  # topic length, topic, id, no properties
+        head = bytearray(b"\x32")  # PUBLISH, QoS 1
+        while True:
+            size, digit = divmod(size, 128)
+            head.append(digit | (0x80 if size else 0))
+            if not size:
+                break
+        packet = b"".join((head, len(name).to_bytes(2, "big"), name, mid.to_bytes(2, "big"),
+                           b"\x00", payload))  # fmt: skip
+        with self._out_message_mutex:
+            if mid in self._out_messages:  # 65,535 replies unacknowledged
+                message.info.rc = paho.MQTT_ERR_QUEUE_SIZE
+                return message.info
+            self._out_messages[mid] = message
+            self._inflight_messages += 1
+            message.info.rc = self._packet_queue(paho.PUBLISH, packet, mid, 1, message.info)
+        return message.info
 
     def _handle_publish(self) -> paho.MQTTErrorCode:
         """A QoS 1 message without properties (every request) cut from the packet directly:
