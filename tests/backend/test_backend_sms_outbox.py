@@ -166,6 +166,31 @@ def test_worker_sends_to_the_file_sender(db: str, tmp_path: Path) -> None:
     assert counts(open_db(db)) == {"sent": 3, "pending": 0, "failed": 0}
 
 
+def test_file_sender_takes_a_batch_in_one_write(db: str, tmp_path: Path) -> None:
+    """The worker hands the file sender a whole claim at once: one line per SMS, all
+    recorded sent; a file that cannot be written leaves every one of them to a retry."""
+    queue(db, 40)
+    blocked = tmp_path / "not-a-file"
+    blocked.mkdir()  # open() fails: a temporary error for the whole batch
+    worker = SmsWorker(db, FileSender(blocked), base_delay=10.0)
+    try:
+        assert worker.run_once(T0) == 0
+    finally:
+        worker.stop()
+    assert {(r["status"], r["attempts"], r["next_attempt_at"]) for r in rows(db)} == {
+        ("pending", 1, T0.timestamp() + 10.0)
+    }
+    out = tmp_path / "sms.jsonl"
+    worker = SmsWorker(db, FileSender(out), batch=16)
+    try:
+        assert worker.run_once(T0 + timedelta(seconds=10)) == 40
+    finally:
+        worker.stop()
+    lines = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["text"] for r in lines] == [f"پیام {i}" for i in range(40)]
+    assert all(r["status"] == "sent" and r["attempts"] == 2 for r in rows(db))
+
+
 def test_temporary_failures_back_off_exponentially(db: str) -> None:
     queue(db, 1)
     outage = [SendError("gateway down", temporary=True) for _ in range(3)]
