@@ -81,7 +81,8 @@ class Handler:
         crossed = [0] * len(reqs)  # times each request met another process's work
         while todo:
             again: list[int] = []
-            with store.transaction(self.conn):
+            # pipelined on PostgreSQL: a request's writes cost no round trip of their own
+            with store.transaction(self.conn, pipeline=True):
                 self.ctx.offers = [*self.config_offers, *store.offers(self.conn)]
                 for n, i in enumerate(todo):
                     # only the first request of a transaction waits for locks (no deadlock)
@@ -105,6 +106,7 @@ class Handler:
         self.conn.execute("SAVEPOINT request")
         try:
             resp: Response | bool | None = self._one(req)
+            engine.flush(self.conn)  # the request's own errors are raised here, not later
         except Exception as exc:
             self.conn.execute("ROLLBACK TO request")
             if engine.is_busy(exc):

@@ -431,21 +431,25 @@ def quote(conn: Connection, quote_id: str) -> Quote | None:
 def quote_and_member(
     conn: Connection, quote_id: str, *, lock: bool = False
 ) -> tuple[Quote, Member] | None:
-    """A quote and its member in one statement. With `lock` on PostgreSQL the member row
-    is locked first and the quote read again after it, as no one else may change it now
-    (members are always locked before their quotes change: no lock-order deadlock)."""
+    """A quote and its member. With `lock` on PostgreSQL the member row is locked first
+    and the quote read after it, as no one else may change it now (members are always
+    locked before their quotes change: no lock-order deadlock); the two statements go
+    out together (a pipelined transaction waits once for both)."""
+    if lock and engine.dialect_of(conn) == engine.POSTGRESQL:
+        members = conn.execute(
+            f"SELECT {_MEMBER_COLS} FROM members "
+            "WHERE id = (SELECT member_id FROM quotes WHERE id = ?)" + engine.row_lock(conn),
+            (quote_id,),
+        )
+        quotes = conn.execute(f"SELECT {_QUOTE_COLS} FROM quotes WHERE id = ?", (quote_id,))
+        m, q = members.fetchone(), quotes.fetchone()
+        return (Quote(*q), Member(*m)) if m is not None and q is not None else None
     row = conn.execute(
         f"SELECT {_QUOTE_COLS_Q}, {MEMBER_COLS_M} FROM quotes q "
         "JOIN members m ON m.id = q.member_id WHERE q.id = ?",
         (quote_id,),
     ).fetchone()
-    if row is None:
-        return None
-    if lock and engine.dialect_of(conn) == engine.POSTGRESQL:
-        member = member_by_id(conn, row[9], lock=True)
-        q = quote(conn, quote_id)
-        return (q, member) if q is not None else None
-    return Quote(*row[:9]), Member(*row[9:])
+    return (Quote(*row[:9]), Member(*row[9:])) if row is not None else None
 
 
 def lapsed_holds(conn: Connection, now: datetime, member_id: int | None = None) -> list[Quote]:

@@ -104,4 +104,4 @@ def retier(ctx: Context, member: Member, when: datetime) -> str:
 
 
 def sms(ctx: Context, key: str, phone: str, text: str, kind: str, now: datetime) -> None:
-    outbox.enqueue(ctx.conn, key=key, phone=phone, text=text, kind=kind, now=now)
+    outbox.put(ctx.conn, key=key, phone=phone, text=text, kind=kind, now=now)

@@ -40,15 +40,16 @@ def test_backend_engine_mask_every_form() -> None:
 
 
 def test_backend_engine_translate() -> None:
-    text, order, returning = engine._translate(
-        "SELECT ?2, '?%x' || ?1, ?1 FROM t WHERE a LIKE 'a%' AND b % 2 = ?2"
+    text, returning = engine._translate(
+        "SELECT ?2, '?%x' || ?1, ?1 FROM t WHERE a LIKE 'a%' AND b % 2 = ?2 AND c = ?"
     )
-    assert text == "SELECT %s, '?%%x' || %s, %s FROM t WHERE a LIKE 'a%%' AND b %% 2 = %s"
-    assert order == (1, 0, 0, 1) and not returning
-    text, order, returning = engine._translate("INSERT INTO ledger(a) VALUES (?)")
-    assert text.endswith(" RETURNING id") and returning and order is None
+    assert text == "SELECT $2, '?%x' || $1, $1 FROM t WHERE a LIKE 'a%' AND b % 2 = $2 AND c = $3"
+    assert not returning
+    assert engine._translate("SELECT ? + ?")[0] == "SELECT $1 + $2"
+    text, returning = engine._translate("INSERT INTO ledger(a) VALUES (?)")
+    assert text.endswith(" RETURNING id") and returning
     assert engine._translate("BEGIN IMMEDIATE")[0] == "BEGIN"
-    assert not engine._translate("INSERT INTO cards(n) VALUES (?)")[2]  # keyed by number
+    assert not engine._translate("INSERT INTO cards(n) VALUES (?)")[1]  # keyed by number
 
 
 def test_backend_engine_ddl_types() -> None:
