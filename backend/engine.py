@@ -202,21 +202,31 @@ _LOADERS: dict[int, Callable[[bytes], Any]] = {
 }  # fmt: skip
 
 
-def _param(value: Any) -> bytes | None:
-    """A parameter in PostgreSQL's text format (TypeError: not one the lean path sends)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, bool):
-        return b"t" if value else b"f"
-    if isinstance(value, int):
-        return str(value).encode()
-    if isinstance(value, float):
-        return repr(value).encode()
-    if isinstance(value, bytes):
-        return value
-    raise TypeError(type(value).__name__)
+def _int_text(value: int) -> bytes:
+    return str(value).encode()
+
+
+def _float_text(value: float) -> bytes:
+    return repr(value).encode()
+
+
+def _bytes(value: bytes) -> bytes:
+    return value
+
+
+#: how each Python type is sent, in PostgreSQL's text format; any other type goes through
+#: psycopg's own adaptation (outside pipelines)
+_ENCODERS: dict[type, Callable[[Any], bytes]] = {
+    str: str.encode, int: _int_text, float: _float_text, bytes: _bytes,
+    bool: lambda v: b"t" if v else b"f",
+}  # fmt: skip
+
+
+def _params(parameters: Any) -> list[bytes | None]:
+    """The parameters in PostgreSQL's text format (KeyError: a type the lean path does
+    not send)."""
+    enc = _ENCODERS
+    return [None if v is None else enc[type(v)](v) for v in parameters]
 
 
 def _param_type(value: Any) -> int:
@@ -438,10 +448,10 @@ class PgConnection:
     def execute(self, sql: str, parameters: Any = (), /) -> PgCursor | _PsycopgCursor:
         stmt = self._statement(sql)
         try:
-            values = [_param(v) for v in parameters]
-        except TypeError:
+            values = _params(parameters)
+        except KeyError:
             if self._queue is not None:
-                raise
+                raise TypeError("a pipelined statement takes str, int, float, bytes") from None
             return self._execute_psycopg(stmt, parameters)
         if self._queue is not None:
             return self._send(stmt, values, parameters)

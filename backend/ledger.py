@@ -195,9 +195,12 @@ def hold(
 
 def release(
     conn: Connection, member_id: int, quote_id: str, amount: int, at: datetime
-) -> None:
-    if amount > 0:
-        _row(conn, member_id, "release", amount, f"release:{quote_id}", at, quote_id)
+) -> int:
+    """End a hold of `amount`; the rials given back to the balance."""
+    if amount <= 0:
+        return 0
+    _row(conn, member_id, "release", amount, f"release:{quote_id}", at, quote_id)
+    return amount
 
 
 def redeem(

@@ -482,16 +482,27 @@ def held_total(conn: Connection, member_id: int) -> int:
     return int(row[0])
 
 
-def upkeep_due(conn: Connection, member_id: int, now: datetime) -> tuple[bool, bool]:
-    """(a hold has lapsed, a lot has expired) for the member: one cheap look, nearly
-    always (False, False)."""
-    holds, lots = conn.execute(
+@dataclass(frozen=True, slots=True)
+class Upkeep:
+    """Whether a member's lapsed holds or expired lots need upkeep now, and the balance."""
+
+    holds: bool
+    lots: bool
+    balance: int
+
+
+def upkeep_due(conn: Connection, member_id: int, now: datetime) -> Upkeep:
+    """One cheap look, nearly always (False, False): whether a hold has lapsed and a lot
+    has expired for the member; the balance with it, read in the same statement (a
+    request that needs no upkeep needs no further round trip for it)."""
+    holds, lots, bal = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM quotes WHERE member_id = ?1 AND status = 'held' "
         "AND expires_at <= ?2), EXISTS (SELECT 1 FROM lots WHERE member_id = ?1 "
-        "AND remaining > 0 AND expires_at <= ?2)",
+        "AND remaining > 0 AND expires_at <= ?2), "
+        "(SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE member_id = ?1)",
         (member_id, ts(now)),
     ).fetchone()
-    return bool(holds), bool(lots)
+    return Upkeep(bool(holds), bool(lots), int(bal))
 
 
 # --- purchases and reversals ------------------------------------------------------------

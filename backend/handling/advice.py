@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from backend import engine, ledger, ledger_rules, store, texts
+from backend import ledger, ledger_rules, store, texts
 from backend.handling import reversal
 from backend.handling.context import Context, Outcome, find_member, maintain, retier, sms
 from backend.program import Purchase, RuleError, earnings
@@ -27,8 +27,9 @@ def _answer(earned: int, bal: int, tier: str) -> Outcome:
 def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
     conn, program, body = ctx.conn, ctx.program, req.body
     when = parse_iso(body["occurred_at"])
-    # one advice and its reversals at a time, whichever processes carry them out
-    engine.exclusive(conn, f"advice:{req.key}")
+    # One advice and its reversals at a time, whichever processes carry them out: the
+    # handler holds this request's key lock (`request:KEY`), and a reversal of it takes
+    # that lock too.
     done, pending = store.advice_state(conn, req.key)
     if done is not None:
         # carried out long ago and its stored response since pruned: no second effect
@@ -47,15 +48,15 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
             )
     else:
         member = find_member(ctx, body)
-    maintain(ctx, member, now)  # may release this very quote's hold if it lapsed
+    # may release this very quote's hold if it lapsed (then it no longer holds_at now)
+    available = maintain(ctx, member, now)
     approved = body["bank_code"] == "00"
     amount = body["amount"]
-    redeemed = available = new_debt = 0
+    redeemed = new_debt = 0
     if quote is not None:
         if quote.holds_at(now):
-            ledger.release(conn, member.id, quote.id, quote.discount, now)
+            available += ledger.release(conn, member.id, quote.id, quote.discount, now)
         if approved:
-            available = ledger.balance(conn, member.id)
             redeemed, new_debt = ledger_rules.settle(quote.discount, available)
             ledger.redeem(conn, member.id, quote.id, redeemed, now, available=available)
             if new_debt:

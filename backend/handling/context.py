@@ -85,13 +85,17 @@ def release_lapsed(ctx: Context, member_id: int | None, now: datetime) -> int:
     return ended
 
 
-def maintain(ctx: Context, member: Member, now: datetime) -> None:
-    """On every access: the backend itself releases lapsed holds and expires old credit."""
-    holds, lots = store.upkeep_due(ctx.conn, member.id, now)
-    if holds:
+def maintain(ctx: Context, member: Member, now: datetime) -> int:
+    """On every access: the backend itself releases lapsed holds and expires old credit.
+    Returns the member's balance after it."""
+    due = store.upkeep_due(ctx.conn, member.id, now)
+    if not (due.holds or due.lots):
+        return due.balance
+    if due.holds:
         release_lapsed(ctx, member.id, now)
-    if lots:
+    if due.lots:
         ledger.expire(ctx.conn, member.id, now)
+    return ledger.balance(ctx.conn, member.id)
 
 
 def retier(ctx: Context, member: Member, when: datetime) -> str:

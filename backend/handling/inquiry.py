@@ -21,10 +21,9 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
     gross = body["gross"]
     if gross <= 0:
         raise RuleError(ResponseCode.INVALID_AMOUNT, "amount must be positive")
-    maintain(ctx, member, now)
+    available = maintain(ctx, member, now)
     # A new inquiry never ends an earlier hold, not even on the same terminal: that
     # quote's advice may be waiting in an agent's journal (docs/backend.md, "Holds").
-    available = ledger.balance(conn, member.id)
     discount = program.discount(gross, available, body.get("redeem"))
     if program.needs_otp(discount):
         if not body.get("otp"):
