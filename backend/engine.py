@@ -688,6 +688,13 @@ def transaction(conn: Connection, *, pipeline: bool = False) -> Iterator[Connect
         raise
 
 
+def pipelined(conn: Connection) -> bool:
+    """Whether statements are only sent for now, carried out in order and read later (a
+    pipelined transaction on PostgreSQL): a store function may then send the statements
+    it needs before it reads any of them."""
+    return isinstance(conn, PgConnection) and conn._queue is not None
+
+
 def flush(conn: Connection) -> None:
     """Every statement sent so far has been carried out: its error, if any, is raised
     here (in a pipelined transaction on PostgreSQL; on SQLite they ran one by one)."""

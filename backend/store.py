@@ -491,18 +491,94 @@ class Upkeep:
     balance: int
 
 
+#: the upkeep look of the member whose id is {m} (?1 its argument, ?2 the time)
+_UPKEEP = (
+    "SELECT EXISTS (SELECT 1 FROM quotes WHERE member_id = {m} AND status = 'held' "
+    "AND expires_at <= ?2), EXISTS (SELECT 1 FROM lots WHERE member_id = {m} "
+    "AND remaining > 0 AND expires_at <= ?2), "
+    "(SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE member_id = {m})"
+)
+_UPKEEP_BY_ID = _UPKEEP.format(m="?1")
+
+
+def _upkeep(row: tuple) -> Upkeep:
+    return Upkeep(bool(row[0]), bool(row[1]), int(row[2]))
+
+
 def upkeep_due(conn: Connection, member_id: int, now: datetime) -> Upkeep:
     """One cheap look, nearly always (False, False): whether a hold has lapsed and a lot
     has expired for the member; the balance with it, read in the same statement (a
     request that needs no upkeep needs no further round trip for it)."""
-    holds, lots, bal = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM quotes WHERE member_id = ?1 AND status = 'held' "
-        "AND expires_at <= ?2), EXISTS (SELECT 1 FROM lots WHERE member_id = ?1 "
-        "AND remaining > 0 AND expires_at <= ?2), "
-        "(SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE member_id = ?1)",
-        (member_id, ts(now)),
-    ).fetchone()
-    return Upkeep(bool(holds), bool(lots), int(bal))
+    return _upkeep(conn.execute(_UPKEEP_BY_ID, (member_id, ts(now))).fetchone())
+
+
+def _locked_with_upkeep(
+    conn: Connection, select: str, member_id_of: str, arg: str, now: datetime
+) -> tuple[tuple, Upkeep] | None:
+    """The row of `select` (the member's columns first, ?1 = `arg`), its member locked, and
+    that member's upkeep look read after the lock. In a pipelined transaction the look
+    goes out with the lock (`member_id_of`: the member's id from ?1), one round trip."""
+    rows = conn.execute(select, (arg,))
+    if engine.pipelined(conn):
+        due = conn.execute(_UPKEEP.format(m=f"({member_id_of})"), (arg, ts(now)))
+        row = rows.fetchone()
+        look = due.fetchone()
+        return (row, _upkeep(look)) if row is not None else None
+    row = rows.fetchone()
+    return (row, upkeep_due(conn, row[0], now)) if row is not None else None
+
+
+def locked_member_by_phone(
+    conn: Connection, phone: str, now: datetime
+) -> tuple[Member, Upkeep] | None:
+    """The member of `phone`, locked for this transaction, and its upkeep look."""
+    found = _locked_with_upkeep(
+        conn,
+        f"SELECT {_MEMBER_COLS} FROM members WHERE phone = ?1" + engine.row_lock(conn),
+        "SELECT id FROM members WHERE phone = ?1",
+        phone,
+        now,
+    )
+    return (Member(*found[0]), found[1]) if found else None
+
+
+def locked_member_by_card(
+    conn: Connection, card: str, now: datetime
+) -> tuple[Member, Upkeep] | None:
+    """The member of an active `card`, locked for this transaction, and its upkeep look."""
+    found = _locked_with_upkeep(
+        conn,
+        f"SELECT {MEMBER_COLS_M} FROM cards c JOIN members m ON m.id = c.member_id "
+        "WHERE c.number = ?1 AND c.active = 1" + engine.row_lock(conn, of="m"),
+        "SELECT member_id FROM cards WHERE number = ?1 AND active = 1",
+        card,
+        now,
+    )
+    return (Member(*found[0]), found[1]) if found else None
+
+
+def locked_quote_and_member(
+    conn: Connection, quote_id: str, now: datetime
+) -> tuple[Quote, Member, Upkeep] | None:
+    """A quote and its member, the member locked first and the quote read after the lock
+    (members are always locked before their quotes change: no lock-order deadlock), and
+    the member's upkeep look; one round trip in a pipelined transaction."""
+    if not engine.pipelined(conn):
+        found = quote_and_member(conn, quote_id, lock=True)
+        if found is None:
+            return None
+        return found[0], found[1], upkeep_due(conn, found[1].id, now)
+    of_quote = "SELECT member_id FROM quotes WHERE id = ?1"
+    members = conn.execute(
+        f"SELECT {_MEMBER_COLS} FROM members WHERE id = ({of_quote})" + engine.row_lock(conn),
+        (quote_id,),
+    )
+    quotes = conn.execute(f"SELECT {_QUOTE_COLS} FROM quotes WHERE id = ?", (quote_id,))
+    due = conn.execute(_UPKEEP.format(m=f"({of_quote})"), (quote_id, ts(now)))
+    m, q, look = members.fetchone(), quotes.fetchone(), due.fetchone()
+    if m is None or q is None:
+        return None
+    return Quote(*q), Member(*m), _upkeep(look)
 
 
 # --- purchases and reversals ------------------------------------------------------------

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from backend import ledger, ledger_rules, store, texts
 from backend.handling import reversal
-from backend.handling.context import Context, Outcome, find_member, maintain, retier, sms
+from backend.handling.context import Context, Outcome, locate, maintain, retier, sms
 from backend.program import Purchase, RuleError, earnings
 from backend.store import Member, PurchaseRecord, ts
 from protocols.mqtt import Request, parse_iso
@@ -38,18 +38,18 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
         return _answer(earned, ledger.balance(conn, member.id), member.tier)
     quote = None
     if body.get("quote_id"):
-        found = store.quote_and_member(conn, body["quote_id"], lock=True)
+        found = store.locked_quote_and_member(conn, body["quote_id"], now)
         if found is None or found[0].terminal_id != req.terminal_id:
             raise RuleError(ResponseCode.INVALID_TRANSACTION, "unknown quote")
-        quote, member = found
+        quote, member, due = found
         if quote.status in (store.SETTLED, store.DECLINED):
             raise RuleError(
                 ResponseCode.INVALID_TRANSACTION, "quote already used by another advice"
             )
     else:
-        member = find_member(ctx, body)
+        member, due = locate(ctx, body, now)
     # may release this very quote's hold if it lapsed (then it no longer holds_at now)
-    available = maintain(ctx, member, now)
+    available = maintain(ctx, member, now, due)
     approved = body["bank_code"] == "00"
     amount = body["amount"]
     redeemed = new_debt = 0

@@ -56,6 +56,21 @@ def find_member(ctx: Context, body: dict[str, Any]) -> Member:
     return member
 
 
+def locate(ctx: Context, body: dict[str, Any], now: datetime) -> tuple[Member, store.Upkeep]:
+    """`find_member`, and the member's upkeep look for `maintain`, read after the lock
+    (it goes out with the lock: one round trip)."""
+    found = None
+    if body.get("phone"):
+        typed = body["phone"]
+        phone = typed if _NORMALISED.fullmatch(typed) else normalize_phone(typed)
+        found = store.locked_member_by_phone(ctx.conn, phone, now)
+    elif body.get("card"):
+        found = store.locked_member_by_card(ctx.conn, normalize_card(body["card"]), now)
+    if found is None:
+        raise RuleError(ResponseCode.UNKNOWN_MEMBER, "unknown member")
+    return found
+
+
 def end_hold(ctx: Context, q: Quote, status: str, now: datetime) -> None:
     ledger.release(ctx.conn, q.member_id, q.id, q.discount, now)
     store.set_quote_status(ctx.conn, q.id, status)
@@ -85,10 +100,14 @@ def release_lapsed(ctx: Context, member_id: int | None, now: datetime) -> int:
     return ended
 
 
-def maintain(ctx: Context, member: Member, now: datetime) -> int:
+def maintain(
+    ctx: Context, member: Member, now: datetime, due: store.Upkeep | None = None
+) -> int:
     """On every access: the backend itself releases lapsed holds and expires old credit.
-    Returns the member's balance after it."""
-    due = store.upkeep_due(ctx.conn, member.id, now)
+    Returns the member's balance after it. `due`: the upkeep look, read under the
+    member's lock, when the caller has it."""
+    if due is None:
+        due = store.upkeep_due(ctx.conn, member.id, now)
     if not (due.holds or due.lots):
         return due.balance
     if due.holds:
