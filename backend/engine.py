@@ -749,6 +749,15 @@ def exclusive(conn: Connection, name: str) -> None:
             raise LockBusy(name)
 
 
+def try_exclusive_later(conn: Connection, name: str) -> Callable[[], bool]:
+    """`try_exclusive`, its answer read when called for (in a pipelined transaction the
+    tries of a whole group go out together)."""
+    if dialect_of(conn) == SQLITE:
+        return lambda: True
+    cur = conn.execute("SELECT pg_try_advisory_xact_lock(?)", (_lock_id(name),))
+    return lambda: bool(cur.fetchone()[0])
+
+
 def try_exclusive(conn: Connection, name: str) -> bool:
     """Take the lock `name` for this transaction if no one holds it; whether it was taken."""
     if dialect_of(conn) == SQLITE:

@@ -11,6 +11,7 @@ import logging
 import secrets
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -278,10 +279,21 @@ class StoredResponse:
 
 def stored_response(conn: Connection, key: str) -> StoredResponse | None:
     """The answer of a request already answered under `key`."""
-    row = conn.execute(
-        "SELECT type, code, message, body FROM requests WHERE key = ?", (key,)
-    ).fetchone()
-    return StoredResponse(row[0], row[1], row[2], json.loads(row[3])) if row else None
+    return stored_response_later(conn, key)()
+
+
+def stored_response_later(
+    conn: Connection, key: str
+) -> Callable[[], StoredResponse | None]:
+    """`stored_response`, read when the result is called for: in a pipelined transaction
+    the look-ups of a whole group go out together."""
+    cur = conn.execute("SELECT type, code, message, body FROM requests WHERE key = ?", (key,))
+
+    def read() -> StoredResponse | None:
+        row = cur.fetchone()
+        return StoredResponse(row[0], row[1], row[2], json.loads(row[3])) if row else None
+
+    return read
 
 
 def store_response(
@@ -621,14 +633,26 @@ def purchase(conn: Connection, key: str) -> PurchaseRecord | None:
 def advice_state(conn: Connection, key: str) -> tuple[PurchaseRecord | None, bool]:
     """One statement: the purchase already recorded under `key`, and whether its reversal
     came first and waits for it."""
-    row = conn.execute(
+    return advice_state_later(conn, key)()
+
+
+def advice_state_later(
+    conn: Connection, key: str
+) -> Callable[[], tuple[PurchaseRecord | None, bool]]:
+    """`advice_state`, read when the result is called for (sent ahead for a group)."""
+    cur = conn.execute(
         "SELECT (SELECT 1 FROM reversals WHERE original_key = ?1 AND applied = 0), "
         + ", ".join("p." + c.strip() for c in _PURCHASE_COLS.split(","))
         + " FROM (SELECT 1) AS one LEFT JOIN purchases p ON p.key = ?1",
         (key,),
-    ).fetchone()
-    done = _purchase(row[1:]) if row[1] is not None else None
-    return done, row[0] is not None
+    )
+
+    def read() -> tuple[PurchaseRecord | None, bool]:
+        row = cur.fetchone()
+        done = _purchase(row[1:]) if row[1] is not None else None
+        return done, row[0] is not None
+
+    return read
 
 
 def insert_purchase(conn: Connection, p: PurchaseRecord) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from backend import ledger, ledger_rules, store, texts
 from backend.handling import reversal
@@ -11,6 +13,12 @@ from backend.program import Purchase, RuleError, earnings
 from backend.store import Member, PurchaseRecord, ts
 from protocols.mqtt import Request, parse_iso
 from protocols.response_codes import ResponseCode
+
+
+def look_ahead(ctx: Context, req: Request) -> Callable[[], Any]:
+    """The advice's state, sent ahead with its key lock (valid under that lock, unless a
+    reversal of it comes earlier in the same group: the handler sends none then)."""
+    return store.advice_state_later(ctx.conn, req.key)
 
 
 def _answer(earned: int, bal: int, tier: str) -> Outcome:
@@ -30,7 +38,7 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
     # One advice and its reversals at a time, whichever processes carry them out: the
     # handler holds this request's key lock (`request:KEY`), and a reversal of it takes
     # that lock too.
-    done, pending = store.advice_state(conn, req.key)
+    done, pending = ctx.ahead() if ctx.ahead else store.advice_state(conn, req.key)
     if done is not None:
         # carried out long ago and its stored response since pruned: no second effect
         member = store.member_by_id(conn, done.member_id)

@@ -38,6 +38,8 @@ class Context:
     clock: Clock
     #: the offers of the config and of the database, read once per transaction
     offers: list[Offer] = field(default_factory=list)
+    #: what the request being carried out had read ahead for it (its type's `look_ahead`)
+    ahead: Callable[[], Any] | None = None
 
 
 def find_member(ctx: Context, body: dict[str, Any]) -> Member:
