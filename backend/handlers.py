@@ -103,8 +103,9 @@ class Handler:
             again: list[int] = []
             # pipelined on PostgreSQL: a request's writes cost no round trip of their own
             with store.transaction(self.conn, pipeline=True):
-                self.ctx.offers = [*self.config_offers, *store.offers(self.conn)]
+                offers = store.offers_later(self.conn)
                 ahead = self._look_ahead([reqs[i] for i in todo])
+                self.ctx.offers = [*self.config_offers, *offers()]
                 for n, i in enumerate(todo):
                     # only the first request of a transaction waits for locks (no deadlock)
                     with engine.nowait(self.conn, n > 0):

@@ -356,9 +356,17 @@ _OFFER_COLS = (
 
 
 def offers(conn: Connection, *, include_ended: bool = False) -> list[Offer]:
+    return offers_later(conn, include_ended=include_ended)()
+
+
+def offers_later(
+    conn: Connection, *, include_ended: bool = False
+) -> Callable[[], list[Offer]]:
+    """`offers`, read when the result is called for (in a pipelined transaction it goes
+    out with the group's other look-ups)."""
     where = "" if include_ended else " WHERE ended_at IS NULL"
-    rows = conn.execute(f"SELECT {_OFFER_COLS} FROM offers{where} ORDER BY id")
-    return [_offer_from_row(r) for r in rows]
+    cur = conn.execute(f"SELECT {_OFFER_COLS} FROM offers{where} ORDER BY id")
+    return lambda: [_offer_from_row(r) for r in cur]
 
 
 def add_offer(conn: Connection, offer: Offer, now: datetime) -> int:
