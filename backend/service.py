@@ -91,10 +91,13 @@ class BackendService:
         self._client = self._make_client()
         sqlite_path = self.target.path
         base = sqlite_path.resolve().parent if sqlite_path is not None else Path.cwd()
-        # On SQLite the worker's and the SMS worker's write transactions take turns on this
-        # lock rather than meet in SQLite, whose busy handler sleeps for milliseconds. On
+        # On SQLite the worker's and the SMS worker's write transactions, and those of the
+        # other backend processes on the same file, take turns on this lock rather than
+        # meet in SQLite, whose busy handler sleeps for milliseconds (store.WriteLock). On
         # PostgreSQL they lock rows, not the database: no lock between them.
-        self._write_lock: Any = threading.Lock() if sqlite_path else contextlib.nullcontext()
+        self._write_lock: Any = (
+            store.WriteLock(sqlite_path) if sqlite_path else contextlib.nullcontext()
+        )
         self._next_wal_restart = time.monotonic() + WAL_RESTART_SECONDS
         self._sms = SmsWorker(
             self.target,
@@ -233,6 +236,8 @@ class BackendService:
         self._client.disconnect()
         self._client.loop_stop()
         self._handler.conn.close()
+        if isinstance(self._write_lock, store.WriteLock):
+            self._write_lock.close()
         log.info(
             "stopped: %d requests answered in %d transactions, %d dropped",
             self.stats.handled,
@@ -307,7 +312,8 @@ class BackendService:
         try:
             with self._write_lock:
                 responses = self._handler.handle_batch(reqs)
-            self._after_commit()
+                # still our write turn: no other process's write keeps the WAL from restarting
+                self._after_commit()
         except engine.DatabaseError:
             log.exception("a batch of %d requests failed", len(reqs))
             failed = ResponseCode.MALFUNCTION

@@ -6,8 +6,10 @@ as integer Unix seconds (UTC) so that ranges compare as numbers.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import secrets
 import sqlite3
 import threading
@@ -153,6 +155,54 @@ class Checkpointer:
             log.warning("WAL checkpoint failed: %s", exc)
         finally:
             conn.close()
+
+
+class WriteLock:
+    """The write turn of the backend processes on one SQLite file: a thread lock, then an
+    exclusive `flock` on a file beside the database (`<db>-writer.lock`), taken before
+    BEGIN IMMEDIATE.
+
+    Why: SQLite's own wait for its write lock is a busy handler that polls, sleeping 1, 2,
+    5 ... 100 ms between tries. Two backend processes on one file, each committing again the
+    moment it has committed, meet it all the time: one of them keeps finding the lock taken
+    and sleeps longer and longer (measured: one process 52 commits/s beside the other's 549,
+    waits of 0.7-2.7 s; with 2,000 terminals, answers after 11 s and timeouts). A process
+    blocked in flock is woken by the kernel the moment the lock is let go, so the processes
+    take turns (measured: equal shares, the longest wait 21-194 ms, no loss of total rate).
+    The lock file's lock dies with its process (SIGKILL included). Writers that do not take
+    it (an operator's command, the panel) still meet SQLite's busy handler, as before.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(f"{path}-writer.lock")
+        self._thread = threading.Lock()
+        self._fd: int | None
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
+        except OSError as exc:  # a read-only folder, say: SQLite's busy handler alone
+            log.warning("no writer lock file %s (%s); processes will contend in SQLite",
+                        self.path, exc.strerror)  # fmt: skip
+            self._fd = None
+
+    def __enter__(self) -> WriteLock:
+        self._thread.acquire()
+        if self._fd is not None:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                self._thread.release()
+                raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._thread.release()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def catch_up_checkpoint(conn: Connection) -> None:

@@ -48,7 +48,7 @@ class SmsWorker:
         max_delay: float = 1800.0,
         lease: float = 120.0,
         batch: int = 256,
-        write_lock: threading.Lock | None = None,
+        write_lock: contextlib.AbstractContextManager[object] | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")

@@ -182,7 +182,7 @@ class TestAgent:
         self.client.loop_stop()
 
 
-def start_backend(address: str, db: Path, instance: str, *extra: str) -> subprocess.Popen:
+def start_backend(address: str, db: str | Path, instance: str, *extra: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen(
         [
