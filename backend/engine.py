@@ -4,8 +4,9 @@ placeholders, DDL types, errors, locks.
 The backend's SQL is written once, in the dialect both engines share (SQLite's `?`
 placeholders, `?1` for a parameter used twice, `RETURNING`, `ON CONFLICT`, partial
 indexes). On SQLite the `sqlite3` connection is used as it is (no wrapper on the hot
-path); on PostgreSQL `PgConnection` gives psycopg 3 the same small interface (`execute`,
-`executemany`, `in_transaction`, `close`) and rewrites each statement once (cached).
+path); on PostgreSQL `PgConnection` gives a psycopg 3 session the same small interface
+(`execute`, `executemany`, `in_transaction`, `close`), rewrites each statement once
+(cached) and runs it through libpq directly, pipelined in a group commit's transaction.
 
 Passwords: a URL may carry one, or libpq finds it in `PGPASSWORD` or the pgpass file
 (`~/.pgpass`, `PGPASSFILE`); every text this module makes from a URL masks it.
