@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     import psycopg
@@ -79,6 +79,29 @@ def _mask_url(url: str) -> str:
         netloc = f"{userinfo}@{hostport}"
     query = _PASSWORD_PARAM.sub(r"\1***", parts.query)
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def split_password(url: str) -> tuple[str, str | None]:
+    """`url` without its password (in the user part or a `password=` parameter), and the
+    password: for a program (pg_dump) that must get it through PGPASSWORD, never on its
+    command line where `ps` shows it."""
+    parts = urlsplit(url)
+    password: str | None = None
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        if ":" in userinfo:
+            user, _, secret = userinfo.partition(":")
+            password = unquote(secret)
+            netloc = f"{user}@{hostport}"
+    query = []
+    for item in parts.query.split("&") if parts.query else []:
+        name, _, value = item.partition("=")
+        if name.lower() == "password":
+            password = unquote(value)
+        else:
+            query.append(item)
+    return urlunsplit((parts.scheme, netloc, parts.path, "&".join(query), parts.fragment)), password
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -36,6 +36,9 @@ from protocols import mqtt as schema
 from protocols.address import parse_host_port
 from protocols.mqtt_client import new_client
 from protocols.response_codes import ResponseCode
+
+if TYPE_CHECKING:
+    from backend.metrics import BackendMetrics
 
 log = logging.getLogger(__name__)
 _STOP = object()
@@ -67,6 +70,7 @@ class BackendService:
         clock: Clock = utc_now,
         sender: Sender | None = None,
         record_latency: bool = False,
+        metrics: BackendMetrics | None = None,
     ) -> None:
         self.target = engine.parse_target(db)
         self.settings = settings
@@ -83,6 +87,7 @@ class BackendService:
         self.ca_file = ca_file if ca_file is not None else settings.mqtt.ca_file
         self.clock = clock
         self.record_latency = record_latency
+        self.metrics = metrics  # backend.metrics: counted once per group, read when scraped
         self.stats = Stats()
         self.connected = threading.Event()
         self._queue: queue.Queue[Any] = queue.Queue()
@@ -147,6 +152,12 @@ class BackendService:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self._queue.put((time.perf_counter(), msg.topic, msg.payload))
+
+    def set_password(self, password: str | None) -> None:
+        """The broker password for the next connection (SIGHUP re-read its file)."""
+        self.password = password
+        if self.username:
+            self._client.username_pw_set(self.username, password)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -309,17 +320,22 @@ class BackendService:
                 started.append(t0)
         if not reqs:
             return
+        t_commit = time.perf_counter()
         try:
             with self._write_lock:
                 responses = self._handler.handle_batch(reqs)
+                commit_seconds = time.perf_counter() - t_commit
                 # still our write turn: no other process's write keeps the WAL from restarting
                 self._after_commit()
         except engine.DatabaseError:
             log.exception("a batch of %d requests failed", len(reqs))
             failed = ResponseCode.MALFUNCTION
             responses = [schema.refusal(r, failed, "database error") for r in reqs]
+            commit_seconds = time.perf_counter() - t_commit
             self._reconnect()
         self.stats.batches += 1
+        if self.metrics is not None:  # before the answers go: counted once an agent has one
+            self.metrics.group(reqs, responses, started, commit_seconds, time.perf_counter())
         for req, resp, t0 in zip(reqs, responses, started, strict=True):
             self._client.publish(schema.response_topic(req.terminal_id), resp.to_json(), qos=1)
             self.stats.handled += 1
@@ -367,4 +383,6 @@ class BackendService:
             return
         if doc.get("terminal_id") not in (None, tid):
             return
+        if self.metrics is not None:
+            self.metrics.refused(str(resp.type), resp.code)
         self._client.publish(schema.response_topic(tid), data, qos=1)

@@ -223,6 +223,100 @@ class Client:
         self.c.loop_stop()
 
 
+def settle(client: Client, procs: list[subprocess.Popen], tids: list[str], picks: list[int],
+           tag: str) -> tuple[float, float]:
+    """Inquiries, then the advices that settle them: (settled purchases/s, backend CPU
+    seconds per settled purchase)."""
+    stamp = datetime.now(UTC).strftime("%m%d%H%M%S")
+    inquiries = [
+        schema.Request(type="inquiry", id=f"{tag}i{n}",
+                       key=f"{tids[n % 20]}:0100:{n:06d}:{tag}{stamp}",
+                       terminal_id=tids[n % 20], merchant_id="M00000000000001",
+                       body={"phone": phone(m), "gross": 100_000, "redeem": None, "otp": None})
+        for n, m in enumerate(picks)
+    ]
+    client.run(inquiries, 400)
+    occurred = schema.utc_now_iso()
+    advices = []
+    for n, q in enumerate(inquiries):
+        resp = client.responses[q.id]
+        assert resp.code == "00", resp
+        advices.append(schema.Request(
+            type="advice", id=f"{tag}a{n}", key=f"{q.terminal_id}:0220:{n:06d}:{tag}{stamp}",
+            terminal_id=q.terminal_id, merchant_id="M00000000000001",
+            body={"stan": f"{n:06d}", "transmitted_at": stamp, "local_date": stamp[:4],
+                  "local_time": "120000", "occurred_at": occurred,
+                  "amount": 100_000 - resp.body["discount"], "gross": 100_000,
+                  "rrn": f"{n:012d}", "auth_code": "A1B2C3", "bank_code": "00",
+                  "quote_id": resp.body["quote_id"]}))
+    cpu0 = sum(cpu_seconds(p.pid) for p in procs)
+    dt = client.run(advices, 400)
+    cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
+    assert all(client.responses[a.id].code == "00" for a in advices)
+    return len(picks) / dt, cpu / len(picks)
+
+
+def scrape(url: str, stop: threading.Event) -> None:
+    """Prometheus's part: the metrics, 5 times a second, until `stop`."""
+    import urllib.request
+
+    while not stop.wait(0.2):
+        try:
+            urllib.request.urlopen(url, timeout=5).read()
+        except OSError:
+            pass
+
+
+def metrics_rounds(address: str, db: str, cfg: Path, work: Path, members: int, n: int,
+                   rounds: int) -> None:
+    """Settled purchases/s and backend CPU per purchase of one backend process without
+    metrics and one with them (scraped 5 times a second), in alternating rounds: the order
+    is swapped every round, since whichever runs second is otherwise favoured or not."""
+    from demo.mosquitto import free_port
+
+    tids = [f"T{i:07d}" for i in range(20)]
+    rnd = random.Random(2)
+    figures: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    for r in range(rounds):
+        for with_metrics in ((False, True) if r % 2 == 0 else (True, False)):
+            port = free_port()
+            extra = ["--metrics", f"127.0.0.1:{port}"] if with_metrics else []
+            name = f"m{r}{int(with_metrics)}"
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "backend", "run", "--broker", address, "--db", db,
+                 "--instance", name, "--config", str(cfg), "--log-level", "WARNING", *extra],
+                cwd=ROOT, stdout=subprocess.DEVNULL,
+                stderr=(work / f"{name}.log").open("w"), start_new_session=True)
+            client = Client(address, tids)
+            stop = threading.Event()
+            scraper = None
+            try:
+                assert client.online.wait(30), "backend did not come online"
+                if with_metrics:
+                    scraper = threading.Thread(
+                        target=scrape, args=(f"http://127.0.0.1:{port}/metrics", stop),
+                        daemon=True)
+                    scraper.start()
+                figures[with_metrics].append(
+                    settle(client, [proc], tids, rnd.sample(range(members), n), name))
+            finally:
+                stop.set()
+                if scraper is not None:
+                    scraper.join(5)
+                client.close()
+                proc.terminate()
+                proc.wait(30)
+    rate = {k: statistics.fmean(v[0] for v in vs) for k, vs in figures.items()}
+    cpu = {k: statistics.fmean(v[1] for v in vs) for k, vs in figures.items()}
+    print(f"metrics cost, {rounds} alternating rounds of {n:,} settled purchases, one process:")
+    for k, label in ((False, "without metrics"), (True, "with metrics (scraped 5/s)")):
+        each = ", ".join(f"{x:,.0f}" for x, _ in figures[k])
+        print(f"  {label:<27} {rate[k]:,.0f} settled/s (rounds: {each}); "
+              f"backend CPU {cpu[k] * 1e6:.0f} us per purchase")
+    print(f"  with/without: {rate[True] / rate[False]:.2f}x the rate, "
+          f"{cpu[True] / cpu[False]:.2f}x the CPU per purchase")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small data set (10k members, 100k rows)")
@@ -232,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-samples", type=int, default=2000)
     ap.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     ap.add_argument("--processes", type=int, default=1, help="backend processes (default 1)")
+    ap.add_argument("--metrics-rounds", type=int, default=4,
+                    help="rounds of one backend with and without --metrics (0: skip)")
     a = ap.parse_args(argv)
     members = a.members or (10_000 if a.quick else 100_000)
     rows = a.rows or (100_000 if a.quick else 1_000_000)
@@ -375,6 +471,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"backend{k}:", line.split(": ", 1)[-1])
         procs = []
         client.close()
+        if a.metrics_rounds:
+            metrics_rounds(broker.address, db, cfg, work, members,
+                           min(purchases, 2000), a.metrics_rounds)
 
         # as the service runs it: WAL checkpoints on their own thread, not in a request
         conn = store.connect(db, autocheckpoint=False)
