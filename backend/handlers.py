@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from backend import engine, ledger, store
 from backend.engine import Connection
@@ -39,12 +41,30 @@ REQUESTS: dict[str, Callable[[Context, Request, datetime], Outcome]] = {
     "reversal": reversal.handle,
     "release": release.handle,
 }
+#: reads a request type sends ahead with its key lock, for the whole group (`_look_ahead`)
+LOOK_AHEAD: dict[str, Callable[[Context, Request], Callable[[], Any]]] = {
+    "advice": advice.look_ahead,
+}
 #: how many times a request that crossed another process's work is carried out again
 RACE_RETRIES = 5
 
 
 class _Redo(Exception):
     """A request of a SQLite group failed: the group again, in savepoints."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ahead:
+    """A request's key lock and stored answer, sent ahead for its group (`_look_ahead`)."""
+
+    lock: str
+    locked: Callable[[], bool]
+    stored: Callable[[], store.StoredResponse | None]
+    more: Callable[[], Any] | None = None  # what its type reads ahead (LOOK_AHEAD)
+
+
+def _taken() -> bool:
+    return True
 
 
 def utc_now() -> datetime:
@@ -89,12 +109,17 @@ class Handler:
         crossed = [0] * len(reqs)  # times each request met another process's work
         while todo:
             again: list[int] = []
-            with store.transaction(self.conn):
-                self.ctx.offers = [*self.config_offers, *store.offers(self.conn)]
+            # pipelined on PostgreSQL: a request's writes cost no round trip of their own
+            with store.transaction(self.conn, pipeline=True):
+                offers = store.offers_later(self.conn)
+                ahead = self._look_ahead([reqs[i] for i in todo])
+                self.ctx.offers = [*self.config_offers, *offers()]
                 for n, i in enumerate(todo):
                     # only the first request of a transaction waits for locks (no deadlock)
                     with engine.nowait(self.conn, n > 0):
-                        resp = self._in_savepoint(reqs[i], last=crossed[i] >= RACE_RETRIES)
+                        resp = self._in_savepoint(
+                            reqs[i], last=crossed[i] >= RACE_RETRIES, ahead=ahead.get(n)
+                        )
                     if resp is None:
                         again.append(i)
                     elif isinstance(resp, Response):
@@ -127,13 +152,44 @@ class Handler:
             return None
         return out
 
-    def _in_savepoint(self, req: Request, *, last: bool) -> Response | bool | None:
+    def _look_ahead(self, group: list[Request]) -> dict[int, Ahead]:
+        """In a pipelined transaction: each request's key lock (the first one's waited
+        for, the others' tried, as `_one` would) and its stored answer, for the whole
+        group in one round trip. A key seen twice in the group is left to `_one`, which
+        then finds the first one's answer."""
+        if not engine.pipelined(self.conn):
+            return {}
+        ahead: dict[int, Ahead] = {}
+        seen: set[str] = set()
+        # a reversal changes the state of its advice: with one in the group, no advice's
+        # state is read ahead
+        states = not any(req.type == "reversal" for req in group)
+        for n, req in enumerate(group):
+            if req.key in seen or not req.key.startswith(f"{req.terminal_id}:"):
+                continue
+            seen.add(req.key)
+            name = f"request:{req.key}"
+            if n == 0:
+                engine.exclusive(self.conn, name)
+                locked: Callable[[], bool] = _taken
+            else:
+                locked = engine.try_exclusive_later(self.conn, name)
+            stored = store.stored_response_later(self.conn, req.key)
+            more = LOOK_AHEAD.get(req.type) if states else None
+            ahead[n] = Ahead(name, locked, stored, more(self.ctx, req) if more else None)
+        engine.flush(self.conn)
+        return ahead
+
+    def _in_savepoint(
+        self, req: Request, *, last: bool, ahead: Ahead | None = None
+    ) -> Response | bool | None:
         """One request in a savepoint: its response; None when a lock was busy (its turn
         comes in the next transaction); False when it crossed another process's work and
         must be carried out again."""
         self.conn.execute("SAVEPOINT request")
         try:
-            resp: Response | bool | None = self._one(req)
+            resp: Response | bool | None = self._one(req, ahead)
+            engine.flush(self.conn)  # the request's own errors are raised here, not later
         except Exception as exc:
             self.conn.execute("ROLLBACK TO request")
             if engine.is_busy(exc):
@@ -189,14 +245,19 @@ class Handler:
 
     # --- one request -------------------------------------------------------------------
 
-    def _one(self, req: Request) -> Response:
+    def _one(self, req: Request, ahead: Ahead | None = None) -> Response:
         if not req.key.startswith(f"{req.terminal_id}:"):
             return refusal(
                 req, ResponseCode.FORMAT_ERROR, "idempotency key does not belong to this terminal"
             )
         # a copy of this request in another process: wait for it, then find its answer
-        engine.exclusive(self.conn, f"request:{req.key}")
-        stored = store.stored_response(self.conn, req.key)
+        if ahead is None:
+            engine.exclusive(self.conn, f"request:{req.key}")
+            stored = store.stored_response(self.conn, req.key)
+        elif not ahead.locked():
+            raise engine.LockBusy(ahead.lock)
+        else:
+            stored = ahead.stored()
         if stored is not None:
             if stored.type != req.type:
                 why = "idempotency key reused for another request type"
@@ -210,6 +271,7 @@ class Handler:
                 message=stored.message,
             )
         now = self.clock()
+        self.ctx.ahead = ahead.more if ahead is not None else None
         try:
             outcome = REQUESTS[req.type](self.ctx, req, now)
         except RuleError as exc:
@@ -218,6 +280,8 @@ class Handler:
             outcome = Outcome(exc.response_code, {}, str(exc))
         except SchemaError as exc:
             outcome = Outcome(ResponseCode.FORMAT_ERROR, {}, str(exc))
+        finally:
+            self.ctx.ahead = None
         code = str(outcome.code)
         store.store_response(
             self.conn,

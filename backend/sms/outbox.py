@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from backend import engine
 from backend.engine import Connection
@@ -75,6 +76,18 @@ def enqueue(
     conn: Connection, *, key: str, phone: str, text: str, kind: str, now: datetime
 ) -> bool:
     """Queue one SMS in the caller's open transaction; False when `key` is already queued."""
+    return _insert(conn, key=key, phone=phone, text=text, kind=kind, now=now).rowcount == 1
+
+
+def put(conn: Connection, *, key: str, phone: str, text: str, kind: str, now: datetime) -> None:
+    """`enqueue` for a caller that need not know whether `key` was queued already: in a
+    pipelined transaction on PostgreSQL it waits for nothing."""
+    _insert(conn, key=key, phone=phone, text=text, kind=kind, now=now)
+
+
+def _insert(
+    conn: Connection, *, key: str, phone: str, text: str, kind: str, now: datetime
+) -> Any:
     if not isinstance(key, str) or not key:
         raise ValueError("key must be a non-empty string")
     if kind not in KINDS:
@@ -86,12 +99,11 @@ def enqueue(
     if number is None:
         number = normalize_phone(phone)
     at = timestamp(now)
-    cur = conn.execute(
+    return conn.execute(
         "INSERT INTO sms_outbox (key, phone, text, kind, created_at, next_attempt_at)"
         " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
         (key, number, text, kind, at, at),
     )
-    return cur.rowcount == 1
 
 
 def counts(
