@@ -31,7 +31,7 @@ from backend.program import Program
 from protocols import mqtt as schema
 from protocols.mqtt import Request, Response
 from tests.backend.core_helpers import FakeClock, advice, phone, request, reversal
-from tests.backend.engines import ENGINES, wipe
+from tests.backend.engines import ENGINES, register_test_terminals, wipe
 
 PHONES = [phone(i) for i in range(5)]
 _FA = str.maketrans("۰۱۲۳۴۵۶۷۸۹", "0123456789")
@@ -43,6 +43,7 @@ NewDb = Callable[[], tuple[str, Callable[[], None]]]
 
 def _sqlite_db() -> tuple[str, Callable[[], None]]:
     folder = Path(tempfile.mkdtemp(prefix="ledger-sm-"))
+    register_test_terminals(folder / "loyalty.db")  # the requests' terminals
     return str(folder / "loyalty.db"), lambda: shutil.rmtree(folder, ignore_errors=True)
 
 

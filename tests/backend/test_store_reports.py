@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from backend import ledger, report, store, store_reports
+from backend import ledger, report, store, store_registry, store_reports
 from backend.engine import Connection
 from backend.handlers import Handler
 from tests.backend.core_helpers import FakeClock, advice, phone, request, reversal
+
+
+def _club(conn: Connection) -> int:
+    return min(c.id for c in store_registry.list_clubs(conn))
 
 
 def _period(conn: Connection, since: datetime | None, until: datetime | None) -> tuple:
@@ -44,7 +48,7 @@ def test_store_reports_count_a_day_on_both_engines(
     # every rial of the period's ledger is in one of the kinds, and adds up to the balances
     balances = sum(
         ledger.balance(conn, m.id)
-        for m in (store.member_by_phone(conn, phone(n)) for n in (1, 2))
+        for m in (store.member_by_phone(conn, phone(n), club_id=_club(conn)) for n in (1, 2))
         if m is not None
     )
     assert sum(total for _, total in totals.by_kind) == balances > 0
