@@ -17,7 +17,9 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from backend import engine, store, store_ops
+from backend.handlers import NOT_REGISTERED
 from protocols.address import check_loopback, parse_host_port
+from protocols.response_codes import ResponseCode
 from protocols.version import version
 
 if TYPE_CHECKING:
@@ -34,6 +36,8 @@ METRICS = {
     "group_commit_size": "requests per group commit",
     "open_holds": "quotes holding a member's credit, not yet settled nor released",
     "sms_outbox": "SMS in the outbox, by status",
+    "unknown_terminals_total": "requests refused because their terminal is not registered "
+    "(unknown, disabled, or another merchant id)",
     "info": "version of this backend (always 1)",
 }
 SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -84,6 +88,7 @@ class BackendMetrics:
         self.handling: dict[str, Histogram] = {}
         self.commit = Histogram(SECONDS_BUCKETS)
         self.group_size = Histogram(SIZE_BUCKETS)
+        self.unknown_terminals = 0
 
     def group(self, reqs: Sequence[Any], responses: Sequence[Any], started: Sequence[float],
               commit_seconds: float, now: float) -> None:
@@ -95,6 +100,8 @@ class BackendMetrics:
             for req, resp, t0 in zip(reqs, responses, started, strict=True):
                 key = (req.type, resp.code)
                 requests[key] = requests.get(key, 0) + 1
+                if resp.message == NOT_REGISTERED and resp.code == ResponseCode.MALFUNCTION:
+                    self.unknown_terminals += 1
                 h = handling.get(req.type)
                 if h is None:
                     h = handling[req.type] = Histogram(SECONDS_BUCKETS)
@@ -106,11 +113,12 @@ class BackendMetrics:
             self.requests[(type_, code)] = self.requests.get((type_, code), 0) + 1
 
     def snapshot(self) -> tuple[dict[tuple[str, str], int], dict[str, tuple[Any, float]],
-                                tuple[Any, float], tuple[Any, float]]:
+                                tuple[Any, float], tuple[Any, float], int]:
         with self.lock:
             return (dict(self.requests),
                     {t: h.exposition() for t, h in self.handling.items()},
-                    self.commit.exposition(), self.group_size.exposition())
+                    self.commit.exposition(), self.group_size.exposition(),
+                    self.unknown_terminals)
 
 
 class BackendCollector:
@@ -155,7 +163,7 @@ class BackendCollector:
             HistogramMetricFamily,
         )
 
-        requests, handling, commit, size = self.metrics.snapshot()
+        requests, handling, commit, size, unknown = self.metrics.snapshot()
         c = CounterMetricFamily(PREFIX + "requests", METRICS["requests_total"],
                                 labels=["type", "code"])
         for (type_, code), n in sorted(requests.items()):
@@ -170,6 +178,10 @@ class BackendCollector:
                                     buckets=commit[0], sum_value=commit[1])
         yield HistogramMetricFamily(PREFIX + "group_commit_size", METRICS["group_commit_size"],
                                     buckets=size[0], sum_value=size[1])
+        # counted here, not summed from the unknown_terminals table: registering a terminal
+        # deletes its row there, and a falling counter reads as a reset to Prometheus
+        yield CounterMetricFamily(PREFIX + "unknown_terminals",
+                                  METRICS["unknown_terminals_total"], value=unknown)
         gauges = self._gauges()
         if gauges is not None:
             holds, outbox = gauges

@@ -27,6 +27,7 @@ from backend.broker_access import BrokerAccess
 from demo.mosquitto import Mosquitto, stop_process
 from firmware_bridge.transports import FdTransport, PtyPair, open_pty
 from protocols.response_codes import ResponseCode
+from protocols.servicelog import mask
 from terminal_sim.bank import BankHost
 from terminal_sim.faults import FaultPlan
 from terminal_sim.session import Session
@@ -127,7 +128,8 @@ class Stack:
             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         with open(self.workdir / "provisioning.log", "a", encoding="utf-8") as log:
-            log.write(f"$ loyalty-backend {' '.join(args)}\n{done.stdout}{done.stderr}")
+            # the MAC key `terminal add` shows once is for the bank terminal, not for a file
+            log.write(mask(f"$ loyalty-backend {' '.join(args)}\n{done.stdout}{done.stderr}"))
         if done.returncode != 0:
             raise StackError(f"loyalty-backend {args[0]} {args[1]} failed: {done.stderr.strip()}")
 

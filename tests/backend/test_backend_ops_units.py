@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from backend import backup, engine
 from backend.config import ConfigError, parse
+from backend.handlers import NOT_REGISTERED
 from backend.metrics import SECONDS_BUCKETS, BackendMetrics, Histogram, listen_address
 from protocols.mqtt import Request, Response
 
@@ -38,10 +39,23 @@ def test_group_counts_by_type_and_code() -> None:
     resps = [Response(type=r.type, id=r.id, key=r.key, code=c)
              for r, c in zip(reqs, ("00", "14", "00"), strict=True)]
     m.group(reqs, resps, [1.0, 1.0, 1.5], 0.002, 2.0)
-    requests, handling, commit, size = m.snapshot()
+    requests, handling, commit, size, unknown = m.snapshot()
     assert requests == {("inquiry", "00"): 1, ("inquiry", "14"): 1, ("advice", "00"): 1}
     assert handling["inquiry"][0][-1] == ("+Inf", 2) and handling["inquiry"][1] == 2.0
     assert commit[0][-1] == ("+Inf", 1) and size[1] == 3
+    assert unknown == 0
+
+
+def test_group_counts_unregistered_terminals() -> None:
+    """A 96 "terminal not registered" counts as an unknown terminal; another 96 does not."""
+    m = BackendMetrics()
+    reqs = [Request(type="inquiry", id=str(i), key=f"k{i}", terminal_id="T0000009",
+                    merchant_id="M00000000000001", body={}) for i in range(3)]
+    resps = [Response(type="inquiry", id="0", key="k0", code="96", message=NOT_REGISTERED),
+             Response(type="inquiry", id="1", key="k1", code="96", message="database error"),
+             Response(type="inquiry", id="2", key="k2", code="96", message=NOT_REGISTERED)]
+    m.group(reqs, resps, [1.0] * 3, 0.001, 1.5)
+    assert m.snapshot()[4] == 2
 
 
 @pytest.mark.parametrize("text", ["127.0.0.1:9740", "localhost:9740", "[::1]:0"])

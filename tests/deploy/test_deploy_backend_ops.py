@@ -31,7 +31,13 @@ from tests.backend.core_helpers import (
     wait_until,
 )
 from tests.backend.core_helpers import request as make_request
-from tests.backend.engines import db, empty_pg_url, pg_url, postgres_server  # noqa: F401
+from tests.backend.engines import (  # noqa: F401
+    db,
+    empty_pg_url,
+    pg_url,
+    postgres_server,
+    register_test_terminals,
+)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -192,6 +198,7 @@ def test_backend_broker_password_file_and_sighup(tmp_path: Path) -> None:
         config.write_text(f'[mqtt]\nusername = "backend"\npassword_file = "{secret}"\n'
                           f'[log]\nformat = "json"\nfile = "{log}"\n')
         agent = TestAgent(b.address, credentials=("tester", "t"))
+        register_test_terminals(ledger)  # the agent's terminal
         proc = subprocess.Popen(
             [sys.executable, "-m", "backend", "run", "--db", str(ledger), "--broker", b.address,
              "--instance", "pw", "--config", str(config)],
