@@ -20,6 +20,7 @@ request of both and their ratio: what resolving terminal -> branch -> club costs
 from __future__ import annotations
 
 import argparse
+import itertools
 import multiprocessing as mp
 import os
 import random
@@ -239,6 +240,9 @@ def lookup_share(work: Path, terminals: int, clubs: int, n: int = 2000) -> tuple
         conn.close()
 
 
+_RUNS = itertools.count(1)  # each run its own folder and database
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (all its threads), from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -248,7 +252,7 @@ def cpu_seconds(pid: int) -> float:
 def run_fleet(engine: str, processes: int, terminals: int, seconds: float, think: float,
               work: Path, clubs: int = 1) -> float:  # fmt: skip
     """One run; the backends' CPU seconds per request."""
-    tag = f"{engine}-{processes}-{clubs}"
+    tag = f"{engine}-{processes}-{clubs}-{next(_RUNS)}"
     broker = Mosquitto(work / f"broker-{tag}").start()
     pg = Postgres(workdir=work / f"pg-{tag}", durable=True) if engine != "sqlite" else None
     backends: list[subprocess.Popen] = []
