@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from firmware_bridge.tcp import check_loopback
 from firmware_bridge.transports import check_baudrate
 from protocols import mqtt
-from protocols.address import parse_host_port
+from protocols.address import check_loopback, parse_host_port
 from protocols.messages import AGENT_INQUIRY_BUDGET
 from protocols.numbers import is_int
+from protocols.secret_file import read_private
 
 
 class ConfigError(ValueError):
@@ -242,22 +241,9 @@ def _read_private(name: str, path: str) -> str:
     """The text of a secret's file, which no one but its owner and group may read or
     write: a world-accessible secret is refused, not used. Never echoes the content."""
     try:
-        with open(path, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            if not stat.S_ISREG(mode):
-                raise ConfigError(f"{name}: {path} is not a regular file")
-            if mode & (stat.S_IROTH | stat.S_IWOTH):
-                raise ConfigError(
-                    f"{name}: {path} is readable or writable by other users; "
-                    f"make it private (chmod 600 {path})"
-                )
-            raw = f.read(4096)
-    except OSError as exc:
-        raise ConfigError(f"{name}: {path} cannot be read: {exc.strerror}") from None
-    try:
-        return raw.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise ConfigError(f"{name}: {path} is not UTF-8 text") from None
+        return read_private(path)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
 
 
 def _broker_password(settings: dict[str, Any]) -> str | None:

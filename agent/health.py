@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import ssl
-import threading
 import urllib.request
 import uuid
-from typing import Any
 
 from agent.config import AgentConfig, ConfigError, build, load_toml
-from protocols import mqtt
+from protocols.mqtt_client import probe_broker
 
 HEALTHY = 0
 UNHEALTHY = 1
@@ -69,52 +66,13 @@ def _journal(cfg: AgentConfig, max_mb: float) -> None:
 
 
 def _broker(cfg: AgentConfig, timeout: float) -> None:
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    connected, seen_online, refused = threading.Event(), threading.Event(), []
-    # Not protocols.mqtt_client.new_client: its last will would say the terminal offline
-    # whenever this probe's connection dropped uncleanly. No will, no presence, no Nagle
-    # concern for one subscription.
-    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5,
-                         client_id=f"loyalty-health-{cfg.terminal_id}-{uuid.uuid4().hex[:8]}")
-    if cfg.broker_username is not None:
-        client.username_pw_set(cfg.broker_username, cfg.broker_password)
-    if cfg.broker_ca_file:
-        client.tls_set(ca_certs=cfg.broker_ca_file, tls_version=ssl.PROTOCOL_TLS_CLIENT)
-
-    def on_connect(c: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if reason.is_failure:
-            refused.append(str(reason))
-            connected.set()
-            return
-        connected.set()
-        c.subscribe(mqtt.BACKEND_STATUS_FILTER, qos=1)
-
-    def on_message(c: Any, userdata: Any, msg: Any) -> None:
-        try:
-            if mqtt.decode_status(msg.payload):
-                seen_online.set()
-        except mqtt.SchemaError:
-            pass
-
-    client.on_connect, client.on_message = on_connect, on_message
-    where = f"{cfg.broker_host}:{cfg.broker_port}"
-    try:
-        client.connect(cfg.broker_host, cfg.broker_port, keepalive=15)
-    except (OSError, ValueError) as exc:
-        raise Unhealthy(f"broker {where}: cannot connect: {exc}") from None
-    client.loop_start()
-    try:
-        if not connected.wait(timeout):
-            raise Unhealthy(f"broker {where}: no answer in {timeout} s")
-        if refused:
-            raise Unhealthy(f"broker {where}: refused the connection: {refused[0]}")
-        if not seen_online.wait(timeout):
-            raise Unhealthy(f"backend: no backend online on broker {where}")
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    reason = probe_broker(
+        cfg.broker_host, cfg.broker_port,
+        client_id=f"loyalty-health-{cfg.terminal_id}-{uuid.uuid4().hex[:8]}",
+        username=cfg.broker_username, password=cfg.broker_password,
+        ca_file=cfg.broker_ca_file, timeout=timeout)
+    if reason is not None:
+        raise Unhealthy(reason)
 
 
 def _backlog(cfg: AgentConfig, timeout: float, max_waiting: int, max_age: float) -> None:

@@ -10,6 +10,7 @@ import argparse
 import calendar
 import contextlib
 import dataclasses
+import gc
 import logging
 import os
 import re
@@ -18,16 +19,20 @@ import sys
 import threading
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 
 import jdatetime
 
-from backend import engine, ledger, report, report_render, store, transfer
+from backend import cli_ops, engine, ledger, report, report_render, store, transfer
 from backend.config import ConfigError, Settings, load
 from backend.program import Offer, Program, parse_hours, parse_weekdays
 from protocols import servicelog
 from protocols.identity import IdentityError, normalize_card, normalize_phone
 from protocols.persian import TEHRAN, jalali
 from protocols.version import version_line
+
+if TYPE_CHECKING:
+    from backend.service import BackendService
 
 PROG = "loyalty-backend"
 
@@ -96,12 +101,20 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--broker", help="HOST:PORT of the MQTT broker (or [mqtt] broker)")
     run.add_argument("--broker-username")
     run.add_argument("--broker-password")
+    run.add_argument("--broker-password-file", help="file holding the broker password (not "
+                     "world-readable; or [mqtt] password_file); SIGHUP reads it again")
     run.add_argument("--broker-ca", help="CA file: connect with TLS")
     run.add_argument("--instance", help="name in the presence topic (default host-pid)")
     run.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (or [log] level; "
                      "SIGHUP re-reads [log] level when this is not given)")
-    run.add_argument("--log-format", choices=servicelog.FORMATS, default="text")
-    run.add_argument("--log-file", help="log to this file (logrotate-safe) instead of stderr")
+    run.add_argument("--log-format", choices=servicelog.FORMATS, help="text (default) or json "
+                     "(or [log] format)")
+    run.add_argument("--log-file", help="log to this file (logrotate-safe) instead of stderr "
+                     "(or [log] file)")
+    run.add_argument("--metrics", help="serve Prometheus metrics on HOST:PORT (or [metrics] "
+                     "listen; loopback unless --metrics-allow-remote)")
+    run.add_argument("--metrics-allow-remote", action="store_true",
+                     help="let --metrics listen on a non-loopback address")
 
     member = sub.add_parser("member", help="a member's profile, tier, balance, recent ledger")
     common(member)
@@ -176,6 +189,7 @@ def _parser() -> argparse.ArgumentParser:
     from backend import cli_registry  # the registry's commands: club, branch, terminal, program
 
     cli_registry.add_parsers(sub, common)
+    cli_ops.add_commands(sub, common)
     return p
 
 
@@ -215,6 +229,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return _run(args, settings)
         if args.command == "copy":
             return _copy(args)
+        if args.command in cli_ops.COMMANDS:
+            return cli_ops.main(args, settings)
         if args.command == "migrate":
             return _migrate(args, settings)
         _existing(args.db)
@@ -229,7 +245,8 @@ def _main(argv: Sequence[str] | None) -> int:
             **cli_registry.HANDLERS,
         }[args.command]
         return handler(args, settings)
-    except (ConfigError, UsageError, store.StoreError, transfer.CopyError) as exc:
+    except (ConfigError, UsageError, cli_ops.OpsError, store.StoreError,
+            transfer.CopyError) as exc:
         print(f"{PROG}: error: {engine.mask(str(exc))}", file=sys.stderr)
         return 2
     except engine.DatabaseError as exc:
@@ -321,7 +338,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         servicelog.configure(PROG, args.log_level or settings.log_level or "INFO",
-                             args.log_format, args.log_file)
+                             args.log_format or settings.log_format or "text",
+                             args.log_file or settings.log_file)
     except (ValueError, OSError) as exc:
         raise UsageError(f"log: {exc}") from None
     logging.getLogger("backend").info(
@@ -330,6 +348,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     broker = args.broker or settings.mqtt.broker
     if not broker:
         raise UsageError("--broker HOST:PORT is required (or [mqtt] broker in the config)")
+    password = cli_ops.broker_password(args.broker_password_file, settings,
+                                       given=args.broker_password)
+    counters, metrics_server = cli_ops.start_metrics(args, settings)
     try:
         service = BackendService(
             args.db,
@@ -337,10 +358,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             broker=broker,
             instance=args.instance,
             username=args.broker_username,
-            password=args.broker_password,
+            password=password,
             ca_file=args.broker_ca,
+            metrics=counters,
         )
     except ValueError as exc:
+        if metrics_server is not None:
+            metrics_server.stop()
         raise UsageError(str(exc)) from None
     done = threading.Event()
 
@@ -350,26 +374,46 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, lambda *_: threading.Thread(
-        target=_reload_log_level, args=(args,), name="sighup", daemon=True).start())
+        target=_reload, args=(args, service), name="sighup", daemon=True).start())
     service.start()
-    _say(f"{PROG}: running as {service.instance}, broker {broker}")
+    # What start-up made lives as long as the process: out of the collector's sight, and
+    # collections rarer (each request makes a few hundred short-lived objects, no cycles)
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+    where = "" if metrics_server is None else (
+        f", metrics on {metrics_server.host}:{metrics_server.port}")
+    _say(f"{PROG}: running as {service.instance}, broker {broker}{where}")
     while not done.wait(1.0):
         pass
     service.stop()
+    if metrics_server is not None:
+        metrics_server.stop()
     _say(f"{PROG}: stopped")
     return 0
 
 
-def _reload_log_level(args: argparse.Namespace) -> None:
-    """SIGHUP: the config file's [log] level again (a --log-level given stays in force)."""
+def _reload(args: argparse.Namespace, service: BackendService) -> None:
+    """SIGHUP: the config file's [log] level again (a --log-level given stays in force),
+    and the broker password file, for the next connection to the broker."""
     log = logging.getLogger("backend")
     try:
-        level = args.log_level or load(args.config).log_level or "INFO"
-        level = servicelog.set_level(level)
+        settings = load(args.config)
+        level = servicelog.set_level(args.log_level or settings.log_level or "INFO")
     except (ConfigError, ValueError) as exc:
         log.error("SIGHUP: log level not reloaded: %s", exc)
         return
-    log.info("SIGHUP: reloaded: log level %s", level)
+    said = f"log level {level}"
+    if args.broker_password is None and (args.broker_password_file
+                                         or settings.mqtt.password_file):
+        try:
+            password = cli_ops.broker_password(args.broker_password_file, settings, given=None)
+        except cli_ops.OpsError as exc:
+            log.error("SIGHUP: broker password not reloaded, keeping the old one: %s", exc)
+        else:
+            changed = password != service.password
+            service.set_password(password)
+            said += f", broker password {'changed' if changed else 'unchanged'}"
+    log.info("SIGHUP: reloaded: %s", said)
 
 
 def _phone(text: str) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from backend.program import Offer, Program, Tier, parse_hours, parse_weekdays
 from backend.sms.senders import make_sender
+from protocols.address import parse_host_port
 from protocols.numbers import is_number
 
 
@@ -27,6 +28,8 @@ class MqttSettings:
     broker: str | None = None
     username: str | None = None
     password: str | None = None
+    #: a file holding the password (not world-readable); read at start and on SIGHUP
+    password_file: str | None = None
     ca_file: str | None = None
     instance: str | None = None
     keepalive: int = 30
@@ -55,9 +58,14 @@ class Settings:
     sms: Mapping[str, Any] = field(default_factory=dict)
     #: [log] level: what `run` logs at when --log-level is not given; SIGHUP re-reads it.
     log_level: str | None = None
+    #: [log] format ("text" or "json") and file, when --log-format/--log-file are not given
+    log_format: str | None = None
+    log_file: str | None = None
+    #: [metrics] listen: HOST:PORT of the Prometheus endpoint when --metrics is not given
+    metrics: str | None = None
 
 
-_TOP = {"shop", "program", "otp", "offers", "mqtt", "service", "sms", "log"}
+_TOP = {"shop", "program", "otp", "offers", "mqtt", "service", "sms", "log", "metrics"}
 
 
 def _table(doc: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -266,6 +274,8 @@ def parse(doc: Mapping[str, Any]) -> Settings:
         }
     )
     _no_more(mq, "mqtt")
+    if mqtt.password is not None and mqtt.password_file is not None:
+        raise ConfigError("mqtt.password/mqtt.password_file: give only one of them")
 
     sv = _table(doc, "service")
     dflt = ServiceSettings()
@@ -302,7 +312,19 @@ def parse(doc: Mapping[str, Any]) -> Settings:
 
     logt = _table(doc, "log")
     log_level = _take(logt, "log", "level", str, None)
+    log_format = _take(logt, "log", "format", str, None)
+    log_file = _take(logt, "log", "file", str, None)
     _no_more(logt, "log")
+    if log_format is not None and log_format not in ("text", "json"):
+        raise ConfigError("log.format: must be text or json")
+    met = _table(doc, "metrics")
+    metrics = _take(met, "metrics", "listen", str, None)
+    _no_more(met, "metrics")
+    if metrics is not None:
+        try:
+            parse_host_port(metrics, port_zero=True)
+        except ValueError as exc:
+            raise ConfigError(f"metrics.listen: {exc}") from None
     if log_level is not None and log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("log.level: must be DEBUG, INFO, WARNING or ERROR")
 
@@ -314,6 +336,9 @@ def parse(doc: Mapping[str, Any]) -> Settings:
         service=service,
         sms=sms,
         log_level=log_level,
+        log_format=log_format,
+        log_file=log_file,
+        metrics=metrics,
     )
 
 

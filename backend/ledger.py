@@ -64,14 +64,24 @@ def _row(
     key: str,
     at: datetime,
     ref: str | None = None,
-) -> int:
+) -> None:
+    """One ledger row. Its id is not read back (on PostgreSQL's pipeline that would wait
+    for the server): a row that refers to it finds it by its unique key."""
     if kind not in ledger_rules.KINDS:
         raise LedgerError(f"unknown ledger kind {kind!r}")
-    cur = conn.execute(
+    conn.execute(
         "INSERT INTO ledger(member_id, kind, amount, key, at, ref) VALUES (?, ?, ?, ?, ?, ?)",
         (member_id, kind, amount, key, ts(at), ref),
     )
-    return int(cur.lastrowid or 0)
+
+
+def _record_uses(conn: Connection, key: str, uses: list[tuple[int, int]]) -> None:
+    """Which lots the ledger row `key` took credit from, and how much from each."""
+    conn.executemany(
+        "INSERT INTO lot_uses(ledger_id, lot_id, amount) "
+        "VALUES ((SELECT id FROM ledger WHERE key = ?), ?, ?)",
+        [(key, lot_id, part) for lot_id, part in uses],
+    )
 
 
 def credit(
@@ -124,25 +134,26 @@ def debit(
     first_lot: int | None = None,
     record_uses: bool = False,
     available: int | None = None,
-) -> int:
-    """Take credit from the lots, oldest to expire first; returns the ledger row id.
+) -> None:
+    """Take credit from the lots, oldest to expire first.
 
     `available` is the balance when the caller has just read it (saves a query)."""
     if amount <= 0:
         raise LedgerError("debit of a non-positive amount")
     if amount > (balance(conn, member_id) if available is None else available):
         raise LedgerError(f"{kind} of {amount} exceeds the credit of member {member_id}")
-    row_id = _row(conn, member_id, kind, -amount, key, at, ref)
-    for lot_id, part in ledger_rules.fifo_take(
-        _open_lots(conn, member_id, first=first_lot), amount
-    ):
-        conn.execute("UPDATE lots SET remaining = remaining - ? WHERE id = ?", (part, lot_id))
-        if record_uses:
-            conn.execute(
-                "INSERT INTO lot_uses(ledger_id, lot_id, amount) VALUES (?, ?, ?)",
-                (row_id, lot_id, part),
-            )
-    return row_id
+    _row(conn, member_id, kind, -amount, key, at, ref)
+    uses = ledger_rules.fifo_take(_open_lots(conn, member_id, first=first_lot), amount)
+    _take(conn, uses)
+    if record_uses:
+        _record_uses(conn, key, uses)
+
+
+def _take(conn: Connection, uses: list[tuple[int, int]]) -> None:
+    conn.executemany(
+        "UPDATE lots SET remaining = remaining - ? WHERE id = ?",
+        [(part, lot_id) for lot_id, part in uses],
+    )
 
 
 def restore(
@@ -184,9 +195,12 @@ def hold(
 
 def release(
     conn: Connection, member_id: int, quote_id: str, amount: int, at: datetime
-) -> None:
-    if amount > 0:
-        _row(conn, member_id, "release", amount, f"release:{quote_id}", at, quote_id)
+) -> int:
+    """End a hold of `amount`; the rials given back to the balance."""
+    if amount <= 0:
+        return 0
+    _row(conn, member_id, "release", amount, f"release:{quote_id}", at, quote_id)
+    return amount
 
 
 def redeem(
@@ -244,13 +258,10 @@ def expire(conn: Connection, member_id: int, now: datetime) -> int:
     if amount == 0:
         return 0
     key = f"expiry:{member_id}:{ts(now)}:{secrets.token_hex(4)}"
-    row_id = _row(conn, member_id, "expiry", -amount, key, now)
-    for lot_id, part in ledger_rules.fifo_take(lots, amount):
-        conn.execute("UPDATE lots SET remaining = remaining - ? WHERE id = ?", (part, lot_id))
-        conn.execute(
-            "INSERT INTO lot_uses(ledger_id, lot_id, amount) VALUES (?, ?, ?)",
-            (row_id, lot_id, part),
-        )
+    _row(conn, member_id, "expiry", -amount, key, now)
+    uses = ledger_rules.fifo_take(lots, amount)
+    _take(conn, uses)
+    _record_uses(conn, key, uses)
     return amount
 
 

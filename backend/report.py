@@ -1,7 +1,7 @@
 """The operator's period report: the figures, from the ledger (rendering: report_render).
 
-Every figure is defined in docs/backend.md ("Report"); this module only computes them, so
-the queries can move to the store layer and the wording change without touching each other.
+Every figure is defined in docs/backend.md ("Report"). The queries are in the store layer
+(backend.store_reports); this module only says which of their values make which figure.
 """
 
 from __future__ import annotations
@@ -9,11 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from datetime import datetime
 
+from backend import store_reports
 from backend.engine import Connection
-from backend.sms import outbox
-from backend.store import ts
-
-_FAR_FUTURE = 2**62
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,78 +62,57 @@ def summary(
     branch_id: int | None = None,
     terminal_id: str | None = None,
 ) -> Figures:
-    """The period's figures of one club (None: every club), or of one of its branches or
-    terminals. Cut by branch or terminal, the members and credit figures are those of the
-    purchases made there: members who bought there, credit earned and redeemed there."""
-    lo = ts(since) if since is not None else -_FAR_FUTURE
-    hi = ts(until) if until is not None else _FAR_FUTURE
-    # purchases of the scope: p.* filtered by club (through the member), branch, terminal
-    where, args = ["p.occurred_at >= ?", "p.occurred_at < ?"], [lo, hi]
-    if club_id is not None:
-        where.append("p.member_id IN (SELECT id FROM members WHERE club_id = ?)")
-        args.append(club_id)
-    if branch_id is not None:
-        where.append("p.branch_id = ?")
-        args.append(branch_id)
-    if terminal_id is not None:
-        where.append("p.terminal_id = ?")
-        args.append(terminal_id)
-    scope = " AND ".join(where)
-    out: dict[str, int] = {}
-    out["purchases"], out["sales"] = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(p.amount), 0) FROM purchases p "
-        f"WHERE p.approved = 1 AND p.reversed = 0 AND {scope}",
-        args,
-    ).fetchone()
-    out["declined"] = conn.execute(
-        f"SELECT COUNT(*) FROM purchases p WHERE p.approved = 0 AND {scope}", args
-    ).fetchone()[0]
-    out["reversed"] = conn.execute(
-        f"SELECT COUNT(*) FROM purchases p WHERE p.approved = 1 AND p.reversed = 1 AND {scope}",
-        args,
-    ).fetchone()[0]
-    members_sql = "SELECT COUNT(*) FROM members WHERE enrolled_at >= ? AND enrolled_at < ?"
-    members_args: list[object] = [lo, hi]
-    if club_id is not None:
-        members_sql += " AND club_id = ?"
-        members_args.append(club_id)
-    if branch_id is not None or terminal_id is not None:
-        # enrolled in the period and bought in this branch (or at this terminal)
-        members_sql += f" AND id IN (SELECT p.member_id FROM purchases p WHERE {scope})"
-        members_args += [-_FAR_FUTURE, _FAR_FUTURE, *args[2:]]
-    out["new_members"] = conn.execute(members_sql, members_args).fetchone()[0]
-    # returning: bought in the period and had bought before (earlier in it, or before it)
-    out["returning_members"] = conn.execute(
-        "SELECT COUNT(DISTINCT p.member_id) FROM purchases p WHERE p.approved = 1 "
-        f"AND p.reversed = 0 AND {scope} AND EXISTS ("
-        "SELECT 1 FROM purchases q WHERE q.member_id = p.member_id AND q.approved = 1 "
-        "AND q.reversed = 0 AND q.occurred_at < p.occurred_at)",
-        args,
-    ).fetchone()[0]
-    ledger_sql = (
-        "SELECT kind, COALESCE(SUM(amount), 0) FROM ledger WHERE at >= ? AND at < ?"
+    """The period's figures from the store's report queries (backend.store_reports): of
+    one club (None: every club), or of one of its branches or terminals (then the members
+    and credit figures are those of the purchases made there)."""
+    if club_id is not None or branch_id is not None or terminal_id is not None:
+        return figures(
+            *store_reports.scoped_figures(
+                conn, since=since, until=until, club_id=club_id, branch_id=branch_id,
+                terminal_id=terminal_id,
+            ),
+            since=since,
+            until=until,
+        )  # fmt: skip
+    period = {"since": since, "until": until}
+    return figures(
+        store_reports.purchase_figures(conn, **period),
+        store_reports.member_figures(conn, **period),
+        store_reports.ledger_totals(conn, **period),
+        store_reports.sms_figures(conn, **period),
+        since=since,
+        until=until,
     )
-    ledger_args: list[object] = [lo, hi]
-    if club_id is not None:
-        ledger_sql += " AND member_id IN (SELECT id FROM members WHERE club_id = ?)"
-        ledger_args.append(club_id)
-    if branch_id is not None or terminal_id is not None:
-        # the credit moved by the scope's purchases (their earnings, redemptions, undoing)
-        ledger_sql += (
-            " AND (ref IN (SELECT p.key FROM purchases p WHERE "
-            f"{scope}) OR ref IN (SELECT p.quote_id FROM purchases p WHERE {scope}))"
-        )
-        ledger_args += [-_FAR_FUTURE, _FAR_FUTURE, *args[2:]] * 2
-    sums = dict(conn.execute(ledger_sql + " GROUP BY kind", ledger_args).fetchall())
-    out["credit_issued"] = sum(sums.get(k, 0) for k in ("earn", "referral", "welcome"))
-    out["credit_redeemed"] = -sums.get("redeem", 0)
-    out["credit_expired"] = -sums.get("expiry", 0)
-    out["credit_reversed"] = sums.get("reversal", 0) + sums.get("recovery", 0)
-    out["credit_adjusted"] = sums.get("adjustment", 0)
-    sms = outbox.counts(conn, since=since, until=until, club_id=club_id)
-    out["sms_sent"], out["sms_pending"], out["sms_failed"] = (
-        sms["sent"],
-        sms["pending"],
-        sms["failed"],
+
+
+def figures(
+    purchases: store_reports.PurchaseFigures,
+    members: store_reports.MemberFigures,
+    ledger: store_reports.LedgerTotals,
+    sms: store_reports.SmsFigures,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+) -> Figures:
+    """The report's figures from the queries' values: which ledger kinds make which figure.
+
+    Pure, so the definitions in docs/backend.md are tested without a database.
+    """
+    return Figures(
+        since=since,
+        until=until,
+        purchases=purchases.settled,
+        sales=purchases.sales,
+        declined=purchases.declined,
+        reversed=purchases.reversed,
+        new_members=members.new,
+        returning_members=members.returning,
+        credit_issued=ledger.of("earn", "referral", "welcome"),
+        credit_redeemed=-ledger.of("redeem"),
+        credit_expired=-ledger.of("expiry"),
+        credit_reversed=ledger.of("reversal", "recovery"),
+        credit_adjusted=ledger.of("adjustment"),
+        sms_sent=sms.sent,
+        sms_pending=sms.pending,
+        sms_failed=sms.failed,
     )
-    return Figures(since=since, until=until, **out)

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -36,6 +36,9 @@ from protocols import mqtt as schema
 from protocols.address import parse_host_port
 from protocols.mqtt_client import new_client
 from protocols.response_codes import ResponseCode
+
+if TYPE_CHECKING:
+    from backend.metrics import BackendMetrics
 
 log = logging.getLogger(__name__)
 _STOP = object()
@@ -67,6 +70,7 @@ class BackendService:
         clock: Clock = utc_now,
         sender: Sender | None = None,
         record_latency: bool = False,
+        metrics: BackendMetrics | None = None,
     ) -> None:
         self.target = engine.parse_target(db)
         self.settings = settings
@@ -83,18 +87,23 @@ class BackendService:
         self.ca_file = ca_file if ca_file is not None else settings.mqtt.ca_file
         self.clock = clock
         self.record_latency = record_latency
+        self.metrics = metrics  # backend.metrics: counted once per group, read when scraped
         self.stats = Stats()
         self.connected = threading.Event()
-        self._queue: queue.Queue[Any] = queue.Queue()
+        # paho's thread puts, the worker takes: the C queue, no Condition per message
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
         self._stopped = threading.Event()
         self._client = self._make_client()
         sqlite_path = self.target.path
         base = sqlite_path.resolve().parent if sqlite_path is not None else Path.cwd()
-        # On SQLite the worker's and the SMS worker's write transactions take turns on this
-        # lock rather than meet in SQLite, whose busy handler sleeps for milliseconds. On
+        # On SQLite the worker's and the SMS worker's write transactions, and those of the
+        # other backend processes on the same file, take turns on this lock rather than
+        # meet in SQLite, whose busy handler sleeps for milliseconds (store.WriteLock). On
         # PostgreSQL they lock rows, not the database: no lock between them.
-        self._write_lock: Any = threading.Lock() if sqlite_path else contextlib.nullcontext()
+        self._write_lock: Any = (
+            store.WriteLock(sqlite_path) if sqlite_path else contextlib.nullcontext()
+        )
         self._next_wal_restart = time.monotonic() + WAL_RESTART_SECONDS
         self._sms = SmsWorker(
             self.target,
@@ -113,12 +122,16 @@ class BackendService:
             username=self.username,
             password=self.password,
             ca_file=self.ca_file,
+            batched=True,
         )
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.max_queued_messages_set(0)
-        client.max_inflight_messages_set(1000)
+        # No cap on replies awaiting the broker's PUBACK: the broker acknowledges a QoS 1
+        # message at once, and with a cap paho scans every unacknowledged reply on each
+        # PUBACK (tens of microseconds per reply with hundreds of terminals waiting).
+        client.max_inflight_messages_set(0)
         return client
 
     def _on_connect(
@@ -146,6 +159,12 @@ class BackendService:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self._queue.put((time.perf_counter(), msg.topic, msg.payload))
+
+    def set_password(self, password: str | None) -> None:
+        """The broker password for the next connection (SIGHUP re-read its file)."""
+        self.password = password
+        if self.username:
+            self._client.username_pw_set(self.username, password)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -234,6 +253,8 @@ class BackendService:
         self._client.disconnect()
         self._client.loop_stop()
         self._handler.conn.close()
+        if isinstance(self._write_lock, store.WriteLock):
+            self._write_lock.close()
         log.info(
             "stopped: %d requests answered in %d transactions, %d dropped",
             self.stats.handled,
@@ -307,16 +328,22 @@ class BackendService:
                 started.append(t0)
         if not reqs:
             return
+        t_commit = time.perf_counter()
         try:
             with self._write_lock:
                 responses = self._handler.handle_batch(reqs)
-            self._after_commit()
+                commit_seconds = time.perf_counter() - t_commit
+                # still our write turn: no other process's write keeps the WAL from restarting
+                self._after_commit()
         except engine.DatabaseError:
             log.exception("a batch of %d requests failed", len(reqs))
             failed = ResponseCode.MALFUNCTION
             responses = [schema.refusal(r, failed, "database error") for r in reqs]
+            commit_seconds = time.perf_counter() - t_commit
             self._reconnect()
         self.stats.batches += 1
+        if self.metrics is not None:  # before the answers go: counted once an agent has one
+            self.metrics.group(reqs, responses, started, commit_seconds, time.perf_counter())
         for req, resp, t0 in zip(reqs, responses, started, strict=True):
             self._client.publish(schema.response_topic(req.terminal_id), resp.to_json(), qos=1)
             self.stats.handled += 1
@@ -364,4 +391,6 @@ class BackendService:
             return
         if doc.get("terminal_id") not in (None, tid):
             return
+        if self.metrics is not None:
+            self.metrics.refused(str(resp.type), resp.code)
         self._client.publish(schema.response_topic(tid), data, qos=1)

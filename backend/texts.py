@@ -71,6 +71,12 @@ def _tier_label(tier: str) -> str:
     return TIER_NAMES.get(name.lower(), name)
 
 
+@lru_cache(maxsize=64)
+def _tier_line(label: str) -> str:
+    # the same few lines on every receipt: measured and clipped once
+    return _clip(f"سطح: {label}") if label else ""
+
+
 def columns(text: str) -> int:
     """Printer cells `text` takes: combining marks and zero-width joiners take none."""
     return sum(1 for c in text if c not in _ZERO_WIDTH and not unicodedata.combining(c))
@@ -107,6 +113,8 @@ def _clean(value: object, name: str, *, allow_empty: bool = False) -> str:
 
 
 def _amount(value: object, name: str) -> int:
+    if type(value) is int and value >= 0:  # nearly always: no further checks
+        return value
     if not is_int(value):
         raise ValueError(f"{name} must be an integer number of rials")
     if not is_count(value):
@@ -130,6 +138,9 @@ def _display(candidates: Sequence[str]) -> str:
 
 def _receipt(lines: Sequence[tuple[str, int]]) -> str:
     """RL from (line, priority) pairs: priority 0 is kept; higher numbers go first when long."""
+    whole = "\n".join([text for text, _ in lines if text])
+    if len(whole) * 4 <= RL_LIMIT or len(whole.encode("utf-8")) <= RL_LIMIT:
+        return whole  # it fits (nearly every receipt): nothing to drop or cut
     kept = [(text, prio) for text, prio in lines if text]
     while len("\n".join(t for t, _ in kept).encode("utf-8")) > RL_LIMIT:
         worst = max((p for _, p in kept), default=0)
@@ -271,7 +282,7 @@ def inquiry_receipt(
     label = tier_label(tier)
     lines: list[tuple[str, int]] = [
         (HEADER, 2),
-        (_clip(f"سطح: {label}") if label else "", 1),
+        (_tier_line(label), 1),
         (f"مبلغ خرید: {format_rials(_amount(gross, 'gross'))}", 0),
         (f"تخفیف اعتبار: {format_rials(_amount(discount, 'discount'))}", 0),
         (f"قابل پرداخت: {format_rials(_amount(net, 'net'))}", 0),
@@ -292,7 +303,7 @@ def advice_receipt(*, earned: int, balance: int, tier: str) -> str:
             (HEADER, 2),
             (f"اعتبار این خرید: {format_rials(_amount(earned, 'earned'))}", 0),
             (f"مانده اعتبار: {format_rials(_amount(balance, 'balance'))}", 0),
-            (_clip(f"سطح: {label}") if label else "", 1),
+            (_tier_line(label), 1),
             (AMOUNTS_IN_RIALS, 0),
         ]
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from backend import engine, migrations
 from backend.engine import Connection
@@ -65,7 +66,58 @@ def _sums(conn: Connection) -> dict[str, int]:
     return {str(k): int(s) for k, s in rows}
 
 
-def _refuse_unless_empty(target: Connection) -> None:
+@dataclass(frozen=True)
+class Figures:
+    """What a copy, a backup and a restore compare: rows per table, each member's
+    balance, the ledger's sums by kind, the members' debt."""
+
+    rows: dict[str, int]
+    balances: dict[int, int]
+    sums: dict[str, int]
+    debt: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rows": self.rows, "balances": {str(m): b for m, b in self.balances.items()},
+                "sums": self.sums, "debt": self.debt}
+
+    @classmethod
+    def from_json(cls, doc: Any) -> Figures:
+        try:
+            return cls(rows={str(k): int(v) for k, v in doc["rows"].items()},
+                       balances={int(k): int(v) for k, v in doc["balances"].items()},
+                       sums={str(k): int(v) for k, v in doc["sums"].items()},
+                       debt=int(doc["debt"]))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CopyError(f"the backup's figures cannot be read: {exc!r}") from None
+
+
+def figures(conn: Connection) -> Figures:
+    """The figures of `conn`, read in the caller's transaction (one snapshot)."""
+    tables = engine.table_names(conn)
+    debt = "SELECT COALESCE(SUM(debt), 0) FROM members"
+    return Figures(
+        rows={t: _count(conn, t) if t in tables else 0 for t in TABLES},
+        balances=_balances(conn),
+        sums=_sums(conn),
+        debt=int(conn.execute(debt).fetchone()[0]),
+    )
+
+
+def compare(src: Figures, dst: Figures) -> list[Check]:
+    """One check per figure: rows per table, balances, ledger sums, debt."""
+    checks = [Check(f"rows in {t}", src.rows.get(t, 0), dst.rows.get(t, 0)) for t in TABLES]
+    same = sum(1 for m, b in src.balances.items() if dst.balances.get(m) == b)
+    same -= len(set(dst.balances) - set(src.balances))  # a member only the target has
+    checks.append(Check("members whose balance equals", len(src.balances), same))
+    for kind in sorted(set(src.sums) | set(dst.sums)):
+        checks.append(Check(f"ledger sum of {kind}", src.sums.get(kind, 0), dst.sums.get(kind, 0)))
+    checks.append(Check("ledger sum", sum(src.sums.values()), sum(dst.sums.values())))
+    checks.append(Check("members' debt", src.debt, dst.debt))
+    return checks
+
+
+def refuse_unless_empty(target: Connection) -> None:
+    """CopyError unless `target` holds no rows (no tables, or this schema with no rows)."""
     tables = engine.table_names(target)
     if not tables:
         return
@@ -91,10 +143,9 @@ def copy(source: Connection, target: Connection) -> list[Check]:
     unknown = engine.table_names(source) - set(TABLES) - set(SCHEMA_TABLES)
     if unknown:
         raise CopyError(f"the source holds tables this backend does not know: {sorted(unknown)}")
-    checks: list[Check] = []
     with engine.transaction(source), engine.transaction(target):
         engine.exclusive(target, "schema")
-        _refuse_unless_empty(target)
+        refuse_unless_empty(target)
         have = migrations.current_version(target)
         if have is None:
             migrations.create(target, datetime.now(UTC))
@@ -109,26 +160,7 @@ def copy(source: Connection, target: Connection) -> list[Check]:
             engine.bulk_insert(target, table, cols, rows)
             if table in engine.ROWID_TABLES:
                 engine.reset_id_sequence(target, table)
-        for table in TABLES:
-            checks.append(Check(f"rows in {table}", _count(source, table), _count(target, table)))
-        src_bal, dst_bal = _balances(source), _balances(target)
-        same = sum(1 for m, b in src_bal.items() if dst_bal.get(m) == b)
-        same -= len(set(dst_bal) - set(src_bal))  # a member only the target has: a difference
-        checks.append(Check("members whose balance equals", len(src_bal), same))
-        src_sum, dst_sum = _sums(source), _sums(target)
-        for kind in sorted(set(src_sum) | set(dst_sum)):
-            checks.append(
-                Check(f"ledger sum of {kind}", src_sum.get(kind, 0), dst_sum.get(kind, 0))
-            )
-        checks.append(Check("ledger sum", sum(src_sum.values()), sum(dst_sum.values())))
-        debt = "SELECT COALESCE(SUM(debt), 0) FROM members"
-        checks.append(
-            Check(
-                "members' debt",
-                int(source.execute(debt).fetchone()[0]),
-                int(target.execute(debt).fetchone()[0]),
-            )
-        )
+        checks = compare(figures(source), figures(target))
         bad = [c for c in checks if not c.ok]
         if bad:
             raise CopyError(
@@ -138,8 +170,11 @@ def copy(source: Connection, target: Connection) -> list[Check]:
     return checks
 
 
-def render(checks: list[Check], source: object, target: object) -> str:
-    lines = [f"copied {source} -> {target}", f"  {'':<34} {'sqlite':>12} {'postgresql':>12}"]
+def render(
+    checks: list[Check], source: object, target: object, *, verb: str = "copied",
+    labels: tuple[str, str] = ("sqlite", "postgresql"),
+) -> str:
+    lines = [f"{verb} {source} -> {target}", f"  {'':<34} {labels[0]:>12} {labels[1]:>12}"]
     for c in checks:
         lines.append(f"  {c.what:<34} {c.source:>12,} {c.target:>12,}  {'ok' if c.ok else 'DIFF'}")
     return "\n".join(lines)

@@ -356,6 +356,8 @@ def main() -> int:
             os.close(term.master)
             os.close(term.slave)
         ours, plain = bench_journal(work, args.journal_entries, 500)
+        # the journal's file on disk, per entry (an advice with its answer and body)
+        disk_per_entry = (work / "bench-journal.log").stat().st_size / (args.journal_entries + 500)
 
     p50, p99 = pct(lat, 50), pct(lat, 99)
     f50, f99 = pct(floor, 50), pct(floor, 99)
@@ -373,6 +375,7 @@ def main() -> int:
     print(f"  journal  p50 {ms(j50)}   p99 {ms(j99)}")
     print(f"  append+fsync of the same record  p50 {ms(a50)}   p99 {ms(a99)}")
     print(f"  ratio p50 {j50 / a50:5.2f}x   (goal <= 2x)")
+    print(f"  journal file on disk: {disk_per_entry:,.0f} bytes per advice entry")
     print(f"agent resident memory after {args.advices} purchase advices: {rss:6.1f} MB "
           f"(goal < 40 MB); after start-up and {args.inquiries} inquiries: {rss_idle:6.1f} MB;"
           f" {args.advices / advice_s:,.0f} advices/s through the pty")

@@ -1,7 +1,7 @@
 """Backend throughput and latency through a real Mosquitto into a real ledger.
 
     python benchmarks/backend.py [--db sqlite|postgresql] [--processes N] [--quick]
-                                 [--members N] [--rows N] [--purchases N]
+                                 [--members N] [--rows N] [--purchases N] [--callgrind]
 
 Prints, measured in the same run:
 - the raw rate of durable single-row commits of the engine (SQLite: WAL,
@@ -11,6 +11,12 @@ Prints, measured in the same run:
   tier, SMS) per second through MQTT into the ledger, by N backend processes;
 - inquiry latency p50/p99 in the backend (Handler.handle incl. its durable commit) and
   round trip through the broker, one request at a time.
+The backend CPU per settled purchase counts every thread of the backend processes (MQTT,
+requests, SMS, checkpoints) from the first advice until the last purchase's SMS has been
+handed to the sender; the purchases are counted in the ledger afterwards. On a loaded
+machine CPU time per purchase is noisy too: `--callgrind` runs the backend under
+valgrind's callgrind and prints the instructions it executed per settled purchase (user
+space only, no system calls), a figure the machine's load does not change.
 Goals (issue 12): SQLite >= 2,000 settled purchases/s on one process and < 350 us of
 backend CPU per purchase; PostgreSQL with 2 processes at least half of its raw
 single-row commit rate; inquiry p99 in the backend < 3 ms on both.
@@ -51,6 +57,28 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def sms_lines(path: Path, kind: str) -> int:
+    """SMS of `kind` the file sender has written."""
+    if not path.exists():
+        return 0
+    return path.read_text(encoding="utf-8").count(f'"kind": "{kind}"')
+
+
+def callgrind(pid: int, *args: str) -> None:
+    subprocess.run(["callgrind_control", *args, str(pid)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def callgrind_instructions(out: Path) -> int:
+    """Instructions (Ir) in the dumps callgrind wrote for the measured phase."""
+    total = 0
+    for f in out.parent.glob(out.name + "*"):
+        for line in f.read_text(errors="replace").splitlines():
+            if line.startswith("summary:"):
+                total += int(line.split()[1])
+    return total
 
 
 def pct(values: list[float], p: float) -> float:
@@ -224,6 +252,100 @@ class Client:
         self.c.loop_stop()
 
 
+def settle(client: Client, procs: list[subprocess.Popen], tids: list[str], picks: list[int],
+           tag: str) -> tuple[float, float]:
+    """Inquiries, then the advices that settle them: (settled purchases/s, backend CPU
+    seconds per settled purchase)."""
+    stamp = datetime.now(UTC).strftime("%m%d%H%M%S")
+    inquiries = [
+        schema.Request(type="inquiry", id=f"{tag}i{n}",
+                       key=f"{tids[n % 20]}:0100:{n:06d}:{tag}{stamp}",
+                       terminal_id=tids[n % 20], merchant_id="M00000000000001",
+                       body={"phone": phone(m), "gross": 100_000, "redeem": None, "otp": None})
+        for n, m in enumerate(picks)
+    ]
+    client.run(inquiries, 400)
+    occurred = schema.utc_now_iso()
+    advices = []
+    for n, q in enumerate(inquiries):
+        resp = client.responses[q.id]
+        assert resp.code == "00", resp
+        advices.append(schema.Request(
+            type="advice", id=f"{tag}a{n}", key=f"{q.terminal_id}:0220:{n:06d}:{tag}{stamp}",
+            terminal_id=q.terminal_id, merchant_id="M00000000000001",
+            body={"stan": f"{n:06d}", "transmitted_at": stamp, "local_date": stamp[:4],
+                  "local_time": "120000", "occurred_at": occurred,
+                  "amount": 100_000 - resp.body["discount"], "gross": 100_000,
+                  "rrn": f"{n:012d}", "auth_code": "A1B2C3", "bank_code": "00",
+                  "quote_id": resp.body["quote_id"]}))
+    cpu0 = sum(cpu_seconds(p.pid) for p in procs)
+    dt = client.run(advices, 400)
+    cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
+    assert all(client.responses[a.id].code == "00" for a in advices)
+    return len(picks) / dt, cpu / len(picks)
+
+
+def scrape(url: str, stop: threading.Event) -> None:
+    """Prometheus's part: the metrics, 5 times a second, until `stop`."""
+    import urllib.request
+
+    while not stop.wait(0.2):
+        try:
+            urllib.request.urlopen(url, timeout=5).read()
+        except OSError:
+            pass
+
+
+def metrics_rounds(address: str, db: str, cfg: Path, work: Path, members: int, n: int,
+                   rounds: int) -> None:
+    """Settled purchases/s and backend CPU per purchase of one backend process without
+    metrics and one with them (scraped 5 times a second), in alternating rounds: the order
+    is swapped every round, since whichever runs second is otherwise favoured or not."""
+    from demo.mosquitto import free_port
+
+    tids = [f"T{i:07d}" for i in range(20)]
+    rnd = random.Random(2)
+    figures: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    for r in range(rounds):
+        for with_metrics in ((False, True) if r % 2 == 0 else (True, False)):
+            port = free_port()
+            extra = ["--metrics", f"127.0.0.1:{port}"] if with_metrics else []
+            name = f"m{r}{int(with_metrics)}"
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "backend", "run", "--broker", address, "--db", db,
+                 "--instance", name, "--config", str(cfg), "--log-level", "WARNING", *extra],
+                cwd=ROOT, stdout=subprocess.DEVNULL,
+                stderr=(work / f"{name}.log").open("w"), start_new_session=True)
+            client = Client(address, tids)
+            stop = threading.Event()
+            scraper = None
+            try:
+                assert client.online.wait(30), "backend did not come online"
+                if with_metrics:
+                    scraper = threading.Thread(
+                        target=scrape, args=(f"http://127.0.0.1:{port}/metrics", stop),
+                        daemon=True)
+                    scraper.start()
+                figures[with_metrics].append(
+                    settle(client, [proc], tids, rnd.sample(range(members), n), name))
+            finally:
+                stop.set()
+                if scraper is not None:
+                    scraper.join(5)
+                client.close()
+                proc.terminate()
+                proc.wait(30)
+    rate = {k: statistics.fmean(v[0] for v in vs) for k, vs in figures.items()}
+    cpu = {k: statistics.fmean(v[1] for v in vs) for k, vs in figures.items()}
+    print(f"metrics cost, {rounds} alternating rounds of {n:,} settled purchases, one process:")
+    for k, label in ((False, "without metrics"), (True, "with metrics (scraped 5/s)")):
+        each = ", ".join(f"{x:,.0f}" for x, _ in figures[k])
+        print(f"  {label:<27} {rate[k]:,.0f} settled/s (rounds: {each}); "
+              f"backend CPU {cpu[k] * 1e6:.0f} us per purchase")
+    print(f"  with/without: {rate[True] / rate[False]:.2f}x the rate, "
+          f"{cpu[True] / cpu[False]:.2f}x the CPU per purchase")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small data set (10k members, 100k rows)")
@@ -233,6 +355,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-samples", type=int, default=2000)
     ap.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     ap.add_argument("--processes", type=int, default=1, help="backend processes (default 1)")
+    ap.add_argument("--metrics-rounds", type=int, default=4,
+                    help="rounds of one backend with and without --metrics (0: skip)")
+    ap.add_argument("--callgrind", action="store_true",
+                    help="backends under valgrind's callgrind: instructions per purchase")
+    ap.add_argument("--callgrind-out", type=Path, metavar="DIR",
+                    help="keep callgrind's dumps in DIR (for callgrind_annotate)")
     a = ap.parse_args(argv)
     members = a.members or (10_000 if a.quick else 100_000)
     rows = a.rows or (100_000 if a.quick else 1_000_000)
@@ -278,17 +406,20 @@ def main(argv: list[str] | None = None) -> int:
         client = Client(broker.address, tids)
         cfg = work / "backend.toml"
         cfg.write_text(f'[sms]\nsender = "file"\nfile = "{work / "sms.jsonl"}"\n')
+        cg_out = (a.callgrind_out or work) / "callgrind.out"
+        wrap = (["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                 f"--callgrind-out-file={cg_out}.%p"] if a.callgrind else [])  # fmt: skip
         for k in range(a.processes):
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "backend", "run", "--broker", broker.address,
+                    [*wrap, sys.executable, "-m", "backend", "run", "--broker", broker.address,
                      "--db", db, "--instance", f"bench{k}", "--config", str(cfg),
                      "--log-level", "INFO"],
                     cwd=ROOT, stdout=subprocess.DEVNULL,
                     stderr=(work / f"backend{k}.log").open("w"), start_new_session=True,
                 )
             )  # fmt: skip
-        assert client.online.wait(30), "backend did not come online"
+        assert client.online.wait(300 if a.callgrind else 30), "backend did not come online"
         client.wait_online(a.processes)
         rnd = random.Random(1)
         stamp = datetime.now(UTC).strftime("%m%d%H%M%S")
@@ -333,9 +464,23 @@ def main(argv: list[str] | None = None) -> int:
                     },
                 )
             )
+        sms_file = work / "sms.jsonl"
+        sms0 = sms_lines(sms_file, "purchase")
+        if a.callgrind:
+            for p in procs:
+                callgrind(p.pid, "-i", "on")
         cpu0 = sum(cpu_seconds(p.pid) for p in procs)
         dt = client.run(advices, 400)
+        # the purchases' SMS are part of their cost: until the sender has had the last one
+        deadline = time.monotonic() + (600 if a.callgrind else 60)
+        while sms_lines(sms_file, "purchase") - sms0 < purchases:
+            assert time.monotonic() < deadline, "the purchase SMS were not all sent"
+            time.sleep(0.05)
         cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
+        if a.callgrind:
+            for p in procs:
+                callgrind(p.pid, "-d")
+                callgrind(p.pid, "-i", "off")
         settled = purchases / dt
         assert all(client.responses[a.id].code == "00" for a in advices)
         goal = "goal 2,000/s on one process" if pg is None else "goal: half the raw rate"
@@ -350,6 +495,10 @@ def main(argv: list[str] | None = None) -> int:
             f"backends used {cpu / dt:.0%} of a core, load average {os.getloadavg()[0]:.1f} "
             f"on {os.cpu_count()} cores"
         )
+        if a.callgrind:
+            ir = callgrind_instructions(cg_out)
+            print(f"  backend instructions per settled purchase (callgrind, user space): "
+                  f"{ir / purchases:,.0f}")  # fmt: skip
 
         rtt = []
         for n in range(a.latency_samples // 2):
@@ -376,6 +525,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"backend{k}:", line.split(": ", 1)[-1])
         procs = []
         client.close()
+        if a.metrics_rounds:
+            metrics_rounds(broker.address, db, cfg, work, members,
+                           min(purchases, 2000), a.metrics_rounds)
 
         # as the service runs it: WAL checkpoints on their own thread, not in a request
         conn = store.connect(db, autocheckpoint=False)
@@ -406,6 +558,16 @@ def main(argv: list[str] | None = None) -> int:
             checkpointer.stop()
         n_rows = conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
         print(f"ledger rows at the end: {n_rows:,}")
+        keys = [a.key for a in advices]
+        in_ledger = sum(
+            conn.execute(
+                f"SELECT COUNT(*) FROM purchases WHERE key IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            ).fetchone()[0]
+            for chunk in (keys[i : i + 500] for i in range(0, len(keys), 500))
+        )
+        assert in_ledger == purchases, f"{in_ledger} of {purchases} purchases in the ledger"
+        print(f"settled purchases found in the ledger: {in_ledger:,}")
         conn.close()
     finally:
         for p in procs:

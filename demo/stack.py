@@ -158,9 +158,9 @@ class Stack:
         self.register(self.terminal_id)
         login = []
         password_file = self.login(BACKEND_USER)
-        if password_file is not None:  # the backend takes no password file: a flag here
+        if password_file is not None:  # mode 600, as the backend demands
             login = ["--broker-username", BACKEND_USER,
-                     f"--broker-password={password_file.read_text().strip()}"]
+                     "--broker-password-file", str(password_file)]
         self.backend = self._spawn("backend", [
             "backend", "run", "--broker", self.broker.address, "--db", str(self.db),
             "--config", str(self.config_file), *login])

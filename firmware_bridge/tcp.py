@@ -6,7 +6,6 @@ the MAC, so it must not be reachable from the shop's network.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import select
 import socket
@@ -15,23 +14,11 @@ from collections.abc import Callable
 
 from firmware_bridge.driver import LinkDriver, MessageHandler
 from firmware_bridge.transports import TcpTransport
+from protocols.address import check_loopback
 
 log = logging.getLogger(__name__)
 
 _ACCEPT_WAIT = 0.05
-
-
-def check_loopback(host: str) -> str:
-    """The host itself if it is a loopback address; ValueError otherwise."""
-    if host == "localhost":
-        return "127.0.0.1"
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(f"listen host {host!r} is not an IP address") from None
-    if not address.is_loopback:
-        raise ValueError(f"listen host {host!r} is not a loopback address")
-    return host
 
 
 class TcpListener:

@@ -41,5 +41,20 @@ def parse_host_port(text: str, *, port_zero: bool = False) -> tuple[str, int]:
     return host, number
 
 
+def check_loopback(host: str) -> str:
+    """The host itself if it is a loopback address (`localhost` gives 127.0.0.1);
+    ValueError otherwise. For what must not be reachable from the network unless the
+    operator says so: the agent's terminal port, every service's metrics."""
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"listen host {host!r} is not an IP address") from None
+    if not address.is_loopback:
+        raise ValueError(f"listen host {host!r} is not a loopback address")
+    return host
+
+
 def _bad(text: object, why: str) -> ValueError:
     return ValueError(f"{text!r} is not HOST:PORT: {why}")

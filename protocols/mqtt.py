@@ -193,18 +193,27 @@ RESPONSE_BODIES: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
 }
 
 
+_ABSENT = object()
+
+
 def _check_body(kind: str, body: Any, schema: dict[str, tuple[tuple[type, ...], bool]]) -> dict:
     if not isinstance(body, dict):
         raise SchemaError(f"{kind}: body must be an object")
-    for name in body:
-        if name not in schema:
-            raise SchemaError(f"{kind}: unknown body field {name!r}")
+    if not body.keys() <= schema.keys():
+        for name in body:
+            if name not in schema:
+                raise SchemaError(f"{kind}: unknown body field {name!r}")
     for name, (types, required) in schema.items():
-        if name not in body:
+        value = body.get(name, _ABSENT)
+        if value is _ABSENT:
             if required:
                 raise SchemaError(f"{kind}: body field {name!r} is missing")
             continue
-        value = body[name]
+        # the plain types first (a dict lookup and a type test: every message passes here)
+        if type(value) in types:
+            if type(value) is int and value < 0:
+                raise SchemaError(f"{kind}: body field {name!r} must not be negative")
+            continue
         # bool is an int subclass: never accept it for an amount.
         if isinstance(value, bool) and bool not in types:
             raise SchemaError(f"{kind}: body field {name!r} has the wrong type")
@@ -256,9 +265,25 @@ class Response:
         return encode_response(self)
 
 
+#: one decoder and one encoder for every message (json.dumps with options builds an
+#: encoder per call)
+_DECODER = json.JSONDecoder()
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _text(payload: bytes) -> str:
+    """UTF-8 as sent; anything else (a BOM, UTF-16) decoded as json.loads decodes bytes."""
+    if payload[:1] == b"{":
+        try:
+            return payload.decode()
+        except UnicodeDecodeError:
+            pass
+    return payload.decode(json.detect_encoding(payload), "surrogatepass")
+
+
 def _load(payload: bytes | str) -> dict:
     try:
-        doc = json.loads(payload)
+        doc = _DECODER.decode(payload if isinstance(payload, str) else _text(payload))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise SchemaError(f"payload is not JSON: {exc}") from exc
     if not isinstance(doc, dict):
@@ -277,7 +302,7 @@ def _load(payload: bytes | str) -> dict:
 
 
 def _dump(doc: dict) -> bytes:
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+    return _ENCODER.encode(doc).encode()
 
 
 def check_request(req: Request) -> Request:

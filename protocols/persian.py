@@ -23,6 +23,8 @@ DATE_TIME = "%Y/%m/%d %H:%M"
 
 _TO_ASCII = str.maketrans(PERSIAN_DIGITS + ARABIC_DIGITS, "0123456789" * 2)
 _TO_PERSIAN = str.maketrans("0123456789", PERSIAN_DIGITS)
+_TO_PERSIAN_RIALS = str.maketrans({",": THOUSANDS_SEPARATOR, **{
+    d: p for d, p in zip("0123456789", PERSIAN_DIGITS, strict=True)}})  # fmt: skip
 
 
 def ascii_digits(text: str) -> str:
@@ -37,10 +39,9 @@ def persian_digits(text: object) -> str:
 
 def format_rials(n: int) -> str:
     """An amount of rials with Persian digits and the Persian thousands separator."""
-    if not is_int(n):
+    if type(n) is not int and not is_int(n):  # a receipt has several: the plain int first
         raise ValueError(f"amount must be an integer number of rials, not {type(n).__name__}")
-    sign = "-" if n < 0 else ""
-    return sign + persian_digits(f"{abs(n):,}".replace(",", THOUSANDS_SEPARATOR))
+    return f"{int(n):,}".translate(_TO_PERSIAN_RIALS)
 
 
 def jalali(when: datetime, fmt: str = DATE_TIME) -> str:

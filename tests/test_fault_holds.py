@@ -5,20 +5,22 @@ a real pseudo-terminal while the backend is hung (SIGSTOP), killed and restarted
 resumed; the agent, Mosquitto and the backend are real processes. The invariant checked
 from the terminal's own records against the database: the discounts given at the till
 never exceed the credit the member had, and every approved advice redeemed exactly the
-`DA` its terminal was given (no debt).
+`DA` its terminal was given (no debt). On both engines: on PostgreSQL the hung backend
+holds an open connection (and perhaps row locks) and the killed one's transaction is
+rolled back by the server.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from backend import store
 from demo.mosquitto import Mosquitto
 from protocols import mqtt
 from tests.agent.agent_terminal import (
@@ -37,8 +39,11 @@ from tests.agent.agent_terminal import (
     tlv,
     wait_for,
 )
+from tests.backend import engines
 
 pytestmark = pytest.mark.slow
+# the backend's database on each engine (tests/backend/engines.py)
+db, pg_url, postgres_server = engines.db, engines.pg_url, engines.postgres_server
 
 PHONE = "09121234567"
 BACKLOG = 150
@@ -51,10 +56,10 @@ def term() -> Iterator[Terminal]:
     t.close()
 
 
-def query(db: Path, sql: str, *args: object) -> list[tuple]:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+def query(target: str, sql: str, *args: object) -> list[tuple]:
+    con = store.connect(target)
     try:
-        return con.execute(sql, args).fetchall()
+        return [tuple(row) for row in con.execute(sql, args).fetchall()]
     finally:
         con.close()
 
@@ -106,20 +111,20 @@ class Till:
         return int(status(self.term, self.next())["QD"])
 
 
-def check_invariant(db: Path, till: Till) -> None:
+def check_invariant(target: str, till: Till) -> None:
     """From the till's records against the database: every DA redeemed in full, no debt,
     balance = the ledger's sum, nothing left held."""
-    [(mid, debt)] = query(db, "SELECT id, debt FROM members WHERE phone = ?", PHONE)
+    [(mid, debt)] = query(target, "SELECT id, debt FROM members WHERE phone = ?", PHONE)
     for qi, da in till.given:
-        rows = query(db, "SELECT redeemed FROM purchases WHERE quote_id = ?", qi)
+        rows = query(target, "SELECT redeemed FROM purchases WHERE quote_id = ?", qi)
         assert rows == [(da,)], (qi, da, rows)
     assert debt == 0, "a till gave a discount the member's credit did not cover"
-    [(held,)] = query(db, "SELECT COUNT(*) FROM quotes WHERE member_id = ? "
+    [(held,)] = query(target, "SELECT COUNT(*) FROM quotes WHERE member_id = ? "
                           "AND status = 'held'", mid)
     assert held == 0
-    [(balance,)] = query(db, "SELECT COALESCE(SUM(amount), 0) FROM ledger "
+    [(balance,)] = query(target, "SELECT COALESCE(SUM(amount), 0) FROM ledger "
                              "WHERE member_id = ?", mid)
-    [(lots,)] = query(db, "SELECT COALESCE(SUM(remaining), 0) FROM lots "
+    [(lots,)] = query(target, "SELECT COALESCE(SUM(remaining), 0) FROM lots "
                           "WHERE member_id = ?", mid)
     assert balance == lots >= 0
 
@@ -149,10 +154,11 @@ def nak_three_times(term: Terminal, message: bytes) -> None:
 
 
 def test_fault_hung_backend_never_gives_the_same_credit_twice(
-    tmp_path: Path, broker: Mosquitto, term: Terminal
+    tmp_path: Path, broker: Mosquitto, term: Terminal, db: str
 ) -> None:
-    db = tmp_path / "backend.db"
-    backend = start_backend(tmp_path, broker.address, db)
+    cfg = tmp_path / "backend.toml"
+    cfg.write_text(f'[sms]\nsender = "file"\nfile = "{tmp_path / "sms.jsonl"}"\n')
+    backend = start_backend(tmp_path, broker.address, db, "--config", str(cfg))
     # --advice-wait 0: advices are answered from the journal at once, the backlog is quick
     agent = start_agent(tmp_path, broker.address, term.path, "--advice-wait", "0")
     till = Till(term)
@@ -181,7 +187,7 @@ def test_fault_hung_backend_never_gives_the_same_credit_twice(
         till.given.append((q1["tlv"]["QI"], 30_000))
         os.kill(backend.pid, signal.SIGKILL)
         backend.wait(10)
-        backend = start_backend(tmp_path, broker.address, db)
+        backend = start_backend(tmp_path, broker.address, db, "--config", str(cfg))
         wait_for(lambda: status(term, till.next())["ST"] == "ON", timeout=30)
         q2 = till.sell(100_000)
         assert till.queued() > 0, "A1 was forwarded before I2: the case was not reached"

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
-from backend import engine, ledger, ledger_rules, store, texts
+from backend import ledger, ledger_rules, store, texts
 from backend.handling import reversal
-from backend.handling.context import Context, Outcome, find_member, maintain, retier, sms
+from backend.handling.context import Context, Outcome, locate, maintain, retier, sms
 from backend.program import Purchase, RuleError, earnings
 from backend.store import Member, PurchaseRecord, ts
 from protocols.mqtt import Request, parse_iso
 from protocols.response_codes import ResponseCode
+
+
+def look_ahead(ctx: Context, req: Request) -> Callable[[], Any]:
+    """The advice's state, sent ahead with its key lock (valid under that lock, unless a
+    reversal of it comes earlier in the same group: the handler sends none then)."""
+    return store.advice_state_later(ctx.conn, req.key)
 
 
 def _answer(earned: int, bal: int, tier: str) -> Outcome:
@@ -27,9 +35,10 @@ def _answer(earned: int, bal: int, tier: str) -> Outcome:
 def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
     conn, program, body = ctx.conn, ctx.program, req.body
     when = parse_iso(body["occurred_at"])
-    # one advice and its reversals at a time, whichever processes carry them out
-    engine.exclusive(conn, f"advice:{req.key}")
-    done, pending = store.advice_state(conn, req.key)
+    # One advice and its reversals at a time, whichever processes carry them out: the
+    # handler holds this request's key lock (`request:KEY`), and a reversal of it takes
+    # that lock too.
+    done, pending = ctx.ahead() if ctx.ahead else store.advice_state(conn, req.key)
     if done is not None:
         # carried out long ago and its stored response since pruned: no second effect
         member = store.member_by_id(conn, done.member_id)
@@ -37,14 +46,14 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
         return _answer(earned, ledger.balance(conn, member.id), member.tier)
     quote = None
     if body.get("quote_id"):
-        found = store.quote_and_member(conn, body["quote_id"], lock=True)
+        found = store.locked_quote_and_member(conn, body["quote_id"], now)
         if (
             found is None
             or found[0].terminal_id != req.terminal_id
             or found[1].club_id != ctx.club_id
         ):
             raise RuleError(ResponseCode.INVALID_TRANSACTION, "unknown quote")
-        quote, member = found
+        quote, member, due = found
         ctx.use_version(quote.program_version)  # the program the quote was computed with
         program = ctx.program
         if quote.status in (store.SETTLED, store.DECLINED):
@@ -52,16 +61,16 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
                 ResponseCode.INVALID_TRANSACTION, "quote already used by another advice"
             )
     else:
-        member = find_member(ctx, body)
-    maintain(ctx, member, now)  # may release this very quote's hold if it lapsed
+        member, due = locate(ctx, body, now)
+    # may release this very quote's hold if it lapsed (then it no longer holds_at now)
+    available = maintain(ctx, member, now, due)
     approved = body["bank_code"] == "00"
     amount = body["amount"]
-    redeemed = available = new_debt = 0
+    redeemed = new_debt = 0
     if quote is not None:
         if quote.holds_at(now):
-            ledger.release(conn, member.id, quote.id, quote.discount, now)
+            available += ledger.release(conn, member.id, quote.id, quote.discount, now)
         if approved:
-            available = ledger.balance(conn, member.id)
             redeemed, new_debt = ledger_rules.settle(quote.discount, available)
             ledger.redeem(conn, member.id, quote.id, redeemed, now, available=available)
             if new_debt:

@@ -54,6 +54,9 @@ class Context:
             self.program = self.registry.program(self.conn, self.club_id, version)
             self.program_version = version
 
+    #: what the request being carried out had read ahead for it (its type's `look_ahead`)
+    ahead: Callable[[], Any] | None = None
+
 
 def find_member(ctx: Context, body: dict[str, Any]) -> Member:
     """The member a request names by phone or card, locked for this transaction; 14 if none."""
@@ -70,6 +73,22 @@ def find_member(ctx: Context, body: dict[str, Any]) -> Member:
     if member is None:
         raise RuleError(ResponseCode.UNKNOWN_MEMBER, "unknown member")
     return member
+
+
+def locate(ctx: Context, body: dict[str, Any], now: datetime) -> tuple[Member, store.Upkeep]:
+    """`find_member`, and the member's upkeep look for `maintain`, read after the lock
+    (it goes out with the lock: one round trip)."""
+    found = None
+    if body.get("phone"):
+        typed = body["phone"]
+        phone = typed if _NORMALISED.fullmatch(typed) else normalize_phone(typed)
+        found = store.locked_member_by_phone(ctx.conn, phone, now, club_id=ctx.club_id)
+    elif body.get("card"):
+        card = normalize_card(body["card"])
+        found = store.locked_member_by_card(ctx.conn, card, now, club_id=ctx.club_id)
+    if found is None:
+        raise RuleError(ResponseCode.UNKNOWN_MEMBER, "unknown member")
+    return found
 
 
 def end_hold(ctx: Context, q: Quote, status: str, now: datetime) -> None:
@@ -101,13 +120,21 @@ def release_lapsed(ctx: Context, member_id: int | None, now: datetime) -> int:
     return ended
 
 
-def maintain(ctx: Context, member: Member, now: datetime) -> None:
-    """On every access: the backend itself releases lapsed holds and expires old credit."""
-    holds, lots = store.upkeep_due(ctx.conn, member.id, now)
-    if holds:
+def maintain(
+    ctx: Context, member: Member, now: datetime, due: store.Upkeep | None = None
+) -> int:
+    """On every access: the backend itself releases lapsed holds and expires old credit.
+    Returns the member's balance after it. `due`: the upkeep look, read under the
+    member's lock, when the caller has it."""
+    if due is None:
+        due = store.upkeep_due(ctx.conn, member.id, now)
+    if not (due.holds or due.lots):
+        return due.balance
+    if due.holds:
         release_lapsed(ctx, member.id, now)
-    if lots:
+    if due.lots:
         ledger.expire(ctx.conn, member.id, now)
+    return ledger.balance(ctx.conn, member.id)
 
 
 def retier(ctx: Context, member: Member, when: datetime) -> str:
@@ -120,6 +147,5 @@ def retier(ctx: Context, member: Member, when: datetime) -> str:
 
 
 def sms(ctx: Context, key: str, phone: str, text: str, kind: str, now: datetime) -> None:
-    outbox.enqueue(
-        ctx.conn, key=key, phone=phone, text=text, kind=kind, now=now, club_id=ctx.club_id
-    )
+    outbox.put(ctx.conn, key=key, phone=phone, text=text, kind=kind, now=now,
+               club_id=ctx.club_id)  # fmt: skip

@@ -8,7 +8,7 @@ import secrets
 from datetime import datetime
 
 from backend import ledger, store, texts
-from backend.handling.context import Context, Outcome, find_member, maintain, sms
+from backend.handling.context import Context, Outcome, locate, maintain, sms
 from backend.program import Purchase, RuleError
 from backend.store import Member, Quote, ts
 from protocols.mqtt import Request
@@ -17,14 +17,13 @@ from protocols.response_codes import ResponseCode
 
 def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
     conn, program, body = ctx.conn, ctx.program, req.body
-    member = find_member(ctx, body)
+    member, due = locate(ctx, body, now)
     gross = body["gross"]
     if gross <= 0:
         raise RuleError(ResponseCode.INVALID_AMOUNT, "amount must be positive")
-    maintain(ctx, member, now)
+    available = maintain(ctx, member, now, due)
     # A new inquiry never ends an earlier hold, not even on the same terminal: that
     # quote's advice may be waiting in an agent's journal (docs/backend.md, "Holds").
-    available = ledger.balance(conn, member.id)
     discount = program.discount(gross, available, body.get("redeem"))
     if program.needs_otp(discount):
         if not body.get("otp"):

@@ -23,8 +23,9 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
             ResponseCode.INVALID_TRANSACTION,
             "original_key is not a purchase advice of this terminal",
         )
-    # one advice and its reversals at a time, whichever processes carry them out
-    engine.exclusive(conn, f"advice:{original}")
+    # one advice and its reversals at a time, whichever processes carry them out: the
+    # advice's own key lock, held by the advice's request while it is carried out
+    engine.exclusive(conn, f"request:{original}")
     done = store.reversal(conn, original)
     if done is None:
         purchase = store.purchase(conn, original)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from backend import engine
 from backend.engine import Connection
@@ -86,6 +87,29 @@ def enqueue(
 ) -> bool:
     """Queue one SMS in the caller's open transaction; False when `key` is already queued.
     `club_id`: sent through that club's gateway (None: the provider's default)."""
+    cur = _insert(conn, key=key, phone=phone, text=text, kind=kind, now=now, club_id=club_id)
+    return cur.rowcount == 1
+
+
+def put(
+    conn: Connection,
+    *,
+    key: str,
+    phone: str,
+    text: str,
+    kind: str,
+    now: datetime,
+    club_id: int | None = None,
+) -> None:
+    """`enqueue` for a caller that need not know whether `key` was queued already: in a
+    pipelined transaction on PostgreSQL it waits for nothing."""
+    _insert(conn, key=key, phone=phone, text=text, kind=kind, now=now, club_id=club_id)
+
+
+def _insert(
+    conn: Connection, *, key: str, phone: str, text: str, kind: str, now: datetime,
+    club_id: int | None,
+) -> Any:  # fmt: skip
     if not isinstance(key, str) or not key:
         raise ValueError("key must be a non-empty string")
     if kind not in KINDS:
@@ -97,12 +121,11 @@ def enqueue(
     if number is None:
         number = normalize_phone(phone)
     at = timestamp(now)
-    cur = conn.execute(
+    return conn.execute(
         "INSERT INTO sms_outbox (key, phone, text, kind, created_at, next_attempt_at, club_id)"
         " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
         (key, number, text, kind, at, at, club_id),
     )
-    return cur.rowcount == 1
 
 
 def counts(

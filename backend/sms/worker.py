@@ -19,6 +19,7 @@ import time
 import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from backend import engine, store_registry
 from protocols.backoff import Backoff
@@ -48,7 +49,7 @@ class SmsWorker:
         max_delay: float = 1800.0,
         lease: float = 120.0,
         batch: int = 256,
-        write_lock: threading.Lock | None = None,
+        write_lock: contextlib.AbstractContextManager[object] | None = None,
         per_club: bool = False,
         base_dir: Path | None = None,
     ) -> None:
@@ -162,6 +163,13 @@ class SmsWorker:
                     )
                 if not batch:
                     break
+                # a local sender (the file) takes the batch at once
+                send_many = getattr(self.sender, "send_many", None)
+                own = any(self._club_sms.get(sms.club_id) for sms in batch if sms.club_id)
+                if (send_many is not None and not own
+                        and getattr(self.sender, "sends_in_batches", False)):  # fmt: skip
+                    sent += self._deliver_many(conn, batch, send_many, fixed)
+                    continue
                 claimed_at = time.monotonic()
                 # Deliveries are recorded together (one write transaction per group, not
                 # per SMS, so the ledger's commits rarely wait for the lock), but at most
@@ -216,17 +224,43 @@ class SmsWorker:
             raise SendError(found, temporary=True)
         return found
 
+    def _deliver_many(
+        self, conn: engine.Connection, batch: list[outbox.Claimed], send_many: Any,
+        now: float | None,
+    ) -> int:  # fmt: skip
+        """A sender that takes a batch in one go (`FileSender.send_many`): each SMS as
+        `_deliver` would have ended it, the deliveries recorded in one transaction."""
+        try:
+            results = send_many([(sms.phone, sms.text, sms.kind) for sms in batch])
+        except Exception as exc:  # a sender bug must not lose the SMS or stop the worker
+            results = [exc] * len(batch)
+        sent_ids = []
+        for sms, result in zip(batch, results, strict=True):
+            if result is None:
+                sent_ids.append(sms.id)
+            else:
+                self._not_sent(conn, sms, result, now)
+        self._mark_sent(conn, sent_ids, now)
+        return len(sent_ids)
+
     def _deliver(self, conn: engine.Connection, sms: outbox.Claimed, now: float | None) -> bool:
         """Send one SMS; True when the gateway took it (the caller records it sent)."""
         try:
             self.sender_for(sms.club_id).send(sms.phone, sms.text, sms.kind)
-        except SendError as exc:
+        except Exception as exc:
+            self._not_sent(conn, sms, exc, now)
+            return False
+        return True
+
+    def _not_sent(
+        self, conn: engine.Connection, sms: outbox.Claimed, exc: Exception, now: float | None
+    ) -> None:
+        """A failed try: again later with backoff, or failed for good."""
+        if isinstance(exc, SendError):
             error, temporary = str(exc), exc.temporary
-        except Exception as exc:  # a sender bug must not lose the SMS or stop the worker
+        else:  # a sender bug must not lose the SMS or stop the worker
             # Only the type: a foreign exception's text may hold a URL with a gateway key.
             error, temporary = f"sender raised {type(exc).__name__}", True
-        else:
-            return True
         done = now if now is not None else time.time()
         who = mask_phone(sms.phone)
         if temporary and sms.attempts < self.max_attempts:
@@ -242,4 +276,3 @@ class SmsWorker:
                 outbox.mark_failed(conn, sms.id, owner=self.owner, now=done, error=error)
             why = "permanent error" if not temporary else f"gave up after {sms.attempts} tries"
             log.error("SMS %d (%s) to %s failed, %s: %s", sms.id, sms.kind, who, why, error)
-        return False

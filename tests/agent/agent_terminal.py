@@ -264,14 +264,16 @@ def start_agent(
     return proc
 
 
-def start_backend(tmp: Path, broker: str, db: Path | None = None) -> subprocess.Popen:
+def start_backend(
+    tmp: Path, broker: str, db: str | Path | None = None, *extra: str
+) -> subprocess.Popen:
     from tests.backend.engines import register_test_terminals
 
     register_test_terminals(db or tmp / "backend.db")  # the agent's terminal, TID
     log = open(tmp / "backend.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "backend", "run", "--broker", broker,
-         "--db", str(db or tmp / "backend.db")],
+         "--db", str(db or tmp / "backend.db"), *extra],
         stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=_env(), cwd=REPO,
         start_new_session=True,
     )

@@ -182,7 +182,7 @@ class TestAgent:
         self.client.loop_stop()
 
 
-def start_backend(address: str, db: Path, instance: str, *extra: str) -> subprocess.Popen:
+def start_backend(address: str, db: str | Path, instance: str, *extra: str) -> subprocess.Popen:
     """`loyalty-backend run` on `db`, whose test terminals are registered first."""
     from tests.backend.engines import register_test_terminals
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -40,15 +41,16 @@ def test_backend_engine_mask_every_form() -> None:
 
 
 def test_backend_engine_translate() -> None:
-    text, order, returning = engine._translate(
-        "SELECT ?2, '?%x' || ?1, ?1 FROM t WHERE a LIKE 'a%' AND b % 2 = ?2"
+    text, returning = engine._translate(
+        "SELECT ?2, '?%x' || ?1, ?1 FROM t WHERE a LIKE 'a%' AND b % 2 = ?2 AND c = ?"
     )
-    assert text == "SELECT %s, '?%%x' || %s, %s FROM t WHERE a LIKE 'a%%' AND b %% 2 = %s"
-    assert order == (1, 0, 0, 1) and not returning
-    text, order, returning = engine._translate("INSERT INTO ledger(a) VALUES (?)")
-    assert text.endswith(" RETURNING id") and returning and order is None
+    assert text == "SELECT $2, '?%x' || $1, $1 FROM t WHERE a LIKE 'a%' AND b % 2 = $2 AND c = $3"
+    assert not returning
+    assert engine._translate("SELECT ? + ?")[0] == "SELECT $1 + $2"
+    text, returning = engine._translate("INSERT INTO ledger(a) VALUES (?)")
+    assert text.endswith(" RETURNING id") and returning
     assert engine._translate("BEGIN IMMEDIATE")[0] == "BEGIN"
-    assert not engine._translate("INSERT INTO cards(n) VALUES (?)")[2]  # keyed by number
+    assert not engine._translate("INSERT INTO cards(n) VALUES (?)")[1]  # keyed by number
 
 
 def test_backend_engine_ddl_types() -> None:
@@ -138,3 +140,61 @@ def test_backend_engine_cli_never_prints_the_password(
         out = done.stdout + done.stderr
         assert "Wr0ngPassw0rd" not in out and postgres_server.password not in out
         assert "loyalty-backend: error" in out
+
+
+def test_backend_engine_pipelined_transaction(pg_url: str) -> None:
+    """A pipelined transaction: results read late, a failed statement's error raised at
+    the next read or flush and undone by its savepoint alone, a busy advisory lock raised
+    before anything sent after it is used, rowcounts and ids read back late."""
+    conn = store.connect(pg_url)
+    other = store.connect(pg_url)
+    try:
+        with store.transaction(conn, pipeline=True):
+            assert engine.pipelined(conn)
+            cur = conn.execute(
+                "INSERT INTO members(phone, code, enrolled_at, tier) VALUES (?, ?, ?, ?)",
+                ("09120000001", "ABCDEFG", 10, "bronze"),
+            )
+            member_id = cur.lastrowid
+            assert isinstance(member_id, int)
+            conn.execute("SAVEPOINT request")
+            conn.execute(
+                "INSERT INTO members(phone, code, enrolled_at, tier) VALUES (?, ?, ?, ?)",
+                ("09120000001", "HIJKLMN", 10, "bronze"),
+            )  # the phone is taken: fails, but only when waited for
+            with pytest.raises(engine.IntegrityError):
+                engine.flush(conn)
+            conn.execute("ROLLBACK TO request")
+            conn.execute("RELEASE request")
+            many = conn.executemany(
+                "UPDATE members SET debt = debt + ? WHERE id = ?", [(5, member_id), (5, -1)]
+            )
+            assert many.rowcount == 1
+            other.execute("BEGIN")
+            engine.exclusive(other, "held")
+            with engine.nowait(conn):
+                conn.execute("SAVEPOINT request")
+                engine.exclusive(conn, "held")
+                read = conn.execute("SELECT debt FROM members WHERE id = ?", (member_id,))
+                with pytest.raises(engine.LockBusy):
+                    read.fetchone()
+                conn.execute("ROLLBACK TO request")
+                conn.execute("RELEASE request")
+            other.execute("ROLLBACK")
+        assert not engine.pipelined(conn) and not conn.in_transaction
+        row = conn.execute("SELECT phone, code, debt FROM members").fetchall()
+        assert row == [("09120000001", "ABCDEFG", 5)]
+        # a failed COMMIT-time error rolls the whole transaction back
+        with pytest.raises(engine.IntegrityError), store.transaction(conn, pipeline=True):
+            conn.execute(
+                "INSERT INTO members(phone, code, enrolled_at, tier) VALUES (?, ?, ?, ?)",
+                ("09120000002", "ABCDEFG", 10, "bronze"),
+            )
+        assert not conn.in_transaction
+        assert conn.execute("SELECT COUNT(*) FROM members").fetchone() == (1,)
+        # a parameter type the lean path does not send goes through psycopg
+        day = conn.execute("SELECT ?::date", (date(2026, 3, 21),)).fetchone()[0]
+        assert day == date(2026, 3, 21)
+    finally:
+        other.close()
+        conn.close()

@@ -3,7 +3,8 @@ bonus after a reversed first purchase, pruning stored responses, the sweep's que
 
 from __future__ import annotations
 
-from backend import ledger, store
+from backend import engine, ledger, store
+from backend.engine import Connection
 from backend.handlers import Handler
 from tests.backend.core_helpers import FakeClock, advice, phone, plan, request, reversal, traced
 from tests.backend.engines import sqlite_only
@@ -119,3 +120,69 @@ def test_backend_sweep_searches_by_index_only(handler: Handler, clock: FakeClock
         assert "SCAN" not in used, (sql, used)
         if sql.startswith("SELECT member_id FROM lots"):
             assert "USING INDEX lots_expiring" in used, (sql, used)
+
+
+def _fail_inserts_from(conn: Connection, tid: str) -> None:
+    """A real failure inside one request: the database refuses its stored response."""
+    with store.transaction(conn):
+        if engine.dialect_of(conn) == engine.SQLITE:
+            conn.execute(
+                "CREATE TRIGGER refuse_tid BEFORE INSERT ON requests "
+                f"WHEN substr(NEW.key, 1, 9) = '{tid}:' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+        else:
+            conn.execute(
+                "CREATE FUNCTION refuse_tid() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF substr(NEW.key, 1, 9) = '{tid}:' THEN RAISE EXCEPTION 'refused'; END IF; "
+                "RETURN NEW; END $$"
+            )
+            conn.execute(
+                "CREATE TRIGGER refuse_tid BEFORE INSERT ON requests "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_tid()"
+            )
+
+
+def test_backend_group_commit_keeps_the_others_when_one_request_fails(
+    handler: Handler, clock: FakeClock
+) -> None:
+    """One transaction for the group, yet a request that fails is refused alone: the
+    others' effects and stored answers are committed, the failed one left no trace."""
+    a, b, c = phone(1), phone(2), phone(3)
+    for p in (a, b, c):
+        ok(handler, request("enroll", {"phone": p}))
+    _fail_inserts_from(handler.conn, "T0000009")
+    group = [
+        advice(amount=100_000, occurred_at=clock.iso(), phone=a),
+        advice(amount=100_000, occurred_at=clock.iso(), phone=b, tid="T0000009"),
+        advice(amount=100_000, occurred_at=clock.iso(), phone=c),
+    ]
+    out = handler.handle_batch(group)
+    assert [r.code for r in out] == ["00", "96", "00"]
+    assert [r.id for r in out] == [r.id for r in group]
+    balances = [ledger.balance(handler.conn, member(handler, p).id) for p in (a, b, c)]
+    assert balances == [out[0].body["balance"], 0, out[2].body["balance"]]
+    assert balances[0] > 0
+    assert store.stored_response(handler.conn, group[1].key) is None
+    # the others' answers were stored: repeated, they are the same and change nothing
+    again = handler.handle_batch([group[0], group[2]])
+    assert [(r.code, r.body) for r in again] == [(r.code, r.body) for r in (out[0], out[2])]
+    assert ledger.balance(handler.conn, member(handler, a).id) == balances[0]
+    for p in (a, b, c):
+        ledger.check(handler.conn, member(handler, p).id)
+
+
+@sqlite_only
+def test_backend_sqlite_group_runs_without_savepoints(handler: Handler, clock: FakeClock) -> None:
+    """On SQLite a group that fails nowhere takes no savepoint per request (two statements
+    and a copy of every page it changes again); one failing request brings them back."""
+    ok(handler, request("enroll", {"phone": phone(1)}))
+    group = [advice(amount=50_000, occurred_at=clock.iso(), phone=phone(1)) for _ in range(3)]
+    out, ran = traced(handler.conn, lambda: handler.handle_batch(group))  # type: ignore[arg-type]
+    assert [r.code for r in out] == ["00"] * 3
+    assert not [s for s in ran if s.startswith("SAVEPOINT")]
+    assert sum(s == "BEGIN IMMEDIATE" for s in ran) == 1
+    _fail_inserts_from(handler.conn, "T0000009")
+    bad = advice(amount=50_000, occurred_at=clock.iso(), phone=phone(1), tid="T0000009")
+    out, ran = traced(handler.conn, lambda: handler.handle_batch([*group, bad]))  # type: ignore
+    assert [r.code for r in out] == ["00"] * 3 + ["96"]
+    assert sum(s.startswith("SAVEPOINT") for s in ran) == 4

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backend import ledger, ledger_rules, store
+from backend.engine import Connection
 from backend.handlers import Handler
 from backend.program import Offer, Program, Purchase, RuleError, earnings
 from tests.backend.core_helpers import FakeClock, advice, card, phone, request, reversal
-from tests.backend.engines import register_test_terminals
 
 _FA = str.maketrans("۰۱۲۳۴۵۶۷۸۹", "0123456789")
 
@@ -329,9 +328,7 @@ def test_backend_repeated_request_same_answer_one_effect(
     assert handler.handle(replace(req, terminal_id="T0000002")).code == "30"
 
 
-def test_backend_offers_from_config_and_database(tmp_path: Path, clock: FakeClock) -> None:
-    register_test_terminals(tmp_path / "offers.db")
-    conn = store.connect(tmp_path / "offers.db")
+def test_backend_offers_from_config_and_database(conn: Connection, clock: FakeClock) -> None:
     cfg_offer = Offer(name="config", amount=7_000, until=date(2099, 1, 1))
     h = Handler(conn, Program(), offers=[cfg_offer], clock=clock)
     with store.transaction(conn):
@@ -347,4 +344,3 @@ def test_backend_offers_from_config_and_database(tmp_path: Path, clock: FakeCloc
     q = h.handle(request("inquiry", {"phone": p, "gross": 10_000}))
     assert "config" in q.body["receipt"] and "db" in q.body["receipt"]
     assert "gone" not in q.body["receipt"]
-    conn.close()

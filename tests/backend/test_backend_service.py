@@ -1,14 +1,16 @@
-"""The backend service end to end: a real Mosquitto, real backend processes, a real SQLite file."""
+"""The backend service end to end: a real Mosquitto, real backend processes, a real SQLite
+file or PostgreSQL database (`db`: the tests whose outcome goes through the engine, run
+on both; routing, presence and broker access on SQLite only)."""
 
 from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 from pathlib import Path
 
 import pytest
 
+from backend import store
 from protocols import mqtt as schema
 from tests.backend.core_helpers import (
     TestAgent,
@@ -29,18 +31,26 @@ def _now_iso() -> str:
     return schema.utc_now_iso()
 
 
-def _rows(db: Path, sql: str, *args: object) -> list[tuple]:
-    conn = sqlite3.connect(db)
+def _rows(db: str | Path, sql: str, *args: object) -> list[tuple]:
+    conn = store.connect(db)
     try:
-        return conn.execute(sql, args).fetchall()
+        return [tuple(row) for row in conn.execute(sql, args).fetchall()]
     finally:
         conn.close()
 
 
-def test_backend_service_purchase_flow(broker, tmp_path: Path) -> None:
-    db = tmp_path / "loyalty.db"
+def _sms_config(tmp_path: Path, extra: str = "") -> Path:
+    """A config whose file sender writes into the test's folder (on PostgreSQL there is no
+    database folder for the default file to go beside)."""
+    cfg = tmp_path / "backend.toml"
+    out = tmp_path / "sms-outbox.jsonl"
+    cfg.write_text(f'[sms]\nsender = "file"\nfile = "{out}"\n{extra}')
+    return cfg
+
+
+def test_backend_service_purchase_flow(broker, db: str, tmp_path: Path) -> None:
     agent = TestAgent(broker.address)
-    proc = start_backend(broker.address, db, "b1")
+    proc = start_backend(broker.address, db, "b1", "--config", str(_sms_config(tmp_path)))
     try:
         agent.wait_for(lambda: agent.status.get("b1") is True)
         p = phone(1)
@@ -123,10 +133,10 @@ def test_backend_service_refuses_foreign_terminal_and_malformed(broker, tmp_path
         agent.close()
 
 
-def test_backend_two_processes_one_db_no_double_effects(broker, tmp_path: Path) -> None:
-    db = tmp_path / "loyalty.db"
+def test_backend_two_processes_one_db_no_double_effects(broker, db: str, tmp_path: Path) -> None:
     agent = TestAgent(broker.address)
-    procs = [start_backend(broker.address, db, f"b{i}") for i in (1, 2)]
+    cfg = str(_sms_config(tmp_path))
+    procs = [start_backend(broker.address, db, f"b{i}", "--config", cfg) for i in (1, 2)]
     try:
         agent.wait_for(lambda: agent.status.get("b1") is True and agent.status.get("b2") is True)
         members = [phone(100 + i) for i in range(10)]
@@ -152,11 +162,12 @@ def test_backend_two_processes_one_db_no_double_effects(broker, tmp_path: Path) 
         agent.close()
 
 
-def test_backend_presence_sigterm_and_last_will(broker, tmp_path: Path) -> None:
-    db = tmp_path / "loyalty.db"
+def test_backend_presence_sigterm_and_last_will(broker, db: str, tmp_path: Path) -> None:
+    """SIGTERM answers what is in flight (the group commit is finished): on both engines."""
     agent = TestAgent(broker.address)
-    b1 = start_backend(broker.address, db, "b1")
-    b2 = start_backend(broker.address, db, "b2")
+    cfg = str(_sms_config(tmp_path))
+    b1 = start_backend(broker.address, db, "b1", "--config", cfg)
+    b2 = start_backend(broker.address, db, "b2", "--config", cfg)
     try:
         agent.wait_for(lambda: agent.status.get("b1") is True and agent.status.get("b2") is True)
         # requests in flight when SIGTERM arrives are still answered
@@ -221,11 +232,10 @@ def test_backend_with_password_and_acl(tmp_path: Path) -> None:
             agent.close()
 
 
-def test_backend_service_sweeps_expired_holds(broker, tmp_path: Path) -> None:
-    """An expired hold is released by the backend itself, with no request for the member."""
-    db = tmp_path / "loyalty.db"
-    cfg = tmp_path / "backend.toml"
-    cfg.write_text("[program]\nhold_seconds = 1\n[service]\nsweep_seconds = 0.2\n")
+def test_backend_service_sweeps_expired_holds(broker, db: str, tmp_path: Path) -> None:
+    """An expired hold is released by the backend itself, with no request for the member
+    (on PostgreSQL the sweep runs under an advisory lock)."""
+    cfg = _sms_config(tmp_path, "[program]\nhold_seconds = 1\n[service]\nsweep_seconds = 0.2\n")
     agent = TestAgent(broker.address)
     proc = start_backend(broker.address, db, "b1", "--config", str(cfg))
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import sqlite3
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -17,12 +16,12 @@ from typing import Any
 
 import pytest
 
+from backend import store
 from backend.sms import (
     FileSender,
     KavenegarSender,
     SendError,
     SmsWorker,
-    create_schema,
     enqueue,
     make_sender,
 )
@@ -191,21 +190,20 @@ def test_a_malformed_url_fails_without_showing_the_key(base_url: str) -> None:
 
 
 def test_key_never_reaches_logs_reprs_or_the_database(
-    gateway: FakeKavenegar, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    gateway: FakeKavenegar, db: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """On both engines: the outbox's `last_error` is written by the engine's own driver."""
     caplog.set_level(logging.DEBUG)
     sender = sender_for(gateway, timeout=0.3)
     assert KEY not in repr(sender)
-    db = tmp_path / "ledger.db"
-    conn = sqlite3.connect(db)
-    create_schema(conn)
+    conn = store.connect(db)
     modes = ["no_credit_http200", "bad_receptor", "5xx", "slow", "busy", "ok"]
     now = datetime(2026, 1, 1, tzinfo=UTC)
     worker = SmsWorker(db, sender)
     try:
         # One SMS per answer; those that failed for now are not due again at `now`.
         for i, mode in enumerate(modes):
-            with conn:
+            with store.transaction(conn):
                 enqueue(conn, key=f"k{i}", phone=PHONE, text=f"m{i}", kind="other", now=now)
             gateway.mode = mode
             worker.run_once(now)

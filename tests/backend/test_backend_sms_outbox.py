@@ -1,47 +1,48 @@
-"""The SMS outbox and worker against a real SQLite file (WAL, as the ledger opens it)."""
+"""The SMS outbox and worker on both engines: a real SQLite file (WAL, as the ledger opens
+it) and a real PostgreSQL database (claims FOR UPDATE SKIP LOCKED)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from backend import store
+from backend.engine import Connection
 from backend.sms import FileSender, SendError, SmsWorker, counts, create_schema, enqueue, outbox
+from backend.store import transaction
 from protocols.backoff import Backoff
 
 T0 = datetime(2026, 3, 21, 8, 0, tzinfo=UTC)
 PHONE = "09121234567"
 
 
-def open_db(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=30.0)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    create_schema(conn)
-    conn.commit()
-    return conn
+def open_db(db: str) -> Connection:
+    """The backend's database (the outbox is part of its schema), autocommit mode."""
+    return store.connect(db)
 
 
-def queue(path: Path, n: int, *, kind: str = "purchase", now: datetime = T0) -> None:
-    conn = open_db(path)
-    with conn:
+def queue(db: str, n: int, *, kind: str = "purchase", now: datetime = T0) -> None:
+    conn = open_db(db)
+    with transaction(conn):
         for i in range(n):
             enqueue(conn, key=f"k{i}", phone=PHONE, text=f"پیام {i}", kind=kind, now=now)
     conn.close()
 
 
-def rows(path: Path) -> list[sqlite3.Row]:
-    conn = sqlite3.connect(path)
-    conn.row_factory = sqlite3.Row
+def rows(db: str) -> list[dict[str, Any]]:
+    conn = open_db(db)
     try:
-        return conn.execute("SELECT * FROM sms_outbox ORDER BY id").fetchall()
+        cur = conn.execute("SELECT * FROM sms_outbox ORDER BY id")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
     finally:
         conn.close()
 
@@ -65,42 +66,44 @@ class ScriptedSender:
             raise failure
 
 
-def test_schema_is_idempotent_and_survives_reopen(tmp_path: Path) -> None:
-    db = tmp_path / "ledger.db"
+def test_schema_is_idempotent_and_survives_reopen(db: str) -> None:
     conn = open_db(db)
     create_schema(conn)
     create_schema(conn)
-    conn.commit()
     conn.close()
-    assert open_db(db).execute("SELECT COUNT(*) FROM sms_outbox").fetchone() == (0,)
+    assert open_db(db).execute("SELECT COUNT(*) FROM sms_outbox").fetchone()[0] == 0
 
 
-def test_enqueue_joins_the_callers_transaction(tmp_path: Path) -> None:
-    db = tmp_path / "ledger.db"
+class _Rollback(Exception):
+    pass
+
+
+def test_enqueue_joins_the_callers_transaction(db: str) -> None:
     conn = open_db(db)
-    other = sqlite3.connect(db)
-    conn.execute("CREATE TABLE purchases (id INTEGER PRIMARY KEY)")
-    conn.commit()
+    other = open_db(db)
 
-    conn.execute("INSERT INTO purchases DEFAULT VALUES")
-    assert enqueue(conn, key="p1", phone=PHONE, text="x", kind="purchase", now=T0)
-    assert conn.in_transaction
-    # Nothing is visible elsewhere until the caller commits: enqueue never commits.
-    assert other.execute("SELECT COUNT(*) FROM sms_outbox").fetchone() == (0,)
-    conn.rollback()
-    assert other.execute("SELECT COUNT(*) FROM sms_outbox").fetchone() == (0,)
+    def seen() -> int:
+        return other.execute("SELECT COUNT(*) FROM sms_outbox").fetchone()[0]
 
-    conn.execute("INSERT INTO purchases DEFAULT VALUES")
-    assert enqueue(conn, key="p1", phone=PHONE, text="x", kind="purchase", now=T0)
-    conn.commit()
-    assert other.execute("SELECT COUNT(*) FROM purchases").fetchone() == (1,)
-    assert other.execute("SELECT COUNT(*) FROM sms_outbox").fetchone() == (1,)
+    with pytest.raises(_Rollback), transaction(conn):
+        assert enqueue(conn, key="p1", phone=PHONE, text="x", kind="purchase", now=T0)
+        assert conn.in_transaction
+        # Nothing is visible elsewhere until the caller commits: enqueue never commits.
+        assert seen() == 0
+        raise _Rollback
+    assert seen() == 0
+
+    with transaction(conn):
+        assert enqueue(conn, key="p1", phone=PHONE, text="x", kind="purchase", now=T0)
+        assert seen() == 0
+    assert seen() == 1
+    conn.close()
+    other.close()
 
 
-def test_enqueue_is_idempotent_by_key(tmp_path: Path) -> None:
-    db = tmp_path / "ledger.db"
+def test_enqueue_is_idempotent_by_key(db: str) -> None:
     conn = open_db(db)
-    with conn:
+    with transaction(conn):
         assert enqueue(conn, key="w:1", phone="+989121234567", text="a", kind="welcome", now=T0)
         assert not enqueue(conn, key="w:1", phone=PHONE, text="b", kind="welcome", now=T0)
     (row,) = rows(db)
@@ -117,20 +120,18 @@ def test_enqueue_is_idempotent_by_key(tmp_path: Path) -> None:
         ({"now": "2026-03-21"}, "datetime"),
     ],
 )
-def test_bad_enqueue_changes_nothing(tmp_path: Path, changes: dict, message: str) -> None:
-    db = tmp_path / "ledger.db"
+def test_bad_enqueue_changes_nothing(db: str, changes: dict, message: str) -> None:
     conn = open_db(db)
     args = {"key": "k", "phone": PHONE, "text": "x", "kind": "otp", "now": T0} | changes
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message), transaction(conn):
         enqueue(conn, **args)
-    conn.commit()
+    conn.close()
     assert rows(db) == []
 
 
-def test_counts_by_status_and_period(tmp_path: Path) -> None:
-    db = tmp_path / "ledger.db"
+def test_counts_by_status_and_period(db: str) -> None:
     conn = open_db(db)
-    with conn:
+    with transaction(conn):
         for i in range(5):
             enqueue(conn, key=f"k{i}", phone=PHONE, text="x", kind="other",
                     now=T0 + timedelta(days=i))  # fmt: skip
@@ -148,8 +149,7 @@ def test_counts_by_status_and_period(tmp_path: Path) -> None:
     assert counts(conn, until=T0) == {"sent": 0, "pending": 0, "failed": 0}
 
 
-def test_worker_sends_to_the_file_sender(tmp_path: Path) -> None:
-    db = tmp_path / "ledger.db"
+def test_worker_sends_to_the_file_sender(db: str, tmp_path: Path) -> None:
     queue(db, 3, kind="welcome")
     out = tmp_path / "sms.jsonl"
     worker = SmsWorker(db, FileSender(out))
@@ -166,8 +166,32 @@ def test_worker_sends_to_the_file_sender(tmp_path: Path) -> None:
     assert counts(open_db(db)) == {"sent": 3, "pending": 0, "failed": 0}
 
 
-def test_temporary_failures_back_off_exponentially(tmp_path: Path) -> None:
-    db = tmp_path / "ledger.db"
+def test_file_sender_takes_a_batch_in_one_write(db: str, tmp_path: Path) -> None:
+    """The worker hands the file sender a whole claim at once: one line per SMS, all
+    recorded sent; a file that cannot be written leaves every one of them to a retry."""
+    queue(db, 40)
+    blocked = tmp_path / "not-a-file"
+    blocked.mkdir()  # open() fails: a temporary error for the whole batch
+    worker = SmsWorker(db, FileSender(blocked), base_delay=10.0)
+    try:
+        assert worker.run_once(T0) == 0
+    finally:
+        worker.stop()
+    assert {(r["status"], r["attempts"], r["next_attempt_at"]) for r in rows(db)} == {
+        ("pending", 1, T0.timestamp() + 10.0)
+    }
+    out = tmp_path / "sms.jsonl"
+    worker = SmsWorker(db, FileSender(out), batch=16)
+    try:
+        assert worker.run_once(T0 + timedelta(seconds=10)) == 40
+    finally:
+        worker.stop()
+    lines = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["text"] for r in lines] == [f"پیام {i}" for i in range(40)]
+    assert all(r["status"] == "sent" and r["attempts"] == 2 for r in rows(db))
+
+
+def test_temporary_failures_back_off_exponentially(db: str) -> None:
     queue(db, 1)
     outage = [SendError("gateway down", temporary=True) for _ in range(3)]
     sender = ScriptedSender(outage)
@@ -197,8 +221,7 @@ def test_backoff_is_capped() -> None:
     assert delays == [10, 20, 40, 80, 160, 300, 300, 300]
 
 
-def test_gives_up_after_max_attempts(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    db = tmp_path / "ledger.db"
+def test_gives_up_after_max_attempts(db: str, caplog: pytest.LogCaptureFixture) -> None:
     queue(db, 1)
     sender = ScriptedSender([SendError("down", temporary=True) for _ in range(10)])
     worker = SmsWorker(db, sender, max_attempts=3, base_delay=1.0, max_delay=1.0)
@@ -217,9 +240,8 @@ def test_gives_up_after_max_attempts(tmp_path: Path, caplog: pytest.LogCaptureFi
 
 
 def test_permanent_failure_is_marked_and_logged_masked(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    db: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    db = tmp_path / "ledger.db"
     queue(db, 2)
     sender = ScriptedSender([SendError("gateway status 411: bad receptor", temporary=False)])
     worker = SmsWorker(db, sender)
@@ -239,8 +261,7 @@ def test_permanent_failure_is_marked_and_logged_masked(
     assert PHONE not in logged
 
 
-def test_a_sender_bug_is_retried_not_lost(tmp_path: Path) -> None:
-    db = tmp_path / "ledger.db"
+def test_a_sender_bug_is_retried_not_lost(db: str) -> None:
     queue(db, 1)
     sender = ScriptedSender([RuntimeError("oops")])  # type: ignore[list-item]
     worker = SmsWorker(db, sender, base_delay=5.0)
@@ -252,10 +273,9 @@ def test_a_sender_bug_is_retried_not_lost(tmp_path: Path) -> None:
         worker.stop()
 
 
-def test_a_lapsed_claim_is_taken_over(tmp_path: Path) -> None:
-    db = tmp_path / "ledger.db"
+def test_a_lapsed_claim_is_taken_over(db: str) -> None:
     queue(db, 1)
-    conn = sqlite3.connect(db, isolation_level=None)
+    conn = open_db(db)
     # A process claims the SMS and dies before sending it.
     (claimed,) = outbox.claim_due(conn, owner="dead", now=T0.timestamp(), lease=60.0)
     assert claimed.attempts == 1
@@ -273,8 +293,7 @@ def test_a_lapsed_claim_is_taken_over(tmp_path: Path) -> None:
     conn.close()
 
 
-def test_two_workers_never_send_one_sms_twice(tmp_path: Path) -> None:
-    db = tmp_path / "ledger.db"
+def test_two_workers_never_send_one_sms_twice(db: str) -> None:
     n = 60
     queue(db, n)
     sender = ScriptedSender(delay=0.002)
@@ -297,14 +316,13 @@ def test_two_workers_never_send_one_sms_twice(tmp_path: Path) -> None:
     assert all(r["status"] == "sent" for r in rows(db))
 
 
-def test_started_worker_sends_and_stops(tmp_path: Path) -> None:
-    db = tmp_path / "ledger.db"
+def test_started_worker_sends_and_stops(db: str, tmp_path: Path) -> None:
     conn = open_db(db)
     out = tmp_path / "sms.jsonl"
     worker = SmsWorker(db, FileSender(out), poll_interval=0.05)
     worker.start()
     try:
-        with conn:
+        with transaction(conn):
             enqueue(conn, key="live", phone=PHONE, text="سلام", kind="other",
                     now=datetime.now(UTC))  # fmt: skip
         deadline = time.monotonic() + 20
@@ -317,15 +335,14 @@ def test_started_worker_sends_and_stops(tmp_path: Path) -> None:
     conn.close()
 
 
-def test_claims_come_in_batches_oldest_first(tmp_path: Path) -> None:
-    db = tmp_path / "ledger.db"
+def test_claims_come_in_batches_oldest_first(db: str) -> None:
     conn = open_db(db)
-    with conn:
+    with transaction(conn):
         for i in range(5):
             enqueue(conn, key=f"k{i}", phone=PHONE, text=str(i), kind="other",
                     now=T0 - timedelta(seconds=i))  # fmt: skip
     conn.close()
-    auto = sqlite3.connect(db, isolation_level=None)
+    auto = open_db(db)
     first = outbox.claim_due(auto, owner="a", now=T0.timestamp(), lease=60, limit=3)
     assert [c.text for c in first] == ["4", "3", "2"]
     second = outbox.claim_due(auto, owner="b", now=T0.timestamp(), lease=60, limit=3)
@@ -337,14 +354,13 @@ def test_claims_come_in_batches_oldest_first(tmp_path: Path) -> None:
     auto.close()
 
 
-def test_sent_marks_are_grouped_and_only_for_the_owner(tmp_path: Path) -> None:
-    db = tmp_path / "ledger.db"
+def test_sent_marks_are_grouped_and_only_for_the_owner(db: str) -> None:
     conn = open_db(db)
-    with conn:
+    with transaction(conn):
         for i in range(4):
             enqueue(conn, key=f"k{i}", phone=PHONE, text=str(i), kind="other", now=T0)
     conn.close()
-    auto = sqlite3.connect(db, isolation_level=None)
+    auto = open_db(db)
     mine = outbox.claim_due(auto, owner="a", now=T0.timestamp(), lease=60, limit=4)
     ids = [c.id for c in mine]
     assert outbox.mark_sent_many(auto, ids, owner="b", now=T0.timestamp()) == 0
@@ -354,8 +370,7 @@ def test_sent_marks_are_grouped_and_only_for_the_owner(tmp_path: Path) -> None:
     auto.close()
 
 
-def test_stop_finishes_the_sms_in_hand_and_hands_back_the_rest(tmp_path: Path) -> None:
-    db = tmp_path / "ledger.db"
+def test_stop_finishes_the_sms_in_hand_and_hands_back_the_rest(db: str, tmp_path: Path) -> None:
     queue(db, 5)
     out = tmp_path / "sms.jsonl"
 
@@ -398,8 +413,7 @@ class WatchedLock:
         self.inner.release()
 
 
-def test_worker_writes_only_under_the_shared_lock(tmp_path: Path) -> None:
-    db = tmp_path / "ledger.db"
+def test_worker_writes_only_under_the_shared_lock(db: str, tmp_path: Path) -> None:
     queue(db, 3)
     out = tmp_path / "sms.jsonl"
     lock = WatchedLock()

@@ -1,17 +1,22 @@
 """The store: one stored-response row per key, other schema versions refused, and the WAL
-checkpointed into the database (by the checkpointer thread and after a commit)."""
+checkpointed into the database (by the checkpointer thread and after a commit), and the
+write turn of several processes on one SQLite file."""
 
 from __future__ import annotations
 
-import sqlite3
+import fcntl
+import os
+import signal
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from backend import engine, store
+from backend import engine, migrations, store
 from backend.engine import Connection
-from tests.backend.core_helpers import phone
+from tests.backend.core_helpers import ROOT, phone
 
 
 def test_backend_store_response_key_unique_and_compact(conn: Connection) -> None:
@@ -27,15 +32,13 @@ def test_backend_store_response_key_unique_and_compact(conn: Connection) -> None
     assert text == '{"earned":5,"name":"علی"}'
 
 
-def test_backend_store_other_schema_version_refused(tmp_path: Path) -> None:
-    path = tmp_path / "db.sqlite"
-    store.connect(path).close()
-    raw = sqlite3.connect(path)
-    raw.execute("UPDATE schema_version SET version = ?", (1,))
-    raw.commit()
+@pytest.mark.parametrize(("version", "says"), [(1, "older"), (migrations.LATEST + 1, "newer")])
+def test_backend_store_other_schema_version_refused(db: str, version: int, says: str) -> None:
+    raw = store.connect(db, check_schema=False)
+    raw.execute("UPDATE schema_version SET version = ?", (version,))
     raw.close()
-    with pytest.raises(store.StoreError, match="schema version"):
-        store.connect(path)
+    with pytest.raises(store.StoreError, match=f"schema version {version} is {says}"):
+        store.connect(db)
 
 
 def test_backend_checkpointer_copies_the_wal_into_the_database(tmp_path: Path) -> None:
@@ -79,3 +82,62 @@ def test_backend_catch_up_checkpoint_lets_the_wal_start_over(tmp_path: Path) -> 
     write(1500)  # starts the WAL over: its file does not grow past where it was
     assert db.with_name(db.name + "-wal").stat().st_size <= size
     conn.close()
+
+
+_HOLDER = """
+import sys
+from backend import store
+lock = store.WriteLock(sys.argv[1])
+with lock:
+    print("held", flush=True)
+    sys.stdin.readline()
+print("let go", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_backend_write_lock_is_one_turn_across_processes(tmp_path: Path) -> None:
+    """Two backend processes on one SQLite file: one write turn at a time, handed over
+    when let go, and freed when its holder is killed."""
+    db = tmp_path / "loyalty.db"
+    store.connect(db).close()
+    mine = store.WriteLock(db)
+
+    def holder() -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _HOLDER, str(db)],
+            cwd=ROOT, env={"PYTHONPATH": str(ROOT)}, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+        return proc
+
+    def taken() -> bool:
+        fd = os.open(mine.path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing lets go of a lock this probe took
+        return False
+
+    other = holder()
+    assert taken()
+    assert other.stdin is not None and other.stdout is not None
+    other.stdin.write("\n")
+    other.stdin.flush()
+    assert other.stdout.readline() == "let go\n"
+    assert not taken()
+    with mine:  # our turn; the other process still runs
+        assert taken()
+    other.stdin.write("\n")
+    other.stdin.close()
+    assert other.wait(30) == 0
+    killed = holder()
+    assert taken()
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(30)
+    with mine:
+        pass
+    mine.close()
