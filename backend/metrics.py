@@ -35,7 +35,10 @@ METRICS = {
     "open_holds": "quotes holding a member's credit, not yet settled nor released",
     "sms_outbox": "SMS in the outbox, by status",
     "info": "version of this backend (always 1)",
+    "unknown_terminals_total": "requests refused: terminal not registered, or disabled (96)",
 }
+#: the registry's refusal (backend.handlers.NOT_REGISTERED), compared per answer
+_NOT_REGISTERED = "terminal not registered"
 SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                    2.5, 5.0)
 SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
@@ -84,6 +87,9 @@ class BackendMetrics:
         self.handling: dict[str, Histogram] = {}
         self.commit = Histogram(SECONDS_BUCKETS)
         self.group_size = Histogram(SIZE_BUCKETS)
+        #: requests from terminals the registry does not know or has disabled (a counter
+        #: of its own: the unknown_terminals table's counts go when a terminal is registered)
+        self.unknown_terminals = 0
 
     def group(self, reqs: Sequence[Any], responses: Sequence[Any], started: Sequence[float],
               commit_seconds: float, now: float) -> None:
@@ -95,6 +101,8 @@ class BackendMetrics:
             for req, resp, t0 in zip(reqs, responses, started, strict=True):
                 key = (req.type, resp.code)
                 requests[key] = requests.get(key, 0) + 1
+                if resp.code == "96" and resp.message == _NOT_REGISTERED:
+                    self.unknown_terminals += 1
                 h = handling.get(req.type)
                 if h is None:
                     h = handling[req.type] = Histogram(SECONDS_BUCKETS)
@@ -156,6 +164,9 @@ class BackendCollector:
         )
 
         requests, handling, commit, size = self.metrics.snapshot()
+        yield CounterMetricFamily(PREFIX + "unknown_terminals",
+                                  METRICS["unknown_terminals_total"],
+                                  value=self.metrics.unknown_terminals)  # fmt: skip
         c = CounterMetricFamily(PREFIX + "requests", METRICS["requests_total"],
                                 labels=["type", "code"])
         for (type_, code), n in sorted(requests.items()):

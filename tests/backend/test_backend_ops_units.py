@@ -44,6 +44,19 @@ def test_group_counts_by_type_and_code() -> None:
     assert commit[0][-1] == ("+Inf", 1) and size[1] == 3
 
 
+def test_group_counts_unregistered_terminals() -> None:
+    from backend.handlers import NOT_REGISTERED
+
+    m = BackendMetrics()
+    reqs = [Request(type="enroll", id=str(i), key=f"k{i}", terminal_id="X0000001",
+                    merchant_id="M00000000000001", body={}) for i in range(3)]
+    resps = [Response(type="enroll", id="0", key="k0", code="96", message=NOT_REGISTERED),
+             Response(type="enroll", id="1", key="k1", code="96", message="internal error"),
+             Response(type="enroll", id="2", key="k2", code="00")]
+    m.group(reqs, resps, [1.0, 1.0, 1.0], 0.001, 1.5)
+    assert m.unknown_terminals == 1  # the registry's refusal only, not every 96
+
+
 @pytest.mark.parametrize("text", ["127.0.0.1:9740", "localhost:9740", "[::1]:0"])
 def test_metrics_on_loopback(text: str) -> None:
     host, _ = listen_address(text)

@@ -1,8 +1,7 @@
 """The alert rules parse, and they and the dashboard use only metrics the code exports.
 
 The agent's names come from agent.metrics.METRICS, the backend's from
-backend.metrics.METRICS; `loyalty_backend_unknown_terminals_total` is still planned (it
-comes with the registry of terminals) and listed here and in docs/operations.md.
+backend.metrics.METRICS, listed in docs/operations.md.
 """
 
 from __future__ import annotations
@@ -24,9 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "deploy" / "prometheus" / "loyalty-alerts.yml"
 DASHBOARD = REPO / "deploy" / "grafana" / "loyalty-fleet.json"
 #: The backend's metric planned in issue 17 and not exported yet.
-PLANNED_BACKEND_METRICS = {
-    "loyalty_backend_unknown_terminals_total": "counter: requests from unknown terminals",
-}
+PLANNED_BACKEND_METRICS: dict[str, str] = {}
 #: Series Prometheus makes itself.
 BUILTIN = {"up"}
 _SUFFIXES = ("_bucket", "_sum", "_count")
