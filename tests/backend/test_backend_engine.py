@@ -152,14 +152,16 @@ def test_backend_engine_pipelined_transaction(pg_url: str) -> None:
         with store.transaction(conn, pipeline=True):
             assert engine.pipelined(conn)
             cur = conn.execute(
-                "INSERT INTO members(phone, code, enrolled_at, tier) VALUES (?, ?, ?, ?)",
+                "INSERT INTO members(phone, code, enrolled_at, tier, club_id) "
+                "VALUES (?, ?, ?, ?, 1)",
                 ("09120000001", "ABCDEFG", 10, "bronze"),
             )
             member_id = cur.lastrowid
             assert isinstance(member_id, int)
             conn.execute("SAVEPOINT request")
             conn.execute(
-                "INSERT INTO members(phone, code, enrolled_at, tier) VALUES (?, ?, ?, ?)",
+                "INSERT INTO members(phone, code, enrolled_at, tier, club_id) "
+                "VALUES (?, ?, ?, ?, 1)",
                 ("09120000001", "HIJKLMN", 10, "bronze"),
             )  # the phone is taken: fails, but only when waited for
             with pytest.raises(engine.IntegrityError):
@@ -187,7 +189,8 @@ def test_backend_engine_pipelined_transaction(pg_url: str) -> None:
         # a failed COMMIT-time error rolls the whole transaction back
         with pytest.raises(engine.IntegrityError), store.transaction(conn, pipeline=True):
             conn.execute(
-                "INSERT INTO members(phone, code, enrolled_at, tier) VALUES (?, ?, ?, ?)",
+                "INSERT INTO members(phone, code, enrolled_at, tier, club_id) "
+                "VALUES (?, ?, ?, ?, 1)",
                 ("09120000002", "ABCDEFG", 10, "bronze"),
             )
         assert not conn.in_transaction

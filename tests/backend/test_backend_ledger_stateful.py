@@ -31,7 +31,7 @@ from backend.program import Program
 from protocols import mqtt as schema
 from protocols.mqtt import Request, Response
 from tests.backend.core_helpers import FakeClock, advice, phone, request, reversal
-from tests.backend.engines import ENGINES, wipe
+from tests.backend.engines import ENGINES, register_test_terminals, wipe
 
 PHONES = [phone(i) for i in range(5)]
 _FA = str.maketrans("۰۱۲۳۴۵۶۷۸۹", "0123456789")
@@ -50,6 +50,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def __init__(self, new_db: NewDb = _sqlite_db) -> None:
         super().__init__()
         self.db, self._drop = new_db()
+        register_test_terminals(self.db)
         self.conn = store.connect(self.db)
         self.clock = FakeClock()
         # a low OTP threshold so that random runs reach it
