@@ -119,8 +119,10 @@ def provision_terminals(
                     club = min(store_registry.list_clubs(conn), key=lambda c: c.id)
                 else:
                     club = store_registry.add_club(conn, f"club-{n:03d}", now)
-                    store_registry.add_program(conn, club.id, "[program]\nwelcome_credit = "
-                                               f"{n}\n", "fleet", now)  # fmt: skip
+                    # a version of its own, with the default's rules: the same work per
+                    # request, so that only the registry differs between the runs
+                    store_registry.add_program(conn, club.id, "[program]\nhold_seconds = 300\n",
+                                               "fleet", now)  # fmt: skip
                 branch = store_registry.find_branch(conn, club.id, "main")
                 assert branch is not None
                 branches.append((club.id, branch.id))
