@@ -17,7 +17,7 @@ from backend.engine import Connection
 #: Every table of the schema, parents before children (foreign keys hold row by row).
 TABLES = (
     "members", "cards", "lots", "ledger", "lot_uses", "quotes", "purchases", "reversals",
-    "requests", "otps", "offers", "sms_outbox",
+    "requests", "otps", "offers", "sms_outbox", "panel_users", "audit_log", "offer_uses",
 )  # fmt: skip
 #: Made by the target's own migration, not copied.
 SCHEMA_TABLES = ("schema_version", "schema_migrations")
