@@ -109,7 +109,12 @@ class OfferRow:
 def build_offer(form: forms.BoundForm, data: dict[str, str], club_id: int,
                 tiers: list[str], today: date) -> Offer | None:
     """The offer the form describes, or None with the errors put beside their fields."""
-    v, errors = form.values, form.errors
+    errors = form.errors
+    # each field's own value where it parsed, so the rules between fields are checked too
+    # and every error is shown at once (bind keeps no values when any field failed)
+    v: dict[str, object] = {}
+    for f in form.fields:
+        v.update(forms.bind((f,), data).values)
     percent, amount = 0.0, 0
     if "kind" not in errors and "value" not in errors:
         try:
@@ -145,7 +150,7 @@ def build_offer(form: forms.BoundForm, data: dict[str, str], club_id: int,
         errors["start"] = "آغاز پس از پایان است."
     weekdays = frozenset(WEEKDAYS.index(d) for d in WEEK if data.get(f"wd_{d}") == "on")
     if errors:
-        v.clear()
+        form.values.clear()
         return None
     try:
         return Offer(name=str(v["name"]), percent=percent, amount=amount,
