@@ -402,6 +402,7 @@ CREATE INDEX audit_log_club ON audit_log(club_id, id);
 ALTER TABLE members ADD COLUMN name TEXT;
 ALTER TABLE members ADD COLUMN marketing_consent INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE members ADD COLUMN consent_changed_at INTEGER;
+CREATE INDEX members_club_enrolled ON members(club_id, enrolled_at);
 CREATE TABLE offer_uses (
     offer_id INTEGER NOT NULL REFERENCES offers(id),
     purchase_key TEXT NOT NULL REFERENCES purchases(key),

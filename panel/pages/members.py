@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from panel.app import Panel
 
 PAGE = 50
+LEDGER_PAGE = 500
 CSV_LIMIT = 200_000
 MAX_ADJUST = 10**12
 
@@ -168,7 +169,7 @@ def routes(panel: Panel) -> list[BaseRoute]:
         return Response("\ufeff" + out.getvalue(), media_type="text/csv; charset=utf-8",
                         headers={"content-disposition": 'attachment; filename="members.csv"'})
 
-    def member_context(view: Viewer, member_id: int) -> dict:
+    def member_context(view: Viewer, member_id: int, ledger_before: int | None = None) -> dict:
         with database(panel).connection() as conn:
             m = store_members.member(conn, view.club_id, member_id)
             if m is None:
@@ -183,14 +184,17 @@ def routes(panel: Panel) -> list[BaseRoute]:
                 held=ledger.held(conn, m.id), spend=spend, next_tier=next_tier(program, spend),
                 window=program.tier_window_days, cards=store.cards_of(conn, m.id),
                 purchases=store_members.purchases(conn, m.id),
-                entries=store_members.ledger(conn, m.id), referrer=referrer,
+                entries=store_members.ledger(conn, m.id, limit=LEDGER_PAGE,
+                                             before_id=ledger_before),
+                ledger_page=LEDGER_PAGE, referrer=referrer,
                 totals=store.purchase_totals(conn, m.id),
                 birthday_shown=_birthday_shown(m.birthday),
                 when_ts=lambda value: jalali(store.from_ts(value)))
 
     def render_member(request: Request, view: Viewer, member_id: int, status: int = 200,
-                      *, notice: str = "", **forms_given: forms.BoundForm) -> Response:
-        context = member_context(view, member_id)
+                      *, notice: str = "", ledger_before: int | None = None,
+                      **forms_given: forms.BoundForm) -> Response:
+        context = member_context(view, member_id, ledger_before)
         m = context["m"]
         profile = forms_given.get("profile_form") or forms.BoundForm(
             PROFILE_FORM, {"name": m.name or "",
@@ -204,8 +208,11 @@ def routes(panel: Panel) -> list[BaseRoute]:
     def member_page(request: Request) -> Response:
         view = viewer(panel, request, Permission.LOOK_UP_MEMBERS)
         notice = request.query_params.get("done", "")
+        before = ascii_digits(request.query_params.get("ledger_before", ""))
         return render_member(request, view, request.path_params["member_id"],
-                             notice=notice if notice in NOTICES else "")
+                             notice=notice if notice in NOTICES else "",
+                             ledger_before=int(before) if before.isascii() and before.isdigit()
+                             else None)
 
     # -- actions: each an async shell reading the form, the work in a thread --------------
 

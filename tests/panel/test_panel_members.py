@@ -211,3 +211,37 @@ def test_english_switch(world: World) -> None:
         b.get("/lang/en")
         page = b.get(f"/members/{world.member_a}").text
     assert 'dir="ltr"' in page and "Adjust credit" in page and "100,000" in page
+
+
+def test_the_two_ways_of_listing_agree_and_an_export_holds_every_member(world: World) -> None:
+    """The list reads the page of members first when its order and filter allow, and
+    totals every purchase otherwise: both must give the same rows, for exports too."""
+    from datetime import timedelta
+
+    from backend.store import PurchaseRecord, ts
+    from backend.store_members import MemberFilter, SortKey
+    from tests.panel.world import NOW
+
+    with world.conn() as c, store.transaction(c):
+        c.executemany(
+            "INSERT INTO members(phone, code, enrolled_at, tier, club_id) VALUES (?, ?, ?, ?, ?)",
+            [(f"0915{i:07d}", f"Z{i:06d}", ts(NOW - timedelta(minutes=i)), "bronze",
+              world.club_a) for i in range(1200)])
+        for i, (mid, amount) in enumerate(((world.member_a, 5_000), (world.member_a, 7_000))):
+            store.insert_purchase(c, PurchaseRecord(
+                key=f"T0000001:p{i}", member_id=mid, terminal_id="T0000001", quote_id=None,
+                amount=amount, gross=amount, approved=True, redeemed=0, earned=0, recovered=0,
+                earn_lot=None, occurred_at=ts(NOW) - i))
+    with world.conn() as c:
+        fast, n_fast = store_members.list_members(c, world.club_a, MemberFilter(), limit=5000)
+        slow, n_slow = store_members.list_members(c, world.club_a, MemberFilter(min_spend=0),
+                                                  limit=5000)
+        by_name, _ = store_members.list_members(
+            c, world.club_a, MemberFilter(sort=SortKey.NAME, descending=False), limit=3)
+    assert n_fast == n_slow == 1202 and fast == slow
+    [a] = [r for r in fast if r.id == world.member_a]
+    assert a.visits == 2 and a.spend == 12_000 and a.last_visit is not None
+    assert by_name[0].name == SCRIPT
+    with logged_in(world, "ali") as b:
+        csv_text = b.get("/members.csv").text
+    assert len(csv_text.strip().splitlines()) == 1 + 1202
