@@ -10,7 +10,7 @@ _KINDS_EN = {"earn": "earned", "redeem": "redeemed", "hold": "held", "release": 
              "expiry": "expired", "referral": "referral", "welcome": "welcome",
              "reversal": "reversal", "adjustment": "adjustment", "recovery": "debt recovered"}
 _ACTIONS_FA = {
-    "member.adjust": "اصلاح اعتبار", "member.card_link": "وصل کارت",
+    "member.adjust": "اصلاح اعتبار", "member.enrol": "عضویت", "member.card_link": "وصل کارت",
     "member.card_replace": "جایگزینی کارت", "member.profile": "ویرایش مشخصات",
     "member.marketing_sms": "پیامک تبلیغاتی", "offer.add": "افزودن پیشنهاد",
     "offer.end": "پایان پیشنهاد", "program.edit": "ویرایش برنامه", "user.add": "افزودن کاربر",
@@ -18,7 +18,8 @@ _ACTIONS_FA = {
     "user.passwd": "تغییر گذرواژه",
 }
 _ACTIONS_EN = {
-    "member.adjust": "credit adjusted", "member.card_link": "card linked",
+    "member.adjust": "credit adjusted", "member.enrol": "member enrolled",
+    "member.card_link": "card linked",
     "member.card_replace": "card replaced", "member.profile": "profile edited",
     "member.marketing_sms": "marketing SMS", "offer.add": "offer added",
     "offer.end": "offer ended", "program.edit": "program edited", "user.add": "user added",
@@ -116,6 +117,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "last_login": "آخرین ورود", "user_disabled": "غیرفعال", "user_enabled": "فعال",
         "enable": "فعال کردن", "disable": "غیرفعال کردن", "new_password": "گذرواژه تازه",
         "add_user": "افزودن کاربر", "password_again": "تکرار گذرواژه",
+        "enrol_member": "عضو تازه", "enrol": "عضویت", "referrer_phone": "شماره همراه معرف",
+        "done_enrolled": "عضو تازه ثبت شد.",
+        "done_exists": "این شماره پیش‌تر عضو بود؛ پرونده‌اش این است.",
         "who": "چه کسی", "what": "چه کاری", "target_of_change": "روی چه", "before": "پیش از",
         "after": "پس از", "no_changes": "هنوز تغییری ثبت نشده است.", "older": "قدیمی‌تر",
         **{f"kind_{k}": v for k, v in _KINDS_FA.items()},
@@ -194,6 +198,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "last_login": "Last login", "user_disabled": "disabled", "user_enabled": "enabled",
         "enable": "Enable", "disable": "Disable", "new_password": "New password",
         "add_user": "Add user", "password_again": "Password again",
+        "enrol_member": "New member", "enrol": "Enrol", "referrer_phone": "Referrer's phone",
+        "done_enrolled": "Member enrolled.",
+        "done_exists": "This phone is a member already; here is the record.",
         "who": "Who", "what": "What", "target_of_change": "On", "before": "Before",
         "after": "After", "no_changes": "No changes yet.", "older": "Older",
         **{f"kind_{k}": v for k, v in _KINDS_EN.items()},

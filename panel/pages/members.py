@@ -19,7 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from backend import ledger, store, store_members
+from backend import engine, ledger, store, store_members
+from backend.handling import enroll
 from backend.program import Program
 from backend.store_members import MemberFilter, SortKey
 from panel import forms
@@ -68,6 +69,11 @@ ADJUST_FORM = (
 CARD_FORM = (
     forms.Field("card", "new_card", card_number, max_length=40),
     forms.Field("old", "old_card", card_number, required=False, max_length=40),
+)
+ENROL_FORM = (
+    forms.Field("phone", "phone", forms.phone, max_length=32),
+    forms.Field("name", "name", forms.text, required=False, max_length=80),
+    forms.Field("referrer", "referrer_phone", forms.phone, required=False, max_length=32),
 )
 PROFILE_FORM = (
     forms.Field("name", "name", forms.text, required=False, max_length=80),
@@ -146,6 +152,7 @@ def routes(panel: Panel) -> list[BaseRoute]:
             tiers = [t.name for t in club_program(panel, conn, view.club_id).tiers]
         return panel.render(
             request, "members.html", 400 if errors else 200, view=view, query=query,
+            enrol_form=forms.empty_form(ENROL_FORM),
             found=found, rows=rows, total=total, page=page, pages=max(1, -(-total // PAGE)),
             params=params, errors=errors, tiers=tiers, flt=flt,
             base_query=urlencode({k: v for k, v in params.items() if k != "page"}))
@@ -322,6 +329,34 @@ def routes(panel: Panel) -> list[BaseRoute]:
                              {"marketing_sms": m.marketing_consent}, {"marketing_sms": on}, now)
         return redirect(f"/members/{member_id}?done=consent")
 
+    def enrol(request: Request, data: dict[str, str]) -> Response:
+        view = viewer(panel, request, Permission.ENROL_MEMBERS)
+        form = forms.bind(ENROL_FORM, data)
+        if not form.ok:
+            return panel.render(request, "members.html", 400, view=view, query="",
+                                found=None, rows=[], total=0, page=1, pages=1, params={},
+                                errors={}, tiers=[], flt=MemberFilter(), base_query="",
+                                enrol_form=form)
+        phone, name = str(form.values["phone"]), form.values["name"] or None
+        referrer_phone = form.values["referrer"]
+        now = panel.wall_clock()
+        with database(panel).connection() as conn, store.transaction(conn):
+            engine.exclusive(conn, f"phone:{view.club_id}:{phone}")  # as the terminal's enroll
+            found = store.member_by_phone(conn, phone, club_id=view.club_id, lock=True)
+            if found is not None:
+                return redirect(f"/members/{found.id}?done=exists")
+            referrer = (store.member_by_phone(conn, str(referrer_phone), club_id=view.club_id)
+                        if referrer_phone else None)
+            member = enroll.enrol_new(conn, club_id=view.club_id, phone=phone,
+                                      referrer_id=referrer.id if referrer else None,
+                                      program=club_program(panel, conn, view.club_id),
+                                      shop_name=view.club_name, now=now)
+            if name:
+                store_members.set_name(conn, member.id, str(name))
+            common.audit(conn, view, "member.enrol", f"member:{member.code}", None,
+                         {"name": name, "referrer": referrer.code if referrer else None}, now)
+        return redirect(f"/members/{member.id}?done=enrolled")
+
     def _member_or_404(view: Viewer, member_id: int) -> None:
         with database(panel).connection() as conn:
             if store_members.member(conn, view.club_id, member_id) is None:
@@ -330,6 +365,7 @@ def routes(panel: Panel) -> list[BaseRoute]:
     return [
         Route("/members", members_page, methods=["GET"]),
         Route("/members.csv", members_csv, methods=["GET"]),
+        Route("/members/enrol", post_form(enrol), methods=["POST"]),
         Route("/members/{member_id:int}", member_page, methods=["GET"]),
         Route("/members/{member_id:int}/adjust", post_form(adjust), methods=["POST"]),
         Route("/members/{member_id:int}/card", post_form(card), methods=["POST"]),
@@ -338,7 +374,7 @@ def routes(panel: Panel) -> list[BaseRoute]:
     ]
 
 
-NOTICES = ("adjusted", "repeated", "card", "profile", "consent")
+NOTICES = ("adjusted", "repeated", "card", "profile", "consent", "enrolled", "exists")
 CARD_ERRORS = {
     "card is linked to another member": "این کارت به عضو دیگری وصل است.",
     "card was replaced and no longer works": "این کارت جایگزین شده و دیگر کار نمی‌کند.",

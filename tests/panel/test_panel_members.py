@@ -245,3 +245,28 @@ def test_the_two_ways_of_listing_agree_and_an_export_holds_every_member(world: W
     with logged_in(world, "ali") as b:
         csv_text = b.get("/members.csv").text
     assert len(csv_text.strip().splitlines()) == 1 + 1202
+
+
+def test_staff_enrol_a_member_with_welcome_credit_and_sms(world: World) -> None:
+    from backend.program import Program
+
+    with logged_in(world, "sara", Program(welcome_credit=5_000)) as b:
+        bad = b.post("/members/enrol", {"phone": "0912", "name": "", "referrer": ""})
+        assert bad.status_code == 400 and 'id="e-phone"' in bad.text
+        r = b.post("/members/enrol", {"phone": "۰۹۳۵ ۱۱۱ ۲۲۳۳", "name": "<i>نو</i>",
+                                      "referrer": PHONE})
+        assert r.status_code == 303 and r.headers["location"].endswith("done=enrolled")
+        page = b.get(r.headers["location"]).text
+        again = b.post("/members/enrol", {"phone": "09351112233", "name": "", "referrer": ""})
+        elsewhere = b.post("/members/enrol", {"phone": PHONE, "name": "", "referrer": ""})
+    assert again.headers["location"] == r.headers["location"].replace("enrolled", "exists")
+    assert elsewhere.headers["location"] == f"/members/{world.member_a}?done=exists"
+    assert "&lt;i&gt;نو&lt;/i&gt;" in page and "۵٬۰۰۰" in page
+    member_id = int(r.headers["location"].split("/")[2].split("?")[0])
+    with world.conn() as c:
+        m = store_members.member(c, world.club_a, member_id)
+        sms = c.execute("SELECT phone, kind, club_id FROM sms_outbox").fetchall()
+        [entry] = store_audit.entries(c, world.club_a)
+    assert m.phone == "09351112233" and m.referrer_id == world.member_a and m.name == "<i>نو</i>"
+    assert [tuple(s) for s in sms] == [("09351112233", "welcome", world.club_a)]
+    assert entry.action == "member.enrol" and entry.user == "sara"
