@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from backend import store, store_offers
+from backend import store, store_offers, store_registry
 from backend.program import WEEKDAYS, Offer
 from panel import forms
 from panel.pages import common
@@ -107,7 +107,8 @@ class OfferRow:
 
 
 def build_offer(form: forms.BoundForm, data: dict[str, str], club_id: int,
-                tiers: list[str], today: date) -> Offer | None:
+                tiers: list[str], today: date, branches: dict[int, str] | None = None
+                ) -> Offer | None:
     """The offer the form describes, or None with the errors put beside their fields."""
     errors = form.errors
     # each field's own value where it parsed, so the rules between fields are checked too
@@ -149,6 +150,10 @@ def build_offer(form: forms.BoundForm, data: dict[str, str], club_id: int,
     if isinstance(until, date) and isinstance(start, date) and start > until:
         errors["start"] = "آغاز پس از پایان است."
     weekdays = frozenset(WEEKDAYS.index(d) for d in WEEK if data.get(f"wd_{d}") == "on")
+    # the club's own branches only (a forged id of another club's branch is not one)
+    chosen = frozenset(b for b in (branches or {}) if data.get(f"br_{b}") == "on")
+    if chosen == frozenset(branches or {}):
+        chosen = frozenset()  # every branch: the same as none chosen
     if errors:
         form.values.clear()
         return None
@@ -158,7 +163,7 @@ def build_offer(form: forms.BoundForm, data: dict[str, str], club_id: int,
                      until=until,  # type: ignore[arg-type]
                      weekdays=weekdays, hours=hours,
                      min_purchase=int(v.get("min_purchase") or 0),  # type: ignore[call-overload]
-                     target=target, club_id=club_id)
+                     target=target, club_id=club_id, branches=chosen)
     except ValueError as exc:  # every rule is checked above; this is the last guard
         errors["name"] = f"پیشنهاد پذیرفته نشد: {exc}"
         return None
@@ -172,6 +177,7 @@ def routes(panel: Panel) -> list[BaseRoute]:
             offers = store.offers(conn, club_id=view.club_id, include_ended=True)
             effects = store_offers.effects(conn, view.club_id)
             tiers = [t.name for t in club_program(panel, conn, view.club_id).tiers]
+            branches = {b.id: b.name for b in store_registry.list_branches(conn, view.club_id)}
         none = store_offers.OfferEffect(0, 0)
         rows = [OfferRow(o, status(o, today), effects.get(o.id or 0, none).purchases,
                          effects.get(o.id or 0, none).extra_credit)
@@ -180,7 +186,7 @@ def routes(panel: Panel) -> list[BaseRoute]:
             request, "offers.html", status_code, view=view, rows=rows, tiers=tiers,
             form=form or forms.BoundForm(OFFER_FORM, {f.name: "" for f in OFFER_FORM}
                                          | {"kind": "percent", "target": "everyone"}),
-            data=data or {}, week=WEEK, jday=jalali_day,
+            data=data or {}, week=WEEK, jday=jalali_day, branches=branches,
             notice=request.query_params.get("done", ""))
 
     def offers_page(request: Request) -> Response:
@@ -193,7 +199,8 @@ def routes(panel: Panel) -> list[BaseRoute]:
         now = panel.wall_clock()
         with database(panel).connection() as conn:
             tiers = [t.name for t in club_program(panel, conn, view.club_id).tiers]
-            offer = build_offer(form, data, view.club_id, tiers, today)
+            branches = {b.id: b.name for b in store_registry.list_branches(conn, view.club_id)}
+            offer = build_offer(form, data, view.club_id, tiers, today, branches)
             if offer is None:
                 return page(request, view, form, data, 400)
             with store.transaction(conn):
@@ -229,4 +236,5 @@ def describe(o: Offer) -> dict[str, object]:
             "start": o.start.isoformat() if o.start else None, "until": o.until.isoformat(),
             "weekdays": ",".join(WEEKDAYS[d] for d in sorted(o.weekdays)),
             "hours": f"{o.hours[0]}-{o.hours[1]}" if o.hours else None,
-            "min_purchase": o.min_purchase, "target": o.target}
+            "min_purchase": o.min_purchase, "target": o.target,
+            "branches": ",".join(str(b) for b in sorted(o.branches)) or None}

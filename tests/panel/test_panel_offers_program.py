@@ -150,3 +150,20 @@ def test_bad_programs_change_nothing(world: World) -> None:
     assert world.audit_rows() == 0
 
 
+
+
+def test_an_offer_for_some_branches_only(world: World) -> None:
+    with world.conn() as c, store.transaction(c):
+        main = store_registry.find_branch(c, world.club_a, "main")
+        north = store_registry.add_branch(c, world.club_a, "شمال", NOW)
+        theirs = store_registry.add_branch(c, world.club_b, "دیگر", NOW)
+    with logged_in(world, "ali") as b:
+        assert 'name="br_' in b.get("/offers").text
+        assert b.post("/offers", {**GOOD, f"br_{north.id}": "on",
+                                  f"br_{theirs.id}": "on"}).status_code == 303
+        assert b.post("/offers", {**GOOD, f"br_{north.id}": "on",
+                                  f"br_{main.id}": "on"}).status_code == 303
+        page = b.get("/offers").text
+    some, every = sorted(offers_of(world, world.club_a), key=lambda o: o.id)
+    assert some.branches == {north.id} and every.branches == frozenset()
+    assert "شمال" in page and "همه شعبه‌ها" in page
