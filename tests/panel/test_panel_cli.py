@@ -106,3 +106,17 @@ def test_run_serves_the_users_of_the_database(tmp_path: Path) -> None:
 
 def test_the_shipped_config_holds_the_defaults() -> None:
     assert load_settings("x.db", ROOT / "config" / "panel.toml") == load_settings("x.db", None)
+
+
+def test_backend_config_gives_the_program_of_clubs_without_a_stored_one(tmp_path: Path) -> None:
+    (tmp_path / "backend.toml").write_text(
+        "[program]\ncredit_days = 90\n", encoding="utf-8")
+    cfg = tmp_path / "panel.toml"
+    cfg.write_text('[panel]\nbackend_config = "backend.toml"\n', encoding="utf-8")
+    assert load_settings("x.db", cfg).program.credit_days == 90
+    (tmp_path / "backend.toml").write_text("[program]\ncredit_days = -1\n", encoding="utf-8")
+    with pytest.raises(UsageError, match="backend_config"):
+        load_settings("x.db", cfg)
+    cfg.write_text("[panel]\nbackend_config = 5\n", encoding="utf-8")
+    with pytest.raises(UsageError, match="backend_config"):
+        load_settings("x.db", cfg)
