@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -196,7 +197,8 @@ def routes(panel: Panel) -> list[BaseRoute]:
                 ledger_page=LEDGER_PAGE, referrer=referrer,
                 totals=store.purchase_totals(conn, m.id),
                 birthday_shown=_birthday_shown(m.birthday),
-                when_ts=lambda value: jalali(store.from_ts(value)))
+                when_ts=lambda value: jalali(store.from_ts(value)),
+                reason=lambda ref: shown_reason(view, ref))
 
     def render_member(request: Request, view: Viewer, member_id: int, status: int = 200,
                       *, notice: str = "", ledger_before: int | None = None,
@@ -381,6 +383,17 @@ CARD_ERRORS = {
     "old card is not an active card of this member": "این کارت، کارت فعال این عضو نیست.",
     "new card is already issued": "این کارت پیش‌تر صادر شده است.",
 }
+
+
+_PHONE_IN_TEXT = re.compile(r"(?<!\d)09\d{9}(?!\d)")
+
+
+def shown_reason(view: Viewer, ref: str | None) -> str:
+    """A ledger row's reason as this viewer may read it: a referral's reason is the
+    referred member's phone, masked for staff like every other phone."""
+    if not ref:
+        return ""
+    return _PHONE_IN_TEXT.sub(lambda m: view.phone(m.group(0)), ref)
 
 
 def _cell(text: str) -> str:

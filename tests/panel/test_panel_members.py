@@ -270,3 +270,20 @@ def test_staff_enrol_a_member_with_welcome_credit_and_sms(world: World) -> None:
     assert m.phone == "09351112233" and m.referrer_id == world.member_a and m.name == "<i>نو</i>"
     assert [tuple(s) for s in sms] == [("09351112233", "welcome", world.club_a)]
     assert entry.action == "member.enrol" and entry.user == "sara"
+
+
+def test_a_referral_rows_phone_is_masked_for_staff(world: World) -> None:
+    from datetime import timedelta
+
+    from backend import ledger
+    from tests.panel.world import NOW
+
+    with world.conn() as c, store.transaction(c):
+        ledger.credit(c, world.member_a, "referral", 50_000, "referral:x", earned_at=NOW,
+                      expires_at=NOW + timedelta(days=30), ref="09130000000")
+    with logged_in(world, "sara") as b:
+        staff = b.get(f"/members/{world.member_a}").text
+    with logged_in(world, "ali") as b:
+        owner = b.get(f"/members/{world.member_a}").text
+    assert "09130000000" not in staff and "0913*****00" in staff
+    assert "09130000000" in owner
