@@ -139,24 +139,32 @@ def next_tier(program: Program, spend: int) -> tuple[str, int] | None:
 
 def routes(panel: Panel) -> list[BaseRoute]:
     def members_page(request: Request) -> Response:
-        view = viewer(panel, request, Permission.LOOK_UP_MEMBERS)
+        return list_page(request, viewer(panel, request, Permission.LOOK_UP_MEMBERS))
+
+    def list_page(request: Request, view: Viewer, enrol_form: forms.BoundForm | None = None
+                  ) -> Response:
         params = dict(request.query_params)
         query = params.get("q", "").strip()
         flt, errors = parse_filter(params)
         page = _page_number(params)
         with database(panel).connection() as conn:
             found = store_members.search(conn, view.club_id, query) if query else None
-            if found is not None and len(found) == 1:
+            if found is not None and len(found) == 1 and enrol_form is None:
                 return redirect(f"/members/{found[0].id}")
             rows, total = ([], 0) if errors else store_members.list_members(
                 conn, view.club_id, flt, limit=PAGE, offset=(page - 1) * PAGE)
             tiers = [t.name for t in club_program(panel, conn, view.club_id).tiers]
+        bad = errors or (enrol_form is not None and not enrol_form.ok)
         return panel.render(
-            request, "members.html", 400 if errors else 200, view=view, query=query,
-            enrol_form=forms.empty_form(ENROL_FORM),
+            request, "members.html", 400 if bad else 200, view=view, query=query,
+            enrol_form=enrol_form or forms.empty_form(ENROL_FORM),
             found=found, rows=rows, total=total, page=page, pages=max(1, -(-total // PAGE)),
             params=params, errors=errors, tiers=tiers, flt=flt,
-            base_query=urlencode({k: v for k, v in params.items() if k != "page"}))
+            base_query=urlencode({k: v for k, v in params.items() if k != "page"}),
+            sort_query=lambda key: urlencode(
+                {**{k: v for k, v in params.items() if k not in ("page", "sort", "dir")},
+                 "sort": key, "dir": "asc" if flt.sort.value == key and flt.descending
+                 else "desc"}))
 
     def members_csv(request: Request) -> Response:
         view = viewer(panel, request, Permission.LOOK_UP_MEMBERS)
@@ -335,10 +343,7 @@ def routes(panel: Panel) -> list[BaseRoute]:
         view = viewer(panel, request, Permission.ENROL_MEMBERS)
         form = forms.bind(ENROL_FORM, data)
         if not form.ok:
-            return panel.render(request, "members.html", 400, view=view, query="",
-                                found=None, rows=[], total=0, page=1, pages=1, params={},
-                                errors={}, tiers=[], flt=MemberFilter(), base_query="",
-                                enrol_form=form)
+            return list_page(request, view, form)
         phone, name = str(form.values["phone"]), form.values["name"] or None
         referrer_phone = form.values["referrer"]
         now = panel.wall_clock()

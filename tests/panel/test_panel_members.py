@@ -37,6 +37,9 @@ def test_the_list_is_per_club_sorted_filtered_and_escaped(world: World) -> None:
         assert "(۰)" in b.get("/members", params={"tier": "gold"}).text
         assert "(۲)" in b.get("/members", params={"enrolled_from": "۱۴۰۵/۰۸/۰۱"}).text
         assert "(۰)" in b.get("/members", params={"min_spend": "1"}).text
+        sorted_page = b.get("/members", params={"sort": "spend", "tier": "bronze"}).text
+        assert 'href="?tier=bronze&amp;sort=spend&amp;dir=asc"' in sorted_page
+        assert "(۲)" in sorted_page
         bad = b.get("/members", params={"enrolled_from": "1405/13/40"})
     assert bad.status_code == 400 and 'id="e-enrolled_from"' in bad.text
 
