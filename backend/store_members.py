@@ -129,11 +129,13 @@ def search(conn: Connection, club_id: int, query: str) -> list[MemberProfile]:
     return list(found.values())
 
 
+#: ORDER BY terms; the totals as their aggregates (PostgreSQL reads an output alias only
+#: alone in ORDER BY, never inside an expression such as `x IS NULL`)
 _SORT_SQL = {
     SortKey.ENROLLED: "m.enrolled_at",
-    SortKey.LAST_VISIT: "last_visit",
-    SortKey.SPEND: "spend",
-    SortKey.VISITS: "visits",
+    SortKey.LAST_VISIT: "MAX(p.occurred_at)",
+    SortKey.SPEND: "COALESCE(SUM(p.amount), 0)",
+    SortKey.VISITS: "COUNT(p.key)",
     SortKey.NAME: "m.name",
 }
 
