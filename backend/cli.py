@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import calendar
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -22,7 +23,7 @@ import jdatetime
 
 from backend import cli_users, engine, ledger, report, report_render, store, transfer
 from backend.config import ConfigError, Settings, load
-from backend.program import Offer, parse_hours, parse_weekdays
+from backend.program import Offer, Program, parse_hours, parse_weekdays
 from protocols import servicelog
 from protocols.identity import IdentityError, normalize_card, normalize_phone
 from protocols.persian import TEHRAN, jalali
@@ -118,6 +119,8 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument(
         "--format", choices=report_render.FORMATS, default="text", help="text (default), csv, json"
     )
+    rep.add_argument("--branch", help="one branch of the club only")
+    rep.add_argument("--terminal", help="one terminal of the club only")
 
     offer = sub.add_parser("offer", help="extra cash-back offers")
     osub = offer.add_subparsers(dest="action", required=True)
@@ -166,6 +169,13 @@ def _parser() -> argparse.ArgumentParser:
     adj.add_argument("phone")
     adj.add_argument("amount", type=int)
     adj.add_argument("--reason", required=True)
+    for sp in (member, rep, add, lst, end, cadd, crep, adj):
+        sp.add_argument("--club", help="the club (default: the only one)")
+    add.add_argument("--branches", help="only in these branches of the club (a,b; default all)")
+
+    from backend import cli_registry  # the registry's commands: club, branch, terminal, program
+
+    cli_registry.add_parsers(sub, common)
 
     cli_users.add_parser(sub, common)
     return p
@@ -210,12 +220,15 @@ def _main(argv: Sequence[str] | None) -> int:
         if args.command == "migrate":
             return _migrate(args, settings)
         _existing(args.db)
+        from backend import cli_registry
+
         handler = {
             "member": _member,
             "report": _report,
             "offer": _offer,
             "card": _card,
             "adjust": _adjust,
+            **cli_registry.HANDLERS,
             "user": cli_users.run,
         }[args.command]
         return handler(args, settings)
@@ -241,6 +254,22 @@ def _existing(db: str) -> engine.Target:
 
 def _open(args: argparse.Namespace) -> engine.Connection:
     return store.connect(args.db)
+
+
+def _club_id(conn: engine.Connection, args: argparse.Namespace) -> int:
+    """The club `--club` names, or the only one (several clubs: --club is needed)."""
+    from backend.cli_registry import club_of
+
+    return club_of(conn, args.club).id
+
+
+def _club_program(conn: engine.Connection, club_id: int, settings: Settings) -> Program:
+    """The program in force in the club: its newest version, or the configuration's."""
+    from backend import store_registry
+    from backend.registry import parse_program
+
+    latest = store_registry.latest_program(conn, club_id)
+    return parse_program(latest.body) if latest else settings.program
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -390,7 +419,7 @@ def _member(args: argparse.Namespace, settings: Settings) -> int:
     birthday = _birthday(args.birthday) if args.birthday is not None else ...
     conn = _open(args)
     try:
-        m = store.member_by_phone(conn, phone)
+        m = store.member_by_phone(conn, phone, club_id=_club_id(conn, args))
         if m is None:
             raise UsageError(f"{phone} is not a member")
         if birthday is not ...:
@@ -429,11 +458,30 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("--from is after --to")
     conn = _open(args)
     try:
-        figures = report.summary(conn, since=since, until=until)
+        figures = report.summary(conn, since=since, until=until, **_report_scope(conn, args))
     finally:
         conn.close()
     print(report_render.render(figures, lang=args.lang, fmt=args.format))
     return 0
+
+
+def _report_scope(conn: engine.Connection, args: argparse.Namespace) -> dict[str, int | str]:
+    """The report's cut: the club (default the only one), optionally one branch or terminal."""
+    from backend import store_registry
+
+    club_id = _club_id(conn, args)
+    scope: dict[str, int | str] = {"club_id": club_id}
+    if args.branch:
+        b = store_registry.find_branch(conn, club_id, args.branch)
+        if b is None:
+            raise UsageError(f"the club has no branch {args.branch!r}")
+        scope["branch_id"] = b.id
+    if args.terminal:
+        t = store_registry.terminal(conn, args.terminal)
+        if t is None or t.club_id != club_id:
+            raise UsageError(f"terminal {args.terminal} is not one of the club's")
+        scope["terminal_id"] = t.id
+    return scope
 
 
 def _offer(args: argparse.Namespace, settings: Settings) -> int:
@@ -451,7 +499,6 @@ def _offer(args: argparse.Namespace, settings: Settings) -> int:
                 min_purchase=args.min_purchase,
                 target=args.target,
             )
-            settings.program.check_target(offer.target)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         if offer.until < now.astimezone(TEHRAN).date():
@@ -459,6 +506,14 @@ def _offer(args: argparse.Namespace, settings: Settings) -> int:
         conn = _open(args)
         try:
             with store.transaction(conn):
+                club_id = _club_id(conn, args)
+                try:
+                    _club_program(conn, club_id, settings).check_target(offer.target)
+                except ValueError as exc:
+                    raise UsageError(str(exc)) from None
+                offer = dataclasses.replace(
+                    offer, club_id=club_id, branches=_branch_ids(conn, club_id, args.branches)
+                )
                 oid = store.add_offer(conn, offer, now)
         finally:
             conn.close()
@@ -466,8 +521,9 @@ def _offer(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     conn = _open(args)
     try:
+        club_id = _club_id(conn, args)
         if args.action == "list":
-            found = store.offers(conn, include_ended=args.all)
+            found = store.offers(conn, club_id=club_id, include_ended=args.all)
             for o in found:
                 print(f"{o.id:>4}  {_describe(o)}{'  (ended)' if o.ended else ''}")
             for o in settings.offers:
@@ -476,13 +532,28 @@ def _offer(args: argparse.Namespace, settings: Settings) -> int:
                 print("no offers")
             return 0
         with store.transaction(conn):
-            ok = store.end_offer(conn, args.offer_id, now)
+            mine = any(o.id == args.offer_id for o in store.offers(conn, club_id=club_id))
+            ok = mine and store.end_offer(conn, args.offer_id, now)
         if not ok:
             raise UsageError(f"no running offer with id {args.offer_id}")
         print(f"offer {args.offer_id} ended")
         return 0
     finally:
         conn.close()
+
+
+def _branch_ids(conn: engine.Connection, club_id: int, names: str | None) -> frozenset[int]:
+    from backend import store_registry
+
+    if not names:
+        return frozenset()
+    ids = set()
+    for name in (n.strip() for n in names.split(",")):
+        b = store_registry.find_branch(conn, club_id, name) if name else None
+        if b is None:
+            raise UsageError(f"--branches: the club has no branch {name!r}")
+        ids.add(b.id)
+    return frozenset(ids)
 
 
 def _describe(o: Offer) -> str:
@@ -509,7 +580,7 @@ def _card(args: argparse.Namespace, settings: Settings) -> int:
         conn = _open(args)
         try:
             with store.transaction(conn):
-                m = store.member_by_phone(conn, phone)
+                m = store.member_by_phone(conn, phone, club_id=_club_id(conn, args))
                 if m is None:
                     raise UsageError(f"{phone} is not a member")
                 owner = store.card_owner(conn, number)
@@ -529,8 +600,10 @@ def _card(args: argparse.Namespace, settings: Settings) -> int:
     try:
         with store.transaction(conn):
             owner = store.card_owner(conn, old)
-            if owner is None or not owner[1]:
-                raise UsageError(f"card {old} is not an active card")
+            club_id = _club_id(conn, args)
+            theirs = owner is not None and store.member_by_id(conn, owner[0]).club_id == club_id
+            if owner is None or not owner[1] or not theirs:
+                raise UsageError(f"card {old} is not an active card of the club")
             if store.card_owner(conn, new) is not None:
                 raise UsageError(f"card {new} is already issued")
             store.link_card(conn, owner[0], new, now)
@@ -549,13 +622,15 @@ def _adjust(args: argparse.Namespace, settings: Settings) -> int:
     conn = _open(args)
     try:
         with store.transaction(conn):
-            m = store.member_by_phone(conn, phone)
+            club_id = _club_id(conn, args)
+            m = store.member_by_phone(conn, phone, club_id=club_id)
             if m is None:
                 raise UsageError(f"{phone} is not a member")
+            program = _club_program(conn, club_id, settings)
             key = f"adjustment:{m.id}:{now.timestamp():.6f}"
             try:
                 ledger.adjust(conn, m.id, args.amount, key, reason=args.reason, now=now,
-                              expires_at=settings.program.credit_expiry(now))
+                              expires_at=program.credit_expiry(now))
             except ledger.AdjustmentRefused as exc:
                 raise UsageError(str(exc)) from None
             bal = ledger.balance(conn, m.id)

@@ -30,6 +30,10 @@ class MqttSettings:
     ca_file: str | None = None
     instance: str | None = None
     keepalive: int = 30
+    #: the dynamic security plugin's administrator, for `terminal add|disable|enable`
+    #: (its password in a file of its own, mode 600, never in this file)
+    admin_username: str | None = None
+    admin_password_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,6 +129,13 @@ class Handler:
         self.conn.execute("RELEASE request")
         return resp
 
+    def refresh_registry(self) -> bool:
+        """Read the registry again if it changed (a program imported, a terminal disabled):
+        the service calls this between batches too, so that an idle backend applies a new
+        program version within its sweep interval; whether anything changed."""
+        with store.transaction(self.conn):
+            return self.registry.refresh(self.conn)
+
     def sweep(self) -> tuple[int, int]:
         """Release lapsed holds and expire old credit for everyone: (holds, rials expired).
 

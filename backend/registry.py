@@ -60,7 +60,7 @@ class Registry:
         self.clubs = {c.id: c for c in store_registry.list_clubs(conn)}
         versions = store_registry.latest_program_versions(conn)
         for club_id, version in versions.items():
-            if self.versions.get(club_id) != version and self.generation != -1:
+            if self.versions.get(club_id, CONFIG_VERSION) != version:
                 log.info("club %s: program version %d applied", club_id, version)
         self.versions = versions
         offers: dict[int, list[Offer]] = {}

@@ -57,50 +57,83 @@ MONEY = frozenset(
 
 
 def summary(
-    conn: Connection, *, since: datetime | None, until: datetime | None
+    conn: Connection,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    club_id: int | None = None,
+    branch_id: int | None = None,
+    terminal_id: str | None = None,
 ) -> Figures:
+    """The period's figures of one club (None: every club), or of one of its branches or
+    terminals. Cut by branch or terminal, the members and credit figures are those of the
+    purchases made there: members who bought there, credit earned and redeemed there."""
     lo = ts(since) if since is not None else -_FAR_FUTURE
     hi = ts(until) if until is not None else _FAR_FUTURE
+    # purchases of the scope: p.* filtered by club (through the member), branch, terminal
+    where, args = ["p.occurred_at >= ?", "p.occurred_at < ?"], [lo, hi]
+    if club_id is not None:
+        where.append("p.member_id IN (SELECT id FROM members WHERE club_id = ?)")
+        args.append(club_id)
+    if branch_id is not None:
+        where.append("p.branch_id = ?")
+        args.append(branch_id)
+    if terminal_id is not None:
+        where.append("p.terminal_id = ?")
+        args.append(terminal_id)
+    scope = " AND ".join(where)
     out: dict[str, int] = {}
     out["purchases"], out["sales"] = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM purchases "
-        "WHERE approved = 1 AND reversed = 0 AND occurred_at >= ? AND occurred_at < ?",
-        (lo, hi),
+        "SELECT COUNT(*), COALESCE(SUM(p.amount), 0) FROM purchases p "
+        f"WHERE p.approved = 1 AND p.reversed = 0 AND {scope}",
+        args,
     ).fetchone()
     out["declined"] = conn.execute(
-        "SELECT COUNT(*) FROM purchases WHERE approved = 0 "
-        "AND occurred_at >= ? AND occurred_at < ?",
-        (lo, hi),
+        f"SELECT COUNT(*) FROM purchases p WHERE p.approved = 0 AND {scope}", args
     ).fetchone()[0]
     out["reversed"] = conn.execute(
-        "SELECT COUNT(*) FROM purchases WHERE approved = 1 AND reversed = 1 "
-        "AND occurred_at >= ? AND occurred_at < ?",
-        (lo, hi),
+        f"SELECT COUNT(*) FROM purchases p WHERE p.approved = 1 AND p.reversed = 1 AND {scope}",
+        args,
     ).fetchone()[0]
-    out["new_members"] = conn.execute(
-        "SELECT COUNT(*) FROM members WHERE enrolled_at >= ? AND enrolled_at < ?", (lo, hi)
-    ).fetchone()[0]
+    members_sql = "SELECT COUNT(*) FROM members WHERE enrolled_at >= ? AND enrolled_at < ?"
+    members_args: list[object] = [lo, hi]
+    if club_id is not None:
+        members_sql += " AND club_id = ?"
+        members_args.append(club_id)
+    if branch_id is not None or terminal_id is not None:
+        # enrolled in the period and bought in this branch (or at this terminal)
+        members_sql += f" AND id IN (SELECT p.member_id FROM purchases p WHERE {scope})"
+        members_args += [-_FAR_FUTURE, _FAR_FUTURE, *args[2:]]
+    out["new_members"] = conn.execute(members_sql, members_args).fetchone()[0]
     # returning: bought in the period and had bought before (earlier in it, or before it)
     out["returning_members"] = conn.execute(
         "SELECT COUNT(DISTINCT p.member_id) FROM purchases p WHERE p.approved = 1 "
-        "AND p.reversed = 0 AND p.occurred_at >= ? AND p.occurred_at < ? AND EXISTS ("
+        f"AND p.reversed = 0 AND {scope} AND EXISTS ("
         "SELECT 1 FROM purchases q WHERE q.member_id = p.member_id AND q.approved = 1 "
         "AND q.reversed = 0 AND q.occurred_at < p.occurred_at)",
-        (lo, hi),
+        args,
     ).fetchone()[0]
-    sums = dict(
-        conn.execute(
-            "SELECT kind, COALESCE(SUM(amount), 0) FROM ledger WHERE at >= ? AND at < ? "
-            "GROUP BY kind",
-            (lo, hi),
-        ).fetchall()
+    ledger_sql = (
+        "SELECT kind, COALESCE(SUM(amount), 0) FROM ledger WHERE at >= ? AND at < ?"
     )
+    ledger_args: list[object] = [lo, hi]
+    if club_id is not None:
+        ledger_sql += " AND member_id IN (SELECT id FROM members WHERE club_id = ?)"
+        ledger_args.append(club_id)
+    if branch_id is not None or terminal_id is not None:
+        # the credit moved by the scope's purchases (their earnings, redemptions, undoing)
+        ledger_sql += (
+            " AND (ref IN (SELECT p.key FROM purchases p WHERE "
+            f"{scope}) OR ref IN (SELECT p.quote_id FROM purchases p WHERE {scope}))"
+        )
+        ledger_args += [-_FAR_FUTURE, _FAR_FUTURE, *args[2:]] * 2
+    sums = dict(conn.execute(ledger_sql + " GROUP BY kind", ledger_args).fetchall())
     out["credit_issued"] = sum(sums.get(k, 0) for k in ("earn", "referral", "welcome"))
     out["credit_redeemed"] = -sums.get("redeem", 0)
     out["credit_expired"] = -sums.get("expiry", 0)
     out["credit_reversed"] = sums.get("reversal", 0) + sums.get("recovery", 0)
     out["credit_adjusted"] = sums.get("adjustment", 0)
-    sms = outbox.counts(conn, since=since, until=until)
+    sms = outbox.counts(conn, since=since, until=until, club_id=club_id)
     out["sms_sent"], out["sms_pending"], out["sms_failed"] = (
         sms["sent"],
         sms["pending"],

@@ -100,6 +100,8 @@ class BackendService:
             self.target,
             sender if sender is not None else make_sender(settings.sms, base_dir=base),
             write_lock=self._write_lock,
+            per_club=True,
+            base_dir=base,
         )
 
     # --- MQTT ----------------------------------------------------------------------------
@@ -281,6 +283,8 @@ class BackendService:
 
     def _sweep(self) -> None:
         try:
+            with self._write_lock:
+                self._handler.refresh_registry()
             with self._write_lock:
                 holds, expired = self._handler.sweep()
             if holds or expired:

@@ -1,7 +1,7 @@
 """A fleet of simulated terminals at a peak hour, against 1 and 2 backend processes.
 
     python benchmarks/fleet.py [--terminals 2000] [--seconds 60] [--db sqlite|postgresql|both]
-                               [--quick]
+                               [--quick] [--clubs 200]
 
 Each terminal is its own MQTT connection with its own terminal id (clients spread over a
 few worker processes), and runs a realistic mix in a loop with think time between sales:
@@ -10,6 +10,11 @@ know of, a quarter), an enrolment, a reversal of its last sale, and repeats of a
 already answered (the agent resending). Prints, per engine and number of backend
 processes: terminals connected at once, requests/s, p50/p99 round trip, errors.
 `--quick` (200 terminals, 15 s) is a smoke run.
+
+Every terminal is registered first (`terminal add`'s store functions). `--clubs N` runs
+each configuration twice in the same run, the terminals in one club and then spread over
+N clubs (each with its own program version), and prints the backends' CPU time per
+request of both and their ratio: what resolving terminal -> branch -> club costs.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import multiprocessing as mp
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from backend import store  # noqa: E402
+from backend import store, store_registry  # noqa: E402
 from demo.mosquitto import Mosquitto, stop_process  # noqa: E402
 from demo.postgres import Postgres  # noqa: E402
 from protocols import mqtt as schema  # noqa: E402
@@ -162,23 +168,99 @@ def _worker(address: str, tids: list[str], seconds: float, think: float, out: mp
     out.put(("done", requests, errors, lat))
 
 
+def register(db: str, tids: list[str], clubs: int) -> None:
+    """The fleet's terminals, round robin over `clubs` clubs (the first is the database's
+    own; each other one with a program of its own, as a provider's clubs have)."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    conn = store.connect(db)
+    try:
+        with store.transaction(conn):
+            branches = []
+            for n in range(clubs):
+                if n == 0:
+                    club = store_registry.list_clubs(conn)[0]
+                else:
+                    club = store_registry.add_club(conn, f"club-{n:03d}", now)
+                    store_registry.add_program(conn, club.id, "[program]\nwelcome_credit = "
+                                               f"{n}\n", "fleet", now)  # fmt: skip
+                branch = store_registry.find_branch(conn, club.id, "main")
+                assert branch is not None
+                branches.append(branch.id)
+            for i, tid in enumerate(tids):
+                store_registry.add_terminal(conn, tid, "M00000000000001",
+                                            branches[i % clubs], now)  # fmt: skip
+    finally:
+        conn.close()
+
+
+def lookup_share(work: Path, terminals: int, clubs: int, n: int = 2000) -> tuple[float, float]:
+    """In one process, on SQLite: (CPU seconds per request handled one per transaction,
+    CPU seconds of its registry part: the generation read and the terminal's resolution,
+    done alone as often). Steadier than the fleet's figures on a loaded machine."""
+    from backend.handlers import Handler
+    from backend.program import Program
+
+    db = str(work / f"share-{clubs}.db")
+    tids = [f"F{i:07d}" for i in range(terminals)]
+    register(db, tids, clubs)
+    conn = store.connect(db)
+    try:
+        h = Handler(conn, Program())
+        reqs = []
+        for i in range(n):
+            tid = tids[i % terminals]
+            key = schema.idempotency_key(tid, "0100", f"{i % 999_999 + 1:06d}", "1201120000")
+            body = {"phone": f"0935{i % 500:07d}"}
+            kind = "enroll" if i < 500 else "inquiry"
+            if kind == "inquiry":
+                body["gross"] = 100_000
+            reqs.append(schema.Request(kind, f"r{i}", key, tid, "M00000000000001", body))
+        for r in reqs[:200]:  # warm up
+            h.handle(r)
+        t0 = time.process_time()
+        for r in reqs[200:]:
+            h.handle(r)
+        per_request = (time.process_time() - t0) / (n - 200)
+        t0 = time.process_time()
+        for r in reqs[200:]:
+            with store.transaction(conn):
+                h.registry.refresh(conn)
+                h.registry.resolve(r.terminal_id, r.merchant_id)
+        with_txn = time.process_time() - t0
+        t0 = time.process_time()
+        for _ in reqs[200:]:
+            with store.transaction(conn):
+                pass
+        bare = time.process_time() - t0
+        return per_request, max(0.0, with_txn - bare) / (n - 200)
+    finally:
+        conn.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_fleet(engine: str, processes: int, terminals: int, seconds: float, think: float,
-              work: Path) -> None:  # fmt: skip
-    broker = Mosquitto(work / f"broker-{engine}-{processes}").start()
-    pg = (
-        Postgres(workdir=work / f"pg-{engine}-{processes}", durable=True)
-        if engine != "sqlite"
-        else None
-    )
+              work: Path, clubs: int = 1) -> float:  # fmt: skip
+    """One run; the backends' CPU seconds per request."""
+    tag = f"{engine}-{processes}-{clubs}"
+    broker = Mosquitto(work / f"broker-{tag}").start()
+    pg = Postgres(workdir=work / f"pg-{tag}", durable=True) if engine != "sqlite" else None
     backends: list[subprocess.Popen] = []
     try:
         if pg is not None:
-            (work / f"pg-{engine}-{processes}").mkdir()
+            (work / f"pg-{tag}").mkdir()
             pg.start()
             db = pg.create_database("fleet")
         else:
-            db = str(work / f"fleet-{processes}.db")
-        store.connect(db).close()
+            db = str(work / f"fleet-{tag}.db")
+        tids = [f"F{i:07d}" for i in range(terminals)]
+        register(db, tids, clubs)
         cfg = work / "fleet.toml"
         cfg.write_text(f'[sms]\nsender = "file"\nfile = "{work / "sms.jsonl"}"\n')
         for k in range(processes):
@@ -189,7 +271,7 @@ def run_fleet(engine: str, processes: int, terminals: int, seconds: float, think
                 start_new_session=True,
             ))  # fmt: skip
         time.sleep(2)  # the backends subscribe; requests before that wait in the broker
-        tids = [f"F{i:07d}" for i in range(terminals)]
+        cpu0 = sum(cpu_seconds(b.pid) for b in backends)
         n_workers = max(1, min(8, terminals // 250))
         q: mp.Queue = mp.Queue()
         workers = [
@@ -214,8 +296,10 @@ def run_fleet(engine: str, processes: int, terminals: int, seconds: float, think
         dt = time.perf_counter() - t0
         for w in workers:
             w.join()
+        cpu = (sum(cpu_seconds(b.pid) for b in backends) - cpu0) / max(1, requests)
         print(
-            f"{engine:<10} {processes} backend(s): {connected:,} terminals connected, "
+            f"{engine:<10} {processes} backend(s), {clubs} club(s): "
+            f"{connected:,} terminals connected, backend CPU {cpu * 1e6:,.0f} us/request, "
             f"{requests / dt:,.0f} requests/s ({requests:,} in {dt:.0f} s), "
             f"p50 {pct(lat, 50) * 1000:.1f} ms, p99 {pct(lat, 99) * 1000:.1f} ms, "
             f"errors {errors}",
@@ -227,6 +311,7 @@ def run_fleet(engine: str, processes: int, terminals: int, seconds: float, think
         broker.stop()
         if pg is not None:
             pg.stop()
+    return cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,6 +321,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--think", type=float, default=20.0, help="mean seconds between sales")
     ap.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
     ap.add_argument("--quick", action="store_true", help="200 terminals for 15 s")
+    ap.add_argument("--clubs", type=int, default=1,
+                    help="also run with the terminals spread over this many clubs")  # fmt: skip
+    ap.add_argument("--processes", type=int, choices=(1, 2), help="only this many backends")
+    ap.add_argument("--repeat", type=int, default=1, help="with --clubs: runs of each, interleaved")
     a = ap.parse_args(argv)
     terminals = a.terminals or (200 if a.quick else 2000)
     seconds = a.seconds or (15.0 if a.quick else 60.0)
@@ -244,9 +333,27 @@ def main(argv: list[str] | None = None) -> int:
     os.chmod(work, 0o755)  # PostgreSQL runs as its own user when we are root
     try:
         engines = ("sqlite", "postgresql") if a.db == "both" else (a.db,)
+        if a.clubs > 1:
+            for clubs in (1, a.clubs):
+                per, part = lookup_share(work, terminals, clubs)
+                print(f"in-process, {clubs} club(s): {per * 1e6:,.0f} us CPU per request, "
+                      f"of which the registry {part * 1e6:.1f} us ({part / per * 100:.2f} %)",
+                      flush=True)  # fmt: skip
         for engine in engines:
-            for processes in (1, 2):
-                run_fleet(engine, processes, terminals, seconds, think, work)
+            for processes in (a.processes,) if a.processes else (1, 2):
+                if a.clubs <= 1:
+                    run_fleet(engine, processes, terminals, seconds, think, work)
+                    continue
+                # interleaved, so that a load change on the machine hits both alike
+                ones, manys = [], []
+                for _ in range(a.repeat):
+                    ones.append(run_fleet(engine, processes, terminals, seconds, think, work))
+                    manys.append(run_fleet(engine, processes, terminals, seconds, think, work,
+                                           a.clubs))  # fmt: skip
+                one, many = statistics.median(ones), statistics.median(manys)
+                print(f"{engine:<10} {processes} backend(s): {a.clubs} clubs / 1 club, "
+                      f"backend CPU per request (median of {a.repeat}): {many / one:.3f} "
+                      f"({(many / one - 1) * 100:+.1f} %)", flush=True)  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -4,8 +4,11 @@ tests; each process is started here and stopped here by its own pid.
 
 The broker runs as in production, with the dynamic security plugin: the backend and
 each agent log in with their own user name and password (docs/mqtt.md, "Broker
-access"), made here through backend/broker_access.py; `broker_access=False` gives an
-anonymous broker instead.
+access"); `broker_access=False` gives an anonymous broker instead. Each terminal is
+provisioned as an operator would: `loyalty-backend terminal add TID --merchant-id MID
+--agent-config FILE` registers it in the backend's database (its one club, branch
+main) and creates its broker login through the plugin's administrator; the agent logs
+in with the login that file holds.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,8 +101,8 @@ class Stack:
         return value
 
     def login(self, username: str) -> Path | None:
-        """A new password for `username` (the backend's or a terminal id), made with
-        the broker's administrator; the file that holds it (mode 600)."""
+        """A new password for `username` (the backend's), made with the broker's
+        administrator; the file that holds it (mode 600)."""
         if not self.broker_access:
             return None
         assert self.broker is not None and self.broker.dynsec is not None
@@ -115,8 +119,43 @@ class Stack:
         self._secret(path, lambda: password)
         return path
 
+    def _backend_command(self, *args: str) -> None:
+        """A `loyalty-backend` operator command on the stack's database; StackError if it fails."""
+        done = subprocess.run(
+            [self.python, "-m", "backend", *args, "--db", str(self.db),
+             "--config", str(self.config_file)],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        with open(self.workdir / "provisioning.log", "a", encoding="utf-8") as log:
+            log.write(f"$ loyalty-backend {' '.join(args)}\n{done.stdout}{done.stderr}")
+        if done.returncode != 0:
+            raise StackError(f"loyalty-backend {args[0]} {args[1]} failed: {done.stderr.strip()}")
+
+    def register(self, terminal_id: str) -> Path | None:
+        """Register `terminal_id` with `terminal add` (once per work folder); its agent
+        config (with its broker login) when the broker has access control."""
+        if not self.db.exists():
+            self._backend_command("migrate")
+        agent_config = self.workdir / f"agent-{terminal_id}.toml"
+        if (self.workdir / f"registered-{terminal_id}").exists():
+            return agent_config if self.broker_access else None
+        args = ["terminal", "add", terminal_id, "--merchant-id", self.merchant_id]
+        if self.broker_access:
+            assert self.broker is not None and self.broker.dynsec is not None
+            agent_config.unlink(missing_ok=True)
+            admin_password = self.workdir / "broker" / "admin-password"
+            args += ["--agent-config", str(agent_config), "--broker", self.broker.address,
+                     "--broker-admin", self.broker.dynsec[0],
+                     "--broker-admin-password-file", str(admin_password)]  # fmt: skip
+        self._backend_command(*args)
+        (self.workdir / f"registered-{terminal_id}").touch()
+        return agent_config if self.broker_access else None
+
     def start_backend(self) -> None:
         assert self.broker is not None
+        if not self.db.exists():
+            self._backend_command("migrate")
+        self.register(self.terminal_id)
         login = []
         password_file = self.login(BACKEND_USER)
         if password_file is not None:  # the backend takes no password file: a flag here
@@ -141,9 +180,17 @@ class Stack:
                     journal: Path) -> subprocess.Popen:
         """Another agent process (e.g. `--listen 127.0.0.1:PORT`); the caller stops it."""
         assert self.broker is not None
-        password_file = self.login(terminal_id)
-        login = [] if password_file is None else [
-            "--broker-username", terminal_id, "--broker-password-file", str(password_file)]
+        agent_config = self.register(terminal_id)
+        login = []
+        if agent_config is not None:
+            # the login `terminal add` made; the rest of its file is for a real terminal's
+            # machine (serial port, journal, a fresh MAC key) and set here on the command line
+            written = tomllib.loads(agent_config.read_text(encoding="utf-8"))
+            password_file = self.workdir / f"broker-password-{terminal_id}"
+            password_file.unlink(missing_ok=True)
+            self._secret(password_file, lambda: written["broker_password"])
+            login = ["--broker-username", written["broker_username"],
+                     "--broker-password-file", str(password_file)]
         return self._spawn(name, [
             "agent", "run", *line, "--broker", self.broker.address,
             "--terminal-id", terminal_id, "--merchant-id", self.merchant_id,

@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS sms_outbox (
     claimed_by TEXT,
     claimed_until REAL,
     finished_at REAL,
-    last_error TEXT
+    last_error TEXT,
+    club_id INTEGER
 );
 CREATE INDEX IF NOT EXISTS sms_outbox_due ON sms_outbox (status, next_attempt_at);
 """
@@ -56,6 +57,8 @@ class Claimed:
     text: str
     kind: str
     attempts: int
+    #: whose gateway sends it: the club's own, or the provider's (None)
+    club_id: int | None = None
 
 
 def timestamp(when: datetime) -> float:
@@ -103,7 +106,11 @@ def enqueue(
 
 
 def counts(
-    conn: Connection, *, since: datetime | None = None, until: datetime | None = None
+    conn: Connection,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    club_id: int | None = None,
 ) -> dict[str, int]:
     """SMS queued in [since, until), by where they are now; an SMS in flight is pending.
 
@@ -111,6 +118,9 @@ def counts(
     """
     sql = "SELECT status, COUNT(*) FROM sms_outbox WHERE 1 = 1"
     args: list[float] = []
+    if club_id is not None:
+        sql += " AND club_id = ?"
+        args.append(club_id)
     if since is not None:
         sql += " AND created_at >= ?"
         args.append(timestamp(since))
@@ -144,7 +154,7 @@ def claim_due(
             "   WHERE (status = 'pending' AND next_attempt_at <= ?)"
             "      OR (status = 'sending' AND claimed_until <= ?)"
             "   ORDER BY next_attempt_at, id LIMIT ?" + engine.skip_locked(conn) + ")"
-            " RETURNING next_attempt_at, id, key, phone, text, kind, attempts",
+            " RETURNING next_attempt_at, id, key, phone, text, kind, attempts, club_id",
             (owner, now + lease, now, now, limit),
         ).fetchall()
     # RETURNING has no defined order: oldest due first.

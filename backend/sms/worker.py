@@ -20,12 +20,12 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-from backend import engine
+from backend import engine, store_registry
 from protocols.backoff import Backoff
 from protocols.identity import mask_phone
 
 from . import outbox
-from .senders import Sender, SendError
+from .senders import Sender, SendError, make_sender
 
 log = logging.getLogger(__name__)
 #: Seconds a delivered SMS may wait to be recorded "sent" with the ones after it: every
@@ -49,6 +49,8 @@ class SmsWorker:
         lease: float = 120.0,
         batch: int = 256,
         write_lock: threading.Lock | None = None,
+        per_club: bool = False,
+        base_dir: Path | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -74,6 +76,13 @@ class SmsWorker:
             write_lock if write_lock is not None else contextlib.nullcontext()
         )
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # Each club may have its own gateway (clubs.sms); `sender` is the provider's, for
+        # the clubs without one. Read again when the registry's generation moves.
+        self.per_club = per_club
+        self.base_dir = base_dir or Path.cwd()
+        self._generation = -1
+        self._club_sms: dict[int, dict | None] = {}
+        self._club_senders: dict[int, Sender | str] = {}
         self._conn: engine.Connection | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -143,6 +152,8 @@ class SmsWorker:
         with self._lock:
             conn = self._connection()
             fixed = None if now is None else outbox.timestamp(now)
+            if self.per_club:
+                self._refresh_clubs(conn)
             while not self._should_stop():
                 at = fixed if fixed is not None else time.time()
                 with self._write:
@@ -182,10 +193,33 @@ class SmsWorker:
         if marked != len(ids):
             log.warning("%d SMS were sent after their claim lapsed", len(ids) - marked)
 
+    def _refresh_clubs(self, conn: engine.Connection) -> None:
+        gen = store_registry.generation(conn)
+        if gen != self._generation:
+            self._club_sms = {c.id: c.sms for c in store_registry.list_clubs(conn)}
+            self._club_senders = {}
+            self._generation = gen
+
+    def sender_for(self, club_id: int | None) -> Sender:
+        """The club's own gateway, or the provider's; SendError (temporary) when the
+        club's settings cannot be used here (an API key variable not set, say)."""
+        if club_id is None or not self._club_sms.get(club_id):
+            return self.sender
+        found = self._club_senders.get(club_id)
+        if found is None:
+            try:
+                found = make_sender(self._club_sms[club_id] or {}, base_dir=self.base_dir)
+            except ValueError as exc:
+                found = f"club {club_id}'s SMS settings: {exc}"
+            self._club_senders[club_id] = found
+        if isinstance(found, str):
+            raise SendError(found, temporary=True)
+        return found
+
     def _deliver(self, conn: engine.Connection, sms: outbox.Claimed, now: float | None) -> bool:
         """Send one SMS; True when the gateway took it (the caller records it sent)."""
         try:
-            self.sender.send(sms.phone, sms.text, sms.kind)
+            self.sender_for(sms.club_id).send(sms.phone, sms.text, sms.kind)
         except SendError as exc:
             error, temporary = str(exc), exc.temporary
         except Exception as exc:  # a sender bug must not lose the SMS or stop the worker

@@ -265,6 +265,9 @@ def start_agent(
 
 
 def start_backend(tmp: Path, broker: str, db: Path | None = None) -> subprocess.Popen:
+    from tests.backend.engines import register_test_terminals
+
+    register_test_terminals(db or tmp / "backend.db")  # the agent's terminal, TID
     log = open(tmp / "backend.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "backend", "run", "--broker", broker,

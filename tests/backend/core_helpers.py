@@ -183,6 +183,10 @@ class TestAgent:
 
 
 def start_backend(address: str, db: Path, instance: str, *extra: str) -> subprocess.Popen:
+    """`loyalty-backend run` on `db`, whose test terminals are registered first."""
+    from tests.backend.engines import register_test_terminals
+
+    register_test_terminals(db)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen(
         [

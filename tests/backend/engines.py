@@ -38,13 +38,14 @@ def postgres_server() -> Iterator[Postgres]:
 
 
 def register_test_terminals(db: str | Path, terminals: tuple[str, ...] = TEST_TERMINALS) -> None:
-    """Make `db` (a new database when missing) and register `terminals` in its only club's
-    branch main: the requests of the tests that are not about the registry come from them."""
+    """Make `db` (a new database when missing) and register `terminals` (those not yet
+    registered) in its first club's branch main: the requests of the tests that are not
+    about the registry come from them."""
     from datetime import UTC, datetime
 
     conn = store.connect(db)
     try:
-        (club,) = store_registry.list_clubs(conn)
+        club = min(store_registry.list_clubs(conn), key=lambda c: c.id)  # the database's own
         branch = store_registry.find_branch(conn, club.id, "main")
         assert branch is not None
         with store.transaction(conn):

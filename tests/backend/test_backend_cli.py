@@ -26,10 +26,11 @@ from tests.backend.core_helpers import (
     request,
     stop_process,
 )
-from tests.backend.engines import ENGINES
+from tests.backend.engines import ENGINES, register_test_terminals
 
 
 def _shop(target: str | Path) -> None:
+    register_test_terminals(target)
     conn = store.connect(target)
     clock = FakeClock(datetime.now(UTC))
     h = Handler(conn, clock=clock)
@@ -52,6 +53,7 @@ def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "loyalty.db"
+    register_test_terminals(path)
     conn = store.connect(path)
     clock = FakeClock(datetime.now(UTC))
     h = Handler(conn, clock=clock)
@@ -246,6 +248,7 @@ def test_backend_report_counts_returning_members(tmp_path: Path) -> None:
     """A member who buys again is returning, also in an unbounded report."""
     from backend import report
 
+    register_test_terminals(tmp_path / "loyalty.db")
     conn = store.connect(tmp_path / "loyalty.db")
     clock = FakeClock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
     h = Handler(conn, clock=clock)
@@ -451,6 +454,7 @@ def _code(db: Path) -> str:
 def test_backend_cli_run_keeps_serving_when_its_stdout_reader_goes(broker, tmp_path: Path) -> None:
     """`loyalty-backend run ... | head -1` must not take the service down with the pipe."""
     db = tmp_path / "loyalty.db"
+    register_test_terminals(db)
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:

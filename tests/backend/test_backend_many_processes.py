@@ -31,6 +31,7 @@ from tests.backend.core_helpers import (
     reversal,
     stop_process,
 )
+from tests.backend.engines import register_test_terminals
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 TIDS = tuple(f"T{n:07d}" for n in range(1, 17))
@@ -39,6 +40,7 @@ _stans = itertools.count(500_000)
 
 
 def _start(broker: str, db: str, instance: str, workdir: Path) -> subprocess.Popen:
+    register_test_terminals(db)
     cfg = workdir / "backend.toml"
     if not cfg.exists():
         cfg.write_text(
