@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import jdatetime
 
-from backend import cli_ops, engine, ledger, report, report_render, store, transfer
+from backend import cli_ops, cli_users, engine, ledger, report, report_render, store, transfer
 from backend.config import ConfigError, Settings, load
 from backend.program import Offer, Program, parse_hours, parse_weekdays
 from protocols import servicelog
@@ -190,6 +190,8 @@ def _parser() -> argparse.ArgumentParser:
     from backend import cli_registry  # the registry's commands: club, branch, terminal, program
 
     cli_registry.add_parsers(sub, common)
+
+    cli_users.add_parser(sub, common)
     return p
 
 
@@ -243,9 +245,10 @@ def _main(argv: Sequence[str] | None) -> int:
             "card": _card,
             "adjust": _adjust,
             **cli_registry.HANDLERS,
+            "user": cli_users.run,
         }[args.command]
         return handler(args, settings)
-    except (ConfigError, UsageError, cli_ops.OpsError, store.StoreError,
+    except (ConfigError, UsageError, cli_ops.OpsError, cli_users.UsageError, store.StoreError,
             transfer.CopyError) as exc:
         print(f"{PROG}: error: {engine.mask(str(exc))}", file=sys.stderr)
         return 2
@@ -668,21 +671,11 @@ def _adjust(args: argparse.Namespace, settings: Settings) -> int:
                 raise UsageError(f"{phone} is not a member")
             program = _club_program(conn, club_id, settings)
             key = f"adjustment:{m.id}:{now.timestamp():.6f}"
-            if args.amount > 0:
-                ledger.credit(
-                    conn,
-                    m.id,
-                    "adjustment",
-                    args.amount,
-                    key,
-                    earned_at=now,
-                    expires_at=program.credit_expiry(now),
-                    ref=args.reason,
-                )
-            else:
-                if -args.amount > ledger.balance(conn, m.id):
-                    raise UsageError("the adjustment would make the balance negative")
-                ledger.debit(conn, m.id, "adjustment", -args.amount, key, now, ref=args.reason)
+            try:
+                ledger.adjust(conn, m.id, args.amount, key, reason=args.reason, now=now,
+                              expires_at=program.credit_expiry(now))
+            except ledger.AdjustmentRefused as exc:
+                raise UsageError(str(exc)) from None
             bal = ledger.balance(conn, m.id)
     finally:
         conn.close()

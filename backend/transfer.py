@@ -19,7 +19,7 @@ from backend.engine import Connection
 TABLES = (
     "clubs", "branches", "terminals", "unknown_terminals", "registry_state", "programs",
     "members", "cards", "lots", "ledger", "lot_uses", "quotes", "purchases", "reversals",
-    "requests", "otps", "offers", "sms_outbox",
+    "requests", "otps", "offers", "sms_outbox", "panel_users", "audit_log", "offer_uses",
 )  # fmt: skip
 #: Rows a new schema is made with (its one club): replaced by the source's.
 _MADE_WITH_SCHEMA = ("registry_state", "branches", "clubs")

@@ -5,10 +5,29 @@ from __future__ import annotations
 from datetime import datetime
 
 from backend import engine, ledger, store, texts
-from backend.handling.context import Context, Outcome, maintain, sms
+from backend.engine import Connection
+from backend.handling.context import Context, Outcome, maintain
+from backend.program import Program
+from backend.sms import outbox
+from backend.store import Member
 from protocols.identity import IdentityError, normalize_phone
 from protocols.mqtt import Request
 from protocols.response_codes import ResponseCode
+
+
+def enrol_new(conn: Connection, *, club_id: int, phone: str, referrer_id: int | None,
+              program: Program, shop_name: str, now: datetime) -> Member:
+    """A new member of the club with its welcome credit and SMS, in the caller's
+    transaction (which has checked the phone is not a member yet): the terminal's enroll
+    and the panel's enrol button are one rule."""
+    member = store.insert_member(conn, phone=phone, referrer_id=referrer_id,
+                                 tier=program.base_tier.name, now=now, club_id=club_id)
+    ledger.credit(conn, member.id, "welcome", program.welcome_credit, f"welcome:{member.id}",
+                  earned_at=now, expires_at=program.credit_expiry(now))
+    outbox.enqueue(conn, key=f"welcome:{member.id}", phone=phone,
+                   text=texts.welcome_sms(shop_name=shop_name, member_code=member.code),
+                   kind="welcome", now=now, club_id=club_id)
+    return member
 
 
 def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
@@ -30,31 +49,8 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
                 ref = None  # a mistyped referrer must not stop the enrolment
             referrer_id = ref.id if ref is not None else None
             referrer_ignored = referrer_id is None
-        member = store.insert_member(
-            conn,
-            phone=phone,
-            referrer_id=referrer_id,
-            tier=program.base_tier.name,
-            now=now,
-            club_id=ctx.club_id,
-        )
-        ledger.credit(
-            conn,
-            member.id,
-            "welcome",
-            program.welcome_credit,
-            f"welcome:{member.id}",
-            earned_at=now,
-            expires_at=program.credit_expiry(now),
-        )
-        sms(
-            ctx,
-            f"welcome:{member.id}",
-            phone,
-            texts.welcome_sms(shop_name=ctx.shop_name, member_code=member.code),
-            "welcome",
-            now,
-        )
+        member = enrol_new(conn, club_id=ctx.club_id, phone=phone, referrer_id=referrer_id,
+                           program=program, shop_name=ctx.shop_name, now=now)
     else:
         maintain(ctx, member, now)
     bal = ledger.balance(conn, member.id)
