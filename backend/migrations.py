@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from backend import engine
+from backend import engine, store_daily
 from backend.engine import Connection
 
 #: The oldest version a migration starts from: version 2 came before the first release.
@@ -236,6 +236,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, "
             "name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
         ),
+    ),
+    Migration(
+        8,
+        "per-day pre-aggregates for the panel's dashboard (per club, branch, Tehran day), "
+        "filled from the raw rows",
+        store_daily.SCHEMA,
+        steps=(store_daily.rebuild,),
     ),
 )
 LATEST = MIGRATIONS[-1].version

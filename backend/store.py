@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from backend import engine, migrations
+from backend import engine, migrations, store_daily
 from backend.engine import Connection
 from backend.program import Offer, parse_hours, parse_weekdays
 
@@ -227,6 +227,7 @@ def insert_member(
         "INSERT INTO members(phone, code, referrer_id, enrolled_at, tier) VALUES (?, ?, ?, ?, ?)",
         (phone, code, referrer_id, ts(now), tier),
     )
+    store_daily.member_enrolled(conn, int(cur.lastrowid or 0), ts(now))
     return Member(int(cur.lastrowid or 0), phone, code, referrer_id, None, ts(now), tier, 0)
 
 
@@ -546,10 +547,14 @@ def insert_purchase(conn: Connection, p: PurchaseRecord) -> None:
         (p.key, p.member_id, p.terminal_id, p.quote_id, p.amount, p.gross, int(p.approved),
          p.redeemed, p.earned, p.recovered, p.earn_lot, p.occurred_at, int(p.reversed)),
     )  # fmt: skip
+    store_daily.purchase_recorded(conn, p)
 
 
 def mark_reversed(conn: Connection, key: str) -> None:
-    conn.execute("UPDATE purchases SET reversed = 1 WHERE key = ?", (key,))
+    before = purchase(conn, key)
+    cur = conn.execute("UPDATE purchases SET reversed = 1 WHERE key = ? AND reversed = 0", (key,))
+    if before is not None and cur.rowcount == 1:
+        store_daily.purchase_reversed(conn, before)
 
 
 def visits(conn: Connection, member_id: int) -> int:

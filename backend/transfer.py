@@ -18,6 +18,7 @@ from backend.engine import Connection
 TABLES = (
     "members", "cards", "lots", "ledger", "lot_uses", "quotes", "purchases", "reversals",
     "requests", "otps", "offers", "sms_outbox",
+    "daily_purchases", "daily_credit", "daily_members", "daily_intervals",
 )  # fmt: skip
 #: Made by the target's own migration, not copied.
 SCHEMA_TABLES = ("schema_version", "schema_migrations")

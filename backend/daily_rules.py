@@ -1,0 +1,103 @@
+"""The per-day pre-aggregates' rules, pure: which Tehran day and hour a moment falls in,
+which visit-interval bin a gap falls in, and what one member's purchases contribute.
+
+The store (backend.store_daily) keeps the sums; these functions say what is summed, so
+the rebuild from raw rows and the in-transaction updates cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime
+
+from protocols.persian import TEHRAN
+
+#: Ledger kinds the aggregates keep; holds and releases only reserve credit for a quote
+#: and always come back out, so no figure reads them.
+CREDIT_KINDS = ("earn", "redeem", "expiry", "referral", "welcome", "reversal", "adjustment",
+                "recovery")
+#: Lower edges (days) of the visit-interval bins; the last bin is open.
+INTERVAL_EDGES = (0, 1, 2, 3, 4, 5, 6, 7, 14, 30, 60, 90, 180, 365)
+#: The bin of a member's first purchase (no interval before it).
+FIRST_VISIT = -1
+DAY_SECONDS = 86_400
+
+
+def day_number(day: date) -> int:
+    """A date as the integer YYYYMMDD the tables key on (ordered as the dates are)."""
+    return day.year * 10_000 + day.month * 100 + day.day
+
+
+def from_day_number(n: int) -> date:
+    return date(n // 10_000, n // 100 % 100, n % 100)
+
+
+def tehran_day_hour(at: int) -> tuple[int, int]:
+    """(YYYYMMDD, hour) in Tehran of Unix seconds `at` (zoneinfo: the old DST included)."""
+    local = datetime.fromtimestamp(at, UTC).astimezone(TEHRAN)
+    return day_number(local.date()), local.hour
+
+
+def tehran_day(at: int) -> int:
+    return tehran_day_hour(at)[0]
+
+
+def interval_bin(gap_seconds: int | None) -> int:
+    """The bin of a visit `gap_seconds` after the member's previous one (None: first)."""
+    if gap_seconds is None:
+        return FIRST_VISIT
+    days = max(0, gap_seconds) // DAY_SECONDS
+    return max(i for i, edge in enumerate(INTERVAL_EDGES) if days >= edge)
+
+
+def interval_labels() -> tuple[str, ...]:
+    """`0`, `1`, ... `7–13`, ..., `365+` (ASCII digits; the page makes them Persian)."""
+    out = []
+    for i, edge in enumerate(INTERVAL_EDGES):
+        if i + 1 == len(INTERVAL_EDGES):
+            out.append(f"{edge}+")
+        else:
+            top = INTERVAL_EDGES[i + 1] - 1
+            out.append(str(edge) if top == edge else f"{edge}–{top}")
+    return tuple(out)
+
+
+def visit_bins(visits: Sequence[tuple[int, str]]) -> Counter[tuple[int, int]]:
+    """One member's settled purchases as (occurred_at, key) -> Counter of (day, bin).
+
+    Purchases are ordered by time, then key (two at one second still have an order); each
+    one falls in the bin of its gap from the one before, the first in FIRST_VISIT."""
+    out: Counter[tuple[int, int]] = Counter()
+    previous: int | None = None
+    for at, _key in sorted(visits):
+        gap = None if previous is None else at - previous
+        out[(tehran_day(at), interval_bin(gap))] += 1
+        previous = at
+    return out
+
+
+def neighbours_change(prev_at: int | None, at: int, next_at: int | None
+                      ) -> Counter[tuple[int, int]]:
+    """What one purchase at `at`, between the member's purchases `prev_at` and `next_at`
+    (None: none), adds to the (day, bin) counts; negate it for its reversal."""
+    change: Counter[tuple[int, int]] = Counter()
+    change[(tehran_day(at), interval_bin(None if prev_at is None else at - prev_at))] += 1
+    if next_at is not None:
+        day = tehran_day(next_at)
+        change[(day, interval_bin(None if prev_at is None else next_at - prev_at))] -= 1
+        change[(day, interval_bin(next_at - at))] += 1
+    return change
+
+
+def weekday_index(day: int) -> int:
+    """0 = Saturday (the Iranian week's first day) ... 6 = Friday."""
+    return (from_day_number(day).weekday() + 2) % 7
+
+
+def add_counts(*parts: Iterable[tuple[tuple[int, int], int]]) -> Counter[tuple[int, int]]:
+    total: Counter[tuple[int, int]] = Counter()
+    for part in parts:
+        for k, v in part:
+            total[k] += v
+    return total
