@@ -1,7 +1,7 @@
 """The operator's period report: the figures, from the ledger (rendering: report_render).
 
-Every figure is defined in docs/backend.md ("Report"); this module only computes them, so
-the queries can move to the store layer and the wording change without touching each other.
+Every figure is defined in docs/backend.md ("Report"). The queries are in the store layer
+(backend.store_reports); this module only says which of their values make which figure.
 """
 
 from __future__ import annotations
@@ -9,11 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from datetime import datetime
 
+from backend import store_reports
 from backend.engine import Connection
-from backend.sms import outbox
-from backend.store import ts
-
-_FAR_FUTURE = 2**62
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,54 +53,47 @@ MONEY = frozenset(
 )
 
 
-def summary(
-    conn: Connection, *, since: datetime | None, until: datetime | None
+def summary(conn: Connection, *, since: datetime | None, until: datetime | None) -> Figures:
+    """The period's figures from the store's report queries (backend.store_reports)."""
+    period = {"since": since, "until": until}
+    return figures(
+        store_reports.purchase_figures(conn, **period),
+        store_reports.member_figures(conn, **period),
+        store_reports.ledger_totals(conn, **period),
+        store_reports.sms_figures(conn, **period),
+        since=since,
+        until=until,
+    )
+
+
+def figures(
+    purchases: store_reports.PurchaseFigures,
+    members: store_reports.MemberFigures,
+    ledger: store_reports.LedgerTotals,
+    sms: store_reports.SmsFigures,
+    *,
+    since: datetime | None,
+    until: datetime | None,
 ) -> Figures:
-    lo = ts(since) if since is not None else -_FAR_FUTURE
-    hi = ts(until) if until is not None else _FAR_FUTURE
-    out: dict[str, int] = {}
-    out["purchases"], out["sales"] = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM purchases "
-        "WHERE approved = 1 AND reversed = 0 AND occurred_at >= ? AND occurred_at < ?",
-        (lo, hi),
-    ).fetchone()
-    out["declined"] = conn.execute(
-        "SELECT COUNT(*) FROM purchases WHERE approved = 0 "
-        "AND occurred_at >= ? AND occurred_at < ?",
-        (lo, hi),
-    ).fetchone()[0]
-    out["reversed"] = conn.execute(
-        "SELECT COUNT(*) FROM purchases WHERE approved = 1 AND reversed = 1 "
-        "AND occurred_at >= ? AND occurred_at < ?",
-        (lo, hi),
-    ).fetchone()[0]
-    out["new_members"] = conn.execute(
-        "SELECT COUNT(*) FROM members WHERE enrolled_at >= ? AND enrolled_at < ?", (lo, hi)
-    ).fetchone()[0]
-    # returning: bought in the period and had bought before (earlier in it, or before it)
-    out["returning_members"] = conn.execute(
-        "SELECT COUNT(DISTINCT p.member_id) FROM purchases p WHERE p.approved = 1 "
-        "AND p.reversed = 0 AND p.occurred_at >= ? AND p.occurred_at < ? AND EXISTS ("
-        "SELECT 1 FROM purchases q WHERE q.member_id = p.member_id AND q.approved = 1 "
-        "AND q.reversed = 0 AND q.occurred_at < p.occurred_at)",
-        (lo, hi),
-    ).fetchone()[0]
-    sums = dict(
-        conn.execute(
-            "SELECT kind, COALESCE(SUM(amount), 0) FROM ledger WHERE at >= ? AND at < ? "
-            "GROUP BY kind",
-            (lo, hi),
-        ).fetchall()
+    """The report's figures from the queries' values: which ledger kinds make which figure.
+
+    Pure, so the definitions in docs/backend.md are tested without a database.
+    """
+    return Figures(
+        since=since,
+        until=until,
+        purchases=purchases.settled,
+        sales=purchases.sales,
+        declined=purchases.declined,
+        reversed=purchases.reversed,
+        new_members=members.new,
+        returning_members=members.returning,
+        credit_issued=ledger.of("earn", "referral", "welcome"),
+        credit_redeemed=-ledger.of("redeem"),
+        credit_expired=-ledger.of("expiry"),
+        credit_reversed=ledger.of("reversal", "recovery"),
+        credit_adjusted=ledger.of("adjustment"),
+        sms_sent=sms.sent,
+        sms_pending=sms.pending,
+        sms_failed=sms.failed,
     )
-    out["credit_issued"] = sum(sums.get(k, 0) for k in ("earn", "referral", "welcome"))
-    out["credit_redeemed"] = -sums.get("redeem", 0)
-    out["credit_expired"] = -sums.get("expiry", 0)
-    out["credit_reversed"] = sums.get("reversal", 0) + sums.get("recovery", 0)
-    out["credit_adjusted"] = sums.get("adjustment", 0)
-    sms = outbox.counts(conn, since=since, until=until)
-    out["sms_sent"], out["sms_pending"], out["sms_failed"] = (
-        sms["sent"],
-        sms["pending"],
-        sms["failed"],
-    )
-    return Figures(since=since, until=until, **out)

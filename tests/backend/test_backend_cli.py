@@ -242,27 +242,6 @@ def test_backend_cli_sample_config_loads() -> None:
     assert settings.program.referral_bonus == 50_000 and settings.sms["sender"] == "file"
 
 
-def test_backend_report_counts_returning_members(tmp_path: Path) -> None:
-    """A member who buys again is returning, also in an unbounded report."""
-    from backend import report
-
-    conn = store.connect(tmp_path / "loyalty.db")
-    clock = FakeClock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
-    h = Handler(conn, clock=clock)
-    for n in (1, 2):
-        h.handle(request("enroll", {"phone": phone(n)}))
-    h.handle(advice(amount=500_000, occurred_at=clock.iso(), phone=phone(1)))
-    h.handle(advice(amount=700_000, occurred_at=clock.iso(), phone=phone(2)))
-    assert report.summary(conn, since=None, until=None).returning_members == 0
-    clock.jump(hours=1)
-    h.handle(advice(amount=300_000, occurred_at=clock.iso(), phone=phone(1)))
-    figures = report.summary(conn, since=None, until=None)
-    assert figures.returning_members == 1 and figures.purchases == 3
-    later = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
-    assert report.summary(conn, since=later, until=None).returning_members == 1
-    conn.close()
-
-
 # --- offer targets name a tier of the program in use ------------------------------------
 
 
