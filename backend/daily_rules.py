@@ -8,7 +8,7 @@ the rebuild from raw rows and the in-transaction updates cannot disagree.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 
 from protocols.persian import TEHRAN
@@ -21,7 +21,6 @@ CREDIT_KINDS = ("earn", "redeem", "expiry", "referral", "welcome", "reversal", "
 INTERVAL_EDGES = (0, 1, 2, 3, 4, 5, 6, 7, 14, 30, 60, 90, 180, 365)
 #: The bin of a member's first purchase (no interval before it).
 FIRST_VISIT = -1
-DAY_SECONDS = 86_400
 
 
 def day_number(day: date) -> int:
@@ -43,11 +42,12 @@ def tehran_day(at: int) -> int:
     return tehran_day_hour(at)[0]
 
 
-def interval_bin(gap_seconds: int | None) -> int:
-    """The bin of a visit `gap_seconds` after the member's previous one (None: first)."""
-    if gap_seconds is None:
+def interval_bin(prev_at: int | None, at: int) -> int:
+    """The bin of a visit at `at` after the member's previous one at `prev_at` (None:
+    the first): by Tehran calendar days between them, so 0 is "again the same day"."""
+    if prev_at is None:
         return FIRST_VISIT
-    days = max(0, gap_seconds) // DAY_SECONDS
+    days = max(0, (from_day_number(tehran_day(at)) - from_day_number(tehran_day(prev_at))).days)
     return max(i for i, edge in enumerate(INTERVAL_EDGES) if days >= edge)
 
 
@@ -67,12 +67,11 @@ def visit_bins(visits: Sequence[tuple[int, str]]) -> Counter[tuple[int, int]]:
     """One member's settled purchases as (occurred_at, key) -> Counter of (day, bin).
 
     Purchases are ordered by time, then key (two at one second still have an order); each
-    one falls in the bin of its gap from the one before, the first in FIRST_VISIT."""
+    one falls in the bin of its days since the one before, the first in FIRST_VISIT."""
     out: Counter[tuple[int, int]] = Counter()
     previous: int | None = None
     for at, _key in sorted(visits):
-        gap = None if previous is None else at - previous
-        out[(tehran_day(at), interval_bin(gap))] += 1
+        out[(tehran_day(at), interval_bin(previous, at))] += 1
         previous = at
     return out
 
@@ -82,22 +81,14 @@ def neighbours_change(prev_at: int | None, at: int, next_at: int | None
     """What one purchase at `at`, between the member's purchases `prev_at` and `next_at`
     (None: none), adds to the (day, bin) counts; negate it for its reversal."""
     change: Counter[tuple[int, int]] = Counter()
-    change[(tehran_day(at), interval_bin(None if prev_at is None else at - prev_at))] += 1
+    change[(tehran_day(at), interval_bin(prev_at, at))] += 1
     if next_at is not None:
         day = tehran_day(next_at)
-        change[(day, interval_bin(None if prev_at is None else next_at - prev_at))] -= 1
-        change[(day, interval_bin(next_at - at))] += 1
+        change[(day, interval_bin(prev_at, next_at))] -= 1
+        change[(day, interval_bin(at, next_at))] += 1
     return change
 
 
 def weekday_index(day: int) -> int:
     """0 = Saturday (the Iranian week's first day) ... 6 = Friday."""
     return (from_day_number(day).weekday() + 2) % 7
-
-
-def add_counts(*parts: Iterable[tuple[tuple[int, int], int]]) -> Counter[tuple[int, int]]:
-    total: Counter[tuple[int, int]] = Counter()
-    for part in parts:
-        for k, v in part:
-            total[k] += v
-    return total

@@ -277,7 +277,10 @@ class DayFigures:
     declined: int = 0
     reversed: int = 0
     enrolled: int = 0
+    #: members whose first purchase ever was this day
     first_visits: int = 0
+    #: members who bought this day and had bought on an earlier day
+    came_back: int = 0
     credit: tuple[tuple[str, int], ...] = ()
 
     def credit_of(self, *kinds: str) -> int:
@@ -304,11 +307,13 @@ def days(conn: Connection, club_id: int, first: int, last: int,
         span,
     ).fetchall():
         acc.setdefault(int(d), {})["enrolled"] = int(n)
-    for d, n in conn.execute(
-        "SELECT day, visits FROM daily_intervals WHERE club_id = ? AND day >= ? AND day <= ? "
-        "AND bin = ?", (*span, daily_rules.FIRST_VISIT),
+    for d, first_visits, back in conn.execute(
+        "SELECT day, SUM(CASE WHEN bin = ? THEN visits ELSE 0 END), "
+        "SUM(CASE WHEN bin >= 1 THEN visits ELSE 0 END) FROM daily_intervals "
+        "WHERE club_id = ? AND day >= ? AND day <= ? GROUP BY day",
+        (daily_rules.FIRST_VISIT, *span),
     ).fetchall():
-        acc.setdefault(int(d), {})["first_visits"] = int(n)
+        acc.setdefault(int(d), {}).update(first_visits=int(first_visits), came_back=int(back))
     credit: dict[int, list[tuple[str, int]]] = {}
     for d, kind, amount in conn.execute(
         "SELECT day, kind, amount FROM daily_credit WHERE club_id = ? AND day >= ? AND day <= ? "

@@ -84,6 +84,17 @@ class DailyMachine(LedgerMachine):
         assert f.credit_adjusted == sum(r.credit_of("adjustment") for r in rows)
         b = store_daily.buyers(self.conn, 1, store.ts(since), store.ts(until))
         assert b.returning == f.returning_members
+        settled = self.conn.execute(
+            "SELECT member_id, occurred_at FROM purchases WHERE approved = 1 AND reversed = 0"
+        ).fetchall()
+        first_day: dict[int, int] = {}
+        for mid, at in settled:
+            d = daily_rules.tehran_day(at)
+            first_day[mid] = min(d, first_day.get(mid, d))
+        for r in rows:
+            on_day = {mid for mid, at in settled if daily_rules.tehran_day(at) == r.day}
+            assert r.came_back == sum(1 for mid in on_day if first_day[mid] < r.day)
+            assert r.first_visits == sum(1 for mid in on_day if first_day[mid] == r.day)
         lots = self.conn.execute("SELECT COALESCE(SUM(remaining), 0) FROM lots").fetchone()[0]
         assert store_daily.outstanding(self.conn, 1) == lots
 
@@ -113,11 +124,11 @@ def test_store_daily_rules() -> None:
     late = int(datetime(2026, 11, 23, 20, 29, 59, tzinfo=UTC).timestamp())
     assert daily_rules.tehran_day_hour(late) == (20261123, 23)
     assert daily_rules.tehran_day_hour(late + 1) == (20261124, 0)
-    assert daily_rules.interval_bin(None) == daily_rules.FIRST_VISIT
-    assert daily_rules.interval_bin(0) == 0
-    assert daily_rules.interval_bin(86_399) == 0
-    assert daily_rules.interval_bin(86_400 * 10) == daily_rules.INTERVAL_EDGES.index(7)
-    assert daily_rules.interval_bin(86_400 * 5000) == len(daily_rules.INTERVAL_EDGES) - 1
+    assert daily_rules.interval_bin(None, late) == daily_rules.FIRST_VISIT
+    assert daily_rules.interval_bin(late - 86_000, late) == 0  # the same Tehran day
+    assert daily_rules.interval_bin(late, late + 1) == 1  # one second, but the next day
+    assert daily_rules.interval_bin(late, late + 86_400 * 10) == daily_rules.INTERVAL_EDGES.index(7)
+    assert daily_rules.interval_bin(late, late + 86_400 * 5000) == len(daily_rules.INTERVAL_EDGES) - 1
     assert daily_rules.interval_labels()[7] == "7–13"
     assert daily_rules.weekday_index(day_number(date(2026, 11, 28))) == 0  # a Saturday
     assert from_day_number(day_number(date(2027, 3, 21))) == date(2027, 3, 21)
