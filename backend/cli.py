@@ -205,9 +205,9 @@ def _main(argv: Sequence[str] | None) -> int:
             return _run(args, settings)
         if args.command == "copy":
             return _copy(args)
-        _existing(args.db)
         if args.command == "migrate":
-            return _migrate(args)
+            return _migrate(args, settings)
+        _existing(args.db)
         handler = {
             "member": _member,
             "report": _report,
@@ -239,14 +239,21 @@ def _open(args: argparse.Namespace) -> engine.Connection:
     return store.connect(args.db)
 
 
-def _migrate(args: argparse.Namespace) -> int:
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    """Forward to this version; a single-shop database becomes one club named after the
+    configuration's [shop] name, with its branch `main` and every terminal it has seen."""
     from backend import migrations
 
-    target = _existing(args.db)
+    try:
+        target = engine.parse_target(args.db)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if target.path is not None and not target.path.parent.is_dir():
+        raise UsageError(f"{target}: no such folder {target.path.parent}")
     conn = store.connect(target, check_schema=False, create=False)
     try:
         before = migrations.current_version(conn)
-        applied = migrations.migrate(conn, datetime.now(UTC))
+        applied = migrations.migrate(conn, datetime.now(UTC), shop_name=settings.shop_name)
     except migrations.SchemaError as exc:
         raise UsageError(f"{target}: {exc}") from None
     finally:

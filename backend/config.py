@@ -121,14 +121,23 @@ def parse_offer(raw: Mapping[str, Any], where: str) -> Offer:
     return offer
 
 
-def parse(doc: Mapping[str, Any]) -> Settings:
-    for name in doc:
-        if name not in _TOP:
-            raise ConfigError(f"unknown table [{name}] (known: {', '.join(sorted(_TOP))})")
-    shop = _table(doc, "shop")
-    shop_name = _take(shop, "shop", "name", str, Settings().shop_name)
-    _no_more(shop, "shop")
+#: the tables of a club's program (`loyalty-backend program import|export`)
+PROGRAM_TABLES = ("program", "otp")
 
+
+def parse_program(doc: Mapping[str, Any]) -> Program:
+    """A club's program: the [program] (with its tiers) and [otp] tables of
+    config/backend.toml, and nothing else."""
+    for name in doc:
+        if name not in PROGRAM_TABLES:
+            raise ConfigError(
+                f"unknown table [{name}] in a program (a program holds [program], "
+                "[[program.tiers]] and [otp])"
+            )
+    return _program(doc)
+
+
+def _program(doc: Mapping[str, Any]) -> Program:
     prog = _table(doc, "program")
     defaults = Program()
     kwargs: dict[str, Any] = {}
@@ -179,9 +188,61 @@ def parse(doc: Mapping[str, Any]) -> Settings:
     if kwargs["otp_tries"] < 1:
         raise ConfigError("otp.tries: must be at least 1")
     try:
-        program = Program(**kwargs)
+        return Program(**kwargs)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def program_toml(program: Program) -> str:
+    """A program as the TOML `parse_program` reads (what `program export` writes when a
+    club has no stored version: the configuration's, every value spelled out)."""
+    p = program
+    lines = [
+        "[program]",
+        f"tier_window_days = {p.tier_window_days}",
+        f"max_redeem_percent = {_num(p.max_redeem_percent)}",
+        f"hold_seconds = {p.hold_seconds}",
+        f"credit_days = {p.credit_days}",
+        f"welcome_credit = {p.welcome_credit}",
+        f"referral_bonus = {p.referral_bonus}",
+    ]
+    for t in p.tiers:
+        lines += [
+            "",
+            "[[program.tiers]]",
+            f"name = {_toml_string(t.name)}",
+            f"min_spend = {t.min_spend}",
+            f"cashback_percent = {_num(t.percent)}",
+        ]
+    lines += [
+        "",
+        "[otp]",
+        f"threshold = {p.otp_threshold}",
+        f"digits = {p.otp_digits}",
+        f"ttl_seconds = {p.otp_seconds}",
+        f"tries = {p.otp_tries}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _toml_string(text: str) -> str:
+    out = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + "".join(c if c >= " " else f"\\u{ord(c):04x}" for c in out) + '"'
+
+
+def parse(doc: Mapping[str, Any]) -> Settings:
+    for name in doc:
+        if name not in _TOP:
+            raise ConfigError(f"unknown table [{name}] (known: {', '.join(sorted(_TOP))})")
+    shop = _table(doc, "shop")
+    shop_name = _take(shop, "shop", "name", str, Settings().shop_name)
+    _no_more(shop, "shop")
+
+    program = _program(doc)
 
     raw_offers = doc.get("offers", [])
     if not isinstance(raw_offers, list):

@@ -11,6 +11,13 @@ advisory lock (a copy delivered to another process waits, then finds the stored 
 and a member's money moves under the member's row lock. A request that still meets
 another process's work (a unique key taken meanwhile, a deadlock) is rolled back to its
 savepoint and carried out again after the batch commits, when it sees that work.
+
+Every request is resolved through the registry (backend.registry, a cache read again when
+the registry's generation moves): terminal and merchant id, then branch, then club, whose
+members, program, offers and name it is carried out with. A terminal the registry does
+not know, or a disabled one, gets 96 "terminal not registered", is counted among the
+unknown terminals, and its answer is NOT stored: once the terminal is registered, the
+agent's repeat of the same request is carried out.
 """
 
 from __future__ import annotations
@@ -19,17 +26,20 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from backend import engine, ledger, store
+from backend import engine, ledger, store, store_registry
 from backend.engine import Connection
 from backend.handling import advice, enroll, inquiry, release, reversal
 from backend.handling.context import Clock, Context, Outcome, release_lapsed
 from backend.program import Offer, Program, RuleError
+from backend.registry import Registry
 from protocols.identity import IdentityError
 from protocols.mqtt import Request, Response, SchemaError, refusal
 from protocols.response_codes import ResponseCode
 
 log = logging.getLogger(__name__)
-__all__ = ["REQUESTS", "Clock", "Handler", "Outcome", "utc_now"]
+__all__ = ["NOT_REGISTERED", "REQUESTS", "Clock", "Handler", "Outcome", "utc_now"]
+#: the message of a request from a terminal the registry does not know or has disabled
+NOT_REGISTERED = "terminal not registered"
 
 #: request type -> its handler (protocols.mqtt.REQUEST_TYPES, each once)
 REQUESTS: dict[str, Callable[[Context, Request, datetime], Outcome]] = {
@@ -55,19 +65,20 @@ class Handler:
         conn: Connection,
         program: Program | None = None,
         *,
-        shop_name: str = "فروشگاه",
         offers: Sequence[Offer] = (),
         clock: Clock = utc_now,
         response_retention: timedelta = timedelta(days=30),
     ) -> None:
         self.conn = conn
         self.response_retention = response_retention
+        # the configuration's program and offers: for the clubs with no program stored
         self.program = program or Program()
-        self.shop_name = shop_name
         self.config_offers = tuple(offers)
         self.clock = clock
-        self.ctx = Context(conn, self.program, shop_name, clock)
+        self.registry = Registry(self.program, self.config_offers)
+        self.ctx = Context(conn, self.program, "", clock, registry=self.registry)
         self.races = 0  # requests carried out again after crossing another process
+        self.unregistered = 0  # requests refused: terminal unknown or disabled
 
     # --- entry points ------------------------------------------------------------------
 
@@ -82,7 +93,7 @@ class Handler:
         while todo:
             again: list[int] = []
             with store.transaction(self.conn):
-                self.ctx.offers = [*self.config_offers, *store.offers(self.conn)]
+                self.registry.refresh(self.conn)
                 for n, i in enumerate(todo):
                     # only the first request of a transaction waits for locks (no deadlock)
                     with engine.nowait(self.conn, n > 0):
@@ -165,6 +176,19 @@ class Handler:
             return refusal(
                 req, ResponseCode.FORMAT_ERROR, "idempotency key does not belong to this terminal"
             )
+        terminal = self.registry.resolve(req.terminal_id, req.merchant_id)
+        if terminal is None:
+            # no effect, and no stored answer: a repeat after registration is carried out
+            self.unregistered += 1
+            store_registry.count_unknown(self.conn, req.terminal_id, req.merchant_id,
+                                         self.clock())  # fmt: skip
+            return refusal(req, ResponseCode.MALFUNCTION, NOT_REGISTERED)
+        ctx = self.ctx
+        ctx.club_id, ctx.branch_id = terminal.club_id, terminal.branch_id
+        ctx.shop_name = self.registry.club(terminal.club_id).name
+        ctx.program_version = self.registry.latest_version(terminal.club_id)
+        ctx.program = self.registry.program(self.conn, terminal.club_id, ctx.program_version)
+        ctx.offers = self.registry.offers(terminal.club_id, terminal.branch_id)
         # a copy of this request in another process: wait for it, then find its answer
         engine.exclusive(self.conn, f"request:{req.key}")
         stored = store.stored_response(self.conn, req.key)

@@ -22,6 +22,8 @@ from backend.engine import Connection
 
 #: The oldest version a migration starts from: version 2 came before the first release.
 OLDEST = 2
+#: The club of a database made or migrated without a configuration (`[shop] name`'s default).
+DEFAULT_CLUB = "فروشگاه"
 
 _V2 = """
 CREATE TABLE IF NOT EXISTS members (
@@ -169,8 +171,17 @@ class Migration:
     version: int
     name: str
     statements: tuple[str, ...]
-    #: data steps that SQL cannot say (none yet): run after the statements
-    steps: tuple[Callable[[Connection], None], ...] = field(default=())
+    #: data steps that SQL cannot say: run after the statements
+    steps: tuple[Callable[[Connection, Setup], None], ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a data step may need besides the connection: the time, and the name of the
+    club a single-shop database becomes (the configuration's `[shop] name`)."""
+
+    now: datetime
+    shop_name: str = DEFAULT_CLUB
 
 
 def _split(script: str) -> tuple[str, ...]:
@@ -198,7 +209,7 @@ CREATE INDEX sms_outbox_due ON sms_outbox (status, next_attempt_at)
 """
 
 
-def _outbox_reversal_kind(conn: Connection) -> None:
+def _outbox_reversal_kind(conn: Connection, setup: Setup) -> None:
     """Version 3. SQLite cannot alter a CHECK: the table is rebuilt, rows and ids kept;
     PostgreSQL replaces the constraint in place."""
     if engine.dialect_of(conn) == engine.POSTGRESQL:
@@ -214,6 +225,155 @@ def _outbox_reversal_kind(conn: Connection) -> None:
         conn.execute(statement)
     conn.execute("INSERT INTO sms_outbox SELECT * FROM sms_outbox_old")
     conn.execute("DROP TABLE sms_outbox_old")
+
+
+_REGISTRY_V5 = """
+CREATE TABLE clubs (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    sms TEXT
+);
+CREATE TABLE branches (
+    id INTEGER PRIMARY KEY,
+    club_id INTEGER NOT NULL REFERENCES clubs(id),
+    name TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    UNIQUE (club_id, name)
+);
+CREATE TABLE terminals (
+    id TEXT PRIMARY KEY,
+    merchant_id TEXT NOT NULL,
+    branch_id INTEGER NOT NULL REFERENCES branches(id),
+    enabled INTEGER NOT NULL DEFAULT 1,
+    added_at INTEGER NOT NULL,
+    broker_user TEXT
+) WITHOUT ROWID;
+CREATE INDEX terminals_branch ON terminals(branch_id);
+CREATE TABLE unknown_terminals (
+    terminal_id TEXT NOT NULL,
+    merchant_id TEXT NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (terminal_id, merchant_id)
+) WITHOUT ROWID;
+CREATE TABLE registry_state (generation INTEGER NOT NULL)
+"""
+
+#: SQLite cannot drop the inline UNIQUE (phone): members is rebuilt (ids kept), with the
+#: club last so that both engines have the columns in one order.
+_MEMBERS_V5 = """
+CREATE TABLE members_v5 (
+    id INTEGER PRIMARY KEY,
+    phone TEXT NOT NULL,
+    code TEXT NOT NULL UNIQUE,
+    referrer_id INTEGER REFERENCES members(id),
+    birthday TEXT,
+    enrolled_at INTEGER NOT NULL,
+    tier TEXT NOT NULL,
+    debt INTEGER NOT NULL DEFAULT 0 CHECK (debt >= 0),
+    club_id INTEGER NOT NULL REFERENCES clubs(id),
+    UNIQUE (club_id, phone)
+)
+"""
+
+
+def _seen_terminals(conn: Connection) -> list[str]:
+    """Every terminal id the database has met: in purchases, quotes, reversals and the
+    stored responses' keys (a key starts with its terminal's id)."""
+    from protocols.mqtt import SchemaError as TopicError
+    from protocols.mqtt import check_terminal_id
+
+    rows = conn.execute(
+        "SELECT terminal_id FROM purchases UNION SELECT terminal_id FROM quotes "
+        "UNION SELECT terminal_id FROM reversals UNION SELECT substr(key, 1, 8) FROM requests"
+    ).fetchall()
+    seen = []
+    for (tid,) in rows:
+        try:
+            seen.append(check_terminal_id(tid))
+        except TopicError:
+            continue  # not a terminal id (never answered): nothing to register
+    return sorted(set(seen))
+
+
+def _registry(conn: Connection, setup: Setup) -> None:
+    """Version 5. The database's shop becomes one club with one branch `main`; every
+    terminal it has seen is registered there (merchant id '' = not checked, as none was
+    stored), and every member, offer, quote and purchase belongs to them."""
+    dialect = engine.dialect_of(conn)
+    at = int(setup.now.timestamp())
+    club = int(
+        conn.execute(
+            "INSERT INTO clubs(name, created_at) VALUES (?, ?)", (setup.shop_name, at)
+        ).lastrowid
+        or 0
+    )
+    branch = int(
+        conn.execute(
+            "INSERT INTO branches(club_id, name, created_at) VALUES (?, 'main', ?)", (club, at)
+        ).lastrowid
+        or 0
+    )
+    conn.executemany(
+        "INSERT INTO terminals(id, merchant_id, branch_id, added_at) VALUES (?, '', ?, ?)",
+        [(tid, branch, at) for tid in _seen_terminals(conn)],
+    )
+    conn.execute("INSERT INTO registry_state(generation) VALUES (1)")
+    if dialect == engine.POSTGRESQL:
+        conn.execute("ALTER TABLE members ADD COLUMN club_id BIGINT REFERENCES clubs(id)")
+        conn.execute("UPDATE members SET club_id = ?", (club,))
+        conn.execute(
+            "ALTER TABLE members ALTER COLUMN club_id SET NOT NULL, "
+            "DROP CONSTRAINT members_phone_key, "
+            "ADD CONSTRAINT members_club_phone_key UNIQUE (club_id, phone)"
+        )
+    else:
+        conn.execute(_MEMBERS_V5)
+        conn.execute(
+            "INSERT INTO members_v5 SELECT id, phone, code, referrer_id, birthday, "
+            "enrolled_at, tier, debt, ? FROM members",
+            (club,),
+        )
+        conn.execute("DROP TABLE members")
+        conn.execute("ALTER TABLE members_v5 RENAME TO members")
+    for statement in (
+        "ALTER TABLE offers ADD COLUMN club_id INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE offers ADD COLUMN branches TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX offers_club ON offers(club_id)",
+        "ALTER TABLE quotes ADD COLUMN branch_id INTEGER",
+        "ALTER TABLE quotes ADD COLUMN program_version INTEGER",
+        "ALTER TABLE purchases ADD COLUMN branch_id INTEGER",
+        "ALTER TABLE purchases ADD COLUMN program_version INTEGER",
+        "ALTER TABLE sms_outbox ADD COLUMN club_id INTEGER",
+    ):
+        conn.execute(engine.ddl(dialect, statement))
+    conn.execute("UPDATE offers SET club_id = ?", (club,))
+    conn.execute("UPDATE quotes SET branch_id = ?, program_version = 0", (branch,))
+    conn.execute("UPDATE purchases SET branch_id = ?, program_version = 0", (branch,))
+    conn.execute("UPDATE sms_outbox SET club_id = ?", (club,))
+    if dialect == engine.SQLITE:
+        broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise SchemaError(f"version 5: foreign keys broken by the rebuild: {broken[:5]}")
+
+
+_PROGRAMS_V6 = """
+CREATE TABLE programs (
+    club_id INTEGER NOT NULL REFERENCES clubs(id),
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    author TEXT NOT NULL,
+    PRIMARY KEY (club_id, version)
+) WITHOUT ROWID
+"""
+
+
+def _fill_daily(conn: Connection, setup: Setup) -> None:
+    """Version 8: the pre-aggregates of every row already there."""
+    store_daily.rebuild(conn)
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -238,11 +398,23 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        5,
+        "clubs, branches, terminals (and those seen unregistered); members, offers, "
+        "quotes and purchases per club and branch",
+        _split(_REGISTRY_V5),
+        steps=(_registry,),
+    ),
+    Migration(
+        6,
+        "programs per club, with versions; a club with none uses the configuration's",
+        _split(_PROGRAMS_V6),
+    ),
+    Migration(
         8,
         "per-day pre-aggregates for the panel's dashboard (per club, branch, Tehran day), "
         "filled from the raw rows",
         store_daily.SCHEMA,
-        steps=(store_daily.rebuild,),
+        steps=(_fill_daily,),
     ),
 )
 LATEST = MIGRATIONS[-1].version
@@ -279,27 +451,41 @@ def check(conn: Connection, where: object) -> None:
     )
 
 
-def migrate(conn: Connection, now: datetime) -> list[Migration]:
+def migrate(
+    conn: Connection, now: datetime, *, shop_name: str = DEFAULT_CLUB
+) -> list[Migration]:
     """Apply every step after the database's version, each in a transaction of its own;
-    the steps applied. A database with no schema gets the whole schema."""
+    the steps applied. A database with no schema gets the whole schema.
+
+    On SQLite foreign keys are off while the steps run (a rebuilt parent table would
+    otherwise be emptied by DROP TABLE's implicit DELETE); a step that rebuilds checks
+    them before it commits."""
     applied: list[Migration] = []
-    for step in MIGRATIONS:
-        with engine.transaction(conn):
-            engine.exclusive(conn, "schema")
-            if _apply(conn, step, now):
-                applied.append(step)
+    sqlite = engine.dialect_of(conn) == engine.SQLITE
+    if sqlite:
+        conn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        for step in MIGRATIONS:
+            with engine.transaction(conn):
+                engine.exclusive(conn, "schema")
+                if _apply(conn, step, Setup(now, shop_name)):
+                    applied.append(step)
+    finally:
+        if sqlite:
+            conn.execute("PRAGMA foreign_keys = ON")
     return applied
 
 
-def create(conn: Connection, now: datetime) -> None:
-    """The whole schema on a database with none, inside the caller's transaction."""
+def create(conn: Connection, now: datetime, *, shop_name: str = DEFAULT_CLUB) -> None:
+    """The whole schema on a database with none, inside the caller's transaction (its
+    tables are empty: a rebuild breaks no foreign key)."""
     if current_version(conn) is not None:
         raise SchemaError("the database already has a schema")
     for step in MIGRATIONS:
-        _apply(conn, step, now)
+        _apply(conn, step, Setup(now, shop_name))
 
 
-def _apply(conn: Connection, step: Migration, now: datetime) -> bool:
+def _apply(conn: Connection, step: Migration, setup: Setup) -> bool:
     version = current_version(conn)
     if version is not None and version < OLDEST:
         raise SchemaError(
@@ -316,7 +502,7 @@ def _apply(conn: Connection, step: Migration, now: datetime) -> bool:
     for statement in step.statements:
         conn.execute(engine.ddl(dialect, statement))
     for fn in step.steps:
-        fn(conn)
+        fn(conn, setup)
     if version is None:
         conn.execute(engine.ddl(dialect, _VERSION_TABLE))
         conn.execute("INSERT INTO schema_version(version) VALUES (?)", (step.version,))
@@ -325,6 +511,6 @@ def _apply(conn: Connection, step: Migration, now: datetime) -> bool:
     if step.version >= 4:
         conn.execute(
             "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)",
-            (step.version, step.name, int(now.timestamp())),
+            (step.version, step.name, int(setup.now.timestamp())),
         )
     return True

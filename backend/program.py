@@ -149,6 +149,10 @@ class Offer:
     target: str = "everyone"  # everyone | tier:NAME | visits:N | birthday
     id: int | None = None
     ended: bool = False
+    #: the club it belongs to (None: the configuration's, for the clubs that use it)
+    club_id: int | None = None
+    #: the club's branches it runs in; empty = every branch
+    branches: frozenset[int] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -168,6 +172,9 @@ class Offer:
         if self.min_purchase < 0:
             raise ValueError("offer: min_purchase must not be negative")
         parse_target(self.target)
+
+    def runs_in(self, branch_id: int) -> bool:
+        return not self.branches or branch_id in self.branches
 
     def matches(self, p: Purchase) -> bool:
         if self.ended:

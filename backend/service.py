@@ -172,9 +172,8 @@ class BackendService:
 
     def _make_handler(self) -> Handler:
         return Handler(
-            store.connect(self.target, autocheckpoint=False),
+            store.connect(self.target, autocheckpoint=False, shop_name=self.settings.shop_name),
             self.settings.program,
-            shop_name=self.settings.shop_name,
             offers=self.settings.offers,
             clock=self.clock,
             response_retention=timedelta(days=self.settings.service.requests_retention_days),

@@ -43,12 +43,14 @@ def connect(
     autocheckpoint: bool = True,
     check_schema: bool = True,
     create: bool = True,
+    shop_name: str = migrations.DEFAULT_CLUB,
 ) -> Connection:
     """A connection to `db` (a SQLite path or a PostgreSQL URL) with the backend's settings.
 
     A database with no schema yet gets the current one (unless `create` is false); one of
     another version is refused (StoreError saying how to migrate) unless `check_schema`
-    is false (for `migrate`).
+    is false (for `migrate`). A new database's one club is named `shop_name` (the
+    configuration's `[shop] name`).
 
     SQLite: autocommit mode (isolation_level=None), transactions are explicit BEGIN
     IMMEDIATE, so two processes on one file serialise their writes instead of failing to
@@ -73,7 +75,7 @@ def connect(
             with transaction(conn):
                 engine.exclusive(conn, "schema")
                 if migrations.current_version(conn) is None:
-                    migrations.create(conn, datetime.now(UTC))
+                    migrations.create(conn, datetime.now(UTC), shop_name=shop_name)
         if check_schema and migrations.current_version(conn) is not None:
             migrations.check(conn, target)
     except engine.DatabaseError as exc:
@@ -178,9 +180,10 @@ class Member:
     enrolled_at: int
     tier: str
     debt: int
+    club_id: int
 
 
-_MEMBER_COLS = "id, phone, code, referrer_id, birthday, enrolled_at, tier, debt"
+_MEMBER_COLS = "id, phone, code, referrer_id, birthday, enrolled_at, tier, debt, club_id"
 #: the same columns of `members m`, for joins that read a member along with something else
 MEMBER_COLS_M = ", ".join("m." + c.strip() for c in _MEMBER_COLS.split(","))
 
@@ -191,9 +194,13 @@ MEMBER_COLS_M = ", ".join("m." + c.strip() for c in _MEMBER_COLS.split(","))
 # SQLite's BEGIN IMMEDIATE already serialises every writer.
 
 
-def member_by_phone(conn: Connection, phone: str, *, lock: bool = False) -> Member | None:
-    sql = f"SELECT {_MEMBER_COLS} FROM members WHERE phone = ?"
-    row = conn.execute(sql + engine.row_lock(conn, lock), (phone,)).fetchone()
+def member_by_phone(
+    conn: Connection, phone: str, *, club_id: int, lock: bool = False
+) -> Member | None:
+    """The club's member with this phone (the same phone in another club is another
+    member)."""
+    sql = f"SELECT {_MEMBER_COLS} FROM members WHERE club_id = ? AND phone = ?"
+    row = conn.execute(sql + engine.row_lock(conn, lock), (club_id, phone)).fetchone()
     return Member(*row) if row else None
 
 
@@ -203,12 +210,16 @@ def member_by_id(conn: Connection, member_id: int, *, lock: bool = False) -> Mem
     return Member(*row)
 
 
-def member_by_card(conn: Connection, card: str, *, lock: bool = False) -> Member | None:
+def member_by_card(
+    conn: Connection, card: str, *, club_id: int, lock: bool = False
+) -> Member | None:
+    """The member an active card belongs to, if a member of this club (a card is issued
+    once in the whole database; another club's card names no member here)."""
     sql = (
-        f"SELECT {MEMBER_COLS_M} "
-        "FROM cards c JOIN members m ON m.id = c.member_id WHERE c.number = ? AND c.active = 1"
+        f"SELECT {MEMBER_COLS_M} FROM cards c JOIN members m ON m.id = c.member_id "
+        "WHERE c.number = ? AND c.active = 1 AND m.club_id = ?"
     )
-    row = conn.execute(sql + engine.row_lock(conn, lock, of="m"), (card,)).fetchone()
+    row = conn.execute(sql + engine.row_lock(conn, lock, of="m"), (card, club_id)).fetchone()
     return Member(*row) if row else None
 
 
@@ -220,15 +231,24 @@ def new_member_code(conn: Connection) -> str:
 
 
 def insert_member(
-    conn: Connection, *, phone: str, referrer_id: int | None, tier: str, now: datetime
+    conn: Connection,
+    *,
+    phone: str,
+    referrer_id: int | None,
+    tier: str,
+    now: datetime,
+    club_id: int,
 ) -> Member:
     code = new_member_code(conn)
     cur = conn.execute(
-        "INSERT INTO members(phone, code, referrer_id, enrolled_at, tier) VALUES (?, ?, ?, ?, ?)",
-        (phone, code, referrer_id, ts(now), tier),
+        "INSERT INTO members(phone, code, referrer_id, enrolled_at, tier, club_id) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (phone, code, referrer_id, ts(now), tier, club_id),
     )
     store_daily.member_enrolled(conn, int(cur.lastrowid or 0), ts(now))
-    return Member(int(cur.lastrowid or 0), phone, code, referrer_id, None, ts(now), tier, 0)
+    return Member(
+        int(cur.lastrowid or 0), phone, code, referrer_id, None, ts(now), tier, 0, club_id
+    )
 
 
 def set_tier(conn: Connection, member_id: int, tier: str) -> None:
@@ -323,7 +343,8 @@ def prune_responses(conn: Connection, before: datetime, *, limit: int = 500) -> 
 
 
 def _offer_from_row(row: sqlite3.Row | tuple) -> Offer:
-    (oid, name, percent, amount, start, until, weekdays, hours, min_purchase, target, ended) = row
+    (oid, name, percent, amount, start, until, weekdays, hours, min_purchase, target, ended,
+     club_id, branches) = row  # fmt: skip
     return Offer(
         id=oid,
         name=name,
@@ -336,26 +357,42 @@ def _offer_from_row(row: sqlite3.Row | tuple) -> Offer:
         min_purchase=min_purchase,
         target=target,
         ended=ended is not None,
+        club_id=club_id,
+        branches=frozenset(int(b) for b in branches.split(",") if b),
     )
 
 
 _OFFER_COLS = (
-    "id, name, percent, amount, start, until, weekdays, hours, min_purchase, target, ended_at"
+    "id, name, percent, amount, start, until, weekdays, hours, min_purchase, target, ended_at, "
+    "club_id, branches"
 )
 
 
-def offers(conn: Connection, *, include_ended: bool = False) -> list[Offer]:
-    where = "" if include_ended else " WHERE ended_at IS NULL"
-    rows = conn.execute(f"SELECT {_OFFER_COLS} FROM offers{where} ORDER BY id")
+def offers(
+    conn: Connection, *, club_id: int | None, include_ended: bool = False
+) -> list[Offer]:
+    """The club's offers (each says which of its branches it runs in); `club_id=None`:
+    every club's (the backend's cache, split by club)."""
+    where, args = [], []
+    if club_id is not None:
+        where.append("club_id = ?")
+        args.append(club_id)
+    if not include_ended:
+        where.append("ended_at IS NULL")
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    rows = conn.execute(f"SELECT {_OFFER_COLS} FROM offers{clause} ORDER BY id", tuple(args))
     return [_offer_from_row(r) for r in rows]
 
 
 def add_offer(conn: Connection, offer: Offer, now: datetime) -> int:
+    """A new offer of `offer.club_id` (in `offer.branches`, or all of them)."""
     from backend.program import WEEKDAYS
 
+    if offer.club_id is None:
+        raise ValueError("offer: no club")
     cur = conn.execute(
         "INSERT INTO offers(name, percent, amount, start, until, weekdays, hours, min_purchase, "
-        "target, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "target, created_at, club_id, branches) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             offer.name,
             offer.percent,
@@ -367,8 +404,11 @@ def add_offer(conn: Connection, offer: Offer, now: datetime) -> int:
             offer.min_purchase,
             offer.target,
             ts(now),
+            offer.club_id,
+            ",".join(str(b) for b in sorted(offer.branches)),
         ),
     )
+    conn.execute("UPDATE registry_state SET generation = generation + 1")  # caches stale
     return int(cur.lastrowid or 0)
 
 
@@ -376,7 +416,10 @@ def end_offer(conn: Connection, offer_id: int, now: datetime) -> bool:
     cur = conn.execute(
         "UPDATE offers SET ended_at = ? WHERE id = ? AND ended_at IS NULL", (ts(now), offer_id)
     )
-    return cur.rowcount == 1
+    if cur.rowcount != 1:
+        return False
+    conn.execute("UPDATE registry_state SET generation = generation + 1")  # caches stale
+    return True
 
 
 # --- quotes ----------------------------------------------------------------------------
@@ -397,6 +440,9 @@ class Quote:
     created_at: int
     expires_at: int
     advice_key: str | None = None
+    branch_id: int | None = None
+    #: the club's program version the quote was computed with (0 = the configuration's)
+    program_version: int | None = None
 
     def holds_at(self, now: datetime) -> bool:
         """Still holding its discount at `now` (held and not lapsed)."""
@@ -404,9 +450,11 @@ class Quote:
 
 
 _QUOTE_COLS = (
-    "id, member_id, terminal_id, gross, discount, status, created_at, expires_at, advice_key"
+    "id, member_id, terminal_id, gross, discount, status, created_at, expires_at, advice_key, "
+    "branch_id, program_version"
 )
 _QUOTE_COLS_Q = ", ".join("q." + c.strip() for c in _QUOTE_COLS.split(","))
+_NQ = len(_QUOTE_COLS.split(","))
 
 
 def new_quote_id(now: datetime) -> str:
@@ -418,9 +466,9 @@ def new_quote_id(now: datetime) -> str:
 def insert_quote(conn: Connection, q: Quote) -> None:
     conn.execute(
         "INSERT INTO quotes(id, member_id, terminal_id, gross, discount, status, created_at, "
-        "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "expires_at, branch_id, program_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (q.id, q.member_id, q.terminal_id, q.gross, q.discount, q.status, q.created_at,
-         q.expires_at),
+         q.expires_at, q.branch_id, q.program_version),
     )  # fmt: skip
 
 
@@ -443,10 +491,10 @@ def quote_and_member(
     if row is None:
         return None
     if lock and engine.dialect_of(conn) == engine.POSTGRESQL:
-        member = member_by_id(conn, row[9], lock=True)
+        member = member_by_id(conn, row[_NQ], lock=True)
         q = quote(conn, quote_id)
         return (q, member) if q is not None else None
-    return Quote(*row[:9]), Member(*row[9:])
+    return Quote(*row[:_NQ]), Member(*row[_NQ:])
 
 
 def lapsed_holds(conn: Connection, now: datetime, member_id: int | None = None) -> list[Quote]:
@@ -509,11 +557,13 @@ class PurchaseRecord:
     earn_lot: int | None
     occurred_at: int
     reversed: bool = False
+    branch_id: int | None = None
+    program_version: int | None = None
 
 
 _PURCHASE_COLS = (
     "key, member_id, terminal_id, quote_id, amount, gross, approved, redeemed, earned, "
-    "recovered, earn_lot, occurred_at, reversed"
+    "recovered, earn_lot, occurred_at, reversed, branch_id, program_version"
 )
 
 
@@ -543,9 +593,11 @@ def advice_state(conn: Connection, key: str) -> tuple[PurchaseRecord | None, boo
 
 def insert_purchase(conn: Connection, p: PurchaseRecord) -> None:
     conn.execute(
-        f"INSERT INTO purchases({_PURCHASE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO purchases({_PURCHASE_COLS}) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (p.key, p.member_id, p.terminal_id, p.quote_id, p.amount, p.gross, int(p.approved),
-         p.redeemed, p.earned, p.recovered, p.earn_lot, p.occurred_at, int(p.reversed)),
+         p.redeemed, p.earned, p.recovered, p.earn_lot, p.occurred_at, int(p.reversed),
+         p.branch_id, p.program_version),
     )  # fmt: skip
     store_daily.purchase_recorded(conn, p)
 

@@ -67,7 +67,7 @@ def _add_purchase_counts(conn: Connection, key: str, at: int, *, settled: int, s
     day, hour = tehran_day_hour(at)
     conn.execute(
         "INSERT INTO daily_purchases(club_id, branch_id, day, hour, settled, sales, gross, "
-        "declined, reversed) SELECT m.club_id, p.branch_id, ?, ?, ?, ?, ?, ?, ? "
+        "declined, reversed) SELECT m.club_id, COALESCE(p.branch_id, 0), ?, ?, ?, ?, ?, ?, ? "
         "FROM purchases p JOIN members m ON m.id = p.member_id WHERE p.key = ? "
         "ON CONFLICT (club_id, day, branch_id, hour) DO UPDATE SET "
         "settled = daily_purchases.settled + excluded.settled, "
@@ -176,7 +176,7 @@ def from_raw(conn: Connection) -> Snapshot:
     snap = Snapshot()
     purchases: dict[tuple[int, int, int, int], list[int]] = {}
     for club, branch, half, *sums in conn.execute(
-        "SELECT m.club_id, p.branch_id, p.occurred_at / 1800, "
+        "SELECT m.club_id, COALESCE(p.branch_id, 0), p.occurred_at / 1800, "
         "SUM(CASE WHEN p.approved = 1 AND p.reversed = 0 THEN 1 ELSE 0 END), "
         "SUM(CASE WHEN p.approved = 1 AND p.reversed = 0 THEN p.amount ELSE 0 END), "
         "SUM(CASE WHEN p.approved = 1 AND p.reversed = 0 THEN p.gross ELSE 0 END), "
@@ -366,7 +366,12 @@ class Buyers:
 def buyers(conn: Connection, club_id: int, since: int, until: int) -> Buyers:
     """[since, until) in Unix seconds. A member is returning when one of their purchases
     in the period had a purchase strictly before it: when their purchases in the period
-    span more than one moment, or one came before the period."""
+    span more than one moment, or one came before the period. A database of one club
+    needs no filter by club (the common case: no member look-up per purchase)."""
+    (clubs,) = conn.execute("SELECT COUNT(*) FROM clubs").fetchone()
+    mine = "" if clubs == 1 else (
+        " AND p.member_id IN (SELECT id FROM members WHERE club_id = ?)")
+    args: tuple = (since, until) + (() if clubs == 1 else (club_id,))
     row = conn.execute(
         "SELECT COUNT(*), COALESCE(SUM(CASE WHEN b.n >= 2 THEN 1 ELSE 0 END), 0), "
         "COALESCE(SUM(CASE WHEN b.mx > b.mn OR EXISTS (SELECT 1 FROM purchases q "
@@ -374,9 +379,8 @@ def buyers(conn: Connection, club_id: int, since: int, until: int) -> Buyers:
         "AND q.occurred_at < b.mn) THEN 1 ELSE 0 END), 0) FROM ("
         "SELECT p.member_id, COUNT(*) AS n, MIN(p.occurred_at) AS mn, MAX(p.occurred_at) AS mx "
         "FROM purchases p WHERE p.approved = 1 AND p.reversed = 0 AND p.occurred_at >= ? "
-        "AND p.occurred_at < ? AND p.branch_id IN (SELECT id FROM branches WHERE club_id = ?) "
-        "GROUP BY p.member_id) AS b",
-        (since, until, club_id),
+        f"AND p.occurred_at < ?{mine} GROUP BY p.member_id) AS b",
+        args,
     ).fetchone()
     return Buyers(buyers=int(row[0]), repeat=int(row[1]), returning=int(row[2]))
 

@@ -16,14 +16,20 @@ from backend.engine import Connection
 
 #: Every table of the schema, parents before children (foreign keys hold row by row).
 TABLES = (
+    "clubs", "branches", "terminals", "unknown_terminals", "registry_state", "programs",
     "members", "cards", "lots", "ledger", "lot_uses", "quotes", "purchases", "reversals",
     "requests", "otps", "offers", "sms_outbox",
     "daily_purchases", "daily_credit", "daily_members", "daily_intervals",
 )  # fmt: skip
+#: Rows a new schema is made with (its one club): replaced by the source's.
+_MADE_WITH_SCHEMA = ("registry_state", "branches", "clubs")
 #: Made by the target's own migration, not copied.
 SCHEMA_TABLES = ("schema_version", "schema_migrations")
 #: Copied in this order so that a member's referrer is there before the member.
-_ORDER = {"members": "id", "ledger": "id", "lots": "id", "requests": "id"}
+_ORDER = {
+    "members": "id", "ledger": "id", "lots": "id", "requests": "id", "clubs": "id",
+    "branches": "id",
+}  # fmt: skip
 
 
 class CopyError(Exception):
@@ -66,7 +72,11 @@ def _refuse_unless_empty(target: Connection) -> None:
         return
     if migrations.current_version(target) is None:
         raise CopyError(f"the target holds other tables ({', '.join(sorted(tables))})")
-    full = [t for t in TABLES if t in tables and _count(target, t)]
+    # a new schema's own club and branch do not make a target full; a second one does
+    full = [
+        t for t in TABLES
+        if t in tables and _count(target, t) > (1 if t in _MADE_WITH_SCHEMA else 0)
+    ]  # fmt: skip
     if full:
         raise CopyError(f"the target is not empty ({', '.join(full)} hold rows)")
 
@@ -91,6 +101,8 @@ def copy(source: Connection, target: Connection) -> list[Check]:
             migrations.create(target, datetime.now(UTC))
         elif have != migrations.LATEST:
             raise CopyError(f"the target's schema version is {have}, not {migrations.LATEST}")
+        for table in _MADE_WITH_SCHEMA:
+            target.execute(f"DELETE FROM {table}")
         for table in TABLES:
             cols = _columns(source, table)
             order = f" ORDER BY {_ORDER[table]}" if table in _ORDER else ""

@@ -76,7 +76,8 @@ def bulk_load(db: Path, members: int, rows: int) -> float:
     rnd = random.Random(7)
     conn.execute("BEGIN")
     conn.executemany(
-        "INSERT INTO members(id, phone, code, enrolled_at, tier) VALUES (?, ?, ?, ?, 'bronze')",
+        "INSERT INTO members(id, phone, code, enrolled_at, tier, club_id) "
+        "VALUES (?, ?, ?, ?, 'bronze', 1)",
         (
             (
                 i + 1,

@@ -38,9 +38,15 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
     quote = None
     if body.get("quote_id"):
         found = store.quote_and_member(conn, body["quote_id"], lock=True)
-        if found is None or found[0].terminal_id != req.terminal_id:
+        if (
+            found is None
+            or found[0].terminal_id != req.terminal_id
+            or found[1].club_id != ctx.club_id
+        ):
             raise RuleError(ResponseCode.INVALID_TRANSACTION, "unknown quote")
         quote, member = found
+        ctx.use_version(quote.program_version)  # the program the quote was computed with
+        program = ctx.program
         if quote.status in (store.SETTLED, store.DECLINED):
             raise RuleError(
                 ResponseCode.INVALID_TRANSACTION, "quote already used by another advice"
@@ -114,6 +120,8 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
             recovered=recovered,
             earn_lot=earn_lot,
             occurred_at=ts(when),
+            branch_id=ctx.branch_id,
+            program_version=ctx.program_version,
         ),
     )
     tier = member.tier

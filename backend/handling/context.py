@@ -12,6 +12,7 @@ from typing import Any
 from backend import engine, ledger, store
 from backend.engine import Connection
 from backend.program import Offer, Program, RuleError
+from backend.registry import Registry
 from backend.sms import outbox
 from backend.store import Member, Quote
 from protocols.identity import normalize_card, normalize_phone
@@ -32,12 +33,26 @@ class Outcome:
 
 @dataclass
 class Context:
+    """Set for each request (`Handler._one`) from the terminal it came from."""
+
     conn: Connection
     program: Program
     shop_name: str
     clock: Clock
-    #: the offers of the config and of the database, read once per transaction
+    #: the offers of the request's branch (the club's, and the config's if it uses that)
     offers: list[Offer] = field(default_factory=list)
+    registry: Registry = field(default_factory=Registry)
+    club_id: int = 0
+    branch_id: int = 0
+    #: the version of `program` (0 = the configuration's); recorded with quotes, purchases
+    program_version: int = 0
+
+    def use_version(self, version: int | None) -> None:
+        """Compute with the club's program at `version` (a quote's, so that a program
+        changed since never alters that purchase)."""
+        if version is not None and version != self.program_version:
+            self.program = self.registry.program(self.conn, self.club_id, version)
+            self.program_version = version
 
 
 def find_member(ctx: Context, body: dict[str, Any]) -> Member:
@@ -48,9 +63,10 @@ def find_member(ctx: Context, body: dict[str, Any]) -> Member:
         # The agent sends phones normalised; a look-up needs no full parse for those
         # (an invalid number in that shape is simply not a member: 14 either way).
         phone = typed if _NORMALISED.fullmatch(typed) else normalize_phone(typed)
-        member = store.member_by_phone(ctx.conn, phone, lock=True)
+        member = store.member_by_phone(ctx.conn, phone, club_id=ctx.club_id, lock=True)
     elif body.get("card"):
-        member = store.member_by_card(ctx.conn, normalize_card(body["card"]), lock=True)
+        card = normalize_card(body["card"])
+        member = store.member_by_card(ctx.conn, card, club_id=ctx.club_id, lock=True)
     if member is None:
         raise RuleError(ResponseCode.UNKNOWN_MEMBER, "unknown member")
     return member
@@ -104,4 +120,6 @@ def retier(ctx: Context, member: Member, when: datetime) -> str:
 
 
 def sms(ctx: Context, key: str, phone: str, text: str, kind: str, now: datetime) -> None:
-    outbox.enqueue(ctx.conn, key=key, phone=phone, text=text, kind=kind, now=now)
+    outbox.enqueue(
+        ctx.conn, key=key, phone=phone, text=text, kind=kind, now=now, club_id=ctx.club_id
+    )

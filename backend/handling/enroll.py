@@ -15,21 +15,28 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
     conn, program = ctx.conn, ctx.program
     phone = normalize_phone(req.body["phone"])
     # two terminals enrolling one phone at once, in two processes: one member
-    engine.exclusive(conn, f"phone:{phone}")
-    member = store.member_by_phone(conn, phone, lock=True)
+    engine.exclusive(conn, f"phone:{ctx.club_id}:{phone}")
+    member = store.member_by_phone(conn, phone, club_id=ctx.club_id, lock=True)
     new = member is None
     referrer_ignored = False
     if member is None:
         referrer_id = None
         if req.body.get("referrer"):
             try:
-                ref = store.member_by_phone(conn, normalize_phone(req.body["referrer"]))
+                ref = store.member_by_phone(
+                    conn, normalize_phone(req.body["referrer"]), club_id=ctx.club_id
+                )
             except IdentityError:
                 ref = None  # a mistyped referrer must not stop the enrolment
             referrer_id = ref.id if ref is not None else None
             referrer_ignored = referrer_id is None
         member = store.insert_member(
-            conn, phone=phone, referrer_id=referrer_id, tier=program.base_tier.name, now=now
+            conn,
+            phone=phone,
+            referrer_id=referrer_id,
+            tier=program.base_tier.name,
+            now=now,
+            club_id=ctx.club_id,
         )
         ledger.credit(
             conn,

@@ -39,6 +39,8 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
         status=store.HELD,
         created_at=ts(now),
         expires_at=ts(now) + program.hold_seconds,
+        branch_id=ctx.branch_id,
+        program_version=ctx.program_version,
     )
     store.insert_quote(conn, q)
     ledger.hold(conn, member.id, q.id, discount, now, available=available)

@@ -72,9 +72,17 @@ def create_schema(conn: Connection) -> None:
 
 
 def enqueue(
-    conn: Connection, *, key: str, phone: str, text: str, kind: str, now: datetime
+    conn: Connection,
+    *,
+    key: str,
+    phone: str,
+    text: str,
+    kind: str,
+    now: datetime,
+    club_id: int | None = None,
 ) -> bool:
-    """Queue one SMS in the caller's open transaction; False when `key` is already queued."""
+    """Queue one SMS in the caller's open transaction; False when `key` is already queued.
+    `club_id`: sent through that club's gateway (None: the provider's default)."""
     if not isinstance(key, str) or not key:
         raise ValueError("key must be a non-empty string")
     if kind not in KINDS:
@@ -87,9 +95,9 @@ def enqueue(
         number = normalize_phone(phone)
     at = timestamp(now)
     cur = conn.execute(
-        "INSERT INTO sms_outbox (key, phone, text, kind, created_at, next_attempt_at)"
-        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
-        (key, number, text, kind, at, at),
+        "INSERT INTO sms_outbox (key, phone, text, kind, created_at, next_attempt_at, club_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+        (key, number, text, kind, at, at, club_id),
     )
     return cur.rowcount == 1
 

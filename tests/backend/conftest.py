@@ -14,7 +14,13 @@ from backend.engine import Connection
 from backend.handlers import Handler
 from backend.program import Program
 from tests.backend.core_helpers import FakeClock
-from tests.backend.engines import db, empty_pg_url, pg_url, postgres_server  # noqa: F401
+from tests.backend.engines import (  # noqa: F401
+    db,
+    empty_pg_url,
+    pg_url,
+    postgres_server,
+    register_test_terminals,
+)
 
 
 @pytest.fixture
@@ -35,6 +41,7 @@ def conn(db: str) -> Iterator[Connection]:  # noqa: F811
 @pytest.fixture
 def sqlite_conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
     """A SQLite file only: for tests of SQLite's own plans and pages."""
+    register_test_terminals(tmp_path / "loyalty.db")
     c = store.connect(tmp_path / "loyalty.db")
     assert isinstance(c, sqlite3.Connection)
     try:
@@ -46,4 +53,4 @@ def sqlite_conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
 @pytest.fixture
 def handler(conn: Connection, clock: FakeClock) -> Handler:
     """The request handler on `conn`, its time from `clock`, the default program."""
-    return Handler(conn, Program(), shop_name="فروشگاه نمونه", clock=clock)
+    return Handler(conn, Program(), clock=clock)

@@ -15,10 +15,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from backend import store
+from backend import store, store_registry
 from demo.postgres import Postgres
 
 ENGINES = ("sqlite", "postgresql")
+#: the terminals the tests' requests come from, registered in every test database's one
+#: club (branch main) with the tests' merchant id
+TEST_TERMINALS = tuple(f"T{n:07d}" for n in range(1, 17))
+TEST_MERCHANT = "M00000000000001"
 TEMPLATE = "loyalty_template"
 _names = itertools.count(1)
 
@@ -27,10 +31,30 @@ _names = itertools.count(1)
 def postgres_server() -> Iterator[Postgres]:
     server = Postgres().start()
     try:
-        store.connect(server.create_database(TEMPLATE)).close()
+        register_test_terminals(server.create_database(TEMPLATE))
         yield server
     finally:
         server.stop()
+
+
+def register_test_terminals(db: str | Path, terminals: tuple[str, ...] = TEST_TERMINALS) -> None:
+    """Make `db` (a new database when missing) and register `terminals` in its only club's
+    branch main: the requests of the tests that are not about the registry come from them."""
+    from datetime import UTC, datetime
+
+    conn = store.connect(db)
+    try:
+        (club,) = store_registry.list_clubs(conn)
+        branch = store_registry.find_branch(conn, club.id, "main")
+        assert branch is not None
+        with store.transaction(conn):
+            for tid in terminals:
+                if store_registry.terminal(conn, tid) is None:
+                    store_registry.add_terminal(
+                        conn, tid, TEST_MERCHANT, branch.id, datetime.now(UTC)
+                    )
+    finally:
+        conn.close()
 
 
 def fresh_database_name() -> str:
@@ -60,7 +84,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """`--db` of a new database with the current schema, once per engine."""
     if request.param == "sqlite":
         path = tmp_path / "loyalty.db"
-        store.connect(path).close()
+        register_test_terminals(path)
         return str(path)
     return request.getfixturevalue("pg_url")
 
@@ -68,7 +92,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 #: children before parents, so that deleting breaks no foreign key
 _WIPE_ORDER = (
     "lot_uses", "purchases", "reversals", "quotes", "otps", "cards", "ledger", "lots",
-    "requests", "offers", "sms_outbox", "members",
+    "requests", "offers", "sms_outbox", "members", "unknown_terminals",
 )  # fmt: skip
 
 

@@ -123,8 +123,8 @@ def test_backend_cli_offers_and_cards(any_db: str, capsys: pytest.CaptureFixture
     assert main(["card", "add", phone(1), card(1), *args]) == 0
     assert main(["card", "replace", card(1), card(2), *args]) == 0
     conn = store.connect(db)
-    assert store.member_by_card(conn, card(1)) is None
-    m = store.member_by_card(conn, card(2))
+    assert store.member_by_card(conn, card(1), club_id=1) is None
+    m = store.member_by_card(conn, card(2), club_id=1)
     assert m is not None and m.phone == phone(1)
     conn.close()
     assert main(["member", phone(1), "--birthday", "11-27", *args]) == 0
@@ -385,7 +385,7 @@ def test_backend_cli_a_reader_that_went_away_ends_the_command_quietly(
 def test_backend_cli_member_piped_into_head(db: Path) -> None:
     """`loyalty-backend member ... | head -2`: more output than the pipe holds, head stops."""
     conn = store.connect(db)
-    member = store.member_by_phone(conn, phone(1))
+    member = store.member_by_phone(conn, phone(1), club_id=1)
     assert member is not None
     now = datetime.now(UTC)
     with store.transaction(conn):
@@ -419,7 +419,7 @@ def test_backend_cli_member_piped_into_head(db: Path) -> None:
 def _code(db: Path) -> str:
     conn = store.connect(db)
     try:
-        m = store.member_by_phone(conn, phone(1))
+        m = store.member_by_phone(conn, phone(1), club_id=1)
         assert m is not None
         return m.code
     finally:

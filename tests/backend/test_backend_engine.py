@@ -65,7 +65,8 @@ def test_backend_engine_postgresql_roundtrip(pg_url: str) -> None:
     try:
         with store.transaction(conn):
             cur = conn.execute(
-                "INSERT INTO members(phone, code, enrolled_at, tier) VALUES (?, ?, ?, ?)",
+                "INSERT INTO members(phone, code, enrolled_at, tier, club_id) "
+                "VALUES (?, ?, ?, ?, 1)",
                 ("09120000001", "ABCDEFG", 10, "bronze"),
             )
             mid = cur.lastrowid

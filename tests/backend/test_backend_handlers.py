@@ -10,7 +10,7 @@ from tests.backend.engines import sqlite_only
 
 
 def member(h: Handler, p: str) -> store.Member:
-    m = store.member_by_phone(h.conn, p)
+    m = store.member_by_phone(h.conn, p, club_id=1)
     assert m is not None
     return m
 

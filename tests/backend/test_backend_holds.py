@@ -3,6 +3,7 @@ file with a fake clock. Each test is a case of issue 10 that failed before the f
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ def member_with_credit(h: Handler, clock: FakeClock, p: str) -> int:
     assert h.handle(request("enroll", {"phone": p})).code == "00"
     earn = h.handle(advice(amount=1_000_000, occurred_at=clock.iso(), phone=p))
     assert earn.code == "00" and earn.body["balance"] == 30_000
-    m = store.member_by_phone(h.conn, p)
+    m = store.member_by_phone(h.conn, p, club_id=1)
     assert m is not None
     return m.id
 
@@ -182,7 +183,7 @@ def test_backend_mistyped_referrer_enrols_and_says_so(handler: Handler) -> None:
     resp = handler.handle(request("enroll", {"phone": phone(1), "referrer": "12345"}))
     assert resp.code == "00" and resp.body["new"] is True
     assert "معرف" in resp.body["display"]
-    m = store.member_by_phone(handler.conn, phone(1))
+    m = store.member_by_phone(handler.conn, phone(1), club_id=1)
     assert m is not None and m.referrer_id is None
     unknown = handler.handle(request("enroll", {"phone": phone(2), "referrer": phone(9)}))
     assert unknown.code == "00" and "معرف" in unknown.body["display"]
@@ -193,26 +194,14 @@ def test_backend_mistyped_referrer_enrols_and_says_so(handler: Handler) -> None:
 def test_backend_schema_2_outbox_takes_reversal_sms(tmp_path: Path) -> None:
     """A schema-2 database (its outbox CHECK without `reversal`) is migrated in place."""
     db = tmp_path / "old.db"
-    store.connect(db).close()
+    shutil.copyfile(Path(__file__).parent / "fixtures" / "schema_v2.sqlite", db)
     raw = sqlite3.connect(db)
-    raw.executescript(
-        """
-        ALTER TABLE sms_outbox RENAME TO x;
-        DROP INDEX sms_outbox_due;
-        CREATE TABLE sms_outbox (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE,
-            phone TEXT NOT NULL, text TEXT NOT NULL,
-            kind TEXT NOT NULL CHECK (kind IN ('welcome', 'purchase', 'otp', 'other')),
-            status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
-            created_at REAL NOT NULL, next_attempt_at REAL NOT NULL, claimed_by TEXT,
-            claimed_until REAL, finished_at REAL, last_error TEXT);
-        DROP TABLE x;
-        INSERT INTO sms_outbox (key, phone, text, kind, created_at, next_attempt_at)
-            VALUES ('welcome:1', '09121234567', 'hi', 'welcome', 1, 1);
-        DROP TABLE schema_migrations;
-        UPDATE schema_version SET version = 2;
-        """
+    raw.execute(
+        "INSERT INTO sms_outbox (key, phone, text, kind, created_at, next_attempt_at) "
+        "VALUES ('welcome:x1', '09121234567', 'hi', 'welcome', 1, 1)"
     )
     raw.commit()
+    before = raw.execute("SELECT key FROM sms_outbox ORDER BY id").fetchall()
     raw.close()
     with pytest.raises(store.StoreError, match="migrate"):
         store.connect(db)
@@ -220,7 +209,7 @@ def test_backend_schema_2_outbox_takes_reversal_sms(tmp_path: Path) -> None:
     try:
         migrations.migrate(conn, datetime.now(UTC))
         assert conn.execute("SELECT version FROM schema_version").fetchone()[0] >= 3
-        assert conn.execute("SELECT key FROM sms_outbox").fetchall() == [("welcome:1",)]
+        assert conn.execute("SELECT key FROM sms_outbox ORDER BY id").fetchall() == before
         conn.execute(
             "INSERT INTO sms_outbox (key, phone, text, kind, created_at, next_attempt_at) "
             "VALUES ('reversal:1', '09121234567', 'x', 'reversal', 1, 1)"

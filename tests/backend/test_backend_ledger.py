@@ -14,7 +14,9 @@ T0 = datetime(2026, 3, 21, 8, 0, tzinfo=UTC)
 
 
 def _member(conn: sqlite3.Connection, phone: str) -> int:
-    return store.insert_member(conn, phone=phone, referrer_id=None, tier="bronze", now=T0).id
+    return store.insert_member(
+        conn, phone=phone, referrer_id=None, tier="bronze", now=T0, club_id=1
+    ).id
 
 
 @sqlite_only

@@ -75,7 +75,7 @@ class LedgerMachine(RuleBasedStateMachine):
         return resp
 
     def _balance(self, p: str) -> int:
-        m = store.member_by_phone(self.conn, p)
+        m = store.member_by_phone(self.conn, p, club_id=1)
         assert m is not None
         return ledger.balance(self.conn, m.id)
 
@@ -153,7 +153,7 @@ class LedgerMachine(RuleBasedStateMachine):
         status, discount, expires_at = self.conn.execute(
             "SELECT status, discount, expires_at FROM quotes WHERE id = ?", (qid,)
         ).fetchone()
-        debt_before = store.member_by_phone(self.conn, p).debt
+        debt_before = store.member_by_phone(self.conn, p, club_id=1).debt
         req = advice(
             amount=amount,
             occurred_at=self.clock.iso(),
@@ -173,7 +173,7 @@ class LedgerMachine(RuleBasedStateMachine):
             # the hold stood, and what a lapsed or released hold lost becomes a debt
             if status == "held" and expires_at > store.ts(self.clock()):
                 assert redeemed == discount
-            debt_after = store.member_by_phone(self.conn, p).debt
+            debt_after = store.member_by_phone(self.conn, p, club_id=1).debt
             assert debt_after == debt_before + (discount - redeemed) - recovered
         assert resp.body["balance"] == self._balance(p)
         self.advices.append(req)

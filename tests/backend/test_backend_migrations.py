@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from backend import cli, engine, ledger, migrations, store, transfer
+from backend import cli, engine, ledger, migrations, store, store_registry, transfer
 from backend.handlers import Handler
 from backend.program import Program
 from tests.backend.core_helpers import ROOT, FakeClock, advice, phone
@@ -31,11 +31,24 @@ def _v2_copy(tmp_path: Path) -> Path:
     return path
 
 
+def _v2_columns() -> dict[str, list[str]]:
+    raw = sqlite3.connect(FIXTURE)
+    try:
+        return {
+            t: [d[0] for d in raw.execute(f"SELECT * FROM {t} LIMIT 0").description]
+            for t in V2_TABLES
+        }
+    finally:
+        raw.close()
+
+
 def _rows(path: Path) -> dict[str, list[tuple]]:
+    """Every row of every table of version 2, in the columns version 2 had."""
     raw = sqlite3.connect(path)
     try:
         return {
-            t: sorted(raw.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in V2_TABLES
+            t: sorted(raw.execute(f"SELECT {', '.join(cols)} FROM {t}").fetchall(), key=repr)
+            for t, cols in _v2_columns().items()
         }
     finally:
         raw.close()
@@ -76,6 +89,34 @@ def test_backend_migrate_version_2_file_loses_nothing(
     assert _rows(path) == before  # every row of every table, column by column
     conn = store.connect(path)
     try:
+        # one club (named after the default [shop] name), one branch, every terminal seen
+        (club,) = store_registry.list_clubs(conn)
+        assert club.name == migrations.DEFAULT_CLUB and club.sms is None
+        assert [b.name for b in store_registry.list_branches(conn)] == ["main"]
+        seen = {
+            tid for (tid,) in conn.execute(
+                "SELECT terminal_id FROM purchases UNION SELECT terminal_id FROM quotes "
+                "UNION SELECT terminal_id FROM reversals UNION SELECT substr(key, 1, 8) "
+                "FROM requests"
+            )
+        }  # fmt: skip
+        terminals = store_registry.list_terminals(conn)
+        assert seen and {t.id for t in terminals} == seen
+        assert all(t.club == club.name and t.branch == "main" and t.enabled for t in terminals)
+        # everything belongs to the club and its branch
+        for sql in (
+            "SELECT COUNT(*) FROM members WHERE club_id <> ?1",
+            "SELECT COUNT(*) FROM offers WHERE club_id <> ?1",
+            "SELECT COUNT(*) FROM quotes WHERE ?1 = ?1 AND (branch_id IS NULL "
+            "OR program_version <> 0)",
+            "SELECT COUNT(*) FROM purchases WHERE ?1 = ?1 AND (branch_id IS NULL "
+            "OR program_version <> 0)",
+        ):
+            assert conn.execute(sql, (club.id,)).fetchone()[0] == 0, sql
+        members_of_club = conn.execute(
+            "SELECT COUNT(*) FROM members WHERE club_id = ?", (club.id,)
+        ).fetchone()[0]
+        assert members_of_club == len(before["members"])
         assert migrations.current_version(conn) == migrations.LATEST
         history = conn.execute("SELECT version FROM schema_migrations").fetchall()
         assert [v for (v,) in history] == [
@@ -85,12 +126,13 @@ def test_backend_migrate_version_2_file_loses_nothing(
         for m in members:
             ledger.check(conn, m)
         # the migrated file works: a member of the old file buys and earns
-        m1 = store.member_by_phone(conn, phone(1))
+        m1 = store.member_by_phone(conn, phone(1), club_id=club.id)
         assert m1 is not None
         was = ledger.balance(conn, m1.id)
         clock = FakeClock()
         clock.jump(days=1)
         h = Handler(conn, Program(), clock=clock)
+        # the shop's terminal, registered by the migration (no merchant id was stored)
         resp = h.handle(advice(amount=1_000_000, occurred_at=clock.iso(), phone=phone(1)))
         assert resp.code == "00" and resp.body["balance"] == was + resp.body["earned"] > was
     finally:
@@ -155,9 +197,7 @@ def test_backend_copy_sqlite_to_postgresql(
     assert ":***@" in out and empty_pg_url.split(":")[2].split("@")[0] not in out
     with psycopg.connect(empty_pg_url) as pg:
         for table in V2_TABLES:
-            cols = [
-                d[0] for d in sqlite3.connect(path).execute(f"SELECT * FROM {table}").description
-            ]
+            cols = _v2_columns()[table]
             got = pg.execute(f"SELECT {', '.join(cols)} FROM {table}").fetchall()
             assert sorted(got, key=repr) == before[table], table
     # the copy is a working database: new ids follow the copied ones
@@ -165,7 +205,8 @@ def test_backend_copy_sqlite_to_postgresql(
     try:
         with store.transaction(conn):
             m = store.insert_member(
-                conn, phone="09129999999", referrer_id=None, tier="bronze", now=FakeClock()()
+                conn, phone="09129999999", referrer_id=None, tier="bronze", now=FakeClock()(),
+                club_id=1,
             )
         assert m.id == max(r[0] for r in before["members"]) + 1
         for (mid,) in conn.execute("SELECT id FROM members").fetchall():

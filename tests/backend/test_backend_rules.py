@@ -14,6 +14,7 @@ from backend import ledger, ledger_rules, store
 from backend.handlers import Handler
 from backend.program import Offer, Program, Purchase, RuleError, earnings
 from tests.backend.core_helpers import FakeClock, advice, card, phone, request, reversal
+from tests.backend.engines import register_test_terminals
 
 _FA = str.maketrans("۰۱۲۳۴۵۶۷۸۹", "0123456789")
 
@@ -31,7 +32,7 @@ def buy(h: Handler, clock: FakeClock, p: str, amount: int, **kw: object) -> dict
 
 
 def balance(h: Handler, p: str) -> int:
-    m = store.member_by_phone(h.conn, p)
+    m = store.member_by_phone(h.conn, p, club_id=1)
     assert m is not None
     return ledger.balance(h.conn, m.id)
 
@@ -123,7 +124,7 @@ def test_backend_card_lookup_and_replacement(handler: Handler, clock: FakeClock)
     p = phone(1)
     enrol(handler, p)
     buy(handler, clock, p, 1_000_000)
-    m = store.member_by_phone(handler.conn, p)
+    m = store.member_by_phone(handler.conn, p, club_id=1)
     assert m is not None
     with store.transaction(handler.conn):
         store.link_card(handler.conn, m.id, card(1), clock())
@@ -223,7 +224,7 @@ def test_backend_tier_rises_with_90_day_spend(handler: Handler, clock: FakeClock
     assert buy(handler, clock, p, 1_000_000)["earned"] == 50_000  # now silver 5 %
     clock.jump(days=91)
     buy(handler, clock, p, 1_000)  # the old spend left the window: back to bronze
-    m = store.member_by_phone(handler.conn, p)
+    m = store.member_by_phone(handler.conn, p, club_id=1)
     assert m is not None and m.tier == "bronze"
 
 
@@ -286,10 +287,10 @@ def test_backend_reversal_shortfall_becomes_debt(handler: Handler, clock: FakeCl
     assert balance(handler, p) == 900
     rev = handler.handle(reversal(first, occurred_at=clock.iso()))
     assert rev.body == {"balance": 0, "restored": 0, "taken_back": 900}
-    m = store.member_by_phone(handler.conn, p)
+    m = store.member_by_phone(handler.conn, p, club_id=1)
     assert m is not None and m.debt == 29_100
     assert buy(handler, clock, p, 1_000_000)["balance"] == 900  # 30,000 earned, 29,100 repaid
-    m = store.member_by_phone(handler.conn, p)
+    m = store.member_by_phone(handler.conn, p, club_id=1)
     assert m is not None and m.debt == 0
     ledger.check(handler.conn, m.id)
 
@@ -329,13 +330,15 @@ def test_backend_repeated_request_same_answer_one_effect(
 
 
 def test_backend_offers_from_config_and_database(tmp_path: Path, clock: FakeClock) -> None:
+    register_test_terminals(tmp_path / "offers.db")
     conn = store.connect(tmp_path / "offers.db")
     cfg_offer = Offer(name="config", amount=7_000, until=date(2099, 1, 1))
     h = Handler(conn, Program(), offers=[cfg_offer], clock=clock)
     with store.transaction(conn):
-        store.add_offer(conn, Offer(name="db", percent=2, until=date(2099, 1, 1)), clock())
+        db_offer = Offer(name="db", percent=2, until=date(2099, 1, 1), club_id=1)
+        store.add_offer(conn, db_offer, clock())
         ended = store.add_offer(
-            conn, Offer(name="gone", percent=9, until=date(2099, 1, 1)), clock()
+            conn, Offer(name="gone", percent=9, until=date(2099, 1, 1), club_id=1), clock()
         )
         store.end_offer(conn, ended, clock())
     p = phone(1)

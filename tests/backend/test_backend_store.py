@@ -43,7 +43,8 @@ def test_backend_checkpointer_copies_the_wal_into_the_database(tmp_path: Path) -
     conn = store.connect(db, autocheckpoint=False)
     with store.transaction(conn):
         conn.executemany(
-            "INSERT INTO members(phone, code, enrolled_at, tier) VALUES (?, ?, 0, 'bronze')",
+            "INSERT INTO members(phone, code, enrolled_at, tier, club_id) "
+                "VALUES (?, ?, 0, 'bronze', 1)",
             ((phone(i), f"C{i:06d}") for i in range(3000)),
         )
     before = db.stat().st_size  # the rows are only in the WAL: no request checkpoints
@@ -60,7 +61,8 @@ def test_backend_catch_up_checkpoint_lets_the_wal_start_over(tmp_path: Path) -> 
     def write(first: int) -> None:
         with store.transaction(conn):
             conn.executemany(
-                "INSERT INTO members(phone, code, enrolled_at, tier) VALUES (?, ?, 0, 'bronze')",
+                "INSERT INTO members(phone, code, enrolled_at, tier, club_id) "
+                "VALUES (?, ?, 0, 'bronze', 1)",
                 ((phone(i), f"C{i:06d}") for i in range(first, first + 500)),
             )
 

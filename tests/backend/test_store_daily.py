@@ -22,7 +22,7 @@ from backend import daily_rules, ledger, report, store, store_daily
 from backend.daily_rules import day_number, from_day_number
 from protocols.persian import TEHRAN
 from tests.backend.core_helpers import FakeClock, advice, phone, request
-from tests.backend.engines import ENGINES, wipe
+from tests.backend.engines import ENGINES, register_test_terminals, wipe
 from tests.backend.test_backend_ledger_stateful import (
     PHONES,
     SETTINGS,
@@ -36,7 +36,7 @@ class DailyMachine(LedgerMachine):
     @rule(i=st.integers(0, 4), amount=st.integers(-300_000, 300_000))
     def adjust(self, i: int, amount: int) -> None:
         """A manual adjustment, as `loyalty-backend adjust` and the panel make it."""
-        m = store.member_by_phone(self.conn, PHONES[i])
+        m = store.member_by_phone(self.conn, PHONES[i], club_id=1)
         if m is None or amount == 0:
             return
         now = self.clock()
@@ -105,9 +105,15 @@ def _wipe_daily(url: str) -> None:
             conn.execute(f"DELETE FROM {table}")
 
 
+def _registered_sqlite_db() -> tuple[str, Callable[[], None]]:
+    path, drop = _sqlite_db()
+    register_test_terminals(path)
+    return path, drop
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_store_daily_machine(engine: str, request: pytest.FixtureRequest) -> None:
-    new_db: NewDb = _sqlite_db
+    new_db: NewDb = _registered_sqlite_db
     if engine == "postgresql":
         url: str = request.getfixturevalue("pg_url")
 
