@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import jdatetime
 
-from backend import engine, ledger, report, report_render, store, transfer
+from backend import cli_users, engine, ledger, report, report_render, store, transfer
 from backend.config import ConfigError, Settings, load
 from backend.program import Offer, parse_hours, parse_weekdays
 from protocols import servicelog
@@ -166,6 +166,8 @@ def _parser() -> argparse.ArgumentParser:
     adj.add_argument("phone")
     adj.add_argument("amount", type=int)
     adj.add_argument("--reason", required=True)
+
+    cli_users.add_parser(sub, common)
     return p
 
 
@@ -214,9 +216,11 @@ def _main(argv: Sequence[str] | None) -> int:
             "offer": _offer,
             "card": _card,
             "adjust": _adjust,
+            "user": cli_users.run,
         }[args.command]
         return handler(args, settings)
-    except (ConfigError, UsageError, store.StoreError, transfer.CopyError) as exc:
+    except (ConfigError, UsageError, cli_users.UsageError, store.StoreError,
+            transfer.CopyError) as exc:
         print(f"{PROG}: error: {engine.mask(str(exc))}", file=sys.stderr)
         return 2
     except engine.DatabaseError as exc:
@@ -549,21 +553,11 @@ def _adjust(args: argparse.Namespace, settings: Settings) -> int:
             if m is None:
                 raise UsageError(f"{phone} is not a member")
             key = f"adjustment:{m.id}:{now.timestamp():.6f}"
-            if args.amount > 0:
-                ledger.credit(
-                    conn,
-                    m.id,
-                    "adjustment",
-                    args.amount,
-                    key,
-                    earned_at=now,
-                    expires_at=settings.program.credit_expiry(now),
-                    ref=args.reason,
-                )
-            else:
-                if -args.amount > ledger.balance(conn, m.id):
-                    raise UsageError("the adjustment would make the balance negative")
-                ledger.debit(conn, m.id, "adjustment", -args.amount, key, now, ref=args.reason)
+            try:
+                ledger.adjust(conn, m.id, args.amount, key, reason=args.reason, now=now,
+                              expires_at=settings.program.credit_expiry(now))
+            except ledger.AdjustmentRefused as exc:
+                raise UsageError(str(exc)) from None
             bal = ledger.balance(conn, m.id)
     finally:
         conn.close()

@@ -32,9 +32,10 @@ _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"]+")
 _PASSWORD_PARAM = re.compile(r"(password=)[^&\s'\"]*", re.IGNORECASE)
 
 #: Tables whose key is an integer `id` the database assigns (their INSERTs report it).
-ROWID_TABLES = frozenset(
-    {"members", "lots", "ledger", "requests", "otps", "offers", "sms_outbox", "clubs", "branches"}
-)
+ROWID_TABLES = frozenset({
+    "members", "lots", "ledger", "requests", "otps", "offers", "sms_outbox", "clubs", "branches",
+    "audit_log",
+})
 
 
 def __getattr__(name: str) -> Any:

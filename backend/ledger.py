@@ -100,6 +100,37 @@ def credit(
     return int(cur.lastrowid or 0)
 
 
+class AdjustmentRefused(ValueError):
+    """A manual adjustment that cannot be made (0, or more than the free balance)."""
+
+
+def adjust(
+    conn: Connection,
+    member_id: int,
+    amount: int,
+    key: str,
+    *,
+    reason: str,
+    now: datetime,
+    expires_at: datetime,
+) -> bool:
+    """A manual adjustment (+ credit as a new lot, - taken FIFO), for `loyalty-backend
+    adjust` and the panel alike; False when `key` was applied already (a form sent twice
+    moves the money once). The free balance never goes below zero."""
+    if amount == 0:
+        raise AdjustmentRefused("an adjustment of 0 changes nothing")
+    if has_row(conn, key):
+        return False
+    if amount > 0:
+        credit(conn, member_id, "adjustment", amount, key, earned_at=now,
+               expires_at=expires_at, ref=reason)
+        return True
+    if -amount > balance(conn, member_id):
+        raise AdjustmentRefused("the adjustment would make the balance negative")
+    debit(conn, member_id, "adjustment", -amount, key, now, ref=reason)
+    return True
+
+
 def _open_lots(
     conn: Connection, member_id: int, *, first: int | None = None
 ) -> list[tuple[int, int]]:

@@ -371,6 +371,47 @@ CREATE TABLE programs (
 """
 
 
+#: Version 7 (panel-accounts, issue 14). A provider has no club, an owner or staff member
+#: exactly one. The audit log keeps the club as its id and the user as a name (not a key:
+#: a row outlives the user it names). `offer_uses` is written with the purchase, so an
+#: offer's effect is what it gave, not a re-computation with today's rules.
+_PANEL_V7 = """
+CREATE TABLE panel_users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('owner', 'staff', 'provider')),
+    club_id INTEGER REFERENCES clubs(id),
+    password_hash TEXT NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    changed_at INTEGER NOT NULL,
+    last_login INTEGER,
+    last_address TEXT,
+    CHECK ((role = 'provider' AND club_id IS NULL) OR (role <> 'provider' AND club_id IS NOT NULL))
+) WITHOUT ROWID;
+CREATE TABLE audit_log (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    user_name TEXT NOT NULL,
+    club_id INTEGER REFERENCES clubs(id),
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    before_json TEXT,
+    after_json TEXT
+);
+CREATE INDEX audit_log_club ON audit_log(club_id, id);
+ALTER TABLE members ADD COLUMN name TEXT;
+ALTER TABLE members ADD COLUMN marketing_consent INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE members ADD COLUMN consent_changed_at INTEGER;
+CREATE TABLE offer_uses (
+    offer_id INTEGER NOT NULL REFERENCES offers(id),
+    purchase_key TEXT NOT NULL REFERENCES purchases(key),
+    extra INTEGER NOT NULL CHECK (extra >= 0),
+    PRIMARY KEY (offer_id, purchase_key)
+) WITHOUT ROWID;
+CREATE INDEX offer_uses_purchase ON offer_uses(purchase_key)
+"""
+
+
 def _fill_daily(conn: Connection, setup: Setup) -> None:
     """Version 8: the pre-aggregates of every row already there."""
     store_daily.rebuild(conn)
@@ -408,6 +449,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         6,
         "programs per club, with versions; a club with none uses the configuration's",
         _split(_PROGRAMS_V6),
+    ),
+    Migration(
+        7,
+        "panel users and the audit log; members' names and marketing consent; offer uses",
+        _split(_PANEL_V7),
     ),
     Migration(
         8,

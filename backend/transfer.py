@@ -18,7 +18,7 @@ from backend.engine import Connection
 TABLES = (
     "clubs", "branches", "terminals", "unknown_terminals", "registry_state", "programs",
     "members", "cards", "lots", "ledger", "lot_uses", "quotes", "purchases", "reversals",
-    "requests", "otps", "offers", "sms_outbox",
+    "requests", "otps", "offers", "sms_outbox", "panel_users", "audit_log", "offer_uses",
     "daily_purchases", "daily_credit", "daily_members", "daily_intervals",
 )  # fmt: skip
 #: Rows a new schema is made with (its one club): replaced by the source's.

@@ -14,7 +14,7 @@ import math
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,16 +28,21 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from backend.program import Program
 from panel import forms
 from panel.assets import STATIC, load_manifest
+from panel.database import Database
 from panel.guard import COOKIE, PanelGuard
+from panel.pages import audit as audit_page
+from panel.pages import common, members, offers, program
+from panel.pages import users as users_page
 from panel.passwords import verify_password
 from panel.roles import Permission, allowed
 from panel.sessions import IDLE_TIMEOUT, Session, SessionStore
 from panel.texts import DIRECTION, LANGUAGES, TEXTS
 from panel.throttle import LoginThrottle
-from panel.users import PanelUser, UserDirectory
-from protocols.persian import jalali, persian_digits
+from panel.users import DatabaseUserDirectory, PanelUser, UserDirectory
+from protocols.persian import format_rials, jalali, persian_digits
 
 log = logging.getLogger("panel")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -60,15 +65,21 @@ class PanelSettings:
     idle_timeout: float = IDLE_TIMEOUT
     default_language: str = "fa"
     secret: bytes | None = None
+    #: the program of a club with no stored version: the backend configuration's
+    #: ([panel] backend_config), else the defaults
+    program: Program = field(default_factory=Program)
 
 
 class Panel:
     """The app's state: the stores and clocks every page uses (no module-level globals)."""
 
     def __init__(self, settings: PanelSettings, users: UserDirectory | None,
-                 clock: Callable[[], float], wall_clock: Callable[[], datetime]) -> None:
+                 clock: Callable[[], float], wall_clock: Callable[[], datetime],
+                 database: Database | None = None) -> None:
         self.settings = settings
         self.users = users
+        #: the backend's database (None: a panel of the login page only, for tests)
+        self.database = database
         self.clock = clock
         self.wall_clock = wall_clock
         self.sessions = SessionStore(settings.secret or secrets.token_bytes(32),
@@ -108,10 +119,19 @@ class Panel:
         def num(value: object) -> str:
             return persian_digits(value) if lang == "fa" else str(value)
 
+        def money(value: int) -> str:
+            return format_rials(value) if lang == "fa" else f"{value:,}"
+
+        def when(value: datetime | None, fmt: str = "%Y/%m/%d %H:%M") -> str:
+            return "" if value is None else num(jalali(value, fmt))
+
         context.update(
             lang=lang, dir=DIRECTION[lang], t=TEXTS[lang], num=num, user=user,
             csrf_token=session.csrf_token if session else "", path=request.url.path,
-            can=lambda p: user is not None and allowed(user.role, Permission(p)))
+            can=lambda p: user is not None and allowed(user.role, Permission(p)),
+            money=money, when=when, nav=common.nav_for(user),
+            club_shown=(session.data.get("club_name") if session else None) or (
+                user.club if user else None))
         response = self.templates.TemplateResponse(request, name, context, status_code=status)
         if session is not None and self.session(request) is not session:
             self.set_cookie(request, response, session)
@@ -127,10 +147,14 @@ class Panel:
 
 def create_app(settings: PanelSettings | None = None, users: UserDirectory | None = None, *,
                clock: Callable[[], float] = time.monotonic,
-               wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Starlette:
-    """The panel; `users` None means no user store yet (nobody can log in, and it says so)."""
+               wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+               database: Database | None = None) -> Starlette:
+    """The panel over `database` (its users too, unless `users` is given); with neither,
+    nobody can log in, and the login page says so."""
     settings = settings or PanelSettings()
-    panel = Panel(settings, users, clock, wall_clock)
+    if users is None and database is not None:
+        users = DatabaseUserDirectory(database)
+    panel = Panel(settings, users, clock, wall_clock, database)
     if users is None:
         log.warning("no users exist yet: they will be added with `loyalty-backend user add`, "
                     "which comes with the store layer; nobody can log in until then")
@@ -235,7 +259,14 @@ def create_app(settings: PanelSettings | None = None, users: UserDirectory | Non
         Route("/lang/{lang}", language),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
+    routes += common.routes(panel)
+    routes += members.routes(panel)
+    routes += offers.routes(panel)
+    routes += program.routes(panel)
+    routes += users_page.routes(panel)
+    routes += audit_page.routes(panel)
     app = Starlette(routes=routes)
+    common.install(app, panel)
     app.state.panel = panel
     app.add_middleware(PanelGuard, sessions=panel.sessions, clock=clock)
     return app

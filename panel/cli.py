@@ -13,7 +13,11 @@ import sys
 import tomllib
 from pathlib import Path
 
+from backend.config import ConfigError
+from backend.config import load as load_backend_config
+from backend.program import Program
 from panel.app import PanelSettings, create_app
+from panel.database import Database, DatabaseNotReady
 from protocols.address import parse_host_port
 
 log = logging.getLogger("panel")
@@ -39,7 +43,7 @@ def load_settings(db: str, config: Path | None) -> PanelSettings:
             table = tomllib.loads(config.read_text(encoding="utf-8")).get("panel", {})
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise UsageError(f"--config {config}: {exc}") from None
-    known = {"secure_cookies", "idle_minutes", "language"}
+    known = {"secure_cookies", "idle_minutes", "language", "backend_config"}
     if unknown := set(table) - known:
         raise UsageError(f"--config {config}: unknown [panel] keys {sorted(unknown)}; "
                          f"known: {sorted(known)}")
@@ -52,8 +56,19 @@ def load_settings(db: str, config: Path | None) -> PanelSettings:
     language = table.get("language", "fa")
     if language not in ("fa", "en"):
         raise UsageError("[panel] language is \"fa\" or \"en\"")
+    program = Program()
+    if (backend_config := table.get("backend_config")) is not None:
+        if not isinstance(backend_config, str) or not backend_config:
+            raise UsageError("[panel] backend_config is the path of the backend's TOML file")
+        path = Path(backend_config)
+        if not path.is_absolute() and config is not None:
+            path = config.parent / path
+        try:
+            program = load_backend_config(str(path)).program
+        except ConfigError as exc:
+            raise UsageError(f"[panel] backend_config {path}: {exc}") from None
     return PanelSettings(db=db, secure_cookies=None if secure == "auto" else secure,
-                         idle_timeout=idle * 60.0, default_language=language)
+                         idle_timeout=idle * 60.0, default_language=language, program=program)
 
 
 def parse_listen(text: str, allow_remote: bool) -> tuple[str, int]:
@@ -88,15 +103,15 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("--db is empty")
         host, port = parse_listen(args.listen, args.allow_remote)
         settings = load_settings(args.db, args.config)
-    except UsageError as exc:
+        database = Database(args.db)
+        database.check()
+    except (UsageError, DatabaseNotReady, ValueError) as exc:
         print(f"loyalty-panel: {exc}", file=sys.stderr)
         return 2
     import uvicorn  # here, so `--help` and usage errors stay fast
 
-    # The store layer (issue 12) will give the UserDirectory for --db; until it lands the
-    # panel runs without users, and the login page and this log say so.
-    log.info("panel for %s (user store: not available until the store layer lands)", args.db)
-    app = create_app(settings, users=None)
+    log.info("panel for %s", database.target_text)
+    app = create_app(settings, database=database)
     # proxy_headers: behind a reverse proxy on loopback, the client address (the login
     # throttle's key) and https (Secure cookies) come from its X-Forwarded-* headers.
     uvicorn.run(app, host=host, port=port, proxy_headers=True,

@@ -6,6 +6,8 @@ languages have every key. Form errors are Persian only (forms.py), as issue 14 a
 
 from __future__ import annotations
 
+from panel import texts_accounts
+
 LANGUAGES = ("fa", "en")
 DIRECTION = {"fa": "rtl", "en": "ltr"}
 
@@ -89,3 +91,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "refused": "Request refused; nothing changed. Reload the page.",
     },
 }
+
+
+def _merge(more: dict[str, dict[str, str]]) -> None:
+    """A page module's words into the one table; a key defined twice is a mistake."""
+    for lang in LANGUAGES:
+        twice = TEXTS[lang].keys() & more[lang].keys()
+        if twice:
+            raise KeyError(f"panel texts defined twice: {sorted(twice)}")
+        TEXTS[lang].update(more[lang])
+
+
+_merge(texts_accounts.TEXTS)

@@ -1,8 +1,8 @@
 """The port through which the panel reads its users: `UserDirectory`.
 
-The store layer (issue 12) will implement it over the users table, with
-`loyalty-backend user add|list|disable|passwd`; until then the panel runs with none
-(and says so on the login page) and the tests use `InMemoryUserDirectory`.
+`DatabaseUserDirectory` implements it over the backend's `panel_users` table (managed with
+`loyalty-backend user add|list|disable|passwd` and the panel's users page);
+`InMemoryUserDirectory` is for tests of the parts that need no database.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
+from backend import store, store_users
+from panel.database import Database
 from panel.passwords import hash_password
 from panel.roles import Role
 
@@ -24,6 +26,7 @@ class PanelUser:
     club: str | None = None
     disabled: bool = False
     last_login: datetime | None = None
+    club_id: int | None = None
 
 
 class UserDirectory(Protocol):
@@ -63,3 +66,27 @@ class InMemoryUserDirectory:
     def record_login(self, name: str, when: datetime, address: str) -> None:
         self._users[name] = replace(self._users[name], last_login=when)
         self.logins.append((name, when, address))
+
+
+def panel_user(account: store_users.UserAccount) -> PanelUser:
+    return PanelUser(name=account.name, role=Role(account.role),
+                     password_hash=account.password_hash, club=account.club,
+                     disabled=account.disabled, last_login=account.last_login,
+                     club_id=account.club_id)
+
+
+class DatabaseUserDirectory:
+    """The users of the backend's database (`loyalty-backend user add`), read at every
+    request, so a user disabled on the command line is out at once."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def find_user(self, name: str) -> PanelUser | None:
+        with self.database.connection() as conn:
+            account = store_users.find_user(conn, name)
+        return panel_user(account) if account is not None else None
+
+    def record_login(self, name: str, when: datetime, address: str) -> None:
+        with self.database.connection() as conn, store.transaction(conn):
+            store_users.record_login(conn, name, when, address)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from backend import engine, ledger, ledger_rules, store, texts
+from backend import engine, ledger, ledger_rules, store, store_offers, texts
 from backend.handling import reversal
 from backend.handling.context import Context, Outcome, find_member, maintain, retier, sms
-from backend.program import Purchase, RuleError, earnings
+from backend.program import Offer, Purchase, RuleError, earnings
 from backend.store import Member, PurchaseRecord, ts
 from protocols.mqtt import Request, parse_iso
 from protocols.response_codes import ResponseCode
@@ -70,13 +70,14 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
         store.set_quote_status(conn, quote.id, status, advice_key=req.key)
     earned = recovered = 0
     earn_lot = None
+    matched: list[Offer] = []
     # counting visits costs a query: only when a referral or an offer needs it
     need_visits = member.referrer_id is not None or any(
         o.target.startswith("visits:") for o in ctx.offers
     )
     visits = store.visits(conn, member.id) if need_visits else 0
     if approved:
-        earned, _ = earnings(
+        earned, matched = earnings(
             program,
             amount,
             Purchase(when, body["gross"], member.tier, visits, member.birthday),
@@ -124,6 +125,9 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
             program_version=ctx.program_version,
         ),
     )
+    if matched:  # the offers' effect, for the panel: which offer gave how much
+        store_offers.record_uses(
+            conn, req.key, [(o.id, o.extra(amount)) for o in matched if o.id is not None])
     tier = member.tier
     if approved:
         # a purchase already reversed is not the first purchase that pays the referrer

@@ -11,6 +11,8 @@ from starlette.testclient import TestClient
 from panel.app import PanelSettings, create_app
 from panel.roles import Role
 from panel.users import InMemoryUserDirectory
+from tests.backend.engines import db, pg_url, postgres_server  # noqa: F401
+from tests.panel.world import World, make_world
 
 PASSWORDS = {"ali": "نان-و-پنیر-۱۴۰۵", "sara": "staff pass", "boss": "provider pass"}
 
@@ -50,3 +52,9 @@ def client(users: InMemoryUserDirectory, clock: FakeClock) -> Iterator[TestClien
     app = create_app(PanelSettings(db="test.db", idle_timeout=600), users, clock=clock)
     with TestClient(app, base_url="http://127.0.0.1") as c:
         yield c
+
+
+@pytest.fixture
+def world(db: str) -> World:  # noqa: F811
+    """Two clubs, their members and users, in a new database of each engine."""
+    return make_world(db)

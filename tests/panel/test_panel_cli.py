@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import os
 import re
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from backend import store
 from panel.cli import UsageError, load_settings, main, parse_listen
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,12 +56,27 @@ def test_config_file(tmp_path: Path) -> None:
     assert main(["run", "--db", "x.db", "--config", str(tmp_path / "missing.toml")]) == 2
 
 
-def test_run_serves_and_says_no_users_exist_yet(tmp_path: Path) -> None:
+def test_run_refuses_a_database_that_is_not_there(tmp_path: Path, capsys) -> None:
+    assert main(["run", "--db", str(tmp_path / "typo.db")]) == 2
+    assert "no such database" in capsys.readouterr().err
+    assert not (tmp_path / "typo.db").exists()
+
+
+def test_run_serves_the_users_of_the_database(tmp_path: Path) -> None:
+    """A real process: `loyalty-backend user add`, then `loyalty-panel run`, then a login."""
+    db = tmp_path / "shop.db"
+    store.connect(db).close()
+    (tmp_path / "pw").write_text("a long password\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    club = "فروشگاه"  # the club a new database names after [shop] name (the default)
+    add = subprocess.run(
+        [sys.executable, "-m", "backend", "user", "add", "ali", "--db", str(db), "--club",
+         club, "--role", "owner", "--password-file", str(tmp_path / "pw")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert add.returncode == 0, add.stderr
     proc = subprocess.Popen(
-        [sys.executable, "-m", "panel", "run", "--db", str(tmp_path / "shop.db"),
-         "--listen", "127.0.0.1:0"],
-        cwd=ROOT, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+        [sys.executable, "-m", "panel", "run", "--db", str(db), "--listen", "127.0.0.1:0"],
+        cwd=ROOT, stderr=subprocess.PIPE, text=True, env=env)
     try:
         log = []
         port = None
@@ -69,11 +87,18 @@ def test_run_serves_and_says_no_users_exist_yet(tmp_path: Path) -> None:
                 port = int(m.group(1))
                 break
         assert port, "".join(log)
-        assert any("no users exist yet" in line and "loyalty-backend user add" in line
-                   for line in log)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=10) as r:
+        opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        base = f"http://127.0.0.1:{port}"
+        with opener.open(f"{base}/login", timeout=10) as r:
             page = r.read().decode()
-        assert r.status == 200 and 'dir="rtl"' in page and 'id="no-users"' in page
+        assert r.status == 200 and 'dir="rtl"' in page and 'id="no-users"' not in page
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        form = urllib.parse.urlencode({"name": "ali", "password": "a long password",
+                                       "csrf_token": token}).encode()
+        with opener.open(f"{base}/login", data=form, timeout=10) as r:
+            home = r.read().decode()
+        assert r.url == f"{base}/" and '<bdi id="user-name">ali</bdi>' in home
     finally:
         proc.terminate()
         proc.wait(timeout=20)
