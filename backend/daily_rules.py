@@ -76,6 +76,29 @@ def visit_bins(visits: Sequence[tuple[int, str]]) -> Counter[tuple[int, int]]:
     return out
 
 
+#: Members per row of the buyers' bitmaps: bit i of chunk c is the member of id
+#: c * CHUNK + i; 4096 members make 512-byte bitmaps (one database page for the three).
+CHUNK = 4096
+BOUGHT, TWICE, EARLIER = 1, 2, 4
+
+
+def member_day_flags(visits: Sequence[tuple[int, str]]) -> dict[int, int]:
+    """One member's settled purchases as (occurred_at, key) -> {day: flags}: BOUGHT that
+    day, TWICE (two or more that day), EARLIER (one that day had a purchase strictly
+    before it: the report's "returning")."""
+    if not visits:
+        return {}
+    first = min(at for at, _ in visits)
+    count: Counter[int] = Counter()
+    latest: dict[int, int] = {}
+    for at, _key in visits:
+        day = tehran_day(at)
+        count[day] += 1
+        latest[day] = max(at, latest.get(day, at))
+    return {day: BOUGHT | (TWICE if n >= 2 else 0) | (EARLIER if latest[day] > first else 0)
+            for day, n in count.items()}
+
+
 def neighbours_change(prev_at: int | None, at: int, next_at: int | None
                       ) -> Counter[tuple[int, int]]:
     """What one purchase at `at`, between the member's purchases `prev_at` and `next_at`

@@ -9,6 +9,7 @@ exactly from the period's purchases. Every figure here equals the operator's rep
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date, timedelta
 
 import jdatetime
@@ -16,7 +17,6 @@ import jdatetime
 from backend import daily_rules, store_daily
 from backend.daily_rules import day_number
 from backend.engine import Connection
-from backend.store import ts
 from panel.charts import WEEKDAYS_FA, ChartData, ChartKind, Figure, Series, render
 from panel.periods import Period, previous
 from panel.texts import TEXTS
@@ -63,8 +63,7 @@ def period_figures(conn: Connection, club_id: int, period: Period
                    ) -> tuple[PeriodFigures, list[store_daily.DayFigures]]:
     first, last = day_number(period.first), day_number(period.last)
     rows = store_daily.days(conn, club_id, first, last)
-    since, until = period.utc_bounds()
-    b = store_daily.buyers(conn, club_id, ts(since), ts(until))
+    b = store_daily.buyers(conn, club_id, first, last)
     figures = PeriodFigures(
         sales=sum(r.sales for r in rows),
         purchases=sum(r.settled for r in rows),
@@ -158,7 +157,9 @@ _ROWS = (
 )
 
 
+@lru_cache(maxsize=8192)
 def _label(day: date, long: bool) -> str:
+    """A day's Jalali label (cached: jdatetime checks the locale on every conversion)."""
     j = jdatetime.date.fromgregorian(date=day)
     return j.strftime("%Y/%m/%d" if long else "%m/%d")
 

@@ -63,6 +63,7 @@ class DailyMachine(LedgerMachine):
         assert kept.credit == raw.credit
         assert kept.members == raw.members
         assert kept.intervals == raw.intervals
+        assert kept.buyers == raw.buyers
 
     @invariant()
     def days_equal_the_report(self) -> None:
@@ -82,8 +83,16 @@ class DailyMachine(LedgerMachine):
         assert f.credit_redeemed == -sum(r.credit_of("redeem") for r in rows)
         assert f.credit_expired == -sum(r.credit_of("expiry") for r in rows)
         assert f.credit_adjusted == sum(r.credit_of("adjustment") for r in rows)
-        b = store_daily.buyers(self.conn, 1, store.ts(since), store.ts(until))
+        b = store_daily.buyers(self.conn, 1, rows[0].day, rows[-1].day)
         assert b.returning == f.returning_members
+        assert b == store_daily.buyers_from_purchases(self.conn, 1, store.ts(since),
+                                                      store.ts(until))
+        if len(rows) > 2:  # a period that starts after the first day
+            mid = rows[len(rows) // 2].day
+            start = datetime.combine(from_day_number(mid), datetime.min.time(), TEHRAN)
+            assert store_daily.buyers(self.conn, 1, mid, rows[-1].day) == \
+                store_daily.buyers_from_purchases(self.conn, 1, store.ts(start),
+                                                  store.ts(until))
         settled = self.conn.execute(
             "SELECT member_id, occurred_at FROM purchases WHERE approved = 1 AND reversed = 0"
         ).fetchall()
