@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from protocols.persian import TEHRAN
 
@@ -82,21 +82,48 @@ CHUNK = 4096
 BOUGHT, TWICE, EARLIER = 1, 2, 4
 
 
-def member_day_flags(visits: Sequence[tuple[int, str]]) -> dict[int, int]:
-    """One member's settled purchases as (occurred_at, key) -> {day: flags}: BOUGHT that
-    day, TWICE (two or more that day), EARLIER (one that day had a purchase strictly
-    before it: the report's "returning")."""
+def member_flags(visits: Sequence[tuple[int, str]], *, monthly: bool = False
+                 ) -> dict[int, int]:
+    """One member's settled purchases as (occurred_at, key) -> {day: flags} (or {month:
+    flags}, month = YYYYMM): BOUGHT in it, TWICE (two or more in it), EARLIER (one in it
+    had a purchase strictly before it: the report's "returning")."""
     if not visits:
         return {}
     first = min(at for at, _ in visits)
     count: Counter[int] = Counter()
     latest: dict[int, int] = {}
     for at, _key in visits:
-        day = tehran_day(at)
-        count[day] += 1
-        latest[day] = max(at, latest.get(day, at))
-    return {day: BOUGHT | (TWICE if n >= 2 else 0) | (EARLIER if latest[day] > first else 0)
-            for day, n in count.items()}
+        bucket = tehran_day(at) // 100 if monthly else tehran_day(at)
+        count[bucket] += 1
+        latest[bucket] = max(at, latest.get(bucket, at))
+    return {b: BOUGHT | (TWICE if n >= 2 else 0) | (EARLIER if latest[b] > first else 0)
+            for b, n in count.items()}
+
+
+def merge_flags(acc: tuple[int, int, int], maps: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Two spans' (bought, twice, earlier) bitmaps as one span's: bought in either; twice
+    in either or bought in both; earlier in either."""
+    once, twice, earlier = acc
+    b, t, e = maps
+    return once | b, twice | t | (once & b), earlier | e
+
+
+def split_days(first: int, last: int) -> tuple[list[tuple[int, int]], list[int]]:
+    """Days [first, last] (YYYYMMDD) as the day ranges at its ends and the whole
+    (Gregorian) months between, whose rolled-up rows are read instead of their days."""
+    ranges: list[tuple[int, int]] = []
+    months: list[int] = []
+    day = from_day_number(first)
+    end = from_day_number(last)
+    while day <= end:
+        month_end = (date(day.year + day.month // 12, day.month % 12 + 1, 1)
+                     - timedelta(days=1))
+        if day.day == 1 and month_end <= end:
+            months.append(day.year * 100 + day.month)
+        else:
+            ranges.append((day_number(day), day_number(min(month_end, end))))
+        day = month_end + timedelta(days=1)
+    return ranges, months
 
 
 def neighbours_change(prev_at: int | None, at: int, next_at: int | None

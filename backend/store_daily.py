@@ -22,6 +22,8 @@ Tables (migration step 8):
   member c * 4096 + i) who bought that day, bought twice or more, and bought with a
   purchase strictly before: distinct members over any period are then an OR of a few
   hundred small bitmaps, exact, instead of a scan of the period's purchases.
+- `monthly_buyers(club_id, month, chunk)`: the same per Gregorian month (YYYYMM), so a
+  long period reads its whole months as one row each (daily_rules.merge_flags).
 `day` is the integer YYYYMMDD of the Tehran date.
 """
 
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
     from backend.store import PurchaseRecord
 
 TABLES = ("daily_purchases", "daily_credit", "daily_members", "daily_intervals",
-          "daily_buyers")
+          "daily_buyers", "monthly_buyers")
 
 SCHEMA = (
     "CREATE TABLE daily_purchases (club_id INTEGER NOT NULL, branch_id INTEGER NOT NULL, "
@@ -58,6 +60,9 @@ SCHEMA = (
     "CREATE TABLE daily_buyers (club_id INTEGER NOT NULL, day INTEGER NOT NULL, "
     "chunk INTEGER NOT NULL, bought BLOB NOT NULL, twice BLOB NOT NULL, "
     "earlier BLOB NOT NULL, PRIMARY KEY (club_id, day, chunk)) WITHOUT ROWID",
+    "CREATE TABLE monthly_buyers (club_id INTEGER NOT NULL, month INTEGER NOT NULL, "
+    "chunk INTEGER NOT NULL, bought BLOB NOT NULL, twice BLOB NOT NULL, "
+    "earlier BLOB NOT NULL, PRIMARY KEY (club_id, month, chunk)) WITHOUT ROWID",
 )
 
 _SETTLED = "approved = 1 AND reversed = 0"
@@ -98,13 +103,14 @@ _EMPTY = bytes(daily_rules.CHUNK // 8)
 _FLAGS = (daily_rules.BOUGHT, daily_rules.TWICE, daily_rules.EARLIER)
 
 
-def _set_member_day(conn: Connection, club_id: int, day: int, member_id: int,
-                    flags: int) -> None:
-    """The member's three bits of `day` set to `flags` (read, change, write the row)."""
+def _set_member_bits(conn: Connection, table: str, club_id: int, span: int, member_id: int,
+                     flags: int) -> None:
+    """The member's three bits of a day (or month) set to `flags` (read, change, write)."""
+    column = "month" if table == "monthly_buyers" else "day"
     chunk, bit = divmod(member_id, daily_rules.CHUNK)
     row = conn.execute(
-        "SELECT bought, twice, earlier FROM daily_buyers WHERE club_id = ? AND day = ? "
-        "AND chunk = ?", (club_id, day, chunk)).fetchone()
+        f"SELECT bought, twice, earlier FROM {table} WHERE club_id = ? AND {column} = ? "
+        "AND chunk = ?", (club_id, span, chunk)).fetchone()
     maps = [bytearray(bytes(b)) for b in row] if row else [bytearray(_EMPTY) for _ in _FLAGS]
     for i, flag in enumerate(_FLAGS):
         if flags & flag:
@@ -112,10 +118,10 @@ def _set_member_day(conn: Connection, club_id: int, day: int, member_id: int,
         else:
             maps[i][bit // 8] &= ~(1 << (bit % 8)) & 0xFF
     conn.execute(
-        "INSERT INTO daily_buyers(club_id, day, chunk, bought, twice, earlier) "
-        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (club_id, day, chunk) DO UPDATE SET "
+        f"INSERT INTO {table}(club_id, {column}, chunk, bought, twice, earlier) "
+        f"VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (club_id, {column}, chunk) DO UPDATE SET "
         "bought = excluded.bought, twice = excluded.twice, earlier = excluded.earlier",
-        (club_id, day, chunk, *(bytes(m) for m in maps)))
+        (club_id, span, chunk, *(bytes(m) for m in maps)))
 
 
 def _member_changed(conn: Connection, p: PurchaseRecord, *, added: bool) -> None:
@@ -134,10 +140,12 @@ def _member_changed(conn: Connection, p: PurchaseRecord, *, added: bool) -> None
     change = daily_rules.visit_bins(after)
     change.subtract(daily_rules.visit_bins(before))
     _add_intervals(conn, club_id, change)
-    was, became = daily_rules.member_day_flags(before), daily_rules.member_day_flags(after)
-    for day in sorted(was.keys() | became.keys()):
-        if was.get(day, 0) != became.get(day, 0):
-            _set_member_day(conn, club_id, day, p.member_id, became.get(day, 0))
+    for table, monthly in (("daily_buyers", False), ("monthly_buyers", True)):
+        was = daily_rules.member_flags(before, monthly=monthly)
+        became = daily_rules.member_flags(after, monthly=monthly)
+        for span in sorted(was.keys() | became.keys()):
+            if was.get(span, 0) != became.get(span, 0):
+                _set_member_bits(conn, table, club_id, span, p.member_id, became.get(span, 0))
 
 
 def purchase_recorded(conn: Connection, p: PurchaseRecord) -> None:
@@ -195,6 +203,8 @@ class Snapshot:
     intervals: dict[tuple[int, int, int], int] = field(default_factory=dict)
     #: (club, day, chunk) -> the three bitmaps as ints (bit i: member chunk * CHUNK + i)
     buyers: dict[tuple[int, int, int], tuple[int, int, int]] = field(default_factory=dict)
+    #: (club, month, chunk) -> the same per month
+    monthly: dict[tuple[int, int, int], tuple[int, int, int]] = field(default_factory=dict)
 
 
 _HALF_HOUR = 1800  # Tehran's offsets (+3:30, +4:30) are whole half hours: a UTC half hour
@@ -235,6 +245,7 @@ def from_raw(conn: Connection) -> Snapshot:
     snap.members = {k: v for k, v in members.items() if v}
     intervals: Counter[tuple[int, int, int]] = Counter()
     bits: dict[tuple[int, int, int], list[int]] = {}
+    month_bits: dict[tuple[int, int, int], list[int]] = {}
     visits: list[tuple[int, str]] = []
     current: tuple[int, int] | None = None
 
@@ -245,11 +256,12 @@ def from_raw(conn: Connection) -> Snapshot:
         for (day, bin_), n in daily_rules.visit_bins(visits).items():
             intervals[(club, day, bin_)] += n
         chunk, bit = divmod(member, daily_rules.CHUNK)
-        for day, flags in daily_rules.member_day_flags(visits).items():
-            acc = bits.setdefault((club, day, chunk), [0, 0, 0])
-            for i, flag in enumerate(_FLAGS):
-                if flags & flag:
-                    acc[i] |= 1 << bit
+        for target, monthly in ((bits, False), (month_bits, True)):
+            for span, flags in daily_rules.member_flags(visits, monthly=monthly).items():
+                acc = target.setdefault((club, span, chunk), [0, 0, 0])
+                for i, flag in enumerate(_FLAGS):
+                    if flags & flag:
+                        acc[i] |= 1 << bit
 
     for member, club, at, key in conn.execute(
         "SELECT p.member_id, m.club_id, p.occurred_at, p.key FROM purchases p "
@@ -263,6 +275,7 @@ def from_raw(conn: Connection) -> Snapshot:
     flush()
     snap.intervals = {k: v for k, v in intervals.items() if v}
     snap.buyers = {k: (v[0], v[1], v[2]) for k, v in bits.items() if any(v)}
+    snap.monthly = {k: (v[0], v[1], v[2]) for k, v in month_bits.items() if any(v)}
     return snap
 
 
@@ -282,11 +295,11 @@ def kept(conn: Connection) -> Snapshot:
         "SELECT club_id, day, enrolled FROM daily_members WHERE enrolled <> 0").fetchall()}
     snap.intervals = {(int(c), int(d), int(b)): int(n) for c, d, b, n in conn.execute(
         "SELECT club_id, day, bin, visits FROM daily_intervals WHERE visits <> 0").fetchall()}
-    for c, d, k, *maps in conn.execute(
-            "SELECT club_id, day, chunk, bought, twice, earlier FROM daily_buyers").fetchall():
-        ints = tuple(int.from_bytes(bytes(m), "little") for m in maps)
-        if any(ints):
-            snap.buyers[(int(c), int(d), int(k))] = ints  # type: ignore[assignment]
+    for table, into in (("daily_buyers", snap.buyers), ("monthly_buyers", snap.monthly)):
+        for c, d, k, *maps in conn.execute(f"SELECT * FROM {table}").fetchall():
+            ints = tuple(int.from_bytes(bytes(m), "little") for m in maps)
+            if any(ints):
+                into[(int(c), int(d), int(k))] = ints  # type: ignore[assignment]
     return snap
 
 
@@ -306,10 +319,10 @@ def rebuild(conn: Connection) -> None:
     conn.executemany("INSERT INTO daily_intervals(club_id, day, bin, visits) VALUES (?, ?, ?, ?)",
                      [(*k, v) for k, v in snap.intervals.items()])
     size = daily_rules.CHUNK // 8
-    conn.executemany(
-        "INSERT INTO daily_buyers(club_id, day, chunk, bought, twice, earlier) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        [(*k, *(m.to_bytes(size, "little") for m in v)) for k, v in snap.buyers.items()])
+    for table, rows in (("daily_buyers", snap.buyers), ("monthly_buyers", snap.monthly)):
+        conn.executemany(
+            f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?)",
+            [(*k, *(m.to_bytes(size, "little") for m in v)) for k, v in rows.items()])
 
 
 # --- what the dashboard reads ------------------------------------------------------------
@@ -413,28 +426,24 @@ class Buyers:
 
 
 def buyers(conn: Connection, club_id: int, first: int, last: int) -> Buyers:
-    """Days [first, last] (YYYYMMDD), from the bitmaps: per chunk of members, OR the days'
-    "bought" maps (and the "twice" ones, and what was bought on two days), then count."""
-    total = repeat = returning = 0
-    chunk: int | None = None
-    once = twice = earlier = 0
-    for c, bought, two, early in conn.execute(
-        "SELECT chunk, bought, twice, earlier FROM daily_buyers WHERE club_id = ? AND day >= ? "
-        "AND day <= ? ORDER BY chunk", (club_id, first, last),
-    ):
-        if c != chunk:
-            total += once.bit_count()
-            repeat += twice.bit_count()
-            returning += earlier.bit_count()
-            chunk, once, twice, earlier = c, 0, 0, 0
-        b = int.from_bytes(bought, "little")
-        twice |= (once & b) | int.from_bytes(two, "little")
-        once |= b
-        earlier |= int.from_bytes(early, "little")
-    total += once.bit_count()
-    repeat += twice.bit_count()
-    returning += earlier.bit_count()
-    return Buyers(buyers=total, repeat=repeat, returning=returning)
+    """Days [first, last] (YYYYMMDD), from the bitmaps: the whole months' rows and the
+    days' rows at the ends, merged per chunk of members (daily_rules.merge_flags)."""
+    ranges, months = daily_rules.split_days(first, last)
+    acc: dict[int, tuple[int, int, int]] = {}
+    reads = [("SELECT chunk, bought, twice, earlier FROM daily_buyers WHERE club_id = ? "
+              "AND day >= ? AND day <= ?", (club_id, a, b)) for a, b in ranges]
+    if months:
+        reads.append(("SELECT chunk, bought, twice, earlier FROM monthly_buyers "
+                      "WHERE club_id = ? AND month >= ? AND month <= ?",
+                      (club_id, months[0], months[-1])))
+    for sql, args in reads:
+        for c, *maps in conn.execute(sql, args):
+            ints = (int.from_bytes(maps[0], "little"), int.from_bytes(maps[1], "little"),
+                    int.from_bytes(maps[2], "little"))
+            acc[c] = daily_rules.merge_flags(acc[c], ints) if c in acc else ints
+    return Buyers(buyers=sum(v[0].bit_count() for v in acc.values()),
+                  repeat=sum(v[1].bit_count() for v in acc.values()),
+                  returning=sum(v[2].bit_count() for v in acc.values()))
 
 
 def buyers_from_purchases(conn: Connection, club_id: int, since: int, until: int) -> Buyers:

@@ -44,8 +44,7 @@ TERMINALS = tuple(f"T{n:07d}" for n in range(1, 21))
 MERCHANT = "M00000000000001"
 #: the busy hours of a shop, as weights of the 24 hours of the day
 HOURS = (0, 0, 0, 0, 0, 0, 0, 1, 3, 6, 8, 9, 10, 8, 6, 6, 7, 9, 10, 9, 7, 4, 2, 1)
-_DROPPED = ("ledger_member", "ledger_at", "purchases_member", "purchases_at",
-            "purchases_settled")
+_DROPPED = ("ledger_member", "ledger_at", "purchases_member", "purchases_at")
 
 
 def pct(values: list[float], p: float) -> float:

@@ -64,6 +64,7 @@ class DailyMachine(LedgerMachine):
         assert kept.members == raw.members
         assert kept.intervals == raw.intervals
         assert kept.buyers == raw.buyers
+        assert kept.monthly == raw.monthly
 
     @invariant()
     def days_equal_the_report(self) -> None:
@@ -148,6 +149,10 @@ def test_store_daily_rules() -> None:
     assert daily_rules.interval_labels()[7] == "7–13"
     assert daily_rules.weekday_index(day_number(date(2026, 11, 28))) == 0  # a Saturday
     assert from_day_number(day_number(date(2027, 3, 21))) == date(2027, 3, 21)
+    assert daily_rules.split_days(20261115, 20270210) == (
+        [(20261115, 20261130), (20270201, 20270210)], [202612, 202701])
+    assert daily_rules.split_days(20261201, 20261231) == ([], [202612])
+    assert daily_rules.split_days(20261203, 20261203) == ([(20261203, 20261203)], [])
 
 
 def test_store_daily_migration_fills_existing_rows(db: str) -> None:
