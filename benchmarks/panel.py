@@ -23,7 +23,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,8 +31,14 @@ sys.path.insert(0, str(ROOT))
 
 from starlette.testclient import TestClient  # noqa: E402
 
-from backend import migrations, store, store_daily, store_registry, store_users  # noqa: E402
-from backend import transfer  # noqa: E402
+from backend import (  # noqa: E402
+    migrations,
+    store,
+    store_daily,
+    store_registry,
+    store_users,
+    transfer,
+)
 from backend.passwords import hash_password  # noqa: E402
 from backend.store import CODE_ALPHABET  # noqa: E402
 from demo.postgres import Postgres  # noqa: E402
@@ -68,7 +74,8 @@ def bulk_load(db: Path, members: int, purchases: int, ledger_rows: int, now: dat
     start = end - days * 86400
     conn.execute("BEGIN")
     conn.executemany(
-        "INSERT INTO members(id, phone, code, enrolled_at, tier, club_id) VALUES (?, ?, ?, ?, ?, 1)",
+        "INSERT INTO members(id, phone, code, enrolled_at, tier, club_id) "
+        "VALUES (?, ?, ?, ?, ?, 1)",
         ((i + 1, f"0912{i:07d}", "".join(rnd.choice(CODE_ALPHABET) for _ in range(9)),
           start + rnd.randrange(days * 86400), rnd.choice(("bronze", "silver", "gold")))
          for i in range(members)))

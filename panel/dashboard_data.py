@@ -9,8 +9,8 @@ exactly from the period's purchases. Every figure here equals the operator's rep
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import date, timedelta
+from functools import lru_cache
 
 import jdatetime
 
