@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from backend import ledger_rules
+from backend import ledger_rules, store_daily
 from backend.engine import Connection
 from backend.store import add_debt, ts
 
@@ -73,6 +73,7 @@ def _row(
         "INSERT INTO ledger(member_id, kind, amount, key, at, ref) VALUES (?, ?, ?, ?, ?, ?)",
         (member_id, kind, amount, key, ts(at), ref),
     )
+    store_daily.credit_moved(conn, member_id, kind, amount, ts(at))
 
 
 def _record_uses(conn: Connection, key: str, uses: list[tuple[int, int]]) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from backend import engine
+from backend import engine, store_daily
 from backend.engine import Connection
 
 #: The oldest version a migration starts from: version 2 came before the first release.
@@ -413,6 +413,11 @@ CREATE INDEX offer_uses_purchase ON offer_uses(purchase_key)
 """
 
 
+def _fill_daily(conn: Connection, setup: Setup) -> None:
+    """Version 8: the pre-aggregates of every row already there."""
+    store_daily.rebuild(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         2,
@@ -450,6 +455,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         7,
         "panel users and the audit log; members' names and marketing consent; offer uses",
         _split(_PANEL_V7),
+    ),
+    Migration(
+        8,
+        "per-day pre-aggregates for the panel's dashboard (per club, branch, Tehran day), "
+        "filled from the raw rows",
+        store_daily.SCHEMA,
+        steps=(_fill_daily,),
     ),
 )
 LATEST = MIGRATIONS[-1].version

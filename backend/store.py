@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from backend import engine, migrations
+from backend import engine, migrations, store_daily
 from backend.engine import Connection
 from backend.program import Offer, parse_hours, parse_weekdays
 
@@ -296,6 +296,7 @@ def insert_member(
         "VALUES (?, ?, ?, ?, ?, ?)",
         (phone, code, referrer_id, ts(now), tier, club_id),
     )
+    store_daily.member_enrolled(conn, int(cur.lastrowid or 0), ts(now))
     return Member(
         int(cur.lastrowid or 0), phone, code, referrer_id, None, ts(now), tier, 0, club_id
     )
@@ -770,10 +771,14 @@ def insert_purchase(conn: Connection, p: PurchaseRecord) -> None:
          p.redeemed, p.earned, p.recovered, p.earn_lot, p.occurred_at, int(p.reversed),
          p.branch_id, p.program_version),
     )  # fmt: skip
+    store_daily.purchase_recorded(conn, p)
 
 
 def mark_reversed(conn: Connection, key: str) -> None:
-    conn.execute("UPDATE purchases SET reversed = 1 WHERE key = ?", (key,))
+    before = purchase(conn, key)
+    cur = conn.execute("UPDATE purchases SET reversed = 1 WHERE key = ? AND reversed = 0", (key,))
+    if before is not None and cur.rowcount == 1:
+        store_daily.purchase_reversed(conn, before)
 
 
 def visits(conn: Connection, member_id: int) -> int:

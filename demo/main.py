@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.sms import outbox as sms_outbox
+from demo import panel as demo_panel
 from demo.day import (
     AFTERNOON_OFFLINE,
     BACKEND_CONFIG,
@@ -26,8 +28,8 @@ from demo.day import (
     POOR_CARD,
     Visit,
 )
-from demo.mosquitto import BrokerError, find_mosquitto
-from demo.stack import Stack, StackError
+from demo.mosquitto import BrokerError, find_mosquitto, stop_process
+from demo.stack import BACKEND_USER, Stack, StackError
 from protocols.identity import mask_phone, normalize_phone
 from protocols.response_codes import ResponseCode
 from protocols.version import version_line
@@ -311,12 +313,30 @@ def summary(stack: Stack, day: Day, out: Any) -> None:
     print(backend_command(stack, "report").rstrip(), file=out)
 
 
+def open_panel(stack: Stack, out: Any) -> subprocess.Popen:
+    """The owner's web panel over the day's database: its address and a login."""
+    password = demo_panel.add_owner(stack.db)
+    assert stack.broker is not None
+    secret = stack.workdir / f"broker-password-{BACKEND_USER}"
+    login = (BACKEND_USER, secret.read_text().strip()) if secret.exists() else None
+    config = demo_panel.write_config(stack.workdir, stack.config_file, stack.broker.address,
+                                     login)
+    port = demo_panel.free_port()
+    proc = demo_panel.start_panel(stack.python, stack.db, config, stack.workdir, port)
+    print(f"\nthe owner's web panel: http://127.0.0.1:{port}/dashboard\n"
+          f"  log in as {demo_panel.OWNER!r} with the password {password!r}", file=out,
+          flush=True)
+    return proc
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="loyalty-demo", description=__doc__)
     parser.add_argument("--version", action="version", version=version_line("loyalty-demo"))
     parser.add_argument("--workdir", type=Path, help="folder to keep everything in "
                         "(default: a new temporary folder)")
     parser.add_argument("--no-receipts", action="store_true", help="do not print receipts")
+    parser.add_argument("--serve", action="store_true", help="after the day, keep the broker, "
+                        "backend, agent and panel running until Ctrl-C, to look around")
     args = parser.parse_args(argv)
     out = sys.stdout
     try:
@@ -329,13 +349,23 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     print(f"loyalty-demo: a shop's day, everything kept in {workdir}", file=out)
     code = 0
+    panel = None
     try:
         day = play(stack, out, not args.no_receipts)
         summary(stack, day, out)
-    except (StackError, BrokerError, OSError) as exc:
+        panel = open_panel(stack, out)
+        if args.serve:
+            print("everything keeps running; press Ctrl-C to stop it all", file=out, flush=True)
+            try:
+                while stack.backend is not None and panel.poll() is None:
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                print("\nstopping ...", file=out)
+    except (StackError, BrokerError, OSError, RuntimeError) as exc:
         print(f"loyalty-demo: {exc}", file=sys.stderr)
         code = 1
     finally:
+        stop_process(panel)
         stack.stop()
     took = time.monotonic() - started
     print(f"\nevery process stopped; {took:.0f} s in all. Logs, database, journal and SMS "

@@ -28,15 +28,17 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from backend.config import MqttSettings
 from backend.program import Program
 from panel import forms
 from panel.assets import STATIC, load_manifest
 from panel.database import Database
 from panel.guard import COOKIE, PanelGuard
 from panel.pages import audit as audit_page
-from panel.pages import common, members, offers, program
+from panel.pages import common, dashboard, members, offers, program, sms, terminals
 from panel.pages import users as users_page
 from panel.passwords import verify_password
+from panel.presence import PresenceWatcher
 from panel.roles import Permission, allowed
 from panel.sessions import IDLE_TIMEOUT, Session, SessionStore
 from panel.texts import DIRECTION, LANGUAGES, TEXTS
@@ -68,6 +70,8 @@ class PanelSettings:
     #: the program of a club with no stored version: the backend configuration's
     #: ([panel] backend_config), else the defaults
     program: Program = field(default_factory=Program)
+    #: the backend's broker account ([panel] backend_config's [mqtt]), for presence
+    mqtt: MqttSettings | None = None
 
 
 class Panel:
@@ -80,6 +84,8 @@ class Panel:
         self.users = users
         #: the backend's database (None: a panel of the login page only, for tests)
         self.database = database
+        #: the terminals' presence from the broker (None: no broker configured)
+        self.presence: PresenceWatcher | None = None
         self.clock = clock
         self.wall_clock = wall_clock
         self.sessions = SessionStore(settings.secret or secrets.token_bytes(32),
@@ -148,13 +154,15 @@ class Panel:
 def create_app(settings: PanelSettings | None = None, users: UserDirectory | None = None, *,
                clock: Callable[[], float] = time.monotonic,
                wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-               database: Database | None = None) -> Starlette:
+               database: Database | None = None,
+               presence: PresenceWatcher | None = None) -> Starlette:
     """The panel over `database` (its users too, unless `users` is given); with neither,
     nobody can log in, and the login page says so."""
     settings = settings or PanelSettings()
     if users is None and database is not None:
         users = DatabaseUserDirectory(database)
     panel = Panel(settings, users, clock, wall_clock, database)
+    panel.presence = presence
     if users is None:
         log.warning("no users exist yet: they will be added with `loyalty-backend user add`, "
                     "which comes with the store layer; nobody can log in until then")
@@ -265,6 +273,9 @@ def create_app(settings: PanelSettings | None = None, users: UserDirectory | Non
     routes += program.routes(panel)
     routes += users_page.routes(panel)
     routes += audit_page.routes(panel)
+    routes += dashboard.routes(panel)
+    routes += terminals.routes(panel)
+    routes += sms.routes(panel)
     app = Starlette(routes=routes)
     common.install(app, panel)
     app.state.panel = panel

@@ -18,6 +18,7 @@ from backend.config import load as load_backend_config
 from backend.program import Program
 from panel.app import PanelSettings, create_app
 from panel.database import Database, DatabaseNotReady
+from panel.presence import PresenceWatcher
 from protocols.address import parse_host_port
 
 log = logging.getLogger("panel")
@@ -57,6 +58,7 @@ def load_settings(db: str, config: Path | None) -> PanelSettings:
     if language not in ("fa", "en"):
         raise UsageError("[panel] language is \"fa\" or \"en\"")
     program = Program()
+    mqtt = None
     if (backend_config := table.get("backend_config")) is not None:
         if not isinstance(backend_config, str) or not backend_config:
             raise UsageError("[panel] backend_config is the path of the backend's TOML file")
@@ -64,11 +66,15 @@ def load_settings(db: str, config: Path | None) -> PanelSettings:
         if not path.is_absolute() and config is not None:
             path = config.parent / path
         try:
-            program = load_backend_config(str(path)).program
+            backend_settings = load_backend_config(str(path))
+            program = backend_settings.program
+            # the terminals page's presence: the backend's broker account ([mqtt])
+            mqtt = backend_settings.mqtt if backend_settings.mqtt.broker else None
         except ConfigError as exc:
             raise UsageError(f"[panel] backend_config {path}: {exc}") from None
     return PanelSettings(db=db, secure_cookies=None if secure == "auto" else secure,
-                         idle_timeout=idle * 60.0, default_language=language, program=program)
+                         idle_timeout=idle * 60.0, default_language=language, program=program,
+                         mqtt=mqtt)
 
 
 def parse_listen(text: str, allow_remote: bool) -> tuple[str, int]:
@@ -111,11 +117,19 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn  # here, so `--help` and usage errors stay fast
 
     log.info("panel for %s", database.target_text)
-    app = create_app(settings, database=database)
+    presence = None
+    if settings.mqtt is not None and settings.mqtt.broker:
+        presence = PresenceWatcher(settings.mqtt.broker, username=settings.mqtt.username,
+                                   password=settings.mqtt.password,
+                                   ca_file=settings.mqtt.ca_file).start()
+        log.info("terminals' presence from the broker at %s", settings.mqtt.broker)
+    app = create_app(settings, database=database, presence=presence)
     # proxy_headers: behind a reverse proxy on loopback, the client address (the login
     # throttle's key) and https (Secure cookies) come from its X-Forwarded-* headers.
     uvicorn.run(app, host=host, port=port, proxy_headers=True,
                 forwarded_allow_ips="127.0.0.1,::1", log_level="info", access_log=False)
+    if presence is not None:
+        presence.stop()
     return 0
 
 

@@ -1,0 +1,144 @@
+"""The per-day pre-aggregates' rules, pure: which Tehran day and hour a moment falls in,
+which visit-interval bin a gap falls in, and what one member's purchases contribute.
+
+The store (backend.store_daily) keeps the sums; these functions say what is summed, so
+the rebuild from raw rows and the in-transaction updates cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+
+from protocols.persian import TEHRAN
+
+#: Ledger kinds the aggregates keep; holds and releases only reserve credit for a quote
+#: and always come back out, so no figure reads them.
+CREDIT_KINDS = ("earn", "redeem", "expiry", "referral", "welcome", "reversal", "adjustment",
+                "recovery")
+#: Lower edges (days) of the visit-interval bins; the last bin is open.
+INTERVAL_EDGES = (0, 1, 2, 3, 4, 5, 6, 7, 14, 30, 60, 90, 180, 365)
+#: The bin of a member's first purchase (no interval before it).
+FIRST_VISIT = -1
+
+
+def day_number(day: date) -> int:
+    """A date as the integer YYYYMMDD the tables key on (ordered as the dates are)."""
+    return day.year * 10_000 + day.month * 100 + day.day
+
+
+def from_day_number(n: int) -> date:
+    return date(n // 10_000, n // 100 % 100, n % 100)
+
+
+def tehran_day_hour(at: int) -> tuple[int, int]:
+    """(YYYYMMDD, hour) in Tehran of Unix seconds `at` (zoneinfo: the old DST included)."""
+    local = datetime.fromtimestamp(at, UTC).astimezone(TEHRAN)
+    return day_number(local.date()), local.hour
+
+
+def tehran_day(at: int) -> int:
+    return tehran_day_hour(at)[0]
+
+
+def interval_bin(prev_at: int | None, at: int) -> int:
+    """The bin of a visit at `at` after the member's previous one at `prev_at` (None:
+    the first): by Tehran calendar days between them, so 0 is "again the same day"."""
+    if prev_at is None:
+        return FIRST_VISIT
+    days = max(0, (from_day_number(tehran_day(at)) - from_day_number(tehran_day(prev_at))).days)
+    return max(i for i, edge in enumerate(INTERVAL_EDGES) if days >= edge)
+
+
+def interval_labels() -> tuple[str, ...]:
+    """`0`, `1`, ... `7–13`, ..., `365+` (ASCII digits; the page makes them Persian)."""
+    out = []
+    for i, edge in enumerate(INTERVAL_EDGES):
+        if i + 1 == len(INTERVAL_EDGES):
+            out.append(f"{edge}+")
+        else:
+            top = INTERVAL_EDGES[i + 1] - 1
+            out.append(str(edge) if top == edge else f"{edge}–{top}")
+    return tuple(out)
+
+
+def visit_bins(visits: Sequence[tuple[int, str]]) -> Counter[tuple[int, int]]:
+    """One member's settled purchases as (occurred_at, key) -> Counter of (day, bin).
+
+    Purchases are ordered by time, then key (two at one second still have an order); each
+    one falls in the bin of its days since the one before, the first in FIRST_VISIT."""
+    out: Counter[tuple[int, int]] = Counter()
+    previous: int | None = None
+    for at, _key in sorted(visits):
+        out[(tehran_day(at), interval_bin(previous, at))] += 1
+        previous = at
+    return out
+
+
+#: Members per row of the buyers' bitmaps: bit i of chunk c is the member of id
+#: c * CHUNK + i; 4096 members make 512-byte bitmaps (one database page for the three).
+CHUNK = 4096
+BOUGHT, TWICE, EARLIER = 1, 2, 4
+
+
+def member_flags(visits: Sequence[tuple[int, str]], *, monthly: bool = False
+                 ) -> dict[int, int]:
+    """One member's settled purchases as (occurred_at, key) -> {day: flags} (or {month:
+    flags}, month = YYYYMM): BOUGHT in it, TWICE (two or more in it), EARLIER (one in it
+    had a purchase strictly before it: the report's "returning")."""
+    if not visits:
+        return {}
+    first = min(at for at, _ in visits)
+    count: Counter[int] = Counter()
+    latest: dict[int, int] = {}
+    for at, _key in visits:
+        bucket = tehran_day(at) // 100 if monthly else tehran_day(at)
+        count[bucket] += 1
+        latest[bucket] = max(at, latest.get(bucket, at))
+    return {b: BOUGHT | (TWICE if n >= 2 else 0) | (EARLIER if latest[b] > first else 0)
+            for b, n in count.items()}
+
+
+def merge_flags(acc: tuple[int, int, int], maps: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Two spans' (bought, twice, earlier) bitmaps as one span's: bought in either; twice
+    in either or bought in both; earlier in either."""
+    once, twice, earlier = acc
+    b, t, e = maps
+    return once | b, twice | t | (once & b), earlier | e
+
+
+def split_days(first: int, last: int) -> tuple[list[tuple[int, int]], list[int]]:
+    """Days [first, last] (YYYYMMDD) as the day ranges at its ends and the whole
+    (Gregorian) months between, whose rolled-up rows are read instead of their days."""
+    ranges: list[tuple[int, int]] = []
+    months: list[int] = []
+    day = from_day_number(first)
+    end = from_day_number(last)
+    while day <= end:
+        month_end = (date(day.year + day.month // 12, day.month % 12 + 1, 1)
+                     - timedelta(days=1))
+        if day.day == 1 and month_end <= end:
+            months.append(day.year * 100 + day.month)
+        else:
+            ranges.append((day_number(day), day_number(min(month_end, end))))
+        day = month_end + timedelta(days=1)
+    return ranges, months
+
+
+def neighbours_change(prev_at: int | None, at: int, next_at: int | None
+                      ) -> Counter[tuple[int, int]]:
+    """What one purchase at `at`, between the member's purchases `prev_at` and `next_at`
+    (None: none), adds to the (day, bin) counts; negate it for its reversal."""
+    change: Counter[tuple[int, int]] = Counter()
+    change[(tehran_day(at), interval_bin(prev_at, at))] += 1
+    if next_at is not None:
+        day = tehran_day(next_at)
+        change[(day, interval_bin(prev_at, next_at))] -= 1
+        change[(day, interval_bin(at, next_at))] += 1
+    return change
+
+
+def weekday_index(day: int) -> int:
+    """0 = Saturday (the Iranian week's first day) ... 6 = Friday."""
+    return (from_day_number(day).weekday() + 2) % 7

@@ -1,0 +1,471 @@
+"""Per-day pre-aggregates: per club, per branch, per Tehran calendar day (and hour).
+
+Why: the panel's dashboard must answer for any period in well under 150 ms over millions
+of purchases and ledger rows; sums over a few hundred days of these small tables do, a
+scan of the raw rows does not. Kept exact in the very transaction that moves the raw
+rows: `store.insert_purchase`, `store.mark_reversed`, `store.insert_member` and the
+ledger's one row writer call the hooks below, so every path (advice, reversal, expiry
+sweep, adjustment, enrolment, referral) is covered without a hook in each handler.
+`rebuild` computes everything again from the raw rows (the migration fills the tables
+with it; the property test checks the kept sums against it).
+
+Tables (migration step 8):
+- `daily_purchases(club_id, branch_id, day, hour)`: settled purchases (approved, not
+  reversed), their rials charged (`sales`) and before discount (`gross`), declined,
+  reversed; by the purchase's own time (`occurred_at`), as the report counts them.
+- `daily_credit(club_id, day, kind)`: the signed sum of the club's ledger rows of each
+  kind (holds and releases left out: they always come back out).
+- `daily_members(club_id, day)`: members enrolled.
+- `daily_intervals(club_id, day, bin)`: settled purchases by the days since the member's
+  previous settled purchase (bins of daily_rules.INTERVAL_EDGES; FIRST_VISIT: none).
+- `daily_buyers(club_id, day, chunk)`: three bitmaps of the members (bit i of chunk c is
+  member c * 4096 + i) who bought that day, bought twice or more, and bought with a
+  purchase strictly before: distinct members over any period are then an OR of a few
+  hundred small bitmaps, exact, instead of a scan of the period's purchases.
+- `monthly_buyers(club_id, month, chunk)`: the same per Gregorian month (YYYYMM), so a
+  long period reads its whole months as one row each (daily_rules.merge_flags).
+`day` is the integer YYYYMMDD of the Tehran date.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from backend import daily_rules
+from backend.daily_rules import CREDIT_KINDS, tehran_day, tehran_day_hour
+from backend.engine import Connection
+
+if TYPE_CHECKING:
+    from backend.store import PurchaseRecord
+
+TABLES = ("daily_purchases", "daily_credit", "daily_members", "daily_intervals",
+          "daily_buyers", "monthly_buyers")
+
+SCHEMA = (
+    "CREATE TABLE daily_purchases (club_id INTEGER NOT NULL, branch_id INTEGER NOT NULL, "
+    "day INTEGER NOT NULL, hour INTEGER NOT NULL, settled INTEGER NOT NULL DEFAULT 0, "
+    "sales INTEGER NOT NULL DEFAULT 0, gross INTEGER NOT NULL DEFAULT 0, "
+    "declined INTEGER NOT NULL DEFAULT 0, reversed INTEGER NOT NULL DEFAULT 0, "
+    "PRIMARY KEY (club_id, day, branch_id, hour)) WITHOUT ROWID",
+    "CREATE TABLE daily_credit (club_id INTEGER NOT NULL, day INTEGER NOT NULL, "
+    "kind TEXT NOT NULL, amount INTEGER NOT NULL DEFAULT 0, "
+    "PRIMARY KEY (club_id, day, kind)) WITHOUT ROWID",
+    "CREATE TABLE daily_members (club_id INTEGER NOT NULL, day INTEGER NOT NULL, "
+    "enrolled INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (club_id, day)) WITHOUT ROWID",
+    "CREATE TABLE daily_intervals (club_id INTEGER NOT NULL, day INTEGER NOT NULL, "
+    "bin INTEGER NOT NULL, visits INTEGER NOT NULL DEFAULT 0, "
+    "PRIMARY KEY (club_id, day, bin)) WITHOUT ROWID",
+    "CREATE TABLE daily_buyers (club_id INTEGER NOT NULL, day INTEGER NOT NULL, "
+    "chunk INTEGER NOT NULL, bought BLOB NOT NULL, twice BLOB NOT NULL, "
+    "earlier BLOB NOT NULL, PRIMARY KEY (club_id, day, chunk)) WITHOUT ROWID",
+    "CREATE TABLE monthly_buyers (club_id INTEGER NOT NULL, month INTEGER NOT NULL, "
+    "chunk INTEGER NOT NULL, bought BLOB NOT NULL, twice BLOB NOT NULL, "
+    "earlier BLOB NOT NULL, PRIMARY KEY (club_id, month, chunk)) WITHOUT ROWID",
+)
+
+_SETTLED = "approved = 1 AND reversed = 0"
+
+
+# --- kept in the caller's transaction ---------------------------------------------------
+
+
+def _add_purchase_counts(conn: Connection, key: str, at: int, *, settled: int, sales: int,
+                         gross: int, declined: int, reversed_: int) -> None:
+    day, hour = tehran_day_hour(at)
+    conn.execute(
+        "INSERT INTO daily_purchases(club_id, branch_id, day, hour, settled, sales, gross, "
+        "declined, reversed) SELECT m.club_id, COALESCE(p.branch_id, 0), ?, ?, ?, ?, ?, ?, ? "
+        "FROM purchases p JOIN members m ON m.id = p.member_id WHERE p.key = ? "
+        "ON CONFLICT (club_id, day, branch_id, hour) DO UPDATE SET "
+        "settled = daily_purchases.settled + excluded.settled, "
+        "sales = daily_purchases.sales + excluded.sales, "
+        "gross = daily_purchases.gross + excluded.gross, "
+        "declined = daily_purchases.declined + excluded.declined, "
+        "reversed = daily_purchases.reversed + excluded.reversed",
+        (day, hour, settled, sales, gross, declined, reversed_, key),
+    )
+
+
+def _add_intervals(conn: Connection, club_id: int, change: Counter[tuple[int, int]]) -> None:
+    for (day, bin_), n in change.items():
+        if n:
+            conn.execute(
+                "INSERT INTO daily_intervals(club_id, day, bin, visits) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (club_id, day, bin) DO UPDATE SET "
+                "visits = daily_intervals.visits + excluded.visits",
+                (club_id, day, bin_, n),
+            )
+
+
+_EMPTY = bytes(daily_rules.CHUNK // 8)
+_FLAGS = (daily_rules.BOUGHT, daily_rules.TWICE, daily_rules.EARLIER)
+
+
+def _set_member_bits(conn: Connection, table: str, club_id: int, span: int, member_id: int,
+                     flags: int) -> None:
+    """The member's three bits of a day (or month) set to `flags` (read, change, write)."""
+    column = "month" if table == "monthly_buyers" else "day"
+    chunk, bit = divmod(member_id, daily_rules.CHUNK)
+    row = conn.execute(
+        f"SELECT bought, twice, earlier FROM {table} WHERE club_id = ? AND {column} = ? "
+        "AND chunk = ?", (club_id, span, chunk)).fetchone()
+    maps = [bytearray(bytes(b)) for b in row] if row else [bytearray(_EMPTY) for _ in _FLAGS]
+    for i, flag in enumerate(_FLAGS):
+        if flags & flag:
+            maps[i][bit // 8] |= 1 << (bit % 8)
+        else:
+            maps[i][bit // 8] &= ~(1 << (bit % 8)) & 0xFF
+    conn.execute(
+        f"INSERT INTO {table}(club_id, {column}, chunk, bought, twice, earlier) "
+        f"VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (club_id, {column}, chunk) DO UPDATE SET "
+        "bought = excluded.bought, twice = excluded.twice, earlier = excluded.earlier",
+        (club_id, span, chunk, *(bytes(m) for m in maps)))
+
+
+def _member_changed(conn: Connection, p: PurchaseRecord, *, added: bool) -> None:
+    """The member's visit intervals and buyer bits after `p` was settled (added) or
+    reversed: both computed from the member's settled purchases with and without `p`,
+    and only the difference written (nearly always one interval and one day's bits)."""
+    rows = conn.execute(
+        "SELECT m.club_id, p.occurred_at, p.key FROM members m LEFT JOIN purchases p "
+        "ON p.member_id = m.id AND p.approved = 1 AND p.reversed = 0 WHERE m.id = ?",
+        (p.member_id,)).fetchall()
+    club_id = int(rows[0][0])
+    now = [(int(at), str(key)) for _, at, key in rows if at is not None]
+    mine = (p.occurred_at, p.key)
+    other = [v for v in now if v != mine] if added else [*now, mine]
+    before, after = other, now
+    change = daily_rules.visit_bins(after)
+    change.subtract(daily_rules.visit_bins(before))
+    _add_intervals(conn, club_id, change)
+    for table, monthly in (("daily_buyers", False), ("monthly_buyers", True)):
+        was = daily_rules.member_flags(before, monthly=monthly)
+        became = daily_rules.member_flags(after, monthly=monthly)
+        for span in sorted(was.keys() | became.keys()):
+            if was.get(span, 0) != became.get(span, 0):
+                _set_member_bits(conn, table, club_id, span, p.member_id, became.get(span, 0))
+
+
+def purchase_recorded(conn: Connection, p: PurchaseRecord) -> None:
+    """A purchase row was just inserted (approved or declined, possibly reversed already)."""
+    settled = p.approved and not p.reversed
+    _add_purchase_counts(
+        conn, p.key, p.occurred_at, settled=int(settled), sales=p.amount if settled else 0,
+        gross=p.gross if settled else 0, declined=int(not p.approved),
+        reversed_=int(p.approved and p.reversed))
+    if settled:
+        _member_changed(conn, p, added=True)
+
+
+def purchase_reversed(conn: Connection, p: PurchaseRecord) -> None:
+    """The settled purchase `p` (as it was before) has just been marked reversed."""
+    if not p.approved or p.reversed:
+        return  # a declined purchase stays declined; a reversed one is counted already
+    _add_purchase_counts(conn, p.key, p.occurred_at, settled=-1, sales=-p.amount,
+                         gross=-p.gross, declined=0, reversed_=1)
+    _member_changed(conn, p, added=False)
+
+
+def member_enrolled(conn: Connection, member_id: int, enrolled_at: int) -> None:
+    conn.execute(
+        "INSERT INTO daily_members(club_id, day, enrolled) SELECT club_id, ?, 1 FROM members "
+        "WHERE id = ? ON CONFLICT (club_id, day) DO UPDATE SET "
+        "enrolled = daily_members.enrolled + 1",
+        (tehran_day(enrolled_at), member_id),
+    )
+
+
+def credit_moved(conn: Connection, member_id: int, kind: str, amount: int, at: int) -> None:
+    """A ledger row was written (called by the ledger's only row writer)."""
+    if kind not in CREDIT_KINDS or amount == 0:
+        return
+    conn.execute(
+        "INSERT INTO daily_credit(club_id, day, kind, amount) SELECT club_id, ?, ?, ? "
+        "FROM members WHERE id = ? ON CONFLICT (club_id, day, kind) DO UPDATE SET "
+        "amount = daily_credit.amount + excluded.amount",
+        (tehran_day(at), kind, amount, member_id),
+    )
+
+
+# --- everything again from the raw rows --------------------------------------------------
+
+
+@dataclass
+class Snapshot:
+    """Every non-zero aggregate, as dicts keyed like the tables' primary keys."""
+
+    purchases: dict[tuple[int, int, int, int], tuple[int, int, int, int, int]] = field(
+        default_factory=dict)
+    credit: dict[tuple[int, int, str], int] = field(default_factory=dict)
+    members: dict[tuple[int, int], int] = field(default_factory=dict)
+    intervals: dict[tuple[int, int, int], int] = field(default_factory=dict)
+    #: (club, day, chunk) -> the three bitmaps as ints (bit i: member chunk * CHUNK + i)
+    buyers: dict[tuple[int, int, int], tuple[int, int, int]] = field(default_factory=dict)
+    #: (club, month, chunk) -> the same per month
+    monthly: dict[tuple[int, int, int], tuple[int, int, int]] = field(default_factory=dict)
+
+
+_HALF_HOUR = 1800  # Tehran's offsets (+3:30, +4:30) are whole half hours: a UTC half hour
+# lies in one Tehran hour, so the raw rows are grouped by it in SQL and mapped in Python.
+
+
+def from_raw(conn: Connection) -> Snapshot:
+    snap = Snapshot()
+    purchases: dict[tuple[int, int, int, int], list[int]] = {}
+    for club, branch, half, *sums in conn.execute(
+        "SELECT m.club_id, COALESCE(p.branch_id, 0), p.occurred_at / 1800, "
+        "SUM(CASE WHEN p.approved = 1 AND p.reversed = 0 THEN 1 ELSE 0 END), "
+        "SUM(CASE WHEN p.approved = 1 AND p.reversed = 0 THEN p.amount ELSE 0 END), "
+        "SUM(CASE WHEN p.approved = 1 AND p.reversed = 0 THEN p.gross ELSE 0 END), "
+        "SUM(CASE WHEN p.approved = 0 THEN 1 ELSE 0 END), "
+        "SUM(CASE WHEN p.approved = 1 AND p.reversed = 1 THEN 1 ELSE 0 END) "
+        "FROM purchases p JOIN members m ON m.id = p.member_id GROUP BY 1, 2, 3"
+    ).fetchall():
+        day, hour = tehran_day_hour(int(half) * _HALF_HOUR)
+        acc = purchases.setdefault((int(club), int(branch), day, hour), [0] * 5)
+        for i, v in enumerate(sums):
+            acc[i] += int(v)
+    snap.purchases = {k: tuple(v) for k, v in purchases.items() if any(v)}  # type: ignore[misc]
+    marks = ", ".join("?" * len(CREDIT_KINDS))
+    credit: Counter[tuple[int, int, str]] = Counter()
+    for club, kind, half, total in conn.execute(
+        f"SELECT m.club_id, l.kind, l.at / 1800, SUM(l.amount) FROM ledger l "
+        f"JOIN members m ON m.id = l.member_id WHERE l.kind IN ({marks}) GROUP BY 1, 2, 3",
+        CREDIT_KINDS,
+    ).fetchall():
+        credit[(int(club), tehran_day(int(half) * _HALF_HOUR), str(kind))] += int(total)
+    snap.credit = {k: v for k, v in credit.items() if v}
+    members: Counter[tuple[int, int]] = Counter()
+    for club, half, n in conn.execute(
+        "SELECT club_id, enrolled_at / 1800, COUNT(*) FROM members GROUP BY 1, 2"
+    ).fetchall():
+        members[(int(club), tehran_day(int(half) * _HALF_HOUR))] += int(n)
+    snap.members = {k: v for k, v in members.items() if v}
+    intervals: Counter[tuple[int, int, int]] = Counter()
+    bits: dict[tuple[int, int, int], list[int]] = {}
+    month_bits: dict[tuple[int, int, int], list[int]] = {}
+    visits: list[tuple[int, str]] = []
+    current: tuple[int, int] | None = None
+
+    def flush() -> None:
+        if current is None:
+            return
+        member, club = current
+        for (day, bin_), n in daily_rules.visit_bins(visits).items():
+            intervals[(club, day, bin_)] += n
+        chunk, bit = divmod(member, daily_rules.CHUNK)
+        for target, monthly in ((bits, False), (month_bits, True)):
+            for span, flags in daily_rules.member_flags(visits, monthly=monthly).items():
+                acc = target.setdefault((club, span, chunk), [0, 0, 0])
+                for i, flag in enumerate(_FLAGS):
+                    if flags & flag:
+                        acc[i] |= 1 << bit
+
+    for member, club, at, key in conn.execute(
+        "SELECT p.member_id, m.club_id, p.occurred_at, p.key FROM purchases p "
+        "JOIN members m ON m.id = p.member_id WHERE p.approved = 1 AND p.reversed = 0 "
+        "ORDER BY p.member_id, p.occurred_at, p.key"
+    ):
+        if current is None or current[0] != member:
+            flush()
+            current, visits = (int(member), int(club)), []
+        visits.append((int(at), str(key)))
+    flush()
+    snap.intervals = {k: v for k, v in intervals.items() if v}
+    snap.buyers = {k: (v[0], v[1], v[2]) for k, v in bits.items() if any(v)}
+    snap.monthly = {k: (v[0], v[1], v[2]) for k, v in month_bits.items() if any(v)}
+    return snap
+
+
+def kept(conn: Connection) -> Snapshot:
+    """What the tables hold now (rows that sum to zero left out)."""
+    snap = Snapshot()
+    snap.purchases = {
+        (int(c), int(b), int(d), int(h)): tuple(int(x) for x in rest)  # type: ignore[misc]
+        for c, b, d, h, *rest in conn.execute(
+            "SELECT club_id, branch_id, day, hour, settled, sales, gross, declined, reversed "
+            "FROM daily_purchases").fetchall()
+        if any(rest)
+    }
+    snap.credit = {(int(c), int(d), str(k)): int(a) for c, d, k, a in conn.execute(
+        "SELECT club_id, day, kind, amount FROM daily_credit WHERE amount <> 0").fetchall()}
+    snap.members = {(int(c), int(d)): int(n) for c, d, n in conn.execute(
+        "SELECT club_id, day, enrolled FROM daily_members WHERE enrolled <> 0").fetchall()}
+    snap.intervals = {(int(c), int(d), int(b)): int(n) for c, d, b, n in conn.execute(
+        "SELECT club_id, day, bin, visits FROM daily_intervals WHERE visits <> 0").fetchall()}
+    for table, into in (("daily_buyers", snap.buyers), ("monthly_buyers", snap.monthly)):
+        for c, d, k, *maps in conn.execute(f"SELECT * FROM {table}").fetchall():
+            ints = tuple(int.from_bytes(bytes(m), "little") for m in maps)
+            if any(ints):
+                into[(int(c), int(d), int(k))] = ints  # type: ignore[assignment]
+    return snap
+
+
+def rebuild(conn: Connection) -> None:
+    """Empty the tables and fill them from the raw rows (in the caller's transaction)."""
+    snap = from_raw(conn)
+    for table in TABLES:
+        conn.execute(f"DELETE FROM {table}")
+    conn.executemany(
+        "INSERT INTO daily_purchases(club_id, branch_id, day, hour, settled, sales, gross, "
+        "declined, reversed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(*k, *v) for k, v in snap.purchases.items()])
+    conn.executemany("INSERT INTO daily_credit(club_id, day, kind, amount) VALUES (?, ?, ?, ?)",
+                     [(*k, v) for k, v in snap.credit.items()])
+    conn.executemany("INSERT INTO daily_members(club_id, day, enrolled) VALUES (?, ?, ?)",
+                     [(*k, v) for k, v in snap.members.items()])
+    conn.executemany("INSERT INTO daily_intervals(club_id, day, bin, visits) VALUES (?, ?, ?, ?)",
+                     [(*k, v) for k, v in snap.intervals.items()])
+    size = daily_rules.CHUNK // 8
+    for table, rows in (("daily_buyers", snap.buyers), ("monthly_buyers", snap.monthly)):
+        conn.executemany(
+            f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?)",
+            [(*k, *(m.to_bytes(size, "little") for m in v)) for k, v in rows.items()])
+
+
+# --- what the dashboard reads ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DayFigures:
+    """One Tehran day of one club (optionally one branch for the purchase figures)."""
+
+    day: int
+    settled: int = 0
+    sales: int = 0
+    gross: int = 0
+    declined: int = 0
+    reversed: int = 0
+    enrolled: int = 0
+    #: members whose first purchase ever was this day
+    first_visits: int = 0
+    #: members who bought this day and had bought on an earlier day
+    came_back: int = 0
+    credit: tuple[tuple[str, int], ...] = ()
+
+    def credit_of(self, *kinds: str) -> int:
+        return sum(a for k, a in self.credit if k in kinds)
+
+
+def days(conn: Connection, club_id: int, first: int, last: int,
+         branch_id: int | None = None) -> list[DayFigures]:
+    """Every day of [first, last] (YYYYMMDD) that has anything, in order."""
+    branch = " AND branch_id = ?" if branch_id is not None else ""
+    args: tuple = (club_id, first, last) + ((branch_id,) if branch_id is not None else ())
+    acc: dict[int, dict] = {}
+    for d, settled, sales, gross, declined, reversed_ in conn.execute(
+        "SELECT day, SUM(settled), SUM(sales), SUM(gross), SUM(declined), SUM(reversed) "
+        f"FROM daily_purchases WHERE club_id = ? AND day >= ? AND day <= ?{branch} "
+        "GROUP BY day", args,
+    ).fetchall():
+        acc.setdefault(int(d), {}).update(settled=int(settled), sales=int(sales),
+                                          gross=int(gross), declined=int(declined),
+                                          reversed=int(reversed_))
+    span = (club_id, first, last)
+    for d, n in conn.execute(
+        "SELECT day, enrolled FROM daily_members WHERE club_id = ? AND day >= ? AND day <= ?",
+        span,
+    ).fetchall():
+        acc.setdefault(int(d), {})["enrolled"] = int(n)
+    for d, first_visits, back in conn.execute(
+        "SELECT day, SUM(CASE WHEN bin = ? THEN visits ELSE 0 END), "
+        "SUM(CASE WHEN bin >= 1 THEN visits ELSE 0 END) FROM daily_intervals "
+        "WHERE club_id = ? AND day >= ? AND day <= ? GROUP BY day",
+        (daily_rules.FIRST_VISIT, *span),
+    ).fetchall():
+        acc.setdefault(int(d), {}).update(first_visits=int(first_visits), came_back=int(back))
+    credit: dict[int, list[tuple[str, int]]] = {}
+    for d, kind, amount in conn.execute(
+        "SELECT day, kind, amount FROM daily_credit WHERE club_id = ? AND day >= ? AND day <= ? "
+        "ORDER BY day, kind", span,
+    ).fetchall():
+        credit.setdefault(int(d), []).append((str(kind), int(amount)))
+    for d, rows in credit.items():
+        acc.setdefault(d, {})["credit"] = tuple(rows)
+    return [DayFigures(day=d, **acc[d]) for d in sorted(acc)]
+
+
+def hours(conn: Connection, club_id: int, first: int, last: int) -> list[tuple[int, int, int]]:
+    """(day, hour, settled purchases) of [first, last]."""
+    return [(int(d), int(h), int(n)) for d, h, n in conn.execute(
+        "SELECT day, hour, SUM(settled) FROM daily_purchases WHERE club_id = ? AND day >= ? "
+        "AND day <= ? GROUP BY day, hour", (club_id, first, last)).fetchall()]
+
+
+def intervals(conn: Connection, club_id: int, first: int, last: int) -> dict[int, int]:
+    """Settled purchases of [first, last] per visit-interval bin (FIRST_VISIT included)."""
+    return {int(b): int(n) for b, n in conn.execute(
+        "SELECT bin, SUM(visits) FROM daily_intervals WHERE club_id = ? AND day >= ? "
+        "AND day <= ? GROUP BY bin", (club_id, first, last)).fetchall()}
+
+
+def enrolled_through(conn: Connection, club_id: int, last: int) -> int:
+    """Members of the club enrolled on or before day `last`."""
+    row = conn.execute("SELECT COALESCE(SUM(enrolled), 0) FROM daily_members "
+                       "WHERE club_id = ? AND day <= ?", (club_id, last)).fetchone()
+    return int(row[0])
+
+
+def outstanding(conn: Connection, club_id: int) -> int:
+    """The credit the club owes its members now: every credit movement summed (held
+    credit included: it is still theirs until a purchase settles it)."""
+    row = conn.execute("SELECT COALESCE(SUM(amount), 0) FROM daily_credit WHERE club_id = ?",
+                       (club_id,)).fetchone()
+    return int(row[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Buyers:
+    """Distinct members who bought in a period: exact, so read from the purchases."""
+
+    buyers: int  # bought at least once in the period
+    repeat: int  # bought at least twice in it
+    returning: int  # bought in it and had bought before (the report's returning members)
+
+
+def buyers(conn: Connection, club_id: int, first: int, last: int) -> Buyers:
+    """Days [first, last] (YYYYMMDD), from the bitmaps: the whole months' rows and the
+    days' rows at the ends, merged per chunk of members (daily_rules.merge_flags)."""
+    ranges, months = daily_rules.split_days(first, last)
+    acc: dict[int, tuple[int, int, int]] = {}
+    reads = [("SELECT chunk, bought, twice, earlier FROM daily_buyers WHERE club_id = ? "
+              "AND day >= ? AND day <= ?", (club_id, a, b)) for a, b in ranges]
+    if months:
+        reads.append(("SELECT chunk, bought, twice, earlier FROM monthly_buyers "
+                      "WHERE club_id = ? AND month >= ? AND month <= ?",
+                      (club_id, months[0], months[-1])))
+    for sql, args in reads:
+        for c, *maps in conn.execute(sql, args):
+            ints = (int.from_bytes(maps[0], "little"), int.from_bytes(maps[1], "little"),
+                    int.from_bytes(maps[2], "little"))
+            acc[c] = daily_rules.merge_flags(acc[c], ints) if c in acc else ints
+    return Buyers(buyers=sum(v[0].bit_count() for v in acc.values()),
+                  repeat=sum(v[1].bit_count() for v in acc.values()),
+                  returning=sum(v[2].bit_count() for v in acc.values()))
+
+
+def buyers_from_purchases(conn: Connection, club_id: int, since: int, until: int) -> Buyers:
+    """The same figures by their definition, over the purchases of [since, until) in Unix
+    seconds (for the tests: the bitmaps must agree). A member is returning when one of
+    their purchases in the period had a purchase strictly before it."""
+    row = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN b.n >= 2 THEN 1 ELSE 0 END), 0), "
+        "COALESCE(SUM(CASE WHEN b.mx > b.mn OR EXISTS (SELECT 1 FROM purchases q "
+        "WHERE q.member_id = b.member_id AND q.approved = 1 AND q.reversed = 0 "
+        "AND q.occurred_at < b.mn) THEN 1 ELSE 0 END), 0) FROM ("
+        "SELECT p.member_id, COUNT(*) AS n, MIN(p.occurred_at) AS mn, MAX(p.occurred_at) AS mx "
+        "FROM purchases p JOIN members m ON m.id = p.member_id WHERE m.club_id = ? "
+        "AND p.approved = 1 AND p.reversed = 0 AND p.occurred_at >= ? AND p.occurred_at < ? "
+        "GROUP BY p.member_id) AS b",
+        (club_id, since, until),
+    ).fetchone()
+    return Buyers(buyers=int(row[0]), repeat=int(row[1]), returning=int(row[2]))
+
+
+def tiers(conn: Connection, club_id: int) -> list[tuple[str, int]]:
+    """Members of the club per tier now."""
+    return [(str(t), int(n)) for t, n in conn.execute(
+        "SELECT tier, COUNT(*) FROM members WHERE club_id = ? GROUP BY tier ORDER BY tier",
+        (club_id,)).fetchall()]

@@ -1,0 +1,236 @@
+"""The dashboard's figures and charts for one club and period, from the store's reads.
+
+Sums come from the per-day pre-aggregates (backend.store_daily), so any period costs a
+few hundred small rows; the distinct-member figures (buying, returning, repeat) are read
+exactly from the period's purchases. Every figure here equals the operator's report
+(`loyalty-backend report`) for the same days wherever the report has it (tested).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import lru_cache
+
+import jdatetime
+
+from backend import daily_rules, store_daily
+from backend.daily_rules import day_number
+from backend.engine import Connection
+from panel.charts import WEEKDAYS_FA, ChartData, ChartKind, Figure, Series, render
+from panel.periods import Period, previous
+from panel.texts import TEXTS
+from protocols.persian import format_rials, persian_digits
+
+WEEKDAYS_EN = ("Sat", "Sun", "Mon", "Tue", "Wed", "Thu", "Fri")
+ISSUED = ("earn", "referral", "welcome")  # as the report's credit_issued
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodFigures:
+    """One period's figures; rials and counts as whole numbers, shares as fractions."""
+
+    sales: int
+    purchases: int
+    members: int
+    new: int
+    buyers: int
+    returning: int
+    repeat: int
+    issued: int
+    redeemed: int
+    expired: int
+
+    @property
+    def basket(self) -> int | None:
+        return self.sales // self.purchases if self.purchases else None
+
+    @property
+    def return_rate(self) -> float | None:
+        return self.repeat / self.buyers if self.buyers else None
+
+    @property
+    def visits(self) -> float | None:
+        return self.purchases / self.buyers if self.buyers else None
+
+    @property
+    def breakage(self) -> float | None:
+        ended = self.expired + self.redeemed
+        return self.expired / ended if ended else None
+
+
+def period_figures(conn: Connection, club_id: int, period: Period
+                   ) -> tuple[PeriodFigures, list[store_daily.DayFigures]]:
+    first, last = day_number(period.first), day_number(period.last)
+    rows = store_daily.days(conn, club_id, first, last)
+    b = store_daily.buyers(conn, club_id, first, last)
+    figures = PeriodFigures(
+        sales=sum(r.sales for r in rows),
+        purchases=sum(r.settled for r in rows),
+        members=store_daily.enrolled_through(conn, club_id, last),
+        new=sum(r.enrolled for r in rows),
+        buyers=b.buyers, returning=b.returning, repeat=b.repeat,
+        issued=sum(r.credit_of(*ISSUED) for r in rows),
+        redeemed=-sum(r.credit_of("redeem") for r in rows),
+        expired=-sum(r.credit_of("expiry") for r in rows),
+    )
+    return figures, rows
+
+
+@dataclass(frozen=True, slots=True)
+class FigureRow:
+    key: str
+    value: str
+    previous: str
+    change: str
+    direction: str  # "up", "down" or "" (for the arrow's colour)
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    name: str  # also the CSV's name: /dashboard/NAME.csv
+    title: str
+    figure: Figure
+    definition: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Dashboard:
+    period: Period
+    previous: Period
+    rows: tuple[FigureRow, ...]
+    outstanding: str
+    charts: tuple[Chart, ...]
+
+    def chart(self, name: str) -> Chart | None:
+        return next((c for c in self.charts if c.name == name), None)
+
+
+class Formats:
+    """Numbers as the reader's language writes them."""
+
+    def __init__(self, lang: str) -> None:
+        self.lang = lang
+
+    def count(self, n: int | None) -> str:
+        if n is None:
+            return TEXTS[self.lang]["no_value"]
+        return persian_digits(f"{n:,}".replace(",", "٬")) if self.lang == "fa" else f"{n:,}"
+
+    def money(self, n: int | None) -> str:
+        if n is None:
+            return TEXTS[self.lang]["no_value"]
+        return format_rials(n) if self.lang == "fa" else f"{n:,}"
+
+    def share(self, x: float | None) -> str:
+        if x is None:
+            return TEXTS[self.lang]["no_value"]
+        text = f"{100 * x:.1f}%"
+        return persian_digits(text.replace(".", "٫").replace("%", "٪")) if self.lang == "fa" \
+            else text
+
+    def ratio(self, x: float | None) -> str:
+        if x is None:
+            return TEXTS[self.lang]["no_value"]
+        text = f"{x:.2f}"
+        return persian_digits(text.replace(".", "٫")) if self.lang == "fa" else text
+
+    def change(self, now: float | None, before: float | None) -> tuple[str, str]:
+        if now is None or before is None or before == 0:
+            return TEXTS[self.lang]["no_value"], ""
+        delta = (now - before) / abs(before)
+        sign = "+" if delta > 0 else ""
+        text = f"{sign}{100 * delta:.1f}%"
+        if self.lang == "fa":
+            text = persian_digits(text.replace(".", "٫").replace("%", "٪"))
+        return text, "up" if delta > 0 else "down" if delta < 0 else ""
+
+
+#: (text key, value of PeriodFigures, how it is written), in the page's order
+_ROWS = (
+    ("sales", "sales", "money"), ("purchases", "purchases", "count"),
+    ("basket", "basket", "money"), ("members", "members", "count"), ("new", "new", "count"),
+    ("buyers", "buyers", "count"), ("returning", "returning", "count"),
+    ("return_rate", "return_rate", "share"), ("visits", "visits", "ratio"),
+    ("issued", "issued", "money"), ("redeemed", "redeemed", "money"),
+    ("expired", "expired", "money"), ("breakage", "breakage", "share"),
+)
+
+
+@lru_cache(maxsize=8192)
+def _label(day: date, long: bool) -> str:
+    """A day's Jalali label (cached: jdatetime checks the locale on every conversion)."""
+    j = jdatetime.date.fromgregorian(date=day)
+    return j.strftime("%Y/%m/%d" if long else "%m/%d")
+
+
+def build(conn: Connection, club_id: int, period: Period, lang: str) -> Dashboard:
+    t = TEXTS[lang]
+    fmt = Formats(lang)
+    before_period = previous(period)
+    now, rows = period_figures(conn, club_id, period)
+    before, _ = period_figures(conn, club_id, before_period)
+    figure_rows = []
+    for key, attr, kind in _ROWS:
+        a, b = getattr(now, attr), getattr(before, attr)
+        write = getattr(fmt, kind)
+        change, direction = fmt.change(a, b)
+        figure_rows.append(FigureRow(key, write(a), write(b), change, direction))
+    return Dashboard(
+        period=period, previous=before_period, rows=tuple(figure_rows),
+        outstanding=fmt.money(store_daily.outstanding(conn, club_id)),
+        charts=charts(conn, club_id, period, rows, lang, t))
+
+
+def charts(conn: Connection, club_id: int, period: Period,
+           rows: list[store_daily.DayFigures], lang: str, t: dict[str, str]) -> tuple[Chart, ...]:
+    days = period.each_day()
+    long = jdatetime.date.fromgregorian(date=period.first).year != \
+        jdatetime.date.fromgregorian(date=period.last).year
+    labels = tuple(_label(d, long) for d in days)
+    by_day = {r.day: r for r in rows}
+    empty = store_daily.DayFigures(day=0)
+    per_day = [by_day.get(day_number(d), empty) for d in days]
+    out = [
+        Chart("sales", t["chart_sales"], render(ChartData(
+            t["chart_sales"], ChartKind.LINE, labels,
+            (Series(t["series_sales"], tuple(r.sales for r in per_day)),)))),
+        Chart("purchases", t["chart_purchases"], render(ChartData(
+            t["chart_purchases"], ChartKind.BARS, labels,
+            (Series(t["series_purchases"], tuple(r.settled for r in per_day)),)))),
+        Chart("members", t["chart_members"], render(ChartData(
+            t["chart_members"], ChartKind.BARS, labels,
+            (Series(t["series_new"], tuple(r.enrolled for r in per_day)),
+             Series(t["series_came_back"], tuple(r.came_back for r in per_day))))),
+            t["def_chart_members"]),
+    ]
+    tiers = store_daily.tiers(conn, club_id) or [("—", 0)]
+    out.append(Chart("tiers", t["chart_tiers"], render(ChartData(
+        t["chart_tiers"], ChartKind.BARS, tuple(name for name, _ in tiers),
+        (Series(t["series_members"], tuple(n for _, n in tiers)),)))))
+    grid = [[0] * 24 for _ in range(7)]
+    first, last = day_number(period.first), day_number(period.last)
+    for d, hour, n in store_daily.hours(conn, club_id, first, last):
+        grid[daily_rules.weekday_index(d)][hour] += n
+    names = WEEKDAYS_FA if lang == "fa" else WEEKDAYS_EN
+    out.append(Chart("heat", t["chart_heat"], render(ChartData(
+        t["chart_heat"], ChartKind.HEAT_MAP, tuple(str(h) for h in range(24)),
+        tuple(Series(names[w], tuple(grid[w])) for w in range(7)))), t["def_chart_heat"]))
+    weeks: dict[date, list[int]] = {}
+    for d, r in zip(days, per_day, strict=True):
+        start = d - timedelta(days=(d.weekday() + 2) % 7)  # the Saturday it belongs to
+        acc = weeks.setdefault(start, [0, 0])
+        acc[0] += r.credit_of(*ISSUED)
+        acc[1] -= r.credit_of("redeem")
+    starts = sorted(weeks)
+    out.append(Chart("credit", t["chart_credit"], render(ChartData(
+        t["chart_credit"], ChartKind.BARS, tuple(_label(s, long) for s in starts),
+        (Series(t["series_issued"], tuple(weeks[s][0] for s in starts)),
+         Series(t["series_redeemed"], tuple(weeks[s][1] for s in starts))))),
+        t["def_chart_credit"]))
+    bins = store_daily.intervals(conn, club_id, first, last)
+    counts = tuple(bins.get(i, 0) for i in range(len(daily_rules.INTERVAL_EDGES)))
+    out.append(Chart("intervals", t["chart_intervals"], render(ChartData(
+        t["chart_intervals"], ChartKind.HISTOGRAM, daily_rules.interval_labels(),
+        (Series(t["series_visits"], counts),))), t["def_chart_intervals"]))
+    return tuple(out)
