@@ -223,9 +223,14 @@ def _load_bool(data: bytes) -> bool:
     return data == b"t"
 
 
+def _load_bytea(data: bytes) -> bytes:
+    """BYTEA in the text format: `\\x` and hex digits (the server's default output)."""
+    return bytes.fromhex(data[2:].decode()) if data.startswith(b"\\x") else data
+
+
 _LOADERS: dict[int, Callable[[bytes], Any]] = {
     20: int, 21: int, 23: int, 26: int, 28: int,  # int8, int2, int4, oid, xid
-    700: float, 701: float, 1700: _load_numeric, 16: _load_bool,
+    700: float, 701: float, 1700: _load_numeric, 16: _load_bool, 17: _load_bytea,
 }  # fmt: skip
 
 
@@ -238,13 +243,14 @@ def _float_text(value: float) -> bytes:
 
 
 def _bytes(value: bytes) -> bytes:
-    return value
+    """BYTEA's text input form: raw bytes would be cut at a NUL and read as escapes."""
+    return b"\\x" + value.hex().encode()
 
 
 #: how each Python type is sent, in PostgreSQL's text format; any other type goes through
 #: psycopg's own adaptation (outside pipelines)
 _ENCODERS: dict[type, Callable[[Any], bytes]] = {
-    str: str.encode, int: _int_text, float: _float_text, bytes: _bytes,
+    str: str.encode, int: _int_text, float: _float_text, bytes: _bytes, bytearray: _bytes,
     bool: lambda v: b"t" if v else b"f",
 }  # fmt: skip
 
