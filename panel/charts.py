@@ -84,19 +84,21 @@ def render(data: ChartData) -> Figure:
         ChartKind.LINE: line_chart, ChartKind.BARS: bar_chart, ChartKind.STACKED: stacked_bars,
         ChartKind.HEAT_MAP: heat_map, ChartKind.HISTOGRAM: histogram,
     }[data.kind]
-    header = ("", *(s.name for s in data.series))
+    header: tuple[str, ...] = ("", *(s.name for s in data.series))
+    plain_header = header
     if data.kind is ChartKind.HEAT_MAP:
-        header = ("", *data.x_labels)
+        plain_header = ("", *data.x_labels)
+        header = ("", *(persian_digits(x) for x in data.x_labels))
         rows = tuple((s.name, *(persian_digits(v) for v in s.values)) for s in data.series)
         plain = [[s.name, *s.values] for s in data.series]
     else:
-        rows = tuple((label, *(persian_digits(s.values[i]) for s in data.series))
+        rows = tuple((persian_digits(label), *(persian_digits(s.values[i]) for s in data.series))
                      for i, label in enumerate(data.x_labels))
         plain = [[label, *(s.values[i] for s in data.series)]
                  for i, label in enumerate(data.x_labels)]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
+    writer.writerow(plain_header)
     writer.writerows(plain)
     return Figure(svg=drawer(data), header=header, rows=rows, csv=out.getvalue())
 

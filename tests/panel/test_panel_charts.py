@@ -19,6 +19,7 @@ from panel.charts import (
     render,
     weekday_hour_grid,
 )
+from protocols.persian import ascii_digits
 
 SVG = "{http://www.w3.org/2000/svg}"
 DAYS = ("۱۴۰۵/۰۹/۰۱", "۱۴۰۵/۰۹/۰۲", "۱۴۰۵/۰۹/۰۳", "۱۴۰۵/۰۹/۰۴")
@@ -49,6 +50,11 @@ def test_bars_per_day_two_series() -> None:
     assert fig.rows[0] == (DAYS[0], "۱۲۰۰", "۱۰")
     rows = list(csv.reader(io.StringIO(fig.csv)))
     assert rows[1] == [DAYS[0], "1200", "10"] and len(rows) == 5
+    # labels given in ASCII digits (as jdatetime writes them): Persian in the table only
+    ascii_days = tuple(ascii_digits(d) for d in DAYS)
+    plain = render(ChartData(data.title, data.kind, ascii_days, data.series))
+    assert plain.rows[0][0] == DAYS[0]
+    assert list(csv.reader(io.StringIO(plain.csv)))[1][0] == "1405/09/01"
 
 
 def test_line_chart_has_a_point_per_value() -> None:
