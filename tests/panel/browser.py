@@ -44,6 +44,28 @@ for (const el of document.body.querySelectorAll('*')) {
 return bad;
 """
 
+#: the two layouts every page is checked at: a desktop and a phone
+SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
+
+
+def check_layout(driver: webdriver.Chrome, page: str, shots: Path, *, font: bool = False) -> None:
+    """The page right-to-left with nothing overflowing its box at each of SIZES (with the
+    Persian font loaded when `font`), a screenshot of each under `shots`; the window left
+    at the desktop size."""
+    for size, (w, h) in SIZES.items():
+        driver.set_window_size(w, h)
+        # the viewport, not the window, must be w wide for the check to mean it
+        inner = driver.execute_script("return window.innerWidth")
+        if inner != w:
+            driver.set_window_size(w + (w - inner), h)
+        assert driver.execute_script("return document.documentElement.dir") == "rtl"
+        if font:
+            assert driver.execute_script("return document.fonts.check('16px Vazirmatn')")
+        overflow = driver.execute_script(OVERFLOW_JS)
+        driver.save_screenshot(str(shots / f"{page}-{size}.png"))
+        assert overflow == [], f"{page} at {w}x{h}: {overflow}"
+    driver.set_window_size(*SIZES["desktop"])
+
 
 @contextmanager
 def chromium(profile: Path) -> Iterator[webdriver.Chrome]:

@@ -12,10 +12,8 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from backend import store
-from tests.panel.browser import OVERFLOW_JS, chromium, serve_in_thread
+from tests.panel.browser import check_layout, chromium, serve_in_thread
 from tests.panel.world import PASSWORD, app_for, make_world
-
-SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
 
 
 def test_adjust_credit_and_add_an_offer_in_a_browser(tmp_path: Path) -> None:
@@ -24,18 +22,6 @@ def test_adjust_credit_and_add_an_offer_in_a_browser(tmp_path: Path) -> None:
     world = make_world(str(db))
     with serve_in_thread(app_for(world)) as base, chromium(tmp_path / "profile") as driver:
         wait = WebDriverWait(driver, 15)
-
-        def check_layout(page: str) -> None:
-            for size, (w, h) in SIZES.items():
-                driver.set_window_size(w, h)
-                inner = driver.execute_script("return window.innerWidth")
-                if inner != w:
-                    driver.set_window_size(w + (w - inner), h)
-                assert driver.execute_script("return document.documentElement.dir") == "rtl"
-                overflow = driver.execute_script(OVERFLOW_JS)
-                driver.save_screenshot(str(tmp_path / f"{page}-{size}.png"))
-                assert overflow == [], f"{page} at {w}x{h}: {overflow}"
-            driver.set_window_size(*SIZES["desktop"])
 
         driver.get(f"{base}/login")
         wait.until(ec.presence_of_element_located((By.ID, "login-form")))
@@ -46,13 +32,13 @@ def test_adjust_credit_and_add_an_offer_in_a_browser(tmp_path: Path) -> None:
 
         driver.get(f"{base}/members")
         wait.until(ec.presence_of_element_located((By.ID, "member-search")))
-        check_layout("members")
+        check_layout(driver, "members", tmp_path)
         driver.find_element(By.ID, "f-q").send_keys("۰۹۱۲ ۱۲۳ ۴۵۶۷")
         driver.find_element(By.ID, "search-submit").click()
         wait.until(ec.presence_of_element_located((By.ID, "adjust-form")))
         assert driver.find_element(By.ID, "member-name").text == "<script>alert(1)</script>"
         assert driver.find_element(By.ID, "balance").text.startswith("۱۰۰٬۰۰۰")
-        check_layout("member")
+        check_layout(driver, "member", tmp_path)
 
         driver.find_element(By.ID, "f-amount").send_keys("۲۵۰۰۰")
         driver.find_element(By.ID, "f-reason").send_keys("هدیه تولد")
@@ -73,7 +59,7 @@ def test_adjust_credit_and_add_an_offer_in_a_browser(tmp_path: Path) -> None:
         driver.find_element(By.ID, "offer-submit").click()
         wait.until(ec.presence_of_element_located((By.ID, "notice")))
         assert "پنجشنبه‌های طلایی" in driver.find_element(By.ID, "offers").text
-        check_layout("offers")
+        check_layout(driver, "offers", tmp_path)
         with world.conn() as c:
             [offer] = store.offers(c, club_id=world.club_a)
         assert offer.percent == 5 and offer.target == "tier:silver" and offer.weekdays == {3}

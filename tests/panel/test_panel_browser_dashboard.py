@@ -19,11 +19,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 from backend import report, store_daily
 from backend.daily_rules import day_number
 from tests.backend.engines import register_test_terminals
-from tests.panel.browser import OVERFLOW_JS, chromium, serve_in_thread
+from tests.panel.browser import check_layout, chromium, serve_in_thread
 from tests.panel.test_panel_dashboard import number, play, today_bounds
 from tests.panel.world import NOW, PASSWORD, World, app_for, make_world
-
-SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
 
 
 @pytest.fixture
@@ -41,17 +39,6 @@ def test_dashboard_in_chromium(sqlite_world: World, tmp_path: Path) -> None:
     shots.mkdir()
     with serve_in_thread(app) as base, chromium(tmp_path / "profile") as driver:
         wait = WebDriverWait(driver, 20)
-
-        def check_layout(page: str) -> None:
-            for size, (w, h) in SIZES.items():
-                driver.set_window_size(w, h)
-                inner = driver.execute_script("return window.innerWidth")
-                if inner != w:
-                    driver.set_window_size(w + (w - inner), h)
-                assert driver.execute_script("return document.documentElement.dir") == "rtl"
-                overflow = driver.execute_script(OVERFLOW_JS)
-                driver.save_screenshot(str(shots / f"{page}-{size}.png"))
-                assert overflow == [], f"{page} at {w}x{h}: {overflow}"
 
         driver.get(f"{base}/login")
         wait.until(ec.presence_of_element_located((By.ID, "login-form")))
@@ -86,16 +73,16 @@ def test_dashboard_in_chromium(sqlite_world: World, tmp_path: Path) -> None:
         if f is not None:
             assert shown["purchases"] == f.purchases and shown["sales"] == f.sales
         assert driver.find_elements(By.CSS_SELECTOR, "#chart-heat svg rect.cell")
-        check_layout("dashboard")
+        check_layout(driver, "dashboard", shots)
         driver.get(f"{base}/dashboard?period=last30")
         wait.until(ec.presence_of_element_located((By.ID, "figures")))
-        check_layout("dashboard-30")
+        check_layout(driver, "dashboard-30", shots)
         driver.get(f"{base}/terminals")
         wait.until(ec.presence_of_element_located((By.ID, "terminals")))
-        check_layout("terminals")
+        check_layout(driver, "terminals", shots)
         driver.get(f"{base}/sms")
         wait.until(ec.presence_of_element_located((By.ID, "sms-counts")))
-        check_layout("sms")
+        check_layout(driver, "sms", shots)
         driver.find_element(By.CSS_SELECTOR, "form.retry button").click()
         wait.until(ec.presence_of_element_located((By.ID, "retried")))
         driver.set_window_size(1280, 800)
