@@ -292,6 +292,14 @@ def main() -> int:
         work = Path(tmp)
         broker = Mosquitto(work / "broker").start()
         term = Pty()
+        # the terminal registered in the new database's club, as an operator would
+        from backend.migrations import DEFAULT_CLUB
+
+        for command in (["migrate"], ["terminal", "add", TID, "--merchant-id", MID, "--club",
+                                      DEFAULT_CLUB, "--branch", "main"]):  # fmt: skip
+            subprocess.run([sys.executable, "-m", "backend", *command, "--db",
+                            str(work / "backend.db")], check=True, cwd=REPO,
+                           stdout=subprocess.DEVNULL)  # fmt: skip
         backend = start([sys.executable, "-m", "backend", "run", "--broker", broker.address,
                          "--db", str(work / "backend.db"), "--log-level", "WARNING"],
                         work / "backend.log")

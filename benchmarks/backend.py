@@ -45,7 +45,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 import psycopg  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from backend import migrations, store, transfer  # noqa: E402
+from backend import migrations, store, store_registry, transfer  # noqa: E402
 from backend.handlers import Handler  # noqa: E402
 from backend.store import CODE_ALPHABET  # noqa: E402
 from demo.mosquitto import Mosquitto  # noqa: E402
@@ -90,10 +90,29 @@ def phone(i: int) -> str:
     return f"0912{i:07d}"
 
 
+#: terminals the benchmark's requests come from (T0000000 ...), registered in the club
+TERMINALS = 20
+
+
+def register(db: Path, tids: list[str]) -> None:
+    """The terminals in the database's own club, branch main (as `terminal add` does)."""
+    conn = store.connect(db)
+    try:
+        club = min(store_registry.list_clubs(conn), key=lambda c: c.id)
+        branch = store_registry.find_branch(conn, club.id, "main")
+        assert branch is not None
+        with store.transaction(conn):
+            for tid in tids:
+                store_registry.add_terminal(conn, tid, "M00000000000001", branch.id,
+                                            datetime.now(UTC))  # fmt: skip
+    finally:
+        conn.close()
+
+
 def bulk_load(db: Path, members: int, rows: int) -> float:
     """Members and earn rows (with their lots) straight into the tables, fast."""
     t0 = time.perf_counter()
-    store.connect(db).close()  # schema
+    register(db, [f"T{i:07d}" for i in range(TERMINALS)])  # the schema, and the terminals
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA synchronous = OFF")
     # secondary indexes are rebuilt once at the end, by the schema's own statements
@@ -402,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         broker.start()
-        tids = [f"T{i:07d}" for i in range(20)]
+        tids = [f"T{i:07d}" for i in range(TERMINALS)]
         client = Client(broker.address, tids)
         cfg = work / "backend.toml"
         cfg.write_text(f'[sms]\nsender = "file"\nfile = "{work / "sms.jsonl"}"\n')
