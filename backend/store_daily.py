@@ -33,7 +33,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from backend import daily_rules
+from backend import daily_rules, engine
 from backend.daily_rules import CREDIT_KINDS, tehran_day, tehran_day_hour
 from backend.engine import Connection
 
@@ -107,9 +107,27 @@ _FLAGS = (daily_rules.BOUGHT, daily_rules.TWICE, daily_rules.EARLIER)
 
 def _set_member_bits(conn: Connection, table: str, club_id: int, span: int, member_id: int,
                      flags: int) -> None:
-    """The member's three bits of a day (or month) set to `flags` (read, change, write)."""
+    """The member's three bits of a day (or month) set to `flags`.
+
+    On PostgreSQL in one UPDATE of the bits (`set_bit`, bit 0 the first byte's lowest, as
+    here), after the row is made if missing: two processes setting two members' bits of
+    one chunk at once wait for each other's row and each sets only its own bits (a read,
+    change and write of the whole maps would lose the first one's). On SQLite, whose
+    BEGIN IMMEDIATE lets one writer in at a time, read, change, write."""
     column = "month" if table == "monthly_buyers" else "day"
     chunk, bit = divmod(member_id, daily_rules.CHUNK)
+    if engine.dialect_of(conn) == engine.POSTGRESQL:
+        conn.execute(
+            f"INSERT INTO {table}(club_id, {column}, chunk, bought, twice, earlier) "
+            f"VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (club_id, {column}, chunk) DO NOTHING",
+            (club_id, span, chunk, _EMPTY, _EMPTY, _EMPTY))
+        values = [int(bool(flags & flag)) for flag in _FLAGS]
+        conn.execute(
+            f"UPDATE {table} SET bought = set_bit(bought, ?::int, ?::int), "
+            "twice = set_bit(twice, ?::int, ?::int), earlier = set_bit(earlier, ?::int, ?::int) "
+            f"WHERE club_id = ? AND {column} = ? AND chunk = ?",
+            (bit, values[0], bit, values[1], bit, values[2], club_id, span, chunk))
+        return
     row = conn.execute(
         f"SELECT bought, twice, earlier FROM {table} WHERE club_id = ? AND {column} = ? "
         "AND chunk = ?", (club_id, span, chunk)).fetchone()
