@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from firmware_bridge.driver import LinkDriver
 from firmware_bridge.link import LinkStats
+from protocols.metrics_endpoint import MetricsEndpoint
 from protocols.version import version
 
 if TYPE_CHECKING:
@@ -141,20 +142,8 @@ def oldest_waiting_age(agent: Agent) -> float:
     return max(0.0, time.time() - doc["at"]) if doc else 0.0
 
 
-class MetricsServer:
-    """The HTTP endpoint; `port` is the bound one (0 asks for a free port)."""
+class MetricsServer(MetricsEndpoint):
+    """The agent's endpoint, read from counters the agent keeps anyway."""
 
     def __init__(self, agent: Agent, host: str, port: int) -> None:
-        from prometheus_client import start_http_server
-        from prometheus_client.registry import CollectorRegistry
-
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(AgentCollector(agent))
-        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
-        self.host = host
-        self.port = self._server.server_address[1]
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5.0)
+        super().__init__(AgentCollector(agent), host, port)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from backend import engine, store, store_ops
 from backend.handlers import NOT_REGISTERED
 from protocols.address import check_loopback, parse_host_port
+from protocols.metrics_endpoint import MetricsEndpoint
 from protocols.response_codes import ResponseCode
 from protocols.version import version
 
@@ -196,23 +197,14 @@ class BackendCollector:
         yield info
 
 
-class MetricsServer:
-    """The HTTP endpoint; `port` is the bound one (0 asks for a free port)."""
+class MetricsServer(MetricsEndpoint):
+    """The backend's endpoint; its collector keeps a database connection, closed at stop."""
 
     def __init__(self, metrics: BackendMetrics, db: str | engine.Target, host: str,
                  port: int) -> None:
-        from prometheus_client import start_http_server
-        from prometheus_client.registry import CollectorRegistry
-
         self.collector = BackendCollector(metrics, db)
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(self.collector)
-        self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
-        self.host = host
-        self.port = self._server.server_address[1]
+        super().__init__(self.collector, host, port)
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5.0)
+        super().stop()
         self.collector.close()

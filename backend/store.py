@@ -585,14 +585,6 @@ def set_quote_status(
         )
 
 
-def held_total(conn: Connection, member_id: int) -> int:
-    row = conn.execute(
-        "SELECT COALESCE(SUM(discount), 0) FROM quotes WHERE member_id = ? AND status = 'held'",
-        (member_id,),
-    ).fetchone()
-    return int(row[0])
-
-
 @dataclass(frozen=True, slots=True)
 class Upkeep:
     """Whether a member's lapsed holds or expired lots need upkeep now, and the balance."""
