@@ -41,6 +41,8 @@ KIND_CLASS: dict[str, str] = {
     "tier_up": MARKETING,
     "survey": MARKETING,
     "draw": TRANSACTIONAL,  # a winner's notice
+    "link": TRANSACTIONAL,  # a fresh link to the member's own page, asked for by the member
+    "giftcard": TRANSACTIONAL,  # a gift card's balance notice
     "other": TRANSACTIONAL,  # the outbox's catch-all: operators' notices, never marketing
 }
 STOP_WORD = "لغو"

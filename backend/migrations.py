@@ -418,6 +418,60 @@ def _fill_daily(conn: Connection, setup: Setup) -> None:
     store_daily.rebuild(conn)
 
 
+_OUTBOX_KINDS_V9 = (
+    "welcome", "purchase", "reversal", "otp", "other", "transfer", "campaign", "occasion",
+    "winback", "birthday", "anniversary", "expiring", "tier_up", "survey", "draw", "link",
+    "giftcard",
+)
+_OUTBOX_V9 = f"""
+CREATE TABLE sms_outbox (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    phone TEXT NOT NULL,
+    text TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN {_OUTBOX_KINDS_V9!r}),
+    status TEXT NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'sending', 'sent', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    next_attempt_at REAL NOT NULL,
+    claimed_by TEXT,
+    claimed_until REAL,
+    finished_at REAL,
+    last_error TEXT,
+    club_id INTEGER,
+    member_id INTEGER
+);
+CREATE INDEX sms_outbox_due ON sms_outbox (status, next_attempt_at)
+"""
+_OUTBOX_V8_COLUMNS = (
+    "id, key, phone, text, kind, status, attempts, created_at, next_attempt_at, claimed_by, "
+    "claimed_until, finished_at, last_error, club_id"
+)
+
+
+def _outbox_marketing(conn: Connection, setup: Setup) -> None:
+    """Version 9: the outbox takes the marketing kinds and names the member an SMS is for.
+    SQLite cannot alter a CHECK: the table is rebuilt, rows and ids kept."""
+    if engine.dialect_of(conn) == engine.POSTGRESQL:
+        conn.execute(
+            "ALTER TABLE sms_outbox DROP CONSTRAINT sms_outbox_kind_check, "
+            "ADD CONSTRAINT sms_outbox_kind_check "
+            f"CHECK (kind IN {_OUTBOX_KINDS_V9!r}), ADD COLUMN member_id INTEGER"
+        )
+    else:
+        conn.execute("ALTER TABLE sms_outbox RENAME TO sms_outbox_old")
+        conn.execute("DROP INDEX IF EXISTS sms_outbox_due")
+        for statement in _split(_OUTBOX_V9):
+            conn.execute(statement)
+        conn.execute(
+            f"INSERT INTO sms_outbox ({_OUTBOX_V8_COLUMNS}) "
+            f"SELECT {_OUTBOX_V8_COLUMNS} FROM sms_outbox_old"
+        )
+        conn.execute("DROP TABLE sms_outbox_old")
+    conn.execute("CREATE INDEX sms_outbox_member ON sms_outbox (member_id, created_at)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         2,
@@ -462,6 +516,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         "filled from the raw rows",
         store_daily.SCHEMA,
         steps=(_fill_daily,),
+    ),
+    Migration(
+        9,
+        "the SMS outbox takes the marketing kinds (campaigns, occasions, ...) and the member "
+        "an SMS is for",
+        (),
+        steps=(_outbox_marketing,),
     ),
 )
 LATEST = MIGRATIONS[-1].version

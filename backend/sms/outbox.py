@@ -18,10 +18,12 @@ from typing import Any
 
 from backend import engine
 from backend.engine import Connection
+from backend.marketing_rules import KIND_CLASS
 from backend.store import transaction
 from protocols.identity import normalize_phone
 
-KINDS = ("welcome", "purchase", "reversal", "otp", "other")
+#: every kind the outbox takes: marketing_rules.KIND_CLASS says which are marketing
+KINDS = tuple(KIND_CLASS)
 PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
 _ERROR_CHARS = 300
 _NORMAL_PHONE = re.compile(r"09[0-9]{9}")
@@ -42,9 +44,11 @@ CREATE TABLE IF NOT EXISTS sms_outbox (
     claimed_until REAL,
     finished_at REAL,
     last_error TEXT,
-    club_id INTEGER
+    club_id INTEGER,
+    member_id INTEGER
 );
 CREATE INDEX IF NOT EXISTS sms_outbox_due ON sms_outbox (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS sms_outbox_member ON sms_outbox (member_id, created_at);
 """
 
 
@@ -60,6 +64,8 @@ class Claimed:
     attempts: int
     #: whose gateway sends it: the club's own, or the provider's (None)
     club_id: int | None = None
+    #: the member it is for, where the sender named one (marketing rules need it)
+    member_id: int | None = None
 
 
 def timestamp(when: datetime) -> float:
@@ -84,11 +90,16 @@ def enqueue(
     kind: str,
     now: datetime,
     club_id: int | None = None,
+    member_id: int | None = None,
+    not_before: datetime | None = None,
 ) -> bool:
     """Queue one SMS in the caller's open transaction; False when `key` is already queued.
-    `club_id`: sent through that club's gateway (None: the provider's default)."""
+    `club_id`: sent through that club's gateway (None: the provider's default);
+    `member_id`: whose consent and daily limit a marketing SMS answers to;
+    `not_before`: not sent before then (a scheduled campaign; default now)."""
     return _insert(
-        conn, key=key, phone=phone, text=text, kind=kind, now=now, club_id=club_id
+        conn, key=key, phone=phone, text=text, kind=kind, now=now, club_id=club_id,
+        member_id=member_id, not_before=not_before,
     ).rowcount == 1
 
 
@@ -101,10 +112,12 @@ def put(
     kind: str,
     now: datetime,
     club_id: int | None = None,
+    member_id: int | None = None,
 ) -> None:
     """`enqueue` for a caller that need not know whether `key` was queued already: in a
     pipelined transaction on PostgreSQL it waits for nothing."""
-    _insert(conn, key=key, phone=phone, text=text, kind=kind, now=now, club_id=club_id)
+    _insert(conn, key=key, phone=phone, text=text, kind=kind, now=now, club_id=club_id,
+            member_id=member_id, not_before=None)
 
 
 def _insert(
@@ -116,6 +129,8 @@ def _insert(
     kind: str,
     now: datetime,
     club_id: int | None,
+    member_id: int | None,
+    not_before: datetime | None,
 ) -> Any:
     if not isinstance(key, str) or not key:
         raise ValueError("key must be a non-empty string")
@@ -128,10 +143,11 @@ def _insert(
     if number is None:
         number = normalize_phone(phone)
     at = timestamp(now)
+    due = at if not_before is None else max(at, timestamp(not_before))
     return conn.execute(
-        "INSERT INTO sms_outbox (key, phone, text, kind, created_at, next_attempt_at, club_id)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
-        (key, number, text, kind, at, at, club_id),
+        "INSERT INTO sms_outbox (key, phone, text, kind, created_at, next_attempt_at, club_id,"
+        " member_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+        (key, number, text, kind, at, due, club_id, member_id),
     )
 
 
@@ -184,7 +200,8 @@ def claim_due(
             "   WHERE (status = 'pending' AND next_attempt_at <= ?)"
             "      OR (status = 'sending' AND claimed_until <= ?)"
             "   ORDER BY next_attempt_at, id LIMIT ?" + engine.skip_locked(conn) + ")"
-            " RETURNING next_attempt_at, id, key, phone, text, kind, attempts, club_id",
+            " RETURNING next_attempt_at, id, key, phone, text, kind, attempts, club_id,"
+            " member_id",
             (owner, now + lease, now, now, limit),
         ).fetchall()
     # RETURNING has no defined order: oldest due first.
