@@ -18,6 +18,9 @@ from selenium.webdriver.chrome.service import Service
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+#: how long a wait for a page event may take before the test fails: a bound, not a pace
+#: (a loaded 2-core machine renders a chart page in seconds)
+WAIT_S = 60
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run",
          "--disable-dev-shm-usage")

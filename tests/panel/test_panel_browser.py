@@ -10,14 +10,14 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from panel.app import PanelSettings, create_app
-from tests.panel.browser import OVERFLOW_JS, check_layout, chromium, serve_in_thread
+from tests.panel.browser import OVERFLOW_JS, WAIT_S, check_layout, chromium, serve_in_thread
 from tests.panel.conftest import PASSWORDS
 
 
 def test_login_rtl_no_overflow_logout(tmp_path: Path, users) -> None:
     app = create_app(PanelSettings(db="browser.db"), users)
     with serve_in_thread(app) as base, chromium(tmp_path / "profile") as driver:
-        wait = WebDriverWait(driver, 15)
+        wait = WebDriverWait(driver, WAIT_S)
 
         driver.get(f"{base}/login")
         wait.until(ec.presence_of_element_located((By.ID, "login-form")))

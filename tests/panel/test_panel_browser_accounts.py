@@ -12,7 +12,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from backend import store
-from tests.panel.browser import check_layout, chromium, serve_in_thread
+from tests.panel.browser import WAIT_S, check_layout, chromium, serve_in_thread
 from tests.panel.world import PASSWORD, app_for, make_world
 
 
@@ -21,7 +21,7 @@ def test_adjust_credit_and_add_an_offer_in_a_browser(tmp_path: Path) -> None:
     store.connect(db).close()
     world = make_world(str(db))
     with serve_in_thread(app_for(world)) as base, chromium(tmp_path / "profile") as driver:
-        wait = WebDriverWait(driver, 15)
+        wait = WebDriverWait(driver, WAIT_S)
 
         driver.get(f"{base}/login")
         wait.until(ec.presence_of_element_located((By.ID, "login-form")))

@@ -61,3 +61,14 @@ def test_a_changed_or_stray_file_is_caught(tmp_path: Path) -> None:
     problems = mismatches(load_manifest(copy / "ASSETS.json"), copy)
     assert sorted(problems) == ["Vazirmatn-Bold.woff2: missing", "extra.js: not in the manifest",
                                 "htmx.min.js: SHA-256 differs from the manifest"]
+
+
+def test_every_outbox_kind_has_a_label_in_both_languages() -> None:
+    """The SMS page names each kind; a kind added to the outbox without a label would
+    break the page."""
+    from backend.sms.outbox import KINDS
+    from panel.texts import TEXTS
+
+    for lang, texts in TEXTS.items():
+        missing = [k for k in KINDS if f"sms_kind_{k}" not in texts]
+        assert not missing, (lang, missing)
