@@ -112,10 +112,17 @@ def _note(conn: Connection, entry: tuple) -> None:
         pending.append(entry)
 
 
+def _padded(items: list) -> list:
+    """`items` with its last one repeated up to a power of two: a statement whose text
+    depends on the length comes in a few texts only (each prepared and cached once)."""
+    size = 1 << (len(items) - 1).bit_length()
+    return items + items[-1:] * (size - len(items))
+
+
 def _clubs(conn: Connection, members: set[int]) -> dict[int, int]:
     if not members:
         return {}
-    ids = sorted(members)
+    ids = _padded(sorted(members))
     marks = ", ".join("?" * len(ids))
     return {int(m): int(c) for m, c in conn.execute(
         f"SELECT id, club_id FROM members WHERE id IN ({marks})", ids).fetchall()}
@@ -184,7 +191,7 @@ def _set_bits(conn: Connection, table: str, club_id: int, span: int, chunk: int,
         args: list[int] = []
         for i, name in enumerate(("bought", "twice", "earlier")):
             expr = name
-            for bit, f in sorted(flags.items()):
+            for bit, f in _padded(sorted(flags.items())):
                 expr = f"set_bit({expr}, ?::int, ?::int)"
                 args += [bit, int(bool(f & _FLAGS[i]))]
             sets.append(f"{name} = {expr}")
