@@ -177,7 +177,7 @@ def test_store_daily_deltas_follow_savepoints_and_rollbacks(db: str) -> None:
         adjust(100, "a1")
         engine.savepoint(conn, "request")
         adjust(20_000, "a2")
-        engine.savepoint(conn, "inner")
+        engine.savepoint(conn, "nested")
         adjust(3_000, "a3")
         engine.rollback_to(conn, "request")  # a2 and a3 gone, in the database and here
         engine.release(conn, "request")
