@@ -697,6 +697,89 @@ def reset_id_sequence(conn: Connection, table: str) -> None:
         )
 
 
+class Deferred:
+    """Writes a store module keeps for the end of the transaction (`transaction` hands
+    them to the `before_commit` hooks just before COMMIT, in the same transaction, and
+    drops them on ROLLBACK). Why: rows every request changes (the per-day aggregates),
+    written once per group, summed, in one order, hold their locks only for the commit.
+    A savepoint's share is dropped by `rollback_to`, as the database drops its rows."""
+
+    __slots__ = ("entries", "marks")
+
+    def __init__(self) -> None:
+        self.entries: list[Any] = []
+        self.marks: list[tuple[str, int]] = []
+
+
+_deferred: dict[int, Deferred] = {}  # id(conn) -> its open transaction's deferred writes
+#: called with (conn, entries) before COMMIT when a transaction kept entries
+_before_commit: list[Callable[[Connection, list[Any]], None]] = []
+
+
+def before_commit(hook: Callable[[Connection, list[Any]], None]) -> None:
+    """`hook(conn, entries)` is called before every COMMIT of `transaction` with entries."""
+    if hook not in _before_commit:
+        _before_commit.append(hook)
+
+
+def deferred(conn: Connection) -> list[Any] | None:
+    """The open `transaction`'s list of deferred entries to append to, or None outside
+    one (the caller then writes at once)."""
+    d = _deferred.get(id(conn))
+    return d.entries if d is not None else None
+
+
+def savepoint(conn: Connection, name: str) -> None:
+    conn.execute(f"SAVEPOINT {name}")
+    d = _deferred.get(id(conn))
+    if d is not None:
+        d.marks.append((name, len(d.entries)))
+
+
+def rollback_to(conn: Connection, name: str) -> None:
+    """ROLLBACK TO the savepoint (which stays open), its deferred entries dropped too."""
+    conn.execute(f"ROLLBACK TO {name}")
+    d = _deferred.get(id(conn))
+    if d is not None:
+        for i in range(len(d.marks) - 1, -1, -1):
+            if d.marks[i][0] == name:
+                del d.entries[d.marks[i][1]:]
+                del d.marks[i + 1:]
+                break
+
+
+def release(conn: Connection, name: str) -> None:
+    conn.execute(f"RELEASE {name}")
+    d = _deferred.get(id(conn))
+    if d is not None:
+        for i in range(len(d.marks) - 1, -1, -1):
+            if d.marks[i][0] == name:
+                del d.marks[i:]
+                break
+
+
+def _run_deferred(conn: Connection) -> None:
+    d = _deferred.get(id(conn))
+    if d is None or not d.entries:
+        return
+    entries, d.entries, d.marks = d.entries, [], []
+    for hook in _before_commit:
+        hook(conn, entries)
+
+
+@contextmanager
+def _deferring(conn: Connection) -> Iterator[None]:
+    outer = _deferred.get(id(conn))
+    _deferred[id(conn)] = Deferred()
+    try:
+        yield
+    finally:
+        if outer is None:
+            _deferred.pop(id(conn), None)
+        else:
+            _deferred[id(conn)] = outer
+
+
 @contextmanager
 def transaction(conn: Connection, *, pipeline: bool = False) -> Iterator[Connection]:
     """BEGIN ... COMMIT, or ROLLBACK on any exception (a failed COMMIT too).
@@ -709,12 +792,15 @@ def transaction(conn: Connection, *, pipeline: bool = False) -> Iterator[Connect
     is read or at `flush`; code that must know a statement's own error calls `flush`.
     """
     if pipeline and isinstance(conn, PgConnection):
-        with conn._pipelined():
+        with _deferring(conn), conn._pipelined():
             yield conn
+            _run_deferred(conn)
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
-        yield conn
+        with _deferring(conn):
+            yield conn
+            _run_deferred(conn)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:

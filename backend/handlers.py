@@ -196,12 +196,12 @@ class Handler:
         """One request in a savepoint: its response; None when a lock was busy (its turn
         comes in the next transaction); False when it crossed another process's work and
         must be carried out again."""
-        self.conn.execute("SAVEPOINT request")
+        engine.savepoint(self.conn, "request")
         try:
             resp: Response | bool | None = self._one(req, ahead)
             engine.flush(self.conn)  # the request's own errors are raised here, not later
         except Exception as exc:
-            self.conn.execute("ROLLBACK TO request")
+            engine.rollback_to(self.conn, "request")
             if engine.is_busy(exc):
                 resp = None
             elif engine.is_race(exc) and not last:
@@ -210,7 +210,7 @@ class Handler:
             else:
                 log.exception("request %s (%s) failed", req.key, req.type)
                 resp = refusal(req, ResponseCode.MALFUNCTION, "internal error")
-        self.conn.execute("RELEASE request")
+        engine.release(self.conn, "request")
         return resp
 
     def refresh_registry(self) -> bool:
@@ -234,15 +234,15 @@ class Handler:
                 holds = release_lapsed(self.ctx, None, now)
                 expired = 0
                 for m in ledger.members_with_expired_lots(self.conn, now):
-                    self.conn.execute("SAVEPOINT expiry")
+                    engine.savepoint(self.conn, "expiry")
                     try:
                         store.member_by_id(self.conn, m, lock=True)
                         expired += ledger.expire(self.conn, m, now)
                     except Exception as exc:
-                        self.conn.execute("ROLLBACK TO expiry")
+                        engine.rollback_to(self.conn, "expiry")
                         if not engine.is_busy(exc):
                             raise
-                    self.conn.execute("RELEASE expiry")
+                    engine.release(self.conn, "expiry")
         return holds, expired
 
     def prune_responses(self, *, batch: int = 500, max_batches: int = 20) -> int:

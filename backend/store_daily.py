@@ -71,43 +71,110 @@ _SETTLED = "approved = 1 AND reversed = 0"
 
 
 # --- kept in the caller's transaction ---------------------------------------------------
+#
+# The hooks below only note what changes (engine.deferred: the transaction's list); `_apply`
+# writes it just before COMMIT, in the same transaction: the deltas summed per row, the
+# rows in one order (table, then key) so that two processes lock them alike and never
+# deadlock, each row written once per group. Outside an engine.transaction they are
+# written at once. A request rolled back to its savepoint takes its entries with it.
+
+_PURCHASE_SQL = (
+    "INSERT INTO daily_purchases(club_id, branch_id, day, hour, settled, sales, gross, "
+    "declined, reversed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (club_id, day, branch_id, hour) DO UPDATE SET "
+    "settled = daily_purchases.settled + excluded.settled, "
+    "sales = daily_purchases.sales + excluded.sales, "
+    "gross = daily_purchases.gross + excluded.gross, "
+    "declined = daily_purchases.declined + excluded.declined, "
+    "reversed = daily_purchases.reversed + excluded.reversed")
+_CREDIT_SQL = (
+    "INSERT INTO daily_credit(club_id, day, kind, amount) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (club_id, day, kind) DO UPDATE SET "
+    "amount = daily_credit.amount + excluded.amount")
+_MEMBERS_SQL = (
+    "INSERT INTO daily_members(club_id, day, enrolled) VALUES (?, ?, ?) "
+    "ON CONFLICT (club_id, day) DO UPDATE SET enrolled = daily_members.enrolled + "
+    "excluded.enrolled")
+_INTERVALS_SQL = (
+    "INSERT INTO daily_intervals(club_id, day, bin, visits) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (club_id, day, bin) DO UPDATE SET "
+    "visits = daily_intervals.visits + excluded.visits")
+
+# entry kinds (the first item of an entry)
+_P, _C, _M, _I, _B = "p", "c", "m", "i", "b"
 
 
-def _add_purchase_counts(conn: Connection, key: str, at: int, *, settled: int, sales: int,
-                         gross: int, declined: int, reversed_: int) -> None:
-    day, hour = tehran_day_hour(at)
-    conn.execute(
-        "INSERT INTO daily_purchases(club_id, branch_id, day, hour, settled, sales, gross, "
-        "declined, reversed) SELECT m.club_id, COALESCE(p.branch_id, 0), ?, ?, ?, ?, ?, ?, ? "
-        "FROM purchases p JOIN members m ON m.id = p.member_id WHERE p.key = ? "
-        "ON CONFLICT (club_id, day, branch_id, hour) DO UPDATE SET "
-        "settled = daily_purchases.settled + excluded.settled, "
-        "sales = daily_purchases.sales + excluded.sales, "
-        "gross = daily_purchases.gross + excluded.gross, "
-        "declined = daily_purchases.declined + excluded.declined, "
-        "reversed = daily_purchases.reversed + excluded.reversed",
-        (day, hour, settled, sales, gross, declined, reversed_, key),
-    )
+def _note(conn: Connection, entry: tuple) -> None:
+    pending = engine.deferred(conn)
+    if pending is None:
+        _apply(conn, [entry])
+    else:
+        pending.append(entry)
 
 
-def _add_intervals(conn: Connection, club_id: int, change: Counter[tuple[int, int]]) -> None:
-    for (day, bin_), n in change.items():
-        if n:
-            conn.execute(
-                "INSERT INTO daily_intervals(club_id, day, bin, visits) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (club_id, day, bin) DO UPDATE SET "
-                "visits = daily_intervals.visits + excluded.visits",
-                (club_id, day, bin_, n),
-            )
+def _padded(items: list) -> list:
+    """`items` with its last one repeated up to a power of two: a statement whose text
+    depends on the length comes in a few texts only (each prepared and cached once)."""
+    size = 1 << (len(items) - 1).bit_length()
+    return items + items[-1:] * (size - len(items))
+
+
+def _clubs(conn: Connection, members: set[int]) -> dict[int, int]:
+    if not members:
+        return {}
+    ids = _padded(sorted(members))
+    marks = ", ".join("?" * len(ids))
+    return {int(m): int(c) for m, c in conn.execute(
+        f"SELECT id, club_id FROM members WHERE id IN ({marks})", ids).fetchall()}
+
+
+def _apply(conn: Connection, entries: list[tuple]) -> None:
+    """Write the noted changes: one row write per aggregate row, in key order."""
+    clubs = _clubs(conn, {e[1] for e in entries if e[0] in (_P, _C, _M)})
+    purchases: dict[tuple, list[int]] = {}
+    credit: Counter[tuple] = Counter()
+    members: Counter[tuple] = Counter()
+    intervals: Counter[tuple] = Counter()
+    bits: dict[tuple, dict[int, int]] = {}
+    for e in entries:
+        kind = e[0]
+        if kind == _P:
+            acc = purchases.setdefault((clubs[e[1]], e[3], e[4], e[2]), [0] * 5)
+            for i, v in enumerate(e[5:]):
+                acc[i] += v
+        elif kind == _C:
+            credit[(clubs[e[1]], e[2], e[3])] += e[4]
+        elif kind == _M:
+            members[(clubs[e[1]], e[2])] += 1
+        elif kind == _I:
+            intervals[e[1:4]] += e[4]
+        else:
+            bits.setdefault(e[1:5], {})[e[5]] = e[6]
+    # table order as in TABLES; within a table, primary-key order
+    rows = [(c, b, d, h, *v) for (c, d, h, b), v in sorted(purchases.items()) if any(v)]
+    if rows:
+        conn.executemany(_PURCHASE_SQL, rows)
+    rows = [(*k, v) for k, v in sorted(credit.items()) if v]
+    if rows:
+        conn.executemany(_CREDIT_SQL, rows)
+    rows = [(*k, v) for k, v in sorted(members.items()) if v]
+    if rows:
+        conn.executemany(_MEMBERS_SQL, rows)
+    rows = [(*k, v) for k, v in sorted(intervals.items()) if v]
+    if rows:
+        conn.executemany(_INTERVALS_SQL, rows)
+    for (table, club_id, span, chunk), flags in sorted(bits.items()):
+        _set_bits(conn, table, club_id, span, chunk, flags)
 
 
 _EMPTY = bytes(daily_rules.CHUNK // 8)
 _FLAGS = (daily_rules.BOUGHT, daily_rules.TWICE, daily_rules.EARLIER)
 
 
-def _set_member_bits(conn: Connection, table: str, club_id: int, span: int, member_id: int,
-                     flags: int) -> None:
-    """The member's three bits of a day (or month) set to `flags`.
+def _set_bits(conn: Connection, table: str, club_id: int, span: int, chunk: int,
+              flags: dict[int, int]) -> None:
+    """Members' three bits of a day (or month) of one chunk set to their flags (bit ->
+    flags).
 
     On PostgreSQL in one UPDATE of the bits (`set_bit`, bit 0 the first byte's lowest, as
     here), after the row is made if missing: two processes setting two members' bits of
@@ -115,28 +182,34 @@ def _set_member_bits(conn: Connection, table: str, club_id: int, span: int, memb
     change and write of the whole maps would lose the first one's). On SQLite, whose
     BEGIN IMMEDIATE lets one writer in at a time, read, change, write."""
     column = "month" if table == "monthly_buyers" else "day"
-    chunk, bit = divmod(member_id, daily_rules.CHUNK)
     if engine.dialect_of(conn) == engine.POSTGRESQL:
         conn.execute(
             f"INSERT INTO {table}(club_id, {column}, chunk, bought, twice, earlier) "
             f"VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (club_id, {column}, chunk) DO NOTHING",
             (club_id, span, chunk, _EMPTY, _EMPTY, _EMPTY))
-        values = [int(bool(flags & flag)) for flag in _FLAGS]
+        sets: list[str] = []
+        args: list[int] = []
+        for i, name in enumerate(("bought", "twice", "earlier")):
+            expr = name
+            for bit, f in _padded(sorted(flags.items())):
+                expr = f"set_bit({expr}, ?::int, ?::int)"
+                args += [bit, int(bool(f & _FLAGS[i]))]
+            sets.append(f"{name} = {expr}")
         conn.execute(
-            f"UPDATE {table} SET bought = set_bit(bought, ?::int, ?::int), "
-            "twice = set_bit(twice, ?::int, ?::int), earlier = set_bit(earlier, ?::int, ?::int) "
+            f"UPDATE {table} SET {', '.join(sets)} "
             f"WHERE club_id = ? AND {column} = ? AND chunk = ?",
-            (bit, values[0], bit, values[1], bit, values[2], club_id, span, chunk))
+            (*args, club_id, span, chunk))
         return
     row = conn.execute(
         f"SELECT bought, twice, earlier FROM {table} WHERE club_id = ? AND {column} = ? "
         "AND chunk = ?", (club_id, span, chunk)).fetchone()
     maps = [bytearray(bytes(b)) for b in row] if row else [bytearray(_EMPTY) for _ in _FLAGS]
-    for i, flag in enumerate(_FLAGS):
-        if flags & flag:
-            maps[i][bit // 8] |= 1 << (bit % 8)
-        else:
-            maps[i][bit // 8] &= ~(1 << (bit % 8)) & 0xFF
+    for bit, f in flags.items():
+        for i, flag in enumerate(_FLAGS):
+            if f & flag:
+                maps[i][bit // 8] |= 1 << (bit % 8)
+            else:
+                maps[i][bit // 8] &= ~(1 << (bit % 8)) & 0xFF
     conn.execute(
         f"INSERT INTO {table}(club_id, {column}, chunk, bought, twice, earlier) "
         f"VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (club_id, {column}, chunk) DO UPDATE SET "
@@ -144,10 +217,13 @@ def _set_member_bits(conn: Connection, table: str, club_id: int, span: int, memb
         (club_id, span, chunk, *(bytes(m) for m in maps)))
 
 
+engine.before_commit(_apply)
+
+
 def _member_changed(conn: Connection, p: PurchaseRecord, *, added: bool) -> None:
     """The member's visit intervals and buyer bits after `p` was settled (added) or
     reversed: both computed from the member's settled purchases with and without `p`,
-    and only the difference written (nearly always one interval and one day's bits)."""
+    and only the difference noted (nearly always one interval and one day's bits)."""
     rows = conn.execute(
         "SELECT m.club_id, p.occurred_at, p.key FROM members m LEFT JOIN purchases p "
         "ON p.member_id = m.id AND p.approved = 1 AND p.reversed = 0 WHERE m.id = ?",
@@ -159,22 +235,29 @@ def _member_changed(conn: Connection, p: PurchaseRecord, *, added: bool) -> None
     before, after = other, now
     change = daily_rules.visit_bins(after)
     change.subtract(daily_rules.visit_bins(before))
-    _add_intervals(conn, club_id, change)
+    for (day, bin_), n in change.items():
+        if n:
+            _note(conn, (_I, club_id, day, bin_, n))
+    chunk, bit = divmod(p.member_id, daily_rules.CHUNK)
     for table, monthly in (("daily_buyers", False), ("monthly_buyers", True)):
         was = daily_rules.member_flags(before, monthly=monthly)
         became = daily_rules.member_flags(after, monthly=monthly)
         for span in sorted(was.keys() | became.keys()):
             if was.get(span, 0) != became.get(span, 0):
-                _set_member_bits(conn, table, club_id, span, p.member_id, became.get(span, 0))
+                _note(conn, (_B, table, club_id, span, chunk, bit, became.get(span, 0)))
+
+
+def _purchase_counts(p: PurchaseRecord, *counts: int) -> tuple:
+    day, hour = tehran_day_hour(p.occurred_at)
+    return (_P, p.member_id, p.branch_id or 0, day, hour, *counts)
 
 
 def purchase_recorded(conn: Connection, p: PurchaseRecord) -> None:
     """A purchase row was just inserted (approved or declined, possibly reversed already)."""
     settled = p.approved and not p.reversed
-    _add_purchase_counts(
-        conn, p.key, p.occurred_at, settled=int(settled), sales=p.amount if settled else 0,
-        gross=p.gross if settled else 0, declined=int(not p.approved),
-        reversed_=int(p.approved and p.reversed))
+    _note(conn, _purchase_counts(
+        p, int(settled), p.amount if settled else 0, p.gross if settled else 0,
+        int(not p.approved), int(p.approved and p.reversed)))
     if settled:
         _member_changed(conn, p, added=True)
 
@@ -183,30 +266,19 @@ def purchase_reversed(conn: Connection, p: PurchaseRecord) -> None:
     """The settled purchase `p` (as it was before) has just been marked reversed."""
     if not p.approved or p.reversed:
         return  # a declined purchase stays declined; a reversed one is counted already
-    _add_purchase_counts(conn, p.key, p.occurred_at, settled=-1, sales=-p.amount,
-                         gross=-p.gross, declined=0, reversed_=1)
+    _note(conn, _purchase_counts(p, -1, -p.amount, -p.gross, 0, 1))
     _member_changed(conn, p, added=False)
 
 
 def member_enrolled(conn: Connection, member_id: int, enrolled_at: int) -> None:
-    conn.execute(
-        "INSERT INTO daily_members(club_id, day, enrolled) SELECT club_id, ?, 1 FROM members "
-        "WHERE id = ? ON CONFLICT (club_id, day) DO UPDATE SET "
-        "enrolled = daily_members.enrolled + 1",
-        (tehran_day(enrolled_at), member_id),
-    )
+    _note(conn, (_M, member_id, tehran_day(enrolled_at)))
 
 
 def credit_moved(conn: Connection, member_id: int, kind: str, amount: int, at: int) -> None:
     """A ledger row was written (called by the ledger's only row writer)."""
     if kind not in CREDIT_KINDS or amount == 0:
         return
-    conn.execute(
-        "INSERT INTO daily_credit(club_id, day, kind, amount) SELECT club_id, ?, ?, ? "
-        "FROM members WHERE id = ? ON CONFLICT (club_id, day, kind) DO UPDATE SET "
-        "amount = daily_credit.amount + excluded.amount",
-        (tehran_day(at), kind, amount, member_id),
-    )
+    _note(conn, (_C, member_id, tehran_day(at), kind, amount))
 
 
 # --- everything again from the raw rows --------------------------------------------------

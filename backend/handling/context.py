@@ -105,7 +105,7 @@ def release_lapsed(ctx: Context, member_id: int | None, now: datetime) -> int:
         return len(lapsed)
     ended = 0
     for q in lapsed:  # the sweep: each member locked, the quote read again under the lock
-        ctx.conn.execute("SAVEPOINT lapse")
+        engine.savepoint(ctx.conn, "lapse")
         try:
             store.member_by_id(ctx.conn, q.member_id, lock=True)
             fresh = store.quote(ctx.conn, q.id)
@@ -113,10 +113,10 @@ def release_lapsed(ctx: Context, member_id: int | None, now: datetime) -> int:
                 end_hold(ctx, fresh, store.EXPIRED, now)
                 ended += 1
         except Exception as exc:
-            ctx.conn.execute("ROLLBACK TO lapse")
+            engine.rollback_to(ctx.conn, "lapse")
             if not engine.is_busy(exc):
                 raise  # a member another process holds: the next sweep
-        ctx.conn.execute("RELEASE lapse")
+        engine.release(ctx.conn, "lapse")
     return ended
 
 

@@ -155,6 +155,45 @@ def test_store_daily_rules() -> None:
     assert daily_rules.split_days(20261203, 20261203) == ([(20261203, 20261203)], [])
 
 
+def test_store_daily_deltas_follow_savepoints_and_rollbacks(db: str) -> None:
+    """The aggregates are written at the end of the transaction (engine.deferred): a
+    request rolled back to its savepoint, or a transaction rolled back, takes its share
+    with it; what commits is counted once, summed per row."""
+    from backend import engine
+    from backend.handlers import Handler
+
+    conn = store.connect(db)
+    clock = FakeClock()
+    assert Handler(conn, clock=clock).handle(request("enroll", {"phone": phone(1)})).code == "00"
+    m = store.member_by_phone(conn, phone(1), club_id=1)
+    assert m is not None
+    now = clock()
+
+    def adjust(amount: int, key: str) -> None:
+        ledger.credit(conn, m.id, "adjustment", amount, key, earned_at=now,
+                      expires_at=now + timedelta(days=90))
+
+    with store.transaction(conn):
+        adjust(100, "a1")
+        engine.savepoint(conn, "request")
+        adjust(20_000, "a2")
+        engine.savepoint(conn, "nested")
+        adjust(3_000, "a3")
+        engine.rollback_to(conn, "request")  # a2 and a3 gone, in the database and here
+        engine.release(conn, "request")
+        adjust(400, "a4")
+        assert store_daily.kept(conn).credit == {}  # not written yet: at COMMIT
+    with pytest.raises(ZeroDivisionError), store.transaction(conn):
+        adjust(50_000, "a5")
+        raise ZeroDivisionError
+    with store.transaction(conn):
+        pass
+    kept = store_daily.kept(conn)
+    assert kept == store_daily.from_raw(conn)
+    assert kept.credit == {(1, daily_rules.tehran_day(int(now.timestamp())), "adjustment"): 500}
+    conn.close()
+
+
 def test_store_daily_migration_fills_existing_rows(db: str) -> None:
     """Rows written before the aggregates existed (emptied here) come back by rebuild."""
     from backend.handlers import Handler
