@@ -29,6 +29,7 @@ SCHEMA = (
     "CREATE INDEX members_club_last_visit ON members(club_id, last_visit, id)",
     "CREATE INDEX members_club_spend ON members(club_id, spend, id)",
     "CREATE INDEX members_club_visits ON members(club_id, visits, id)",
+    "CREATE INDEX members_club_name ON members(club_id, name, id)",
 )
 
 _SETTLED = "approved = 1 AND reversed = 0"
