@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from backend import engine, store_daily
+from backend import engine, store_daily, store_member_stats
 from backend.engine import Connection
 
 #: The oldest version a migration starts from: version 2 came before the first release.
@@ -523,6 +523,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         "an SMS is for",
         (),
         steps=(_outbox_marketing,),
+    ),
+    Migration(
+        10,
+        "per-member totals of settled purchases (visits, spend, first and last visit) on "
+        "members, indexed per club for the members list, filled from the raw rows",
+        store_member_stats.SCHEMA,
+        steps=(lambda conn, setup: store_member_stats.fill(conn),),
     ),
 )
 LATEST = MIGRATIONS[-1].version

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from backend import engine, migrations, store_daily
+from backend import engine, migrations, store_daily, store_member_stats
 from backend.engine import Connection
 from backend.program import Offer, parse_hours, parse_weekdays
 
@@ -764,6 +764,7 @@ def insert_purchase(conn: Connection, p: PurchaseRecord) -> None:
          p.branch_id, p.program_version),
     )  # fmt: skip
     store_daily.purchase_recorded(conn, p)
+    store_member_stats.purchase_recorded(conn, p)
 
 
 def mark_reversed(conn: Connection, key: str) -> None:
@@ -771,6 +772,7 @@ def mark_reversed(conn: Connection, key: str) -> None:
     cur = conn.execute("UPDATE purchases SET reversed = 1 WHERE key = ? AND reversed = 0", (key,))
     if before is not None and cur.rowcount == 1:
         store_daily.purchase_reversed(conn, before)
+        store_member_stats.purchase_reversed(conn, before)
 
 
 def visits(conn: Connection, member_id: int) -> int:

@@ -486,6 +486,25 @@ def hours(conn: Connection, club_id: int, first: int, last: int) -> list[tuple[i
         "AND day <= ? GROUP BY day, hour", (club_id, first, last)).fetchall()]
 
 
+#: the weekday (0 = Saturday .. 6 = Friday, as daily_rules.weekday_index) of a YYYYMMDD
+#: `day` by Zeller's congruence, in integer arithmetic both engines share; `mm` and `yy`
+#: count January and February as months 13 and 14 of the year before
+_WEEKDAY_SQL = ("(day % 100 + 13 * (mm + 1) / 5 + yy % 100 + (yy % 100) / 4 + (yy / 100) / 4 "
+                "+ 5 * (yy / 100)) % 7")
+
+
+def weekday_hours(conn: Connection, club_id: int, first: int, last: int
+                  ) -> list[tuple[int, int, int]]:
+    """(weekday, hour, settled purchases) of [first, last], summed in the database: at
+    most 168 rows for a period of any length (the heat map)."""
+    return [(int(w), int(h), int(n)) for w, h, n in conn.execute(
+        f"SELECT {_WEEKDAY_SQL} AS weekday, hour, SUM(settled) FROM (SELECT day, hour, "
+        "settled, CASE WHEN day / 100 % 100 < 3 THEN day / 100 % 100 + 12 "
+        "ELSE day / 100 % 100 END AS mm, CASE WHEN day / 100 % 100 < 3 THEN day / 10000 - 1 "
+        "ELSE day / 10000 END AS yy FROM daily_purchases WHERE club_id = ? AND day >= ? "
+        "AND day <= ?) AS d GROUP BY 1, hour", (club_id, first, last)).fetchall()]
+
+
 def intervals(conn: Connection, club_id: int, first: int, last: int) -> dict[int, int]:
     """Settled purchases of [first, last] per visit-interval bin (FIRST_VISIT included)."""
     return {int(b): int(n) for b, n in conn.execute(

@@ -79,9 +79,6 @@ class MemberFilter:
     descending: bool = True
 
 
-#: member ids per statement when totals are read for a page (or an export) of members
-_CHUNK = 500
-
 _PROFILE = ("id, club_id, phone, code, name, birthday, enrolled_at, tier, debt, referrer_id, "
             "marketing_consent")
 
@@ -129,106 +126,80 @@ def search(conn: Connection, club_id: int, query: str) -> list[MemberProfile]:
     return list(found.values())
 
 
-#: ORDER BY terms; the totals as their aggregates (PostgreSQL reads an output alias only
-#: alone in ORDER BY, never inside an expression such as `x IS NULL`)
-_SORT_SQL = {
-    SortKey.ENROLLED: "m.enrolled_at",
-    SortKey.LAST_VISIT: "MAX(p.occurred_at)",
-    SortKey.SPEND: "COALESCE(SUM(p.amount), 0)",
-    SortKey.VISITS: "COUNT(p.key)",
-    SortKey.NAME: "m.name",
+#: the column each order reads; the totals are the members' running ones
+#: (backend.store_member_stats), each with an index (club_id, column, id)
+_SORT_COLUMN = {
+    SortKey.ENROLLED: "enrolled_at",
+    SortKey.LAST_VISIT: "last_visit",
+    SortKey.SPEND: "spend",
+    SortKey.VISITS: "visits",
+    SortKey.NAME: "name",
 }
+#: orders whose column may be NULL (never visited, no name): those rows come last either way
+_NULLABLE = (SortKey.LAST_VISIT, SortKey.NAME)
+_SUMMARY = "id, phone, code, name, tier, enrolled_at, last_visit, visits, spend"
 
 
 def list_members(conn: Connection, club_id: int, flt: MemberFilter, *, limit: int = 50,
                  offset: int = 0) -> tuple[list[MemberSummary], int]:
     """A page of the club's members as filtered and sorted, and how many match in all.
 
-    Totals count approved purchases not reversed, as the tier does."""
-    if flt.sort in (SortKey.ENROLLED, SortKey.NAME) and (
-            flt.visited_from is None and flt.visited_until is None and flt.min_spend is None):
-        return _list_by_member(conn, club_id, flt, limit, offset)
-    where_sql, args = _member_where(club_id, flt)
-    having: list[str] = []
-    hargs: list[object] = []
-    if flt.visited_from is not None:
-        having.append("MAX(p.occurred_at) >= ?")
-        hargs.append(ts(flt.visited_from))
-    if flt.visited_until is not None:
-        having.append("MAX(p.occurred_at) < ?")
-        hargs.append(ts(flt.visited_until))
-    if flt.min_spend is not None:
-        having.append("COALESCE(SUM(p.amount), 0) >= ?")
-        hargs.append(flt.min_spend)
-    base = (
-        "SELECT m.id, m.phone, m.code, m.name, m.tier, m.enrolled_at, "
-        "MAX(p.occurred_at) AS last_visit, COUNT(p.key) AS visits, "
-        "COALESCE(SUM(p.amount), 0) AS spend FROM members m "
-        "LEFT JOIN purchases p ON p.member_id = m.id AND p.approved = 1 AND p.reversed = 0 "
-        f"WHERE {where_sql} GROUP BY m.id, m.phone, m.code, m.name, m.tier, "
-        "m.enrolled_at"
-        + (f" HAVING {' AND '.join(having)}" if having else "")
-    )
-    total = int(conn.execute(f"SELECT COUNT(*) FROM ({base}) AS t",
-                             (*args, *hargs)).fetchone()[0])
-    order = _SORT_SQL[flt.sort]
+    Totals count approved purchases not reversed, as the tier does. The page is read in
+    the order of an index on (club_id, column, id), so it costs about `limit` rows; a
+    nullable order reads its non-NULL rows first, then the NULL ones by id."""
+    where, args = _member_where(club_id, flt)
+    total = int(conn.execute(f"SELECT COUNT(*) FROM members WHERE {where}",
+                             args).fetchone()[0])
+    column = _SORT_COLUMN[flt.sort]
     direction = "DESC" if flt.descending else "ASC"
-    # NULLs (never visited, no name) last either way; the id breaks ties, so pages are stable
-    sql = (f"{base} ORDER BY ({order}) IS NULL, {order} {direction}, m.id {direction} "
-           "LIMIT ? OFFSET ?")
-    rows = conn.execute(sql, (*args, *hargs, limit, offset))
+    if flt.sort not in _NULLABLE:
+        rows = conn.execute(
+            f"SELECT {_SUMMARY} FROM members WHERE {where} "
+            f"ORDER BY {column} {direction}, id {direction} LIMIT ? OFFSET ?",
+            (*args, limit, offset)).fetchall()
+    else:
+        present = int(conn.execute(
+            f"SELECT COUNT(*) FROM members WHERE {where} AND {column} IS NOT NULL",
+            args).fetchone()[0])
+        rows = []
+        if offset < present:
+            rows = conn.execute(
+                f"SELECT {_SUMMARY} FROM members WHERE {where} AND {column} IS NOT NULL "
+                f"ORDER BY {column} {direction}, id {direction} LIMIT ? OFFSET ?",
+                (*args, limit, offset)).fetchall()
+        if len(rows) < limit:
+            rows += conn.execute(
+                f"SELECT {_SUMMARY} FROM members WHERE {where} AND {column} IS NULL "
+                f"ORDER BY id {direction} LIMIT ? OFFSET ?",
+                (*args, limit - len(rows), max(0, offset - present))).fetchall()
     out = [MemberSummary(int(i), ph, code, name, tier, from_ts(enr),
-                         from_ts(last) if last is not None else None, int(v), int(s))
-           for i, ph, code, name, tier, enr, last, v, s in rows]
+                         from_ts(last) if last is not None else None, int(v), int(sp))
+           for i, ph, code, name, tier, enr, last, v, sp in rows]
     return out, total
 
 
 def _member_where(club_id: int, flt: MemberFilter) -> tuple[str, list[object]]:
-    where = ["m.club_id = ?"]
+    where = ["club_id = ?"]
     args: list[object] = [club_id]
     if flt.tier:
-        where.append("m.tier = ?")
+        where.append("tier = ?")
         args.append(flt.tier)
     if flt.enrolled_from is not None:
-        where.append("m.enrolled_at >= ?")
+        where.append("enrolled_at >= ?")
         args.append(ts(flt.enrolled_from))
     if flt.enrolled_until is not None:
-        where.append("m.enrolled_at < ?")
+        where.append("enrolled_at < ?")
         args.append(ts(flt.enrolled_until))
+    if flt.visited_from is not None:
+        where.append("last_visit >= ?")
+        args.append(ts(flt.visited_from))
+    if flt.visited_until is not None:
+        where.append("last_visit < ?")
+        args.append(ts(flt.visited_until))
+    if flt.min_spend is not None:
+        where.append("spend >= ?")
+        args.append(flt.min_spend)
     return " AND ".join(where), args
-
-
-def _list_by_member(conn: Connection, club_id: int, flt: MemberFilter, limit: int,
-                    offset: int) -> tuple[list[MemberSummary], int]:
-    """The list when neither its order nor its filter needs the purchase totals: the page
-    of members first, then the totals of those members only (each through the purchases'
-    member index), instead of totalling every purchase of the club for 50 rows."""
-    where, args = _member_where(club_id, flt)
-    total = int(conn.execute(f"SELECT COUNT(*) FROM members m WHERE {where}",
-                             args).fetchone()[0])
-    order = _SORT_SQL[flt.sort]
-    direction = "DESC" if flt.descending else "ASC"
-    nulls = "" if flt.sort is SortKey.ENROLLED else f"({order}) IS NULL, "  # NOT NULL column
-    rows = conn.execute(
-        f"SELECT m.id, m.phone, m.code, m.name, m.tier, m.enrolled_at FROM members m "
-        f"WHERE {where} ORDER BY {nulls}{order} {direction}, m.id {direction} "
-        "LIMIT ? OFFSET ?", (*args, limit, offset)).fetchall()
-    totals: dict[int, tuple[int | None, int, int]] = {}
-    ids = [r[0] for r in rows]
-    for start in range(0, len(ids), _CHUNK):  # an export's many ids: bounded statements
-        chunk = ids[start:start + _CHUNK]
-        marks = ", ".join("?" for _ in chunk)
-        for mid, last, n, spent in conn.execute(
-                "SELECT member_id, MAX(occurred_at), COUNT(*), COALESCE(SUM(amount), 0) "
-                f"FROM purchases WHERE member_id IN ({marks}) AND approved = 1 "
-                "AND reversed = 0 GROUP BY member_id", chunk):
-            totals[int(mid)] = (last, int(n), int(spent))
-    out = []
-    for i, ph, code, name, tier, enr in rows:
-        last, n, spent = totals.get(int(i), (None, 0, 0))
-        out.append(MemberSummary(int(i), ph, code, name, tier, from_ts(enr),
-                                 from_ts(last) if last is not None else None, n, spent))
-    return out, total
 
 
 def purchases(conn: Connection, member_id: int, *, limit: int = 100) -> list[PurchaseRecord]:

@@ -164,6 +164,32 @@ def _label(day: date, long: bool) -> str:
     return j.strftime("%Y/%m/%d" if long else "%m/%d")
 
 
+#: periods longer than this many days are charted per week (Saturday to Friday), so a
+#: year's chart has 53 points, not 365
+WEEKLY_AFTER = 92
+
+
+def _saturday(d: date) -> date:
+    """The Saturday the day's Iranian week starts on."""
+    return d - timedelta(days=(d.weekday() + 2) % 7)
+
+
+def _points(days: list[date], per_day: list[store_daily.DayFigures], weekly: bool
+            ) -> tuple[list[date], list[list[store_daily.DayFigures]]]:
+    """The chart's points: each day alone, or the days of each week together (a period's
+    first and last week may be partial); each point labelled by its first day."""
+    if not weekly:
+        return list(days), [[r] for r in per_day]
+    starts: list[date] = []
+    points: list[list[store_daily.DayFigures]] = []
+    for d, r in zip(days, per_day, strict=True):
+        if not starts or _saturday(d) != _saturday(starts[-1]):
+            starts.append(d)
+            points.append([])
+        points[-1].append(r)
+    return starts, points
+
+
 def build(conn: Connection, club_id: int, period: Period, lang: str) -> Dashboard:
     t = TEXTS[lang]
     fmt = Formats(lang)
@@ -187,22 +213,31 @@ def charts(conn: Connection, club_id: int, period: Period,
     days = period.each_day()
     long = jdatetime.date.fromgregorian(date=period.first).year != \
         jdatetime.date.fromgregorian(date=period.last).year
-    labels = tuple(_label(d, long) for d in days)
     by_day = {r.day: r for r in rows}
     empty = store_daily.DayFigures(day=0)
     per_day = [by_day.get(day_number(d), empty) for d in days]
+    weekly = len(days) > WEEKLY_AFTER
+    starts, points = _points(days, per_day, weekly)
+    labels = tuple(_label(d, long) for d in starts)
+    k = "_weekly" if weekly else ""
+
+    def of(field: str) -> tuple[int, ...]:
+        return tuple(sum(getattr(r, field) for r in point) for point in points)
+
     out = [
-        Chart("sales", t["chart_sales"], render(ChartData(
-            t["chart_sales"], ChartKind.LINE, labels,
-            (Series(t["series_sales"], tuple(r.sales for r in per_day)),)))),
-        Chart("purchases", t["chart_purchases"], render(ChartData(
-            t["chart_purchases"], ChartKind.BARS, labels,
-            (Series(t["series_purchases"], tuple(r.settled for r in per_day)),)))),
-        Chart("members", t["chart_members"], render(ChartData(
-            t["chart_members"], ChartKind.BARS, labels,
-            (Series(t["series_new"], tuple(r.enrolled for r in per_day)),
-             Series(t["series_came_back"], tuple(r.came_back for r in per_day))))),
-            t["def_chart_members"]),
+        Chart("sales", t["chart_sales" + k], render(ChartData(
+            t["chart_sales" + k], ChartKind.LINE, labels,
+            (Series(t["series_sales"], of("sales")),))),
+            t["def_weekly"] if weekly else ""),
+        Chart("purchases", t["chart_purchases" + k], render(ChartData(
+            t["chart_purchases" + k], ChartKind.BARS, labels,
+            (Series(t["series_purchases"], of("settled")),))),
+            t["def_weekly"] if weekly else ""),
+        Chart("members", t["chart_members" + k], render(ChartData(
+            t["chart_members" + k], ChartKind.BARS, labels,
+            (Series(t["series_new"], of("enrolled")),
+             Series(t["series_came_back"], of("came_back"))))),
+            t["def_chart_members" + k]),
     ]
     tiers = store_daily.tiers(conn, club_id) or [("—", 0)]
     out.append(Chart("tiers", t["chart_tiers"], render(ChartData(
@@ -210,15 +245,15 @@ def charts(conn: Connection, club_id: int, period: Period,
         (Series(t["series_members"], tuple(n for _, n in tiers)),)))))
     grid = [[0] * 24 for _ in range(7)]
     first, last = day_number(period.first), day_number(period.last)
-    for d, hour, n in store_daily.hours(conn, club_id, first, last):
-        grid[daily_rules.weekday_index(d)][hour] += n
+    for weekday, hour, n in store_daily.weekday_hours(conn, club_id, first, last):
+        grid[weekday][hour] += n
     names = WEEKDAYS_FA if lang == "fa" else WEEKDAYS_EN
     out.append(Chart("heat", t["chart_heat"], render(ChartData(
         t["chart_heat"], ChartKind.HEAT_MAP, tuple(str(h) for h in range(24)),
         tuple(Series(names[w], tuple(grid[w])) for w in range(7)))), t["def_chart_heat"]))
     weeks: dict[date, list[int]] = {}
     for d, r in zip(days, per_day, strict=True):
-        start = d - timedelta(days=(d.weekday() + 2) % 7)  # the Saturday it belongs to
+        start = _saturday(d)
         acc = weeks.setdefault(start, [0, 0])
         acc[0] += r.credit_of(*ISSUED)
         acc[1] -= r.credit_of("redeem")

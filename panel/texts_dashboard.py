@@ -55,6 +55,13 @@ TEXTS: dict[str, dict[str, str]] = {
         "chart_sales": "فروش روزانه (ریال)",
         "chart_purchases": "خرید روزانه",
         "chart_members": "عضو جدید و مشتری بازگشته در هر روز",
+        "chart_sales_weekly": "فروش هفتگی (ریال)",
+        "chart_purchases_weekly": "خرید هفتگی",
+        "chart_members_weekly": "عضو جدید و مشتری بازگشته در هر هفته",
+        "def_weekly": "بازه‌ای بلندتر از ۹۲ روز هفته‌به‌هفته (از شنبه) نشان داده می‌شود؛ "
+                      "برچسب هر نقطه نخستین روز آن در بازه است.",
+        "def_chart_members_weekly": "عضو جدید: عضوشده در آن هفته؛ بازگشته: جمع روزهای هفته "
+                                    "از خریداران آن روز که در روزی پیش‌تر هم خرید کرده بودند.",
         "chart_tiers": "اعضا در هر سطح (اکنون)",
         "chart_heat": "خریدها بر پایه روز هفته و ساعت",
         "chart_credit": "اعتبار داده‌شده و خرج‌شده در هر هفته (ریال)",
@@ -189,6 +196,14 @@ TEXTS: dict[str, dict[str, str]] = {
         "chart_sales": "Sales per day (rials)",
         "chart_purchases": "Purchases per day",
         "chart_members": "New and returning members per day",
+        "chart_sales_weekly": "Sales per week (rials)",
+        "chart_purchases_weekly": "Purchases per week",
+        "chart_members_weekly": "New and returning members per week",
+        "def_weekly": "A period longer than 92 days is shown week by week (from Saturday); "
+                      "each point is labelled by its first day in the period.",
+        "def_chart_members_weekly": "New: enrolled that week; returning: summed over the "
+                                    "week's days, that day's buyers who had bought on an "
+                                    "earlier day too.",
         "chart_tiers": "Members per tier (now)",
         "chart_heat": "Purchases by weekday and hour",
         "chart_credit": "Credit issued and redeemed per week (rials)",
