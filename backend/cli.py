@@ -149,7 +149,8 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--hours", help="local hours FROM-TO, e.g. 10-14")
     add.add_argument("--min-purchase", type=int, default=0, help="minimum gross, rials")
     add.add_argument(
-        "--target", default="everyone", help="everyone | birthday | tier:NAME | visits:N"
+        "--target", default="everyone",
+        help="everyone | birthday | tier:NAME | visits:N | segment:NAME",
     )
     lst = osub.add_parser("list", help="list offers")
     common(lst)

@@ -16,14 +16,19 @@ Tables (SCHEMA, one migration step):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from backend import segments
 from backend.daily_rules import day_number, from_day_number
 from backend.engine import Connection
 from backend.segments import MemberAggregate, MemberSegment
 from protocols.persian import TEHRAN
+
+if TYPE_CHECKING:
+    from backend.program import Offer
 
 TABLES = ("member_segments", "segment_counts")
 
@@ -138,6 +143,19 @@ def member_segment(conn: Connection, member_id: int) -> MemberScores | None:
         return None
     return MemberScores(str(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4]),
                         from_day_number(int(row[5])))
+
+
+def segment_of(conn: Connection, member_id: int) -> str | None:
+    """The member's segment for an offer's `segment:NAME`: one primary-key lookup."""
+    row = conn.execute(
+        "SELECT segment FROM member_segments WHERE member_id = ?", (member_id,)
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def wants_segment(offers: Iterable[Offer]) -> bool:
+    """Whether any offer targets a segment (else the lookup is skipped)."""
+    return any(o.target.startswith("segment:") for o in offers)
 
 
 def _counts_on(conn: Connection, club_id: int, day: int) -> dict[str, int]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
+
 from backend import segments, store, store_segments
 from backend.engine import Connection
 from backend.store import PurchaseRecord
@@ -117,3 +119,34 @@ def got_segment(conn: Connection, mid: int) -> str:
     s = store_segments.member_segment(conn, mid)
     assert s is not None and s.segment != "new"
     return s.segment
+
+
+def test_offer_for_a_segment_goes_to_its_members_only(conn: Connection) -> None:
+    from backend import ledger
+    from backend.handlers import Handler
+    from backend.program import Offer, Program
+    from backend.segments import MemberSegment, Scores
+    from tests.backend.core_helpers import FakeClock, advice, phone, request
+
+    clock = FakeClock()
+    offer = Offer(name="برگرد", amount=7000, until=date(2026, 12, 31), target="segment:at_risk")
+    h = Handler(conn, Program(), offers=[offer], clock=clock)
+    for n in (1, 2, 3):
+        assert h.handle(request("enroll", {"phone": phone(n), "referrer": None})).code == "00"
+    ids = [store.member_by_phone(conn, phone(n), club_id=CLUB).id for n in (1, 2, 3)]
+    with store.transaction(conn):  # member 3: not scored yet (enrolled after the run)
+        store_segments.write(conn, CLUB, TODAY, [
+            MemberSegment(ids[0], Scores(3, 1, 4, 3), "at_risk"),
+            MemberSegment(ids[1], Scores(3, 5, 4, 3), "loyal"),
+        ])
+    before = [ledger.balance(conn, m) for m in ids]
+    for n in (1, 2, 3):
+        resp = h.handle(advice(amount=1_000_000, occurred_at=clock.iso(), phone=phone(n)))
+        assert resp.code == "00", resp
+    earned = [ledger.balance(conn, m) - b for m, b in zip(ids, before, strict=True)]
+    assert earned[0] == earned[1] + 7000 and earned[1] == earned[2] > 0
+    receipts = [h.handle(request("inquiry", {"phone": phone(n), "gross": 40_000})).body["receipt"]
+                for n in (1, 2)]
+    assert "برگرد" in str(receipts[0]) and "برگرد" not in str(receipts[1])
+    with pytest.raises(ValueError, match="segment:NAME"):
+        Offer(name="x", amount=1, until=date(2026, 12, 31), target="segment:gone")
