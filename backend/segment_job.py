@@ -23,31 +23,29 @@ def tehran_today(now: datetime) -> date:
     return now.astimezone(TEHRAN).date()
 
 
-def run_club(conn: Connection, club_id: int, now: datetime, *, force: bool = False,
-             write_lock: AbstractContextManager[object] | None = None) -> dict[str, int] | None:
-    """Score one club as of now's Tehran day; its counts, or None when it was done
-    today already (by this process or another) and `force` is not set. `write_lock`: the
-    service's SQLite write turn, taken for the write only."""
-    today = tehran_today(now)
-    if not force and store_segments.computed_on(conn, club_id) == today:
-        return None
-    result = segments.segment_club(store_segments.aggregates(conn, club_id), today)
-    with write_lock or contextlib.nullcontext(), store.transaction(conn):
-        if not engine.try_exclusive(conn, "segments"):
-            return None  # another process is writing this run
-        if not force and store_segments.computed_on(conn, club_id) == today:
-            return None
-        store_segments.write(conn, club_id, today, result)
-    return segments.counts(result)
+def _due(conn: Connection, club_id: int, today: date, force: bool) -> bool:
+    return force or store_segments.computed_on(conn, club_id) != today
 
 
 def run(conn: Connection, now: datetime, *, club_id: int | None = None, force: bool = False,
         write_lock: AbstractContextManager[object] | None = None) -> dict[int, dict[str, int]]:
-    """Every club (or one) not yet scored today: club id -> its counts, for those scored."""
+    """Every club (or one) not yet scored on now's Tehran day (`force`: even if it was):
+    club id -> its counts, for the clubs this call scored and wrote. `write_lock`: the
+    service's SQLite write turn, taken for the write only."""
+    today = tehran_today(now)
     ids = [club_id] if club_id is not None else [c.id for c in store_registry.list_clubs(conn)]
+    due = [cid for cid in ids if _due(conn, cid, today, force)]
+    if not due:
+        return {}
+    rows = store_segments.aggregates_by_club(conn, due)  # one scan for all the clubs due
     done: dict[int, dict[str, int]] = {}
-    for cid in ids:
-        counts = run_club(conn, cid, now, force=force, write_lock=write_lock)
-        if counts is not None:
-            done[cid] = counts
+    for cid in due:
+        result = segments.segment_club(rows.get(cid, []), today)
+        with write_lock or contextlib.nullcontext(), store.transaction(conn):
+            if not engine.try_exclusive(conn, "segments"):
+                continue  # another process is writing this run
+            if not _due(conn, cid, today, force):
+                continue  # another process wrote it meanwhile
+            store_segments.write(conn, cid, today, result)
+        done[cid] = segments.counts(result)
     return done

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from backend import segments
+from backend import engine, segments
 from backend.daily_rules import day_number, from_day_number
 from backend.engine import Connection
 from backend.segments import MemberAggregate, MemberSegment
@@ -51,24 +51,26 @@ def _tehran_date(at: int) -> date:
     return datetime.fromtimestamp(at, UTC).astimezone(TEHRAN).date()
 
 
-def aggregates(conn: Connection, club_id: int) -> list[MemberAggregate]:
-    """One row per member of the club: settled purchases (approved, not reversed, as the
-    reports count sales), their rials charged, the last one's Tehran date, the enrolment's.
+def aggregates_by_club(conn: Connection, club_ids: Iterable[int] | None = None
+                       ) -> dict[int, list[MemberAggregate]]:
+    """One row per member of each club (every club, or those given): settled purchases
+    (approved, not reversed, as the reports count sales), their rials charged, the last
+    one's Tehran date, the enrolment's.
 
-    Two grouped scans rather than a LEFT JOIN: the purchases are read in their own order
-    (no lookup per purchase), members without purchases come from the members' index."""
+    One grouped scan of all the purchases, split by club here: a join with members (or a
+    GROUP BY the index can order) makes SQLite walk purchases_member and look each
+    purchase up by its key, 5-10x slower than the scan and sort (`member_id + 0` keeps the
+    index out; benchmarks/segments.py)."""
+    wanted = None if club_ids is None else set(club_ids)
     bought = {
         int(mid): (int(n), int(spend), int(last))
         for mid, n, spend, last in conn.execute(
-            "SELECT p.member_id, COUNT(*), SUM(p.amount), MAX(p.occurred_at) "
-            "FROM purchases p JOIN members m ON m.id = p.member_id "
-            "WHERE m.club_id = ? AND p.approved = 1 AND p.reversed = 0 "
-            "GROUP BY p.member_id",
-            (club_id,),
+            "SELECT member_id + 0 AS mid, COUNT(*), SUM(amount), MAX(occurred_at) "
+            "FROM purchases WHERE approved = 1 AND reversed = 0 GROUP BY mid"
         )
     }
-    out: list[MemberAggregate] = []
-    dates: dict[int, date] = {}  # a day's seconds share their date: convert each day once
+    out: dict[int, list[MemberAggregate]] = {c: [] for c in wanted or ()}
+    dates: dict[int, date] = {}  # a day's seconds share their date: convert each once
 
     def local(at: int) -> date:
         # Tehran's offsets (+3:30, +4:30) are whole half hours: a UTC half hour is one date
@@ -78,11 +80,13 @@ def aggregates(conn: Connection, club_id: int) -> list[MemberAggregate]:
             d = dates[key] = _tehran_date(at)
         return d
 
-    for mid, enrolled_at in conn.execute(
-        "SELECT id, enrolled_at FROM members WHERE club_id = ?", (club_id,)
+    for mid, club_id, enrolled_at in conn.execute(
+        "SELECT id, club_id, enrolled_at FROM members ORDER BY id"
     ):
+        if wanted is not None and club_id not in wanted:
+            continue
         n, spend, last = bought.get(int(mid), (0, 0, None))
-        out.append(MemberAggregate(
+        out.setdefault(int(club_id), []).append(MemberAggregate(
             member_id=int(mid), enrolled_on=local(int(enrolled_at)),
             last_purchase_on=None if last is None else local(last),
             purchases=n, spend=spend,
@@ -90,16 +94,21 @@ def aggregates(conn: Connection, club_id: int) -> list[MemberAggregate]:
     return out
 
 
+def aggregates(conn: Connection, club_id: int) -> list[MemberAggregate]:
+    """One club's rows of `aggregates_by_club`."""
+    return aggregates_by_club(conn, [club_id])[club_id]
+
+
 def write(conn: Connection, club_id: int, today: date, result: list[MemberSegment]) -> None:
     """Replace the club's rows with `result` and record its counts for `today` (in the
     caller's transaction: readers see the old run or the new one, never half)."""
     day = day_number(today)
     conn.execute("DELETE FROM member_segments WHERE club_id = ?", (club_id,))
-    conn.executemany(
-        "INSERT INTO member_segments(member_id, club_id, l, r, f, m, segment, computed_on) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [(s.member_id, club_id, s.scores.length, s.scores.recency, s.scores.frequency,
-          s.scores.monetary, s.segment, day) for s in result],
+    engine.bulk_insert(  # PostgreSQL: one COPY
+        conn, "member_segments",
+        ("member_id", "club_id", "l", "r", "f", "m", "segment", "computed_on"),
+        ((s.member_id, club_id, s.scores.length, s.scores.recency, s.scores.frequency,
+          s.scores.monetary, s.segment, day) for s in result),
     )
     conn.execute("DELETE FROM segment_counts WHERE club_id = ? AND day = ?", (club_id, day))
     conn.executemany(
