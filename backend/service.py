@@ -323,7 +323,12 @@ class BackendService:
         """The nightly segment run (once per Tehran day and club, one process of N)."""
         from backend import segment_job
 
-        done = segment_job.run(self._handler.conn, self.clock(), write_lock=self._write_lock)
+        try:
+            done = segment_job.run(self._handler.conn, self.clock(),
+                                   write_lock=self._write_lock)
+        except ValueError:  # bad data (a date after today): logged, the requests go on
+            log.exception("segments: the nightly run failed")
+            return
         for club_id, counts in done.items():
             log.info("segments: club %d scored, %s", club_id,
                      ", ".join(f"{k} {v}" for k, v in counts.items()))
