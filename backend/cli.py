@@ -149,7 +149,8 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--hours", help="local hours FROM-TO, e.g. 10-14")
     add.add_argument("--min-purchase", type=int, default=0, help="minimum gross, rials")
     add.add_argument(
-        "--target", default="everyone", help="everyone | birthday | tier:NAME | visits:N"
+        "--target", default="everyone",
+        help="everyone | birthday | tier:NAME | visits:N | segment:NAME",
     )
     lst = osub.add_parser("list", help="list offers")
     common(lst)
@@ -192,6 +193,9 @@ def _parser() -> argparse.ArgumentParser:
     cli_registry.add_parsers(sub, common)
 
     cli_users.add_parser(sub, common)
+    from backend import cli_segments
+
+    cli_segments.add_parser(sub, common)
     return p
 
 
@@ -246,6 +250,7 @@ def _main(argv: Sequence[str] | None) -> int:
             "adjust": _adjust,
             **cli_registry.HANDLERS,
             "user": cli_users.run,
+            "segment": _segment,
         }[args.command]
         return handler(args, settings)
     except (ConfigError, UsageError, cli_ops.OpsError, cli_users.UsageError, store.StoreError,
@@ -255,6 +260,12 @@ def _main(argv: Sequence[str] | None) -> int:
     except engine.DatabaseError as exc:
         print(f"{PROG}: database error: {engine.mask(str(exc)).strip()}", file=sys.stderr)
         return 2
+
+
+def _segment(args: argparse.Namespace, settings: Settings) -> int:
+    from backend import cli_segments
+
+    return cli_segments.run(args, settings)
 
 
 def _existing(db: str) -> engine.Target:

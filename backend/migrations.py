@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from backend import engine, store_daily, store_member_stats
+from backend import engine, store_daily, store_member_stats, store_segments
 from backend.engine import Connection
 
 #: The oldest version a migration starts from: version 2 came before the first release.
@@ -530,6 +530,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "members, indexed per club for the members list, filled from the raw rows",
         store_member_stats.SCHEMA,
         steps=(lambda conn, setup: store_member_stats.fill(conn),),
+    ),
+    Migration(
+        11,
+        "members' LRFM scores and segments, and the per-day counts per segment",
+        store_segments.SCHEMA,
     ),
 )
 LATEST = MIGRATIONS[-1].version

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from backend.segments import SEGMENTS
 from protocols.persian import TEHRAN
 from protocols.response_codes import CodedError, ResponseCode
 
@@ -132,6 +133,7 @@ class Purchase:
     tier: str
     visits: int  # settled purchases before this one
     birthday: str | None = None  # "MM-DD" or "YYYY-MM-DD"
+    segment: str | None = None  # last night's segment (store_segments); None: not scored
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +148,7 @@ class Offer:
     weekdays: frozenset[int] = field(default_factory=frozenset)  # 0 = Monday; empty = all
     hours: tuple[int, int] | None = None  # [from, to) in Tehran local hours
     min_purchase: int = 0
-    target: str = "everyone"  # everyone | tier:NAME | visits:N | birthday
+    target: str = "everyone"  # everyone | tier:NAME | visits:N | birthday | segment:NAME
     id: int | None = None
     ended: bool = False
     #: the club it belongs to (None: the configuration's, for the clubs that use it)
@@ -196,6 +198,8 @@ class Offer:
             return p.visits >= int(arg)
         if kind == "birthday":
             return p.birthday is not None and p.birthday[-5:] == local.strftime("%m-%d")
+        if kind == "segment":
+            return p.segment == arg
         return True
 
     def extra(self, amount: int) -> int:
@@ -210,7 +214,12 @@ def parse_target(target: str) -> tuple[str, str]:
         return kind, arg
     if kind == "visits" and arg.isdigit():
         return kind, arg
-    raise ValueError(f"offer: target {target!r} is not everyone, birthday, tier:NAME or visits:N")
+    if kind == "segment" and arg in SEGMENTS:
+        return kind, arg
+    raise ValueError(
+        f"offer: target {target!r} is not everyone, birthday, tier:NAME, visits:N or "
+        f"segment:NAME (NAME one of {', '.join(SEGMENTS)})"
+    )
 
 
 def parse_weekdays(text: str | Iterable[str]) -> frozenset[int]:

@@ -314,9 +314,24 @@ class BackendService:
                 pruned = self._handler.prune_responses()
             if pruned:
                 log.info("sweep: forgot %d stored responses past their retention", pruned)
+            self._segments()
         except engine.DatabaseError:
             log.exception("sweep failed")
             self._reconnect()
+
+    def _segments(self) -> None:
+        """The nightly segment run (once per Tehran day and club, one process of N)."""
+        from backend import segment_job
+
+        try:
+            done = segment_job.run(self._handler.conn, self.clock(),
+                                   write_lock=self._write_lock)
+        except ValueError:  # bad data (a date after today): logged, the requests go on
+            log.exception("segments: the nightly run failed")
+            return
+        for club_id, counts in done.items():
+            log.info("segments: club %d scored, %s", club_id,
+                     ", ".join(f"{k} {v}" for k, v in counts.items()))
 
     def _process(self, items: list[tuple[float, str, bytes]]) -> None:
         reqs: list[schema.Request] = []

@@ -14,9 +14,10 @@ from functools import lru_cache
 
 import jdatetime
 
-from backend import daily_rules, store_daily
+from backend import daily_rules, store_daily, store_segments
 from backend.daily_rules import day_number
 from backend.engine import Connection
+from backend.segments import SEGMENTS
 from panel.charts import WEEKDAYS_FA, ChartData, ChartKind, Figure, Series, render
 from panel.periods import Period, previous
 from panel.texts import TEXTS
@@ -208,6 +209,31 @@ def build(conn: Connection, club_id: int, period: Period, lang: str) -> Dashboar
         charts=charts(conn, club_id, period, rows, lang, t))
 
 
+def segments_chart(conn: Connection, club_id: int, lang: str, t: dict[str, str]) -> Chart:
+    """Members per segment on the latest nightly run, beside the run a month before it
+    (the period chosen does not apply: segments are "now", like the tiers)."""
+    got = store_segments.counts_with_change(conn, club_id)
+    fmt = Formats(lang)
+    series = [Series(t["series_segment_now"], tuple(got.counts[s] for s in SEGMENTS))]
+    if got.day is None:
+        definition = t["def_chart_segments_none"]
+    elif got.change is None or got.month_ago is None:
+        definition = t["def_chart_segments_new"].format(day=_label(got.day, True))
+    else:
+        before = {s: got.counts[s] - got.change[s] for s in SEGMENTS}
+        series.append(Series(t["series_segment_month_ago"], tuple(before[s] for s in SEGMENTS)))
+        change = "، ".join(
+            f"{t['seg_' + s]} {'+' if got.change[s] > 0 else ''}{fmt.count(got.change[s])}"
+            for s in SEGMENTS)
+        definition = t["def_chart_segments"].format(
+            day=_label(got.day, True), before=_label(got.month_ago, True), change=change)
+    if lang == "fa":
+        definition = persian_digits(definition)
+    return Chart("segments", t["chart_segments"], render(ChartData(
+        t["chart_segments"], ChartKind.BARS, tuple(t["seg_" + s] for s in SEGMENTS),
+        tuple(series))), definition)
+
+
 def charts(conn: Connection, club_id: int, period: Period,
            rows: list[store_daily.DayFigures], lang: str, t: dict[str, str]) -> tuple[Chart, ...]:
     days = period.each_day()
@@ -243,6 +269,7 @@ def charts(conn: Connection, club_id: int, period: Period,
     out.append(Chart("tiers", t["chart_tiers"], render(ChartData(
         t["chart_tiers"], ChartKind.BARS, tuple(name for name, _ in tiers),
         (Series(t["series_members"], tuple(n for _, n in tiers)),)))))
+    out.append(segments_chart(conn, club_id, lang, t))
     grid = [[0] * 24 for _ in range(7)]
     first, last = day_number(period.first), day_number(period.last)
     for weekday, hour, n in store_daily.weekday_hours(conn, club_id, first, last):

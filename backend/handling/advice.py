@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from backend import ledger, ledger_rules, store, store_offers, texts
+from backend import ledger, ledger_rules, store, store_offers, store_segments, texts
 from backend.handling import reversal
 from backend.handling.context import Context, Outcome, locate, maintain, retier, sms
 from backend.program import Offer, Purchase, RuleError, earnings
@@ -89,7 +89,9 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
         earned, matched = earnings(
             program,
             amount,
-            Purchase(when, body["gross"], member.tier, visits, member.birthday),
+            Purchase(when, body["gross"], member.tier, visits, member.birthday,
+                     store_segments.segment_of(conn, member.id)
+                     if store_segments.wants_segment(ctx.offers) else None),
             ctx.offers,
         )
         earn_lot = ledger.credit(

@@ -7,7 +7,7 @@ import hmac
 import secrets
 from datetime import datetime
 
-from backend import ledger, store, texts
+from backend import ledger, store, store_segments, texts
 from backend.handling.context import Context, Outcome, locate, maintain, sms
 from backend.program import Purchase, RuleError
 from backend.store import Member, Quote, ts
@@ -48,7 +48,10 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
     tier = member.tier
     names: list[str] = []
     if ctx.offers:  # the offers this purchase would get, for the receipt
-        purchase = Purchase(now, gross, tier, store.visits(conn, member.id), member.birthday)
+        segment = (store_segments.segment_of(conn, member.id)
+                   if store_segments.wants_segment(ctx.offers) else None)
+        purchase = Purchase(now, gross, tier, store.visits(conn, member.id), member.birthday,
+                            segment)
         names = [o.name for o in ctx.offers if o.matches(purchase)]
     return Outcome(
         ResponseCode.APPROVED,

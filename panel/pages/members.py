@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from backend import engine, ledger, store, store_members
+from backend import engine, ledger, store, store_members, store_segments
 from backend.handling import enroll
 from backend.program import Program
 from backend.store_members import MemberFilter, SortKey
@@ -205,6 +205,8 @@ def routes(panel: Panel) -> list[BaseRoute]:
                 ledger_page=LEDGER_PAGE, referrer=referrer,
                 totals=store.purchase_totals(conn, m.id),
                 birthday_shown=_birthday_shown(m.birthday),
+                segment=store_segments.member_segment(conn, m.id),
+                jalali_day=jalali_day,
                 when_ts=lambda value: jalali(store.from_ts(value)),
                 reason=lambda ref: shown_reason(view, ref))
 

@@ -121,9 +121,10 @@ def test_dashboard_today_equals_the_report(played: World) -> None:
     for key in FIGURES:
         figure(page, key)
         figure(page, key, "prev")
-    for chart in ("sales", "purchases", "members", "tiers", "heat", "credit", "intervals"):
+    for chart in ("sales", "purchases", "members", "tiers", "segments", "heat", "credit",
+                  "intervals"):
         assert f'id="chart-{chart}"' in page
-    assert page.count("<svg") == 7
+    assert page.count("<svg") == 8
 
 
 def _earned_in_b(world: World) -> int:
