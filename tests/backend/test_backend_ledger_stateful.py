@@ -347,16 +347,22 @@ SETTINGS = settings(
 )
 
 
+def new_db_for(engine: str, request: pytest.FixtureRequest) -> NewDb:
+    """A fresh database per run of a machine: a SQLite file, or on PostgreSQL one database
+    for the test, emptied before each run."""
+    if engine != "postgresql":
+        return _sqlite_db
+    url: str = request.getfixturevalue("pg_url")
+
+    def new_db() -> tuple[str, Callable[[], None]]:
+        wipe(url)
+        return url, lambda: None
+
+    return new_db
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_backend_ledger_machine(engine: str, request: pytest.FixtureRequest) -> None:
-    """The same machine on each engine; on PostgreSQL every run starts from an empty
-    database (one database for the test, emptied before each run)."""
-    new_db: NewDb = _sqlite_db
-    if engine == "postgresql":
-        url: str = request.getfixturevalue("pg_url")
-
-        def new_db() -> tuple[str, Callable[[], None]]:
-            wipe(url)
-            return url, lambda: None
-
+    """The same machine on each engine."""
+    new_db = new_db_for(engine, request)
     run_state_machine_as_test(lambda: LedgerMachine(new_db), settings=SETTINGS)

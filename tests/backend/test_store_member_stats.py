@@ -5,7 +5,6 @@ both engines; the members list sorted and filtered on them matches a plain compu
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,8 +14,8 @@ from backend import store, store_member_stats, store_members
 from backend.handlers import Handler
 from backend.store_members import MemberFilter, SortKey
 from tests.backend.core_helpers import FakeClock, advice, phone, request, reversal
-from tests.backend.engines import ENGINES, wipe
-from tests.backend.test_backend_ledger_stateful import SETTINGS, LedgerMachine, NewDb, _sqlite_db
+from tests.backend.engines import ENGINES
+from tests.backend.test_backend_ledger_stateful import SETTINGS, LedgerMachine, new_db_for
 
 
 class MemberStatsMachine(LedgerMachine):
@@ -27,14 +26,7 @@ class MemberStatsMachine(LedgerMachine):
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_member_stats_machine(engine: str, request: pytest.FixtureRequest) -> None:
-    new_db: NewDb = _sqlite_db
-    if engine == "postgresql":
-        url: str = request.getfixturevalue("pg_url")
-
-        def new_db() -> tuple[str, Callable[[], None]]:
-            wipe(url)
-            return url, lambda: None
-
+    new_db = new_db_for(engine, request)
     run_state_machine_as_test(lambda: MemberStatsMachine(new_db), settings=SETTINGS)
 
 
