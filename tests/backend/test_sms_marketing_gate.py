@@ -7,7 +7,9 @@ from __future__ import annotations
 import threading
 from datetime import datetime, time
 
-from backend import store, store_marketing
+import pytest
+
+from backend import cli, store, store_marketing
 from backend.marketing_rules import Settings
 from backend.sms import SmsWorker, enqueue
 from backend.store import transaction
@@ -158,4 +160,24 @@ def test_settings_defaults_and_round_trip(db: str) -> None:
         assert store_marketing.settings(conn, club) == Settings()
         store_marketing.set_settings(conn, club, Settings(time(22), time(8), 50))
     assert store_marketing.settings(conn, club) == Settings(time(22), time(8), 50)
+    conn.close()
+
+
+def test_cli_club_marketing_settings(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    conn = store.connect(db)
+    name = conn.execute("SELECT name FROM clubs ORDER BY id").fetchone()[0]
+    conn.close()
+    assert cli.main(["club", "marketing", name, "--quiet", "22:00-08:30", "--daily-limit", "40",
+                     "--db", db]) == 0
+    assert "quiet 22:00-08:30 Tehran, at most 40 a day" in capsys.readouterr().out
+    before = status(db)
+    for bad in (["--quiet", "25:00-08:00"], ["--daily-limit", "-1"], ["--daily-limit", "x"]):
+        assert cli.main(["club", "marketing", name, *bad, "--db", db]) == 2
+        assert "marketing settings" in capsys.readouterr().err
+    assert status(db) == before
+    assert cli.main(["club", "show", name, "--db", db]) == 0
+    assert "marketing quiet 22:00-08:30" in capsys.readouterr().out
+    conn = store.connect(db)
+    club = conn.execute("SELECT id FROM clubs WHERE name = ?", (name,)).fetchone()[0]
+    assert store_marketing.settings(conn, club) == Settings(time(22), time(8, 30), 40)
     conn.close()
