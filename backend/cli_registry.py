@@ -67,6 +67,10 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> 
     mkt.add_argument("--daily-limit", help="marketing SMS a Tehran day for the club "
                      "(a number, or 'none')")
 
+    from backend import cli_automsg
+
+    cli_automsg.add_parsers(sub, common)
+
     branch = sub.add_parser("branch", help="branches: the shops of a club")
     bsub = branch.add_subparsers(dest="action", required=True)
     badd = bsub.add_parser("add", help="a new branch of a club")
@@ -566,10 +570,17 @@ def _program(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _automsg(args: argparse.Namespace, settings: Settings) -> int:
+    from backend import cli_automsg
+
+    return cli_automsg.run(args, settings)
+
+
 HANDLERS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "club": _club,
     "branch": _branch,
     "terminal": _terminal,
     "program": _program,
+    "automsg": _automsg,
 }
 __all__ = ["HANDLERS", "PROG", "add_parsers", "club_of"]

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from backend import engine, store_daily, store_marketing
+from backend import engine, store_automsg, store_daily, store_marketing
 from backend.engine import Connection
 
 #: The oldest version a migration starts from: version 2 came before the first release.
@@ -526,8 +526,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         10,
-        "per-club marketing delivery settings (quiet hours, daily limit)",
-        store_marketing.SCHEMA,
+        "per-club marketing delivery settings (quiet hours, daily limit) and automatic "
+        "messages (birthday, occasions, win-back, ...) with their daily runs",
+        store_marketing.SCHEMA + store_automsg.SCHEMA,
     ),
 )
 LATEST = MIGRATIONS[-1].version
