@@ -66,6 +66,8 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> 
                      "(default 21:00-09:00; 00:00-00:00: none)")
     mkt.add_argument("--daily-limit", help="marketing SMS a Tehran day for the club "
                      "(a number, or 'none')")
+    mkt.add_argument("--consent-at-enrolment", choices=("yes", "no"), help="whether "
+                     "enrolling gives marketing consent (default yes)")
 
     from backend import cli_automsg
 
@@ -226,7 +228,11 @@ def _club(args: argparse.Namespace, settings: Settings) -> int:
             rules = _marketing_settings(store_marketing.settings(conn, club.id), args)
             with store.transaction(conn):
                 store_marketing.set_settings(conn, club.id, rules)
-            print(f"club {club.name!r}: marketing {_marketing_text(rules)}")
+                if args.consent_at_enrolment is not None:
+                    store_marketing.set_consent_at_enrolment(
+                        conn, club.id, args.consent_at_enrolment == "yes")
+            print(f"club {club.name!r}: marketing {_marketing_text(rules)}, consent at "
+                  f"enrolment {_yes(store_marketing.consent_at_enrolment(conn, club.id))}")
             return 0
         n = store_registry.club_counts(conn, club.id)
         latest = store_registry.latest_program(conn, club.id)
@@ -268,6 +274,10 @@ def _marketing_settings(now: Any, args: argparse.Namespace) -> Any:
         return replace(now, **changes)
     except ValueError as exc:
         raise UsageError(f"marketing settings: {exc}") from None
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
 
 
 def _marketing_text(s: Any) -> str:

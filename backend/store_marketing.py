@@ -17,7 +17,8 @@ from protocols.identity import normalize_phone
 
 SCHEMA = (
     "CREATE TABLE club_marketing (club_id INTEGER NOT NULL PRIMARY KEY REFERENCES clubs(id), "
-    "quiet_start TEXT NOT NULL, quiet_end TEXT NOT NULL, daily_limit INTEGER, "
+    "quiet_start TEXT NOT NULL DEFAULT '21:00', quiet_end TEXT NOT NULL DEFAULT '09:00', "
+    "daily_limit INTEGER, consent_at_enrolment INTEGER NOT NULL DEFAULT 1, "
     "CHECK (daily_limit IS NULL OR daily_limit >= 0))",
 )
 
@@ -63,6 +64,22 @@ def set_settings(conn: Connection, club_id: int, s: Settings) -> None:
         " quiet_start = excluded.quiet_start, quiet_end = excluded.quiet_end,"
         " daily_limit = excluded.daily_limit",
         (club_id, _hhmm(s.quiet_start), _hhmm(s.quiet_end), s.club_daily),
+    )
+
+
+def consent_at_enrolment(conn: Connection, club_id: int) -> bool:
+    """Whether a new member of the club gives marketing consent by enrolling (the default;
+    store.insert_member reads the same column)."""
+    row = conn.execute("SELECT consent_at_enrolment FROM club_marketing WHERE club_id = ?",
+                       (club_id,)).fetchone()
+    return True if row is None else bool(row[0])
+
+
+def set_consent_at_enrolment(conn: Connection, club_id: int, given: bool) -> None:
+    conn.execute(
+        "INSERT INTO club_marketing (club_id, consent_at_enrolment) VALUES (?, ?)"
+        " ON CONFLICT (club_id) DO UPDATE SET consent_at_enrolment = excluded.consent_at_enrolment",
+        (club_id, int(given)),
     )
 
 

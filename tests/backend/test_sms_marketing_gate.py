@@ -181,3 +181,24 @@ def test_cli_club_marketing_settings(db: str, capsys: pytest.CaptureFixture[str]
     club = conn.execute("SELECT id FROM clubs WHERE name = ?", (name,)).fetchone()[0]
     assert store_marketing.settings(conn, club) == Settings(time(22), time(8, 30), 40)
     conn.close()
+
+
+def test_consent_comes_with_enrolment_unless_the_club_says_no(
+    db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conn = store.connect(db)
+    club, name = conn.execute("SELECT id, name FROM clubs ORDER BY id").fetchone()
+    now = tehran(2026, 6, 1, 10)
+    with transaction(conn):
+        a = store.insert_member(conn, phone="09121110001", referrer_id=None, tier="bronze",
+                                now=now, club_id=club)
+    assert cli.main(["club", "marketing", name, "--consent-at-enrolment", "no",
+                     "--db", db]) == 0
+    assert "consent at enrolment no" in capsys.readouterr().out
+    with transaction(conn):
+        b = store.insert_member(conn, phone="09121110002", referrer_id=None, tier="bronze",
+                                now=now, club_id=club)
+    assert store_marketing.consents(conn, [a.id, b.id]) == {a.id: True, b.id: False}
+    # the quiet hours set before are kept by a change of this setting alone
+    assert store_marketing.settings(conn, club) == Settings()
+    conn.close()
