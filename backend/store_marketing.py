@@ -12,14 +12,19 @@ from collections.abc import Iterable
 from datetime import datetime, time
 
 from backend.engine import Connection
-from backend.marketing_rules import Settings, is_stop_reply
+from backend.marketing_rules import KIND_CLASS, MARKETING, Settings, is_stop_reply
 from protocols.identity import normalize_phone
 
+MARKETING_KINDS = tuple(k for k, c in KIND_CLASS.items() if c == MARKETING)
 SCHEMA = (
     "CREATE TABLE club_marketing (club_id INTEGER NOT NULL PRIMARY KEY REFERENCES clubs(id), "
     "quiet_start TEXT NOT NULL DEFAULT '21:00', quiet_end TEXT NOT NULL DEFAULT '09:00', "
     "daily_limit INTEGER, consent_at_enrolment INTEGER NOT NULL DEFAULT 1, "
     "CHECK (daily_limit IS NULL OR daily_limit >= 0))",
+    # the SMS worker's count of today's marketing SMS (outbox._marketing_today): only
+    # marketing rows are in it, so a purchase SMS's insert does not maintain it
+    "CREATE INDEX sms_outbox_marketing_sent ON sms_outbox (club_id, finished_at) "
+    f"WHERE kind IN {MARKETING_KINDS!r}",
 )
 
 

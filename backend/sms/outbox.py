@@ -25,7 +25,7 @@ from protocols.persian import TEHRAN
 
 #: every kind the outbox takes: marketing_rules.KIND_CLASS says which are marketing
 KINDS = tuple(KIND_CLASS)
-MARKETING_KINDS = tuple(k for k, c in KIND_CLASS.items() if c == MARKETING)
+MARKETING_KINDS = store_marketing.MARKETING_KINDS
 PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
 _ERROR_CHARS = 300
 _NORMAL_PHONE = re.compile(r"09[0-9]{9}")
@@ -192,8 +192,20 @@ def claim_due(
     BEGIN IMMEDIATE takes SQLite's write lock before the rows are chosen, so two processes
     never pick the same row; on PostgreSQL the rows are claimed FOR UPDATE SKIP LOCKED,
     so two processes take different rows at the same moment. `conn` must be in autocommit
-    mode (isolation_level=None).
+    mode (isolation_level=None). Marketing SMS the rules hold back are handed back in the
+    same transaction (`_gate_marketing`); when a whole batch was held back, the next is
+    claimed, so that SMS behind a night's queue of marketing ones are not kept waiting.
     """
+    while True:
+        claimed, taken = _claim_batch(conn, owner=owner, now=now, lease=lease, limit=limit)
+        if claimed or not taken:
+            return claimed
+
+
+def _claim_batch(
+    conn: Connection, *, owner: str, now: float, lease: float, limit: int
+) -> tuple[list[Claimed], int]:
+    """One claim transaction: (the SMS that may go, how many rows were taken)."""
     with transaction(conn):
         rows = conn.execute(
             "UPDATE sms_outbox SET status = 'sending', claimed_by = ?, claimed_until = ?,"
@@ -210,7 +222,7 @@ def claim_due(
         claimed = [Claimed(*row[1:]) for row in sorted(rows)]
         if any(KIND_CLASS[c.kind] == MARKETING for c in claimed):
             claimed = _gate_marketing(conn, claimed, owner=owner, now=now, lease=lease)
-    return claimed
+    return claimed, len(rows)
 
 
 def _gate_marketing(
@@ -282,13 +294,14 @@ def _marketing_today(
     `day_start`; a claim's time is its lease's end less the lease."""
     marks = ", ".join("?" * len(MARKETING_KINDS))
     club = "club_id IS NULL AND ? IS NULL" if club_id is None else "club_id = ?"
+    # two parts, each on an index: the sent ones on store_marketing's partial index of
+    # marketing rows, the few being sent on sms_outbox_due (status first)
     rows = conn.execute(
-        "SELECT id, member_id, CASE WHEN status = 'sent' THEN finished_at"
-        " ELSE claimed_until - ? END FROM sms_outbox"
-        f" WHERE kind IN ({marks}) AND {club}"
-        " AND ((status = 'sent' AND finished_at >= ?)"
-        "   OR (status = 'sending' AND claimed_until >= ?))",
-        (lease, *MARKETING_KINDS, club_id, day_start, day_start),
+        f"SELECT id, member_id, finished_at FROM sms_outbox WHERE kind IN {MARKETING_KINDS!r}"
+        f" AND {club} AND status = 'sent' AND finished_at >= ?"
+        " UNION ALL SELECT id, member_id, claimed_until - ? FROM sms_outbox"
+        f" WHERE status = 'sending' AND kind IN ({marks}) AND {club} AND claimed_until >= ?",
+        (club_id, day_start, lease, *MARKETING_KINDS, club_id, day_start),
     ).fetchall()
     return [(sid, member or 0, datetime.fromtimestamp(max(t, day_start), UTC))
             for sid, member, t in rows]
