@@ -190,3 +190,67 @@ def test_a_year_two_runners_and_a_restart(db: str) -> None:
     # gifts: one per birthday sent, in the ledger, expiring 30 days on
     assert len(gifts) == kinds["birthday"] and all(a == 50_000 for _, a, _ in gifts)
     assert lots >= len(gifts)
+
+
+# --- two real processes in lockstep on one database, then a restart (two new ones) -------
+
+STEPS = [(d, h) for d in (date(2026, 3, 19) + timedelta(days=i) for i in range(8))
+         for h in (0, 9, 12, 22)]
+
+
+def _runner(db: str, out: str, steps: list[tuple[date, int]], barrier: object) -> None:
+    """One backend process: the nightly job and the SMS worker at each fake instant, in
+    step with the other process (a multiprocessing barrier)."""
+    from backend.sms import FileSender
+
+    conn = store.connect(db)
+    worker = SmsWorker(db, FileSender(out), batch=2)
+    try:
+        for d, h in steps:
+            barrier.wait(60)  # type: ignore[attr-defined]
+            now = tehran(d, h, 5)
+            automsg.run_due(conn, now)
+            worker.run_once(now)
+    finally:
+        worker.stop()
+        conn.close()
+
+
+def test_two_processes_and_a_restart_send_each_once(db: str, tmp_path: object) -> None:
+    import json
+    import multiprocessing
+    from pathlib import Path
+
+    club = club_id(db)
+    members = _members(db, club)
+    ctx = multiprocessing.get_context("spawn")
+    files = [Path(str(tmp_path)) / f"sms{i}.jsonl" for i in range(4)]
+    half = len(STEPS) // 2
+    for part, steps in enumerate((STEPS[:half], STEPS[half:])):
+        barrier = ctx.Barrier(2)
+        procs = [ctx.Process(target=_runner, args=(db, str(files[2 * part + i]), steps,
+                                                   barrier)) for i in range(2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(300)
+            assert p.exitcode == 0
+    lines = [json.loads(x) for f in files if f.exists() for x in f.read_text().splitlines()]
+    marketing = [x for x in lines if x["kind"] != "purchase"]
+    assert len({(x["phone"], x["text"]) for x in marketing}) == len(marketing)
+    consenting = {p for p, c in members.values() if c}
+    # Nowruz for every consenting member (the job ran in one process a day)
+    nowruz = [x for x in marketing if x["kind"] == "occasion"]
+    assert sorted(x["phone"] for x in nowruz) == sorted(consenting)
+    assert all(x["phone"] in consenting for x in marketing)
+    conn = store.connect(db)
+    sent = conn.execute("SELECT member_id, finished_at FROM sms_outbox WHERE status = 'sent'"
+                        ).fetchall()
+    runs = conn.execute("SELECT last_day FROM automsg_runs").fetchall()
+    conn.close()
+    assert len(sent) == len(marketing)
+    local = [datetime.fromtimestamp(t, UTC).astimezone(TEHRAN) for _, t in sent]
+    assert all(time(9) <= t.time() < time(21) for t in local)
+    assert max(Counter((m, t.date()) for (m, _), t in zip(sent, local, strict=True)).values()) == 1
+    assert max(Counter(t.date() for t in local).values()) <= 5
+    assert runs == [(STEPS[-1][0].isoformat(),)]
