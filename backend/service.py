@@ -314,9 +314,8 @@ class BackendService:
                 pruned = self._handler.prune_responses()
             if pruned:
                 log.info("sweep: forgot %d stored responses past their retention", pruned)
-            with self._write_lock:
-                # once per Tehran day per club, whichever process gets there first
-                automsg.run_due(self._handler.conn, self.clock())
+            # once per Tehran day per club, whichever process gets there first
+            automsg.run_due(self._handler.conn, self.clock(), write_lock=self._write_lock)
         except engine.DatabaseError:
             log.exception("sweep failed")
             self._reconnect()
