@@ -9,6 +9,7 @@ import threading
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
 
+import jdatetime
 import pytest
 
 from backend import automsg, cli, ledger, store, store_automsg, store_marketing
@@ -190,6 +191,18 @@ def test_a_year_two_runners_and_a_restart(db: str, monkeypatch: pytest.MonkeyPat
     # Yalda on the eve (offset -1): 1405/09/29 = 2026-12-20
     occasion_days = {t.date() for r, t in zip(sent, local, strict=True) if r[4] == "occasion"}
     assert date(2026, 3, 21) in occasion_days and date(2026, 12, 20) in occasion_days
+    # birthdays on the member's Jalali month/day (stored Gregorian, converted), sent that day
+    # or, behind the daily limit, within two days
+    conn = store.connect(db)
+    born = dict(conn.execute("SELECT id, birthday FROM members").fetchall())
+    conn.close()
+    for r, t in zip(sent, local, strict=True):
+        if r[4] == "birthday":
+            occurrence = date.fromisoformat(r[0].rsplit(":", 1)[1])
+            j_birth = jdatetime.date.fromgregorian(date=date.fromisoformat(born[r[1]]))
+            j_occ = jdatetime.date.fromgregorian(date=occurrence)
+            assert (j_occ.month, j_occ.day) == (j_birth.month, j_birth.day)
+            assert occurrence <= t.date() <= occurrence + timedelta(days=2)
     # gifts: one per birthday sent, in the ledger, expiring 30 days on
     assert len(gifts) == kinds["birthday"] and all(a == 50_000 for _, a, _ in gifts)
     assert lots >= len(gifts)
