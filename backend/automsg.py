@@ -17,7 +17,14 @@ from contextlib import AbstractContextManager
 from datetime import date, datetime
 
 from backend import engine, ledger, store, store_automsg, store_registry
-from backend.occasions import AutoMessage, Occasion, OccasionError, due_messages, gift_for
+from backend.occasions import (
+    AutoMessage,
+    Occasion,
+    OccasionError,
+    due_messages,
+    gift_for,
+    load_occasions,
+)
 from backend.occasions import tehran_date as _tehran_date
 from backend.sms import outbox
 from backend.sms_templates import Template, TemplateError
@@ -88,6 +95,8 @@ def run_club(
     if _done(conn, club_id, today):
         return 0
     stored = [s.message for s in store_automsg.messages(conn, club_id) if s.enabled]
+    if occasions is None:  # read once, not per member
+        occasions = load_occasions()
     templates = {m.key: check(m) for m in stored}
     by_key = {m.key: m for m in stored}
     club = store_registry.club_by_id(conn, club_id)
