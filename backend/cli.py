@@ -121,6 +121,8 @@ def _parser() -> argparse.ArgumentParser:
     member.add_argument("phone")
     member.add_argument("--birthday", help="set the birthday (YYYY-MM-DD or MM-DD; 'none' clears)")
     member.add_argument("--rows", type=int, default=20, help="ledger rows to show")
+    member.add_argument("--consent", choices=("on", "off"), help="marketing SMS consent (off: "
+                        "what a \"لغو\" reply does; the SMS worker drops queued ones)")
 
     rep = sub.add_parser("report", help="purchases, members, credit and SMS in a period")
     common(rep)
@@ -480,6 +482,12 @@ def _member(args: argparse.Namespace, settings: Settings) -> int:
             with store.transaction(conn):
                 store.set_birthday(conn, m.id, birthday)
             m = store.member_by_id(conn, m.id)
+        if args.consent is not None:
+            from backend import store_marketing
+
+            with store.transaction(conn):
+                store_marketing.set_consent_by_phone(conn, m.phone, args.consent == "on",
+                                                     datetime.now(UTC), club_id=m.club_id)
         bal = ledger.balance(conn, m.id)
         print(f"phone     {m.phone}")
         print(f"code      {m.code}")
@@ -490,6 +498,7 @@ def _member(args: argparse.Namespace, settings: Settings) -> int:
             print(f"debt      {m.debt:,} rials (taken from future earnings)")
         print(f"enrolled  {_fmt_time(m.enrolled_at)}")
         print(f"birthday  {m.birthday or '-'}")
+        print(f"marketing {'consent given' if _consent(conn, m.id) else 'no consent'}")
         if m.referrer_id is not None:
             print(f"referrer  {store.member_by_id(conn, m.referrer_id).phone}")
         for number, active in store.cards_of(conn, m.id):
@@ -502,6 +511,12 @@ def _member(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         conn.close()
     return 0
+
+
+def _consent(conn: engine.Connection, member_id: int) -> bool:
+    from backend import store_marketing
+
+    return store_marketing.consents(conn, [member_id]).get(member_id, False)
 
 
 def _report(args: argparse.Namespace, settings: Settings) -> int:

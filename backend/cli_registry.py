@@ -59,6 +59,19 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> 
     how.add_argument("--kavenegar-line", help="send through Kavenegar from this line number")
     how.add_argument("--default", action="store_true", help="use the provider's gateway")
     sms.add_argument("--api-key-env", help="environment variable holding its Kavenegar key")
+    mkt = csub.add_parser("marketing", help="the club's quiet hours and daily marketing SMS limit")
+    common(mkt)
+    mkt.add_argument("name")
+    mkt.add_argument("--quiet", help="no marketing SMS in these Tehran hours, HH:MM-HH:MM "
+                     "(default 21:00-09:00; 00:00-00:00: none)")
+    mkt.add_argument("--daily-limit", help="marketing SMS a Tehran day for the club "
+                     "(a number, or 'none')")
+    mkt.add_argument("--consent-at-enrolment", choices=("yes", "no"), help="whether "
+                     "enrolling gives marketing consent (default yes)")
+
+    from backend import cli_automsg
+
+    cli_automsg.add_parsers(sub, common)
 
     branch = sub.add_parser("branch", help="branches: the shops of a club")
     bsub = branch.add_subparsers(dest="action", required=True)
@@ -209,12 +222,27 @@ def _club(args: argparse.Namespace, settings: Settings) -> int:
                 store_registry.set_club_sms(conn, club.id, sms)
             print(f"club {club.name!r}: SMS {_sms_text(sms)}")
             return 0
+        if args.action == "marketing":
+            from backend import store_marketing
+
+            rules = _marketing_settings(store_marketing.settings(conn, club.id), args)
+            with store.transaction(conn):
+                store_marketing.set_settings(conn, club.id, rules)
+                if args.consent_at_enrolment is not None:
+                    store_marketing.set_consent_at_enrolment(
+                        conn, club.id, args.consent_at_enrolment == "yes")
+            print(f"club {club.name!r}: marketing {_marketing_text(rules)}, consent at "
+                  f"enrolment {_yes(store_marketing.consent_at_enrolment(conn, club.id))}")
+            return 0
         n = store_registry.club_counts(conn, club.id)
         latest = store_registry.latest_program(conn, club.id)
         print(f"club      {club.name}")
         print(f"created   {_time(club.created_at)}")
         print(f"program   {_version_text(latest.version if latest else CONFIG_VERSION)}")
         print(f"sms       {_sms_text(club.sms)}")
+        from backend import store_marketing
+
+        print(f"marketing {_marketing_text(store_marketing.settings(conn, club.id))}")
         print(f"members   {n['members']}")
         print(f"offers    {n['offers']} running")
         terminals = store_registry.list_terminals(conn, club.id)
@@ -227,6 +255,35 @@ def _club(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         conn.close()
     return 0
+
+
+def _marketing_settings(now: Any, args: argparse.Namespace) -> Any:
+    """The club's marketing settings with the options given changed; bad input: UsageError."""
+    from dataclasses import replace
+
+    from backend.store_marketing import parse_hhmm
+
+    changes: dict[str, Any] = {}
+    try:
+        if args.quiet is not None:
+            start, _, end = args.quiet.partition("-")
+            changes["quiet_start"], changes["quiet_end"] = parse_hhmm(start), parse_hhmm(end)
+        if args.daily_limit is not None:
+            limit = None if args.daily_limit == "none" else int(args.daily_limit)
+            changes["club_daily"] = limit
+        return replace(now, **changes)
+    except ValueError as exc:
+        raise UsageError(f"marketing settings: {exc}") from None
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _marketing_text(s: Any) -> str:
+    quiet = f"{s.quiet_start:%H:%M}-{s.quiet_end:%H:%M}"
+    limit = "no daily limit" if s.club_daily is None else f"at most {s.club_daily} a day"
+    return f"quiet {quiet} Tehran, {limit}, {s.member_daily} a member a day"
 
 
 def _version_text(version: int) -> str:
@@ -523,10 +580,17 @@ def _program(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _automsg(args: argparse.Namespace, settings: Settings) -> int:
+    from backend import cli_automsg
+
+    return cli_automsg.run(args, settings)
+
+
 HANDLERS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "club": _club,
     "branch": _branch,
     "terminal": _terminal,
     "program": _program,
+    "automsg": _automsg,
 }
 __all__ = ["HANDLERS", "PROG", "add_parsers", "club_of"]

@@ -17,7 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from backend import engine, store_daily, store_member_stats, store_segments
+from backend import (
+    engine,
+    store_automsg,
+    store_daily,
+    store_marketing,
+    store_member_stats,
+    store_segments,
+)
 from backend.engine import Connection
 
 #: The oldest version a migration starts from: version 2 came before the first release.
@@ -535,6 +542,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         11,
         "members' LRFM scores and segments, and the per-day counts per segment",
         store_segments.SCHEMA,
+    ),
+    Migration(
+        12,
+        "per-club marketing delivery settings (quiet hours, daily limit) and automatic "
+        "messages (birthday, occasions, win-back, ...) with their daily runs",
+        store_marketing.SCHEMA + store_automsg.SCHEMA,
     ),
 )
 LATEST = MIGRATIONS[-1].version

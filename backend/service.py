@@ -27,7 +27,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from backend import engine, store
+from backend import automsg, engine, store
 from backend.config import Settings
 from backend.handlers import Clock, Handler, utc_now
 from backend.sms.senders import Sender, make_sender
@@ -315,6 +315,8 @@ class BackendService:
             if pruned:
                 log.info("sweep: forgot %d stored responses past their retention", pruned)
             self._segments()
+            # once per Tehran day per club, whichever process gets there first
+            automsg.run_due(self._handler.conn, self.clock(), write_lock=self._write_lock)
         except engine.DatabaseError:
             log.exception("sweep failed")
             self._reconnect()

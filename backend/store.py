@@ -292,9 +292,11 @@ def insert_member(
 ) -> Member:
     code = new_member_code(conn)
     cur = conn.execute(
-        "INSERT INTO members(phone, code, referrer_id, enrolled_at, tier, club_id) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (phone, code, referrer_id, ts(now), tier, club_id),
+        "INSERT INTO members(phone, code, referrer_id, enrolled_at, tier, club_id, "
+        "marketing_consent) VALUES (?, ?, ?, ?, ?, ?, COALESCE((SELECT consent_at_enrolment "
+        "FROM club_marketing WHERE club_id = ?), 1))",
+        # marketing consent comes with enrolment unless the club says otherwise
+        (phone, code, referrer_id, ts(now), tier, club_id, club_id),
     )
     store_daily.member_enrolled(conn, int(cur.lastrowid or 0), ts(now))
     return Member(

@@ -173,11 +173,16 @@ def _shop_sms_line(shop_name: str) -> tuple[str, ...]:
 
 
 def welcome_sms(*, shop_name: str, member_code: str) -> str:
-    """Sent after enrolment: the member code is what the customer will be asked for."""
+    """Sent after enrolment: the member code is what the customer will be asked for, and
+    how to stop marketing SMS (a "لغو" reply, marketing_rules.STOP_WORD), as the law asks."""
     code = _code(member_code)
     return "\n".join(
-        [*_shop_sms(shop_name), "به باشگاه مشتریان خوش آمدید.", f"کد عضویت شما: {code}"]
+        [*_shop_sms(shop_name), f"خوش آمدید! کد عضویت: {code}", WELCOME_STOP_LINE]
     )
+
+
+#: the welcome SMS's last line: how a member stops marketing SMS
+WELCOME_STOP_LINE = "لغو تبلیغات: ارسال «لغو»"
 
 
 def purchase_sms(*, shop_name: str, amount: int, earned: int, balance: int, when: datetime) -> str:

@@ -22,6 +22,7 @@ TABLES = (
     "requests", "otps", "offers", "sms_outbox", "panel_users", "audit_log", "offer_uses",
     "daily_purchases", "daily_credit", "daily_members", "daily_intervals", "daily_buyers",
     "monthly_buyers", "member_segments", "segment_counts",
+    "club_marketing", "auto_messages", "automsg_runs",
 )  # fmt: skip
 #: Rows a new schema is made with (its one club): replaced by the source's.
 _MADE_WITH_SCHEMA = ("registry_state", "branches", "clubs")

@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from typing import Any
 
-from backend import engine
+from backend import engine, store_marketing
 from backend.engine import Connection
-from backend.marketing_rules import KIND_CLASS
+from backend.marketing_rules import KIND_CLASS, MARKETING, Delivery, Dropped, Message, Release
 from backend.store import transaction
 from protocols.identity import normalize_phone
+from protocols.persian import TEHRAN
 
 #: every kind the outbox takes: marketing_rules.KIND_CLASS says which are marketing
 KINDS = tuple(KIND_CLASS)
+MARKETING_KINDS = store_marketing.MARKETING_KINDS
 PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
 _ERROR_CHARS = 300
 _NORMAL_PHONE = re.compile(r"09[0-9]{9}")
@@ -190,8 +192,20 @@ def claim_due(
     BEGIN IMMEDIATE takes SQLite's write lock before the rows are chosen, so two processes
     never pick the same row; on PostgreSQL the rows are claimed FOR UPDATE SKIP LOCKED,
     so two processes take different rows at the same moment. `conn` must be in autocommit
-    mode (isolation_level=None).
+    mode (isolation_level=None). Marketing SMS the rules hold back are handed back in the
+    same transaction (`_gate_marketing`); when a whole batch was held back, the next is
+    claimed, so that SMS behind a night's queue of marketing ones are not kept waiting.
     """
+    while True:
+        claimed, taken = _claim_batch(conn, owner=owner, now=now, lease=lease, limit=limit)
+        if claimed or not taken:
+            return claimed
+
+
+def _claim_batch(
+    conn: Connection, *, owner: str, now: float, lease: float, limit: int
+) -> tuple[list[Claimed], int]:
+    """One claim transaction: (the SMS that may go, how many rows were taken)."""
     with transaction(conn):
         rows = conn.execute(
             "UPDATE sms_outbox SET status = 'sending', claimed_by = ?, claimed_until = ?,"
@@ -204,8 +218,93 @@ def claim_due(
             " member_id",
             (owner, now + lease, now, now, limit),
         ).fetchall()
-    # RETURNING has no defined order: oldest due first.
-    return [Claimed(*row[1:]) for row in sorted(rows)]
+        # RETURNING has no defined order: oldest due first.
+        claimed = [Claimed(*row[1:]) for row in sorted(rows)]
+        if any(KIND_CLASS[c.kind] == MARKETING for c in claimed):
+            claimed = _gate_marketing(conn, claimed, owner=owner, now=now, lease=lease)
+    return claimed, len(rows)
+
+
+def _gate_marketing(
+    conn: Connection, claimed: list[Claimed], *, owner: str, now: float, lease: float
+) -> list[Claimed]:
+    """Keep the claimed SMS that may go now by marketing_rules.Delivery; in the claim's
+    transaction, the others are dropped (no consent: failed, with the reason) or handed
+    back due when the rules next let them go (quiet hours, daily limits: not a try).
+
+    The counts are of marketing SMS sent or being sent today (Tehran) in the club: on
+    PostgreSQL one lock serialises this step, so two workers' claims of one member's
+    SMS are counted one after the other (read committed: the second sees the first's).
+    """
+    engine.exclusive(conn, "sms-marketing-gate")
+    marketing = [c for c in claimed if KIND_CLASS[c.kind] == MARKETING]
+    at = datetime.fromtimestamp(now, UTC)
+    by_club: dict[int | None, list[Claimed]] = {}
+    for c in marketing:
+        by_club.setdefault(c.club_id, []).append(c)
+    rules = store_marketing.settings_of(conn, by_club)
+    consent = store_marketing.consents(conn, [c.member_id for c in marketing if c.member_id])
+    batch_ids = {c.id for c in claimed}
+    blocked: set[int] = set()
+    for club_id, group in by_club.items():
+        settings = rules.get(club_id) or rules[None]
+        day_start = _tehran_day_start(at)
+        delivery = Delivery(
+            settings, consent,
+            [(m, t) for sid, m, t in _marketing_today(conn, club_id, day_start, lease)
+             if sid not in batch_ids],
+        )
+        for c in group:
+            delivery.submit(Message(str(c.id), c.member_id or 0, c.kind, at), at)
+        ids = {str(c.id): c for c in group}
+        for ev in delivery.poll(at):
+            if isinstance(ev, Dropped):
+                sms = ids[ev.message.id]
+                blocked.add(sms.id)
+                conn.execute(
+                    "UPDATE sms_outbox SET status = 'failed', finished_at = ?, claimed_by = NULL,"
+                    " claimed_until = NULL, last_error = ? WHERE id = ? AND claimed_by = ?",
+                    (now, f"dropped: {ev.reason}", sms.id, owner),
+                )
+            else:
+                assert isinstance(ev, Release)
+        when = delivery.schedule(at) if delivery.pending else {}
+        for msg in delivery.pending:
+            sms = ids[msg.id]
+            blocked.add(sms.id)
+            due = when.get(msg.id) or settings.morning_after(at.astimezone(TEHRAN).date())
+            conn.execute(
+                "UPDATE sms_outbox SET status = 'pending', attempts = attempts - 1,"
+                " next_attempt_at = ?, claimed_by = NULL, claimed_until = NULL"
+                " WHERE id = ? AND claimed_by = ?",
+                (max(now, due.timestamp()), sms.id, owner),
+            )
+    return [c for c in claimed if c.id not in blocked]
+
+
+def _tehran_day_start(at: datetime) -> float:
+    local = at.astimezone(TEHRAN)
+    return datetime.combine(local.date(), time(0), TEHRAN).timestamp()
+
+
+def _marketing_today(
+    conn: Connection, club_id: int | None, day_start: float, lease: float
+) -> list[tuple[int, int, datetime]]:
+    """(id, member, when) of the club's marketing SMS sent, or claimed to be sent, since
+    `day_start`; a claim's time is its lease's end less the lease."""
+    marks = ", ".join("?" * len(MARKETING_KINDS))
+    club = "club_id IS NULL AND ? IS NULL" if club_id is None else "club_id = ?"
+    # two parts, each on an index: the sent ones on store_marketing's partial index of
+    # marketing rows, the few being sent on sms_outbox_due (status first)
+    rows = conn.execute(
+        f"SELECT id, member_id, finished_at FROM sms_outbox WHERE kind IN {MARKETING_KINDS!r}"
+        f" AND {club} AND status = 'sent' AND finished_at >= ?"
+        " UNION ALL SELECT id, member_id, claimed_until - ? FROM sms_outbox"
+        f" WHERE status = 'sending' AND kind IN ({marks}) AND {club} AND claimed_until >= ?",
+        (club_id, day_start, lease, *MARKETING_KINDS, club_id, day_start),
+    ).fetchall()
+    return [(sid, member or 0, datetime.fromtimestamp(max(t, day_start), UTC))
+            for sid, member, t in rows]
 
 
 def release(conn: Connection, ids: list[int], *, owner: str) -> int:

@@ -83,6 +83,11 @@ def test_backend_cli_member_and_report(any_db: str, capsys: pytest.CaptureFixtur
     assert "balance   60,000 rials" in out and "tier      bronze" in out and "earn" in out
     assert main(["member", phone(1), "--db", str(db)]) == 0
     assert "referral" in capsys.readouterr().out
+    # marketing consent: on, then off as a "لغو" reply turns it off
+    assert main(["member", phone(1), "--consent", "on", "--db", str(db)]) == 0
+    assert "marketing consent given" in capsys.readouterr().out
+    assert main(["member", phone(1), "--consent", "off", "--db", str(db)]) == 0
+    assert "marketing no consent" in capsys.readouterr().out
     assert main(["report", "--db", str(db), "--lang", "en"]) == 0
     out = capsys.readouterr().out
     assert "new members" in out and "credit issued" in out and "SMS sent" in out

@@ -64,6 +64,8 @@ def test_purchase_sms_content() -> None:
 def test_welcome_and_otp_sms_fit_one_part() -> None:
     welcome = texts.welcome_sms(shop_name="فروشگاه نمونه", member_code="104729")
     assert "۱۰۴۷۲۹" in welcome and "فروشگاه نمونه" in welcome
+    # how to stop marketing SMS: the stop word the worker's consent rule acts on
+    assert welcome.splitlines()[-1] == texts.WELCOME_STOP_LINE and "«لغو»" in welcome
     assert sms_parts(welcome) == 1
     otp = texts.otp_sms(shop_name="فروشگاه ۲۴ ساعته", code="048213")
     assert "۰۴۸۲۱۳" in otp and sms_parts(otp) == 1
@@ -79,7 +81,7 @@ def test_shop_name_is_a_parameter_and_cannot_break_lines() -> None:
     receipt = texts.enroll_receipt(shop_name="A\nB", member_code="7", balance=0, new=True)
     assert receipt.splitlines()[0] == "A B"
     # No shop name: no empty first line.
-    assert texts.welcome_sms(shop_name="", member_code="7").splitlines()[0].startswith("به")
+    assert texts.welcome_sms(shop_name="", member_code="7").splitlines()[0].startswith("خوش")
 
 
 def test_bad_input_is_rejected() -> None:

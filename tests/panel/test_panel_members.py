@@ -184,6 +184,8 @@ def test_owner_edits_name_birthday_and_marketing_sms(world: World) -> None:
         r = b.post(f"/members/{world.member_a}/profile",
                    {"name": "مریم", "birthday": "۱۳۷۰/۰۵/۱۲"})
         assert r.status_code == 303
+        # consent comes with enrolment (the club's default): off as the member asks, on again
+        b.post(f"/members/{world.member_a}/consent", {"consent": "off"})
         b.post(f"/members/{world.member_a}/consent", {"consent": "on"})
         assert b.post(f"/members/{world.member_a}/consent",
                       {"consent": "maybe"}).status_code == 400
@@ -193,7 +195,8 @@ def test_owner_edits_name_birthday_and_marketing_sms(world: World) -> None:
         m = store_members.member(c, world.club_a, world.member_a)
         entries = store_audit.entries(c, world.club_a)
     assert m.name == "مریم" and m.birthday == "1991-08-03" and m.marketing_consent
-    assert entries[1].before == {"name": SCRIPT, "birthday": None}
+    assert entries[2].before == {"name": SCRIPT, "birthday": None}
+    assert entries[1].after == {"marketing_sms": False}
     assert entries[0].after == {"marketing_sms": True}
 
 

@@ -1,0 +1,126 @@
+"""Per-club marketing delivery settings and members' consent, as the SMS worker reads them.
+
+Why a table of its own: `clubs.sms` names the club's gateway (None = the provider's), and
+the worker treats any value there as "this club has its own gateway"; quiet hours and the
+daily limit are another matter, with defaults (marketing_rules.Settings) for a club that
+never set them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, time
+
+from backend.engine import Connection
+from backend.marketing_rules import KIND_CLASS, MARKETING, Settings, is_stop_reply
+from protocols.identity import normalize_phone
+
+MARKETING_KINDS = tuple(k for k, c in KIND_CLASS.items() if c == MARKETING)
+SCHEMA = (
+    "CREATE TABLE club_marketing (club_id INTEGER NOT NULL PRIMARY KEY REFERENCES clubs(id), "
+    "quiet_start TEXT NOT NULL DEFAULT '21:00', quiet_end TEXT NOT NULL DEFAULT '09:00', "
+    "daily_limit INTEGER, consent_at_enrolment INTEGER NOT NULL DEFAULT 1, "
+    "CHECK (daily_limit IS NULL OR daily_limit >= 0))",
+    # the SMS worker's count of today's marketing SMS (outbox._marketing_today): only
+    # marketing rows are in it, so a purchase SMS's insert does not maintain it
+    "CREATE INDEX sms_outbox_marketing_sent ON sms_outbox (club_id, finished_at) "
+    f"WHERE kind IN {MARKETING_KINDS!r}",
+)
+
+
+def _hhmm(t: time) -> str:
+    return f"{t.hour:02d}:{t.minute:02d}"
+
+
+def parse_hhmm(text: str) -> time:
+    """"21:00" -> time(21, 0); ValueError for anything else."""
+    try:
+        hour, minute = (int(part) for part in text.strip().split(":"))
+        return time(hour, minute)
+    except (ValueError, TypeError):
+        raise ValueError(f"time must be HH:MM, not {text!r}") from None
+
+
+def settings(conn: Connection, club_id: int | None) -> Settings:
+    """The club's delivery settings; the defaults for a club without a row (or None)."""
+    return settings_of(conn, [club_id]).get(club_id, Settings())
+
+
+def settings_of(conn: Connection, club_ids: Iterable[int | None]) -> dict[int | None, Settings]:
+    ids = sorted({c for c in club_ids if c is not None})
+    out: dict[int | None, Settings] = {None: Settings()}
+    if ids:
+        marks = ", ".join("?" * len(ids))
+        for club_id, start, end, limit in conn.execute(
+            "SELECT club_id, quiet_start, quiet_end, daily_limit FROM club_marketing"
+            f" WHERE club_id IN ({marks})", ids,
+        ):
+            out[club_id] = Settings(parse_hhmm(start), parse_hhmm(end), limit)
+    for c in ids:
+        out.setdefault(c, Settings())
+    return out
+
+
+def set_settings(conn: Connection, club_id: int, s: Settings) -> None:
+    """Store the club's quiet hours and daily limit (in the caller's transaction)."""
+    conn.execute(
+        "INSERT INTO club_marketing (club_id, quiet_start, quiet_end, daily_limit)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (club_id) DO UPDATE SET"
+        " quiet_start = excluded.quiet_start, quiet_end = excluded.quiet_end,"
+        " daily_limit = excluded.daily_limit",
+        (club_id, _hhmm(s.quiet_start), _hhmm(s.quiet_end), s.club_daily),
+    )
+
+
+def consent_at_enrolment(conn: Connection, club_id: int) -> bool:
+    """Whether a new member of the club gives marketing consent by enrolling (the default;
+    store.insert_member reads the same column)."""
+    row = conn.execute("SELECT consent_at_enrolment FROM club_marketing WHERE club_id = ?",
+                       (club_id,)).fetchone()
+    return True if row is None else bool(row[0])
+
+
+def set_consent_at_enrolment(conn: Connection, club_id: int, given: bool) -> None:
+    conn.execute(
+        "INSERT INTO club_marketing (club_id, consent_at_enrolment) VALUES (?, ?)"
+        " ON CONFLICT (club_id) DO UPDATE SET consent_at_enrolment = excluded.consent_at_enrolment",
+        (club_id, int(given)),
+    )
+
+
+def consents(conn: Connection, member_ids: Iterable[int]) -> dict[int, bool]:
+    """Each member's marketing consent now (a missing member: none)."""
+    ids = sorted(set(member_ids))
+    out: dict[int, bool] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        marks = ", ".join("?" * len(chunk))
+        for member_id, given in conn.execute(
+            f"SELECT id, marketing_consent FROM members WHERE id IN ({marks})", chunk
+        ):
+            out[member_id] = bool(given)
+    return out
+
+
+def set_consent_by_phone(
+    conn: Connection, phone: str, consent: bool, now: datetime, club_id: int | None = None
+) -> int:
+    """Consent on or off for the member with this phone (in one club, or in every club the
+    phone is a member of); how many members changed."""
+    number = normalize_phone(phone)
+    sql = ("UPDATE members SET marketing_consent = ?, consent_changed_at = ?"
+           " WHERE phone = ? AND marketing_consent <> ?")
+    args: list[object] = [int(consent), int(now.timestamp()), number, int(consent)]
+    if club_id is not None:
+        sql += " AND club_id = ?"
+        args.append(club_id)
+    return conn.execute(sql, args).rowcount
+
+
+def incoming_sms(conn: Connection, phone: str, text: str, now: datetime) -> bool:
+    """An SMS a member sent to the club's line (where the gateway reports them): "لغو"
+    turns marketing consent off in every club of that phone. Whether it was a stop reply."""
+    if not is_stop_reply(text):
+        return False
+    set_consent_by_phone(conn, phone, False, now)
+    return True
