@@ -115,20 +115,17 @@ def recipients(
     birthday, enrolment, last settled purchase, credit lots expiring within the longest
     `expiring_days` (plus a week of grace) of `today`."""
     out: dict[int, list] = {}
-    for mid, phone, name, birthday, enrolled in conn.execute(
-        "SELECT id, phone, name, birthday, enrolled_at FROM members"
-        " WHERE club_id = ? AND marketing_consent = 1 ORDER BY id", (club_id,),
+    # last_visit is the member's running total (store_member_stats), the segment the
+    # nightly run's (store_segments): no scan of the purchases
+    for mid, phone, name, birthday, enrolled, last, segment in conn.execute(
+        "SELECT m.id, m.phone, m.name, m.birthday, m.enrolled_at, m.last_visit, s.segment"
+        " FROM members m LEFT JOIN member_segments s ON s.member_id = m.id"
+        " WHERE m.club_id = ? AND m.marketing_consent = 1 ORDER BY m.id", (club_id,),
     ):
-        out[mid] = [phone, name, _birthday(birthday, today), _tehran(enrolled), None, []]
+        out[mid] = [phone, name, _birthday(birthday, today), _tehran(enrolled),
+                    None if last is None else _tehran(last), [], segment]
     if not out:
         return []
-    for mid, last in conn.execute(
-        "SELECT p.member_id, MAX(p.occurred_at) FROM purchases p JOIN members m"
-        " ON m.id = p.member_id WHERE m.club_id = ? AND p.approved = 1 AND p.reversed = 0"
-        " GROUP BY p.member_id", (club_id,),
-    ):
-        if mid in out:
-            out[mid][4] = _tehran(last)
     horizon = max(expiring_days, default=0)
     if horizon:
         start = datetime(today.year, today.month, today.day, tzinfo=TEHRAN) - timedelta(days=7)
@@ -143,6 +140,6 @@ def recipients(
                 out[mid][5].append((_tehran(expires), remaining))
     return [
         Recipient(MemberFacts(mid, enrolled, birthday_gregorian=bd, last_purchase_on=last,
-                              expiring=tuple(exp)), phone, name)
-        for mid, (phone, name, bd, enrolled, last, exp) in out.items()
+                              segment=segment, expiring=tuple(exp)), phone, name)
+        for mid, (phone, name, bd, enrolled, last, exp, segment) in out.items()
     ]

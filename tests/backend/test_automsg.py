@@ -270,3 +270,35 @@ def test_two_processes_and_a_restart_send_each_once(db: str, tmp_path: object) -
     assert max(Counter((m, t.date()) for (m, _), t in zip(sent, local, strict=True)).values()) == 1
     assert max(Counter(t.date() for t in local).values()) <= 5
     assert runs == [(STEPS[-1][0].isoformat(),)]
+
+
+def test_a_message_for_a_segment_reaches_only_that_segment(db: str) -> None:
+    """An automatic message with a segment goes to the members the nightly run put in it
+    (store_segments), and to nobody else; members not yet scored get none."""
+    from backend import store_segments
+    from backend.segments import MemberSegment, Scores
+
+    club = club_id(db)
+    nowruz = date(2026, 3, 21)  # 1 Farvardin 1405
+    conn = store.connect(db)
+    enrolled = tehran(date(2026, 2, 1), 12)
+    with transaction(conn):
+        ids = [store.insert_member(conn, phone=f"0912200{i:04d}", referrer_id=None,
+                                   tier="bronze", now=enrolled, club_id=club).id
+               for i in range(3)]
+        for mid in ids:
+            conn.execute("UPDATE members SET marketing_consent = 1 WHERE id = ?", (mid,))
+        store_segments.write(conn, club, nowruz - timedelta(days=1), [
+            MemberSegment(ids[0], Scores(2, 1, 1, 1), "at_risk"),
+            MemberSegment(ids[1], Scores(5, 5, 5, 5), "champion"),
+        ])  # ids[2] has no segment yet
+        store_automsg.save(conn, club, AutoMessage(
+            "occasion:nowruz", "occasion", "{occasion} مبارک", occasion="nowruz",
+            segment="at_risk"))
+    try:
+        assert automsg.run_due(conn, tehran(nowruz, 0, 5)) == 1
+        rows = conn.execute("SELECT member_id, kind FROM sms_outbox WHERE kind = 'occasion'"
+                            ).fetchall()
+        assert [tuple(r) for r in rows] == [(ids[0], "occasion")]
+    finally:
+        conn.close()
