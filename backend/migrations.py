@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from backend import engine, store_daily
+from backend import engine, store_daily, store_giftcards
 from backend.engine import Connection
 
 #: The oldest version a migration starts from: version 2 came before the first release.
@@ -523,6 +523,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "an SMS is for",
         (),
         steps=(_outbox_marketing,),
+    ),
+    Migration(
+        10,
+        "gift cards: batches, cards, their movements and holds, a secret key per club",
+        store_giftcards.SCHEMA,
     ),
 )
 LATEST = MIGRATIONS[-1].version

@@ -1,0 +1,138 @@
+"""Gift cards in the database and at the till (issue 16), through the handler on both
+engines: issued, used twice in part, released, reversed, expired; repeats move nothing."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from backend import giftcards, migrations, store, store_giftcards, store_registry
+from backend.engine import Connection
+from backend.handlers import Handler
+from backend.program import Program
+from protocols import mqtt as schema
+from protocols.mqtt import Request
+from tests.backend.core_helpers import FakeClock, advice, request, reversal
+
+TID = "T0000001"
+EXPIRES = date(2026, 12, 31)
+
+
+def club_id(conn: Connection) -> int:
+    return min(store_registry.list_clubs(conn), key=lambda c: c.id).id
+
+
+def issue(conn: Connection, clock: FakeClock, count: int = 3, value: int = 500_000) -> list[str]:
+    with store.transaction(conn):
+        _, cards = store_giftcards.issue(conn, club_id(conn), value, EXPIRES, count, clock())
+    return [c.number for c in cards]
+
+
+def balance(conn: Connection, number: str) -> int:
+    return giftcards.balance(store_giftcards.movements(conn, number))
+
+
+def inquire(h: Handler, number: str, gross: int) -> tuple[Request, dict]:
+    req = request("inquiry", {"card": number, "gross": gross})
+    resp = h.handle(req)
+    assert resp.code == "00", resp
+    return req, resp.body
+
+
+def release_of(inquiry: Request, quote_id: str) -> Request:
+    return Request(type="release", id=f"release-{inquiry.id}",
+                   key=schema.release_key(inquiry.key), terminal_id=TID,
+                   merchant_id="M00000000000001",
+                   body={"inquiry_key": inquiry.key, "quote_id": quote_id, "reason": "unanswered"})
+
+
+def test_gift_cards_store_numbers_and_key(conn: Connection, clock: FakeClock) -> None:
+    first = issue(conn, clock, 5)
+    second = issue(conn, clock, 5)
+    numbers = first + second
+    assert len(set(numbers)) == 10 and all(giftcards.is_gift_card(n) for n in numbers)
+    secret = conn.execute("SELECT secret, next_serial FROM gift_keys").fetchone()
+    assert len(bytes(secret[0])) == 32 and secret[1] == 10
+    assert [balance(conn, n) for n in numbers] == [500_000] * 10
+    assert migrations.current_version(conn) == migrations.LATEST
+    with pytest.raises(giftcards.GiftCardError), store.transaction(conn):
+        store_giftcards.issue(conn, club_id(conn), 0, EXPIRES, 1, clock())
+    assert len(store_giftcards.batches(conn, club_id(conn))) == 2  # the refused one: nothing
+
+
+def test_gift_card_used_twice_in_part_released_reversed_expired(
+    handler: Handler, conn: Connection, clock: FakeClock
+) -> None:
+    number, other, _ = issue(conn, clock)
+    # first use, in part: 200,000 of the 500,000
+    _, q1 = inquire(handler, number, 200_000)
+    assert (q1["discount"], q1["net"], q1["balance"], q1["tier"]) == (200_000, 0, 300_000, "gift")
+    assert q1["quote_id"].startswith("G") and "کارت هدیه" in q1["display"]
+    assert balance(conn, number) == 300_000  # held
+    adv1 = advice(amount=0, gross=200_000, occurred_at=clock.iso(), quote_id=q1["quote_id"])
+    assert handler.handle(adv1).body["balance"] == 300_000
+    rows = len(store_giftcards.movements(conn, number))
+    assert handler.handle(adv1).body["balance"] == 300_000  # the same advice again
+    again = advice(amount=0, gross=200_000, occurred_at=clock.iso(), quote_id=q1["quote_id"])
+    assert handler.handle(again).code == "12"  # another advice on a used quote: refused
+    assert len(store_giftcards.movements(conn, number)) == rows
+    # an inquiry the agent gives up: its hold is freed, once
+    inq2, q2 = inquire(handler, number, 400_000)
+    assert (q2["discount"], q2["net"], q2["balance"]) == (300_000, 100_000, 0)
+    assert handler.handle(release_of(inq2, q2["quote_id"])).body["released"] == 300_000
+    assert balance(conn, number) == 300_000
+    # second use, in part of the purchase, then reversed: the card has its rest back
+    _, q3 = inquire(handler, number, 400_000)
+    adv3 = advice(amount=100_000, gross=400_000, occurred_at=clock.iso(),
+                  quote_id=q3["quote_id"])
+    assert handler.handle(adv3).body["balance"] == 0
+    rev = reversal(adv3, occurred_at=clock.iso())
+    assert handler.handle(rev).body["restored"] == 300_000
+    assert handler.handle(rev).body["balance"] == 300_000
+    assert balance(conn, number) == 300_000
+    # after the expiry date: answered as an unknown card, the rest expires once
+    clock.jump(days=40)
+    assert handler.handle(request("inquiry", {"card": number, "gross": 10_000})).code == "14"
+    with store.transaction(conn):
+        assert store_giftcards.expire_due(conn, club_id(conn), clock()) == 1_300_000
+    with store.transaction(conn):
+        assert store_giftcards.expire_due(conn, club_id(conn), clock()) == 0
+    [r] = store_giftcards.report(conn, club_id(conn))
+    assert (r.issued, r.used, r.expired, r.outstanding) == (3, 200_000, 1_300_000, 0)
+    assert balance(conn, other) == 0
+
+
+def test_gift_card_holds_lapse_declines_and_reversal_before_advice(
+    handler: Handler, conn: Connection, clock: FakeClock
+) -> None:
+    number = issue(conn, clock, 1)[0]
+    _, q = inquire(handler, number, 100_000)
+    clock.jump(seconds=Program().hold_seconds + 1)
+    _, q2 = inquire(handler, number, 600_000)  # the lapsed hold is the card's again
+    assert q2["discount"] == 500_000
+    declined = advice(amount=600_000, gross=600_000, occurred_at=clock.iso(),
+                      quote_id=q2["quote_id"], bank_code="51")
+    assert handler.handle(declined).body["balance"] == 500_000
+    # the lapsed quote's late advice takes what the card still has of it
+    late = advice(amount=0, gross=100_000, occurred_at=clock.iso(), quote_id=q["quote_id"])
+    assert handler.handle(late).body["balance"] == 400_000
+    # reversed before its advice came: the hold is freed, the advice takes nothing
+    _, q4 = inquire(handler, number, 50_000)
+    adv4 = advice(amount=0, gross=50_000, occurred_at=clock.iso(), quote_id=q4["quote_id"])
+    assert handler.handle(reversal(adv4, occurred_at=clock.iso())).code == "00"
+    assert balance(conn, number) == 400_000
+    assert handler.handle(adv4).body["balance"] == 400_000
+    [r] = store_giftcards.report(conn, club_id(conn))
+    assert (r.used, r.outstanding) == (100_000, 400_000)
+
+
+def test_gift_card_unknown_and_capped(conn: Connection, clock: FakeClock) -> None:
+    number = issue(conn, clock, 1)[0]
+    body = number[:-5] + ("00000" if number[-5:-1] != "0000" else "11110")
+    fake = body[:-1] + giftcards.luhn_check_digit(body[:-1])
+    assert giftcards.is_gift_card(fake) and fake != number
+    h = Handler(conn, Program(gift_max_percent=50), clock=clock)
+    assert h.handle(request("inquiry", {"card": fake, "gross": 10_000})).code == "14"
+    _, q = inquire(h, number, 400_000)
+    assert (q["discount"], q["net"]) == (200_000, 200_000)
