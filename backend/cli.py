@@ -192,6 +192,9 @@ def _parser() -> argparse.ArgumentParser:
     cli_registry.add_parsers(sub, common)
 
     cli_users.add_parser(sub, common)
+    from backend import cli_giftcards  # giftcard issue|list|show
+
+    cli_giftcards.add_parser(sub, common)
     return p
 
 
@@ -236,7 +239,7 @@ def _main(argv: Sequence[str] | None) -> int:
         if args.command == "migrate":
             return _migrate(args, settings)
         _existing(args.db)
-        from backend import cli_registry
+        from backend import cli_giftcards, cli_registry
 
         handler = {
             "member": _member,
@@ -246,6 +249,7 @@ def _main(argv: Sequence[str] | None) -> int:
             "adjust": _adjust,
             **cli_registry.HANDLERS,
             "user": cli_users.run,
+            "giftcard": cli_giftcards.run,
         }[args.command]
         return handler(args, settings)
     except (ConfigError, UsageError, cli_ops.OpsError, cli_users.UsageError, store.StoreError,

@@ -221,8 +221,10 @@ def set_hold(conn: Connection, quote_id: str, status: str, advice_key: str | Non
 # --- reports -------------------------------------------------------------------------------
 
 
-def report(conn: Connection, club_id: int) -> list[BatchReport]:
-    """Per batch: cards issued and sold, rials used, expired, outstanding."""
+def report(conn: Connection, club_id: int, now: datetime) -> list[BatchReport]:
+    """Per batch: cards issued and sold, rials used, expired, outstanding. A batch past
+    its date counts its free rest as expired even before `expire_due` has written it."""
+    today = now.astimezone(TEHRAN).date()
     out = []
     for b in batches(conn, club_id):
         sold = conn.execute("SELECT COUNT(*) FROM gift_cards WHERE batch_id = ? AND "
@@ -234,6 +236,9 @@ def report(conn: Connection, club_id: int) -> list[BatchReport]:
         expired = -int(sums.get("gc_expiry") or 0)
         held = -int(sums.get("gc_hold") or 0) - int(sums.get("gc_release") or 0)
         outstanding = sum(int(v or 0) for v in sums.values()) + held
+        if today > b.expires_on:
+            expired += outstanding - held
+            outstanding = held
         out.append(BatchReport(b, b.count, int(sold), used, expired, outstanding))
     return out
 

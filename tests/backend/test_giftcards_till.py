@@ -3,11 +3,14 @@ engines: issued, used twice in part, released, reversed, expired; repeats move n
 
 from __future__ import annotations
 
+import csv
 from datetime import date
+from pathlib import Path
 
 import pytest
 
 from backend import giftcards, migrations, store, store_giftcards, store_registry
+from backend.cli import main
 from backend.engine import Connection
 from backend.handlers import Handler
 from backend.program import Program
@@ -94,11 +97,13 @@ def test_gift_card_used_twice_in_part_released_reversed_expired(
     # after the expiry date: answered as an unknown card, the rest expires once
     clock.jump(days=40)
     assert handler.handle(request("inquiry", {"card": number, "gross": 10_000})).code == "14"
+    [r] = store_giftcards.report(conn, club_id(conn), clock())  # counted before the sweep
+    assert (r.expired, r.outstanding) == (1_300_000, 0)
     with store.transaction(conn):
         assert store_giftcards.expire_due(conn, club_id(conn), clock()) == 1_300_000
     with store.transaction(conn):
         assert store_giftcards.expire_due(conn, club_id(conn), clock()) == 0
-    [r] = store_giftcards.report(conn, club_id(conn))
+    [r] = store_giftcards.report(conn, club_id(conn), clock())
     assert (r.issued, r.used, r.expired, r.outstanding) == (3, 200_000, 1_300_000, 0)
     assert balance(conn, other) == 0
 
@@ -123,7 +128,7 @@ def test_gift_card_holds_lapse_declines_and_reversal_before_advice(
     assert handler.handle(reversal(adv4, occurred_at=clock.iso())).code == "00"
     assert balance(conn, number) == 400_000
     assert handler.handle(adv4).body["balance"] == 400_000
-    [r] = store_giftcards.report(conn, club_id(conn))
+    [r] = store_giftcards.report(conn, club_id(conn), clock())
     assert (r.used, r.outstanding) == (100_000, 400_000)
 
 
@@ -136,3 +141,36 @@ def test_gift_card_unknown_and_capped(conn: Connection, clock: FakeClock) -> Non
     assert h.handle(request("inquiry", {"card": fake, "gross": 10_000})).code == "14"
     _, q = inquire(h, number, 400_000)
     assert (q["discount"], q["net"]) == (200_000, 200_000)
+
+
+def test_giftcard_cli_issue_list_show(
+    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cards.csv"
+    assert main(["giftcard", "issue", "--db", db, "--value", "250000", "--expires",
+                 "1499/01/01", "--count", "4", "--csv", str(out)]) == 0
+    assert "4 cards of 250000 rials" in capsys.readouterr().out
+    rows = list(csv.reader(out.read_text(encoding="ascii").splitlines()))
+    assert rows[0] == ["number", "value", "expiry"] and len(rows) == 5
+    assert all(giftcards.is_gift_card(r[0]) and r[1:] == ["250000", "1499/01/01"]
+               for r in rows[1:])
+    number = rows[1][0]
+    assert main(["giftcard", "show", number, "--db", db]) == 0
+    shown = capsys.readouterr().out
+    assert number not in shown and number[-4:] in shown and "balance 250000" in shown
+    assert main(["giftcard", "show", number, "--db", db, "--unmasked"]) == 0
+    assert number in capsys.readouterr().out
+    assert main(["giftcard", "list", "--db", db]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[3:] == ["4", "0", "0", "0",
+                                                                    "1000000"]
+    # refused: a past date, a CSV that exists; nothing written
+    assert main(["giftcard", "issue", "--db", db, "--value", "1", "--expires", "2020-01-01",
+                 "--count", "1"]) == 2
+    assert main(["giftcard", "issue", "--db", db, "--value", "1", "--expires", "1499-01-01",
+                 "--count", "1", "--csv", str(out)]) == 2
+    assert "after today" in capsys.readouterr().err
+    conn = store.connect(db)
+    try:
+        assert len(store_giftcards.batches(conn, club_id(conn))) == 1
+    finally:
+        conn.close()
