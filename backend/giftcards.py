@@ -146,12 +146,15 @@ def balance(movements: Sequence[Movement]) -> int:
 
 
 def quote(card: GiftCard, movements: Sequence[Movement], gross: int, now: datetime,
-          program: GiftProgram = GiftProgram()) -> GiftQuote:
+          program: GiftProgram = GiftProgram(), min_bank: int = 0) -> GiftQuote:
+    """`min_bank`: what the bank card must still be charged (the till passes 1: an
+    approved 0220 of amount 0 is refused, PROTOCOL.md reading 9, so a purchase the card
+    paid in full could never be advised and its hold would lapse unpaid)."""
     if not isinstance(gross, int) or gross <= 0:
         raise GiftCardError("the purchase amount is a positive number of rials")
     free = 0 if card.expired(now) else max(0, balance(movements))
     cap = gross if program.cap_percent is None else int(gross * program.cap_percent // 100)
-    gift = min(free, cap, gross)
+    gift = max(0, min(free, cap, gross - min_bank))
     earn_base = gross if program.earn_on_gift_part else gross - gift
     return GiftQuote(gross, gift, gross - gift, earn_base, free - gift)
 

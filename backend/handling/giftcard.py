@@ -79,7 +79,7 @@ def inquiry(ctx: Context, req: Request, number: str, now: datetime) -> Outcome:
     if card.expired(now):
         raise _unknown()
     before = store_giftcards.movements(ctx.conn, number)
-    q = giftcards.quote(card, before, gross, now, gift_program(ctx.program))
+    q = giftcards.quote(card, before, gross, now, gift_program(ctx.program), min_bank=1)
     quote_id = GIFT_QUOTE + store.new_quote_id(now)[1:]
     store_giftcards.record(ctx.conn, number, before, giftcards.hold(before, q, quote_id), now)
     store_giftcards.insert_hold(ctx.conn, store_giftcards.Hold(

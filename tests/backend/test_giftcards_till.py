@@ -69,15 +69,15 @@ def test_gift_card_used_twice_in_part_released_reversed_expired(
 ) -> None:
     number, other, _ = issue(conn, clock)
     # first use, in part: 200,000 of the 500,000
-    _, q1 = inquire(handler, number, 200_000)
-    assert (q1["discount"], q1["net"], q1["balance"], q1["tier"]) == (200_000, 0, 300_000, "gift")
+    _, q1 = inquire(handler, number, 200_001)
+    assert (q1["discount"], q1["net"], q1["balance"], q1["tier"]) == (200_000, 1, 300_000, "gift")
     assert q1["quote_id"].startswith("G") and "کارت هدیه" in q1["display"]
     assert balance(conn, number) == 300_000  # held
-    adv1 = advice(amount=0, gross=200_000, occurred_at=clock.iso(), quote_id=q1["quote_id"])
+    adv1 = advice(amount=1, gross=200_001, occurred_at=clock.iso(), quote_id=q1["quote_id"])
     assert handler.handle(adv1).body["balance"] == 300_000
     rows = len(store_giftcards.movements(conn, number))
     assert handler.handle(adv1).body["balance"] == 300_000  # the same advice again
-    again = advice(amount=0, gross=200_000, occurred_at=clock.iso(), quote_id=q1["quote_id"])
+    again = advice(amount=1, gross=200_001, occurred_at=clock.iso(), quote_id=q1["quote_id"])
     assert handler.handle(again).code == "12"  # another advice on a used quote: refused
     assert len(store_giftcards.movements(conn, number)) == rows
     # an inquiry the agent gives up: its hold is freed, once
@@ -112,7 +112,7 @@ def test_gift_card_holds_lapse_declines_and_reversal_before_advice(
     handler: Handler, conn: Connection, clock: FakeClock
 ) -> None:
     number = issue(conn, clock, 1)[0]
-    _, q = inquire(handler, number, 100_000)
+    _, q = inquire(handler, number, 100_001)
     clock.jump(seconds=Program().hold_seconds + 1)
     _, q2 = inquire(handler, number, 600_000)  # the lapsed hold is the card's again
     assert q2["discount"] == 500_000
@@ -120,16 +120,20 @@ def test_gift_card_holds_lapse_declines_and_reversal_before_advice(
                       quote_id=q2["quote_id"], bank_code="51")
     assert handler.handle(declined).body["balance"] == 500_000
     # the lapsed quote's late advice takes what the card still has of it
-    late = advice(amount=0, gross=100_000, occurred_at=clock.iso(), quote_id=q["quote_id"])
+    late = advice(amount=1, gross=100_001, occurred_at=clock.iso(), quote_id=q["quote_id"])
     assert handler.handle(late).body["balance"] == 400_000
     # reversed before its advice came: the hold is freed, the advice takes nothing
-    _, q4 = inquire(handler, number, 50_000)
-    adv4 = advice(amount=0, gross=50_000, occurred_at=clock.iso(), quote_id=q4["quote_id"])
+    _, q4 = inquire(handler, number, 50_001)
+    adv4 = advice(amount=1, gross=50_001, occurred_at=clock.iso(), quote_id=q4["quote_id"])
     assert handler.handle(reversal(adv4, occurred_at=clock.iso())).code == "00"
     assert balance(conn, number) == 400_000
     assert handler.handle(adv4).body["balance"] == 400_000
     [r] = store_giftcards.report(conn, club_id(conn), clock())
     assert (r.used, r.outstanding) == (100_000, 400_000)
+
+
+def handler_of(conn: Connection, clock: FakeClock) -> Handler:
+    return Handler(conn, Program(), clock=clock)
 
 
 def test_gift_card_unknown_and_capped(conn: Connection, clock: FakeClock) -> None:
@@ -141,6 +145,9 @@ def test_gift_card_unknown_and_capped(conn: Connection, clock: FakeClock) -> Non
     assert h.handle(request("inquiry", {"card": fake, "gross": 10_000})).code == "14"
     _, q = inquire(h, number, 400_000)
     assert (q["discount"], q["net"]) == (200_000, 200_000)
+    # the bank card always pays at least 1 rial: an approved 0220 of 0 would be refused
+    _, q = inquire(handler_of(conn, clock), number, 1_000)
+    assert (q["discount"], q["net"], q["balance"]) == (999, 1, 299_001)
 
 
 def test_giftcard_cli_issue_list_show(
