@@ -223,7 +223,12 @@ def inquiry_fields(q: GiftQuote, card: GiftCard) -> dict[str, str]:
     and the rest of the card in MG (docs/campaigns.md)."""
     expiry = persian_digits(jdatetime.date.fromgregorian(date=card.expires_on)
                             .strftime("%Y/%m/%d"))
-    mg = fit(f"کارت هدیه، مانده {format_rials(q.balance_after)} تا {expiry}", LIMITS["MG"])
+    rest = format_rials(q.balance_after)
+    # MG is 64 UTF-8 bytes (a Persian letter is 2): the richest wording that fits
+    candidates = (f"کارت هدیه، مانده {rest} تا {expiry}", f"کارت هدیه {rest} تا {expiry}",
+                  f"هدیه {rest} تا {expiry}", f"هدیه {rest}")
+    mg = next((c for c in candidates if len(c.encode("utf-8")) <= LIMITS["MG"]),
+              fit(candidates[-1], LIMITS["MG"]))
     return {"GA": str(q.gross), "DA": str(q.gift_part), "NA": str(q.bank_part),
             "CB": str(q.balance_after), "TR": GIFT_TIER, "MG": mg}
 

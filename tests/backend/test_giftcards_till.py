@@ -181,3 +181,12 @@ def test_giftcard_cli_issue_list_show(
         assert len(store_giftcards.batches(conn, club_id(conn))) == 1
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("rest", [0, 300_000, 12_300_000, 1_000_000_000])
+def test_gift_card_mg_keeps_the_expiry_whole(rest: int) -> None:
+    """MG's limit is in bytes: the expiry date is never cut in half."""
+    card = giftcards.GiftCard("9981000000000000", 1, rest + 1, EXPIRES)
+    q = giftcards.GiftQuote(10, 1, 9, 9, rest)
+    mg = giftcards.inquiry_fields(q, card)["MG"]
+    assert len(mg.encode()) <= 64 and mg.endswith("۱۴۰۵/۱۰/۱۰")
