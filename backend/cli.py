@@ -431,10 +431,15 @@ def _phone(text: str) -> str:
 
 
 def _card_number(text: str) -> str:
+    from backend.giftcards import is_gift_card
+
     try:
-        return normalize_card(text)
+        number = normalize_card(text)
     except IdentityError as exc:
         raise UsageError(f"card {text!r}: {exc}") from None
+    if is_gift_card(number):
+        raise UsageError(f"card {text!r}: a gift card number is never a loyalty card")
+    return number
 
 
 def _birthday(text: str) -> str | None:

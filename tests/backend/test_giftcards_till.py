@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from backend import giftcards, migrations, store, store_giftcards, store_registry
+from backend import giftcards, migrations, store, store_giftcards, store_members, store_registry
 from backend.cli import main
 from backend.engine import Connection
 from backend.handlers import Handler
@@ -190,3 +190,18 @@ def test_gift_card_mg_keeps_the_expiry_whole(rest: int) -> None:
     q = giftcards.GiftQuote(10, 1, 9, 9, rest)
     mg = giftcards.inquiry_fields(q, card)["MG"]
     assert len(mg.encode()) <= 64 and mg.endswith("۱۴۰۵/۱۰/۱۰")
+
+
+def test_gift_card_number_is_never_linked_as_a_loyalty_card(
+    handler: Handler, conn: Connection, clock: FakeClock, db: str,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    number = issue(conn, clock, 1)[0]
+    assert handler.handle(request("enroll", {"phone": "09120000001"})).code == "00"
+    m = store.member_by_phone(conn, "09120000001", club_id=club_id(conn))
+    assert m is not None
+    with pytest.raises(store_members.CardError), store.transaction(conn):
+        store_members.link_card(conn, m.id, number, clock())
+    assert main(["card", "add", "09120000001", number, "--db", db]) == 2
+    assert "gift card" in capsys.readouterr().err
+    assert store.card_owner(conn, number) is None
