@@ -46,6 +46,9 @@ SCHEMA = (
     "status TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, "
     "advice_key TEXT UNIQUE) WITHOUT ROWID",
     "CREATE INDEX gift_holds_card ON gift_holds(number, status)",
+    # the sweep's two reads, by index (tests/backend/test_backend_handlers.py)
+    "CREATE INDEX gift_holds_lapse ON gift_holds(status, expires_at)",
+    "CREATE INDEX gift_batches_expiry ON gift_batches(expires_on)",
 )
 
 
@@ -243,17 +246,27 @@ def report(conn: Connection, club_id: int, now: datetime) -> list[BatchReport]:
     return out
 
 
-def expire_due(conn: Connection, club_id: int, now: datetime) -> int:
-    """Write the expiry movement of every card of the club past its date with a free
-    rest (idempotent: a card emptied has none left); the rials expired."""
+def lapsed_holds(conn: Connection, now: datetime) -> list[Hold]:
+    rows = conn.execute(f"SELECT {_HOLD_COLS} FROM gift_holds WHERE status = ? AND "
+                        "expires_at <= ?", ("held", int(now.timestamp()))).fetchall()
+    return [Hold(*r) for r in rows]
+
+
+def expire_due(conn: Connection, club_id: int | None, now: datetime) -> int:
+    """Write the expiry movement of every card of the club (None: of every club) past
+    its date with a free rest (idempotent: a card emptied has none left); the rials
+    expired."""
     today = now.astimezone(TEHRAN).date().isoformat()
+    of_club = "" if club_id is None else " AND b.club_id = ?"
     rows = conn.execute(
-        "SELECT c.number FROM gift_cards c JOIN gift_batches b ON b.id = c.batch_id "
-        "WHERE b.club_id = ? AND b.expires_on < ? AND (SELECT COALESCE(SUM(amount), 0) "
-        "FROM gift_movements m WHERE m.number = c.number) > 0", (club_id, today)).fetchall()
+        "SELECT c.number, b.club_id FROM gift_cards c JOIN gift_batches b "
+        "ON b.id = c.batch_id WHERE b.expires_on < ?" + of_club +
+        " AND (SELECT COALESCE(SUM(amount), 0) FROM gift_movements m "
+        "WHERE m.number = c.number) > 0",
+        (today,) if club_id is None else (today, club_id)).fetchall()
     total = 0
-    for (number,) in rows:
-        c = card(conn, number, club_id, lock=True)
+    for number, club in rows:
+        c = card(conn, number, int(club), lock=True)
         assert c is not None
         before = movements(conn, number)
         total += -sum(m.amount for m in record(conn, number, before,

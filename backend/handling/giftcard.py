@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from backend import giftcards, store, store_giftcards, texts
+from backend import engine, giftcards, store, store_giftcards, texts
 from backend.giftcards import GiftCard, GiftCardError, GiftProgram, Movement
 from backend.handling.context import Context, Outcome
 from backend.program import Program, RuleError
@@ -170,3 +170,25 @@ def end_quote(ctx: Context, quote_id: str, terminal_id: str, status: str, now: d
     if h is None or h.status != HELD:
         return 0
     return _free(ctx, h, status, now)
+
+
+def sweep(ctx: Context, now: datetime) -> int:
+    """For every club: lapsed gift card holds freed, the rests of cards past their last
+    day expired; the rials expired. A card another process holds: the next sweep."""
+    conn = ctx.conn
+    conn.execute("SAVEPOINT giftcards")
+    try:
+        for h in store_giftcards.lapsed_holds(conn, now):
+            store_giftcards.card(conn, h.number, h.club_id, lock=True)
+            fresh = store_giftcards.hold(conn, h.quote_id)
+            if fresh is not None and fresh.status == HELD and fresh.expires_at <= ts(now):
+                _free(ctx, fresh, EXPIRED, now)
+        expired = store_giftcards.expire_due(conn, None, now)
+    except Exception as exc:
+        conn.execute("ROLLBACK TO giftcards")
+        conn.execute("RELEASE giftcards")
+        if not engine.is_busy(exc):
+            raise
+        return 0
+    conn.execute("RELEASE giftcards")
+    return expired

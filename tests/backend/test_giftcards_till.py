@@ -205,3 +205,21 @@ def test_gift_card_number_is_never_linked_as_a_loyalty_card(
     assert main(["card", "add", "09120000001", number, "--db", db]) == 2
     assert "gift card" in capsys.readouterr().err
     assert store.card_owner(conn, number) is None
+
+
+def test_the_sweep_frees_lapsed_gift_holds_and_expires_past_cards(
+    handler: Handler, conn: Connection, clock: FakeClock
+) -> None:
+    number, unused = issue(conn, clock, 2)
+    inquire(handler, number, 100_001)
+    clock.jump(seconds=Program().hold_seconds + 1)
+    handler.sweep()
+    assert balance(conn, number) == 500_000
+    [h] = conn.execute("SELECT status FROM gift_holds").fetchall()
+    assert h[0] == "expired"
+    clock.jump(days=40)
+    handler.sweep()
+    handler.sweep()  # twice: expired once
+    assert balance(conn, number) == 0 and balance(conn, unused) == 0
+    [r] = store_giftcards.report(conn, club_id(conn), clock())
+    assert (r.expired, r.outstanding) == (1_000_000, 0)
