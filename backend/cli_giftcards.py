@@ -43,7 +43,10 @@ def add_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> N
     show.add_argument("--batch", type=int, help="every card of this batch instead")
     show.add_argument("--csv", help="with --batch: write its printable CSV here")
     show.add_argument("--unmasked", action="store_true", help="print the numbers in full")
-    for sp in (issue, lst, show):
+    sell = gsub.add_parser("sell", help="mark cards sold (the report's sold column)")
+    common(sell)
+    sell.add_argument("numbers", nargs="+", help="the cards' 16 digits")
+    for sp in (issue, lst, show, sell):
         sp.add_argument("--club", help="the club (default: the only one)")
 
 
@@ -68,6 +71,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             return _issue(conn, args, now)
         if args.action == "list":
             return _list(conn, args, now)
+        if args.action == "sell":
+            return _sell(conn, args, now)
         return _show(conn, args, now)
     finally:
         conn.close()
@@ -104,6 +109,29 @@ def _list(conn: Any, args: argparse.Namespace, now: datetime) -> int:
         print(f"{b.id}  {b.value}  {_jalali(b.expires_on)}  {r.issued}  {r.sold}  {r.used}  "
               f"{r.expired}  {r.outstanding}")
     return 0
+
+
+def _sell(conn: Any, args: argparse.Namespace, now: datetime) -> int:
+    """All or nothing: one number that is not a card of the club changes nothing."""
+    with store.transaction(conn):
+        club = club_of(conn, args.club)
+        marked = 0
+        for typed in args.numbers:
+            number = _gift_number(conn, typed, club)
+            marked += store_giftcards.mark_sold(conn, number, now)
+    print(f"{marked} of {len(args.numbers)} cards marked sold (the rest were already)")
+    return 0
+
+
+def _gift_number(conn: Any, typed: str, club: Any) -> str:
+    try:
+        number = normalize_card(typed)
+    except IdentityError as exc:
+        raise UsageError(str(exc)) from None
+    if not giftcards.is_gift_card(number) or store_giftcards.card(conn, number,
+                                                                   club.id) is None:
+        raise UsageError(f"{mask_card(number)} is not a gift card of {club.name}")
+    return number
 
 
 def _show(conn: Any, args: argparse.Namespace, now: datetime) -> int:

@@ -170,6 +170,10 @@ def test_giftcard_cli_issue_list_show(
     assert main(["giftcard", "list", "--db", db]) == 0
     assert capsys.readouterr().out.splitlines()[1].split()[3:] == ["4", "0", "0", "0",
                                                                     "1000000"]
+    assert main(["giftcard", "sell", rows[1][0], rows[2][0], "--db", db]) == 0
+    assert main(["giftcard", "sell", rows[3][0], "1234", "--db", db]) == 2  # all or nothing
+    assert main(["giftcard", "list", "--db", db]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].split()[3:5] == ["4", "2"]
     # refused: a past date, a CSV that exists; nothing written
     assert main(["giftcard", "issue", "--db", db, "--value", "1", "--expires", "2020-01-01",
                  "--count", "1"]) == 2
