@@ -114,10 +114,23 @@ def issue(conn: Connection, club_id: int, value: int, expires_on: date, count: i
         "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         (club_id, value, expires_on.isoformat(), count, first, at)).fetchone()[0])
     cards = [dataclasses.replace(c, batch_id=batch_id) for c in cards]
-    conn.execute("UPDATE gift_keys SET next_serial = ? WHERE club_id = ?",
-                 (first + count, club_id))
-    conn.executemany("INSERT INTO gift_cards(number, batch_id, serial) VALUES (?, ?, ?)",
-                     [(c.number, batch_id, first + i) for i, c in enumerate(cards)])
+    insert = ("INSERT INTO gift_cards(number, batch_id, serial) VALUES (?, ?, ?) "
+              "ON CONFLICT (number) DO NOTHING")
+    conn.executemany(insert, [(c.number, batch_id, first + i) for i, c in enumerate(cards)])
+    # One club's numbers never collide (a bijection); another club's key may have made
+    # a number already: that serial is skipped and the batch takes the next ones.
+    ours = {r[0] for r in conn.execute("SELECT number FROM gift_cards WHERE batch_id = ?",
+                                       (batch_id,)).fetchall()}
+    cards = [c for c in cards if c.number in ours]
+    serial = first + count
+    while len(cards) < count:
+        if serial >= giftcards.SERIALS:
+            raise giftcards.GiftCardError("the club's gift card numbers are used up")
+        c = GiftCard(giftcards.card_number(key, serial), batch_id, value, expires_on)
+        if conn.execute(insert, (c.number, batch_id, serial)).rowcount:
+            cards.append(c)
+        serial += 1
+    conn.execute("UPDATE gift_keys SET next_serial = ? WHERE club_id = ?", (serial, club_id))
     conn.executemany(
         "INSERT INTO gift_movements(number, kind, amount, key, ref, at) VALUES (?, ?, ?, ?, ?, ?)",
         [(c.number, m.kind, m.amount, m.key, m.ref, at)

@@ -227,3 +227,35 @@ def test_the_sweep_frees_lapsed_gift_holds_and_expires_past_cards(
     assert balance(conn, number) == 0 and balance(conn, unused) == 0
     [r] = store_giftcards.report(conn, club_id(conn), clock())
     assert (r.expired, r.outstanding) == (1_000_000, 0)
+
+
+def test_another_clubs_gift_card_is_unknown_here(
+    handler: Handler, conn: Connection, clock: FakeClock
+) -> None:
+    with store.transaction(conn):
+        other = store_registry.add_club(conn, "کافه دوم", clock())
+        _, [theirs] = store_giftcards.issue(conn, other.id, 100_000, EXPIRES, 1, clock())
+    assert handler.handle(request("inquiry", {"card": theirs.number, "gross": 50_000})).code \
+        == "14"
+    assert balance(conn, theirs.number) == 100_000
+    assert store_giftcards.report(conn, club_id(conn), clock()) == []
+
+
+def test_a_number_another_club_made_is_skipped(conn: Connection, clock: FakeClock) -> None:
+    """Two clubs' keys may map two serials to one number: the batch skips it."""
+    with store.transaction(conn):
+        other = store_registry.add_club(conn, "کافه دوم", clock())
+        theirs, _ = store_giftcards.issue(conn, other.id, 1_000, EXPIRES, 1, clock())
+        ours = club_id(conn)
+        store_giftcards.issue(conn, ours, 1_000, EXPIRES, 1, clock())  # makes our key
+        secret = bytes(conn.execute("SELECT secret FROM gift_keys WHERE club_id = ?",
+                                    (ours,)).fetchone()[0])
+        taken = giftcards.card_number(secret, 1)  # our next number, given to the other club
+        conn.execute("INSERT INTO gift_cards(number, batch_id, serial) VALUES (?, ?, 99)",
+                     (taken, theirs.id))
+    with store.transaction(conn):
+        _, cards = store_giftcards.issue(conn, ours, 1_000, EXPIRES, 2, clock())
+    assert taken not in [c.number for c in cards] and len(set(c.number for c in cards)) == 2
+    assert conn.execute("SELECT next_serial FROM gift_keys WHERE club_id = ?",
+                        (ours,)).fetchone()[0] == 4
+    assert [balance(conn, c.number) for c in cards] == [1_000, 1_000]
