@@ -198,6 +198,9 @@ def _parser() -> argparse.ArgumentParser:
     from backend import cli_segments
 
     cli_segments.add_parser(sub, common)
+    from backend import cli_giftcards  # giftcard issue|list|show
+
+    cli_giftcards.add_parser(sub, common)
     return p
 
 
@@ -242,7 +245,7 @@ def _main(argv: Sequence[str] | None) -> int:
         if args.command == "migrate":
             return _migrate(args, settings)
         _existing(args.db)
-        from backend import cli_registry
+        from backend import cli_giftcards, cli_registry
 
         handler = {
             "member": _member,
@@ -253,6 +256,7 @@ def _main(argv: Sequence[str] | None) -> int:
             **cli_registry.HANDLERS,
             "user": cli_users.run,
             "segment": _segment,
+            "giftcard": cli_giftcards.run,
         }[args.command]
         return handler(args, settings)
     except (ConfigError, UsageError, cli_ops.OpsError, cli_users.UsageError, store.StoreError,
@@ -440,10 +444,15 @@ def _phone(text: str) -> str:
 
 
 def _card_number(text: str) -> str:
+    from backend.giftcards import is_gift_card
+
     try:
-        return normalize_card(text)
+        number = normalize_card(text)
     except IdentityError as exc:
         raise UsageError(f"card {text!r}: {exc}") from None
+    if is_gift_card(number):
+        raise UsageError(f"card {text!r}: a gift card number is never a loyalty card")
+    return number
 
 
 def _birthday(text: str) -> str | None:

@@ -160,8 +160,12 @@ def _program(doc: Mapping[str, Any]) -> Program:
         ("credit_days", int),
         ("welcome_credit", int),
         ("referral_bonus", int),
+        ("gift_max_percent", (int, float)),
+        ("gift_earn", bool),
     ):
         kwargs[key] = _take(prog, "program", key, kind, getattr(defaults, key))
+    if not 0 < kwargs["gift_max_percent"] <= 100:
+        raise ConfigError("program.gift_max_percent: must be more than 0 and at most 100")
     if kwargs["max_redeem_percent"] > 100:
         raise ConfigError("program.max_redeem_percent: must be at most 100")
     raw_tiers = _take(prog, "program", "tiers", list, None)
@@ -217,6 +221,8 @@ def program_toml(program: Program) -> str:
         f"credit_days = {p.credit_days}",
         f"welcome_credit = {p.welcome_credit}",
         f"referral_bonus = {p.referral_bonus}",
+        f"gift_max_percent = {_num(p.gift_max_percent)}",
+        f"gift_earn = {'true' if p.gift_earn else 'false'}",
     ]
     for t in p.tiers:
         lines += [

@@ -146,12 +146,15 @@ def balance(movements: Sequence[Movement]) -> int:
 
 
 def quote(card: GiftCard, movements: Sequence[Movement], gross: int, now: datetime,
-          program: GiftProgram = GiftProgram()) -> GiftQuote:
+          program: GiftProgram = GiftProgram(), min_bank: int = 0) -> GiftQuote:
+    """`min_bank`: what the bank card must still be charged (the till passes 1: an
+    approved 0220 of amount 0 is refused, PROTOCOL.md reading 9, so a purchase the card
+    paid in full could never be advised and its hold would lapse unpaid)."""
     if not isinstance(gross, int) or gross <= 0:
         raise GiftCardError("the purchase amount is a positive number of rials")
     free = 0 if card.expired(now) else max(0, balance(movements))
     cap = gross if program.cap_percent is None else int(gross * program.cap_percent // 100)
-    gift = min(free, cap, gross)
+    gift = max(0, min(free, cap, gross - min_bank))
     earn_base = gross if program.earn_on_gift_part else gross - gift
     return GiftQuote(gross, gift, gross - gift, earn_base, free - gift)
 
@@ -220,7 +223,12 @@ def inquiry_fields(q: GiftQuote, card: GiftCard) -> dict[str, str]:
     and the rest of the card in MG (docs/campaigns.md)."""
     expiry = persian_digits(jdatetime.date.fromgregorian(date=card.expires_on)
                             .strftime("%Y/%m/%d"))
-    mg = fit(f"کارت هدیه، مانده {format_rials(q.balance_after)} تا {expiry}", LIMITS["MG"])
+    rest = format_rials(q.balance_after)
+    # MG is 64 UTF-8 bytes (a Persian letter is 2): the richest wording that fits
+    candidates = (f"کارت هدیه، مانده {rest} تا {expiry}", f"کارت هدیه {rest} تا {expiry}",
+                  f"هدیه {rest} تا {expiry}", f"هدیه {rest}")
+    mg = next((c for c in candidates if len(c.encode("utf-8")) <= LIMITS["MG"]),
+              fit(candidates[-1], LIMITS["MG"]))
     return {"GA": str(q.gross), "DA": str(q.gift_part), "NA": str(q.bank_part),
             "CB": str(q.balance_after), "TR": GIFT_TIER, "MG": mg}
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from backend import engine, ledger, store, store_registry
 from backend.engine import Connection
-from backend.handling import advice, enroll, inquiry, release, reversal
+from backend.handling import advice, enroll, giftcard, inquiry, release, reversal
 from backend.handling.context import Clock, Context, Outcome, release_lapsed
 from backend.program import Offer, Program, RuleError
 from backend.registry import Registry
@@ -243,6 +243,7 @@ class Handler:
                         if not engine.is_busy(exc):
                             raise
                     engine.release(self.conn, "expiry")
+                giftcard.sweep(self.ctx, now)  # gift cards: a ledger of their own
         return holds, expired
 
     def prune_responses(self, *, batch: int = 500, max_batches: int = 20) -> int:

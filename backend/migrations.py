@@ -21,6 +21,7 @@ from backend import (
     engine,
     store_automsg,
     store_daily,
+    store_giftcards,
     store_marketing,
     store_member_stats,
     store_segments,
@@ -548,6 +549,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "per-club marketing delivery settings (quiet hours, daily limit) and automatic "
         "messages (birthday, occasions, win-back, ...) with their daily runs",
         store_marketing.SCHEMA + store_automsg.SCHEMA,
+    ),
+    Migration(
+        13,
+        "gift cards: batches, cards, their movements and holds, a secret key per club",
+        store_giftcards.SCHEMA,
     ),
 )
 LATEST = MIGRATIONS[-1].version

@@ -56,6 +56,10 @@ class Program:
     otp_digits: int = 6
     otp_seconds: int = 120
     otp_tries: int = 3
+    #: a gift card pays at most this share of a purchase (100: all of it, issue 16)
+    gift_max_percent: float = 100.0
+    #: cash-back is earned on the part a gift card paid too
+    gift_earn: bool = False
 
     def __post_init__(self) -> None:
         if not self.tiers:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from backend import store
+from backend import giftcards, store
 from backend.engine import Connection
 from backend.store import CODE_ALPHABET, CODE_LENGTH, PurchaseRecord, from_ts, ts
 from protocols.identity import IdentityError, normalize_card, normalize_phone
@@ -233,6 +233,8 @@ class CardError(ValueError):
 def link_card(conn: Connection, member_id: int, card: str, now: datetime) -> bool:
     """Link `card` to the member, as `loyalty-backend card add` does; False if it was
     linked to them already (asked twice). Card numbers are unique across clubs."""
+    if giftcards.is_gift_card(card):
+        raise CardError("a gift card number is never a loyalty card")
     owner = store.card_owner(conn, card)
     if owner == (member_id, True):
         return False
@@ -250,6 +252,8 @@ def replace_card(conn: Connection, member_id: int, old: str, new: str, now: date
         raise CardError("old card is not an active card of this member")
     if store.card_owner(conn, new) is not None:
         raise CardError("new card is already issued")
+    if giftcards.is_gift_card(new):
+        raise CardError("a gift card number is never a loyalty card")
     store.link_card(conn, member_id, new, now)
     store.retire_card(conn, old, new)
 

@@ -36,7 +36,7 @@ RIALS = "ریال"
 AMOUNTS_IN_RIALS = "مبالغ به ریال"
 
 #: Persian names of the default tiers; a tier the shop named itself is shown as written.
-TIER_NAMES = {"bronze": "برنزی", "silver": "نقره‌ای", "gold": "طلایی"}
+TIER_NAMES = {"bronze": "برنزی", "silver": "نقره‌ای", "gold": "طلایی", "gift": "کارت هدیه"}
 
 
 # --- helpers -----------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from panel.database import Database
 from panel.guard import COOKIE, PanelGuard
 from panel.pages import audit as audit_page
 from panel.pages import common, dashboard, members, offers, program, sms, terminals
+from panel.pages import giftcards as giftcards_page
 from panel.pages import users as users_page
 from panel.passwords import verify_password
 from panel.presence import PresenceWatcher
@@ -270,6 +271,7 @@ def create_app(settings: PanelSettings | None = None, users: UserDirectory | Non
     routes += common.routes(panel)
     routes += members.routes(panel)
     routes += offers.routes(panel)
+    routes += giftcards_page.routes(panel)
     routes += program.routes(panel)
     routes += users_page.routes(panel)
     routes += audit_page.routes(panel)

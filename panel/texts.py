@@ -6,7 +6,7 @@ languages have every key. Form errors are Persian only (forms.py), as issue 14 a
 
 from __future__ import annotations
 
-from panel import texts_accounts, texts_dashboard, texts_segments
+from panel import texts_accounts, texts_dashboard, texts_giftcards, texts_segments
 
 LANGUAGES = ("fa", "en")
 DIRECTION = {"fa": "rtl", "en": "ltr"}
@@ -105,3 +105,4 @@ def _merge(more: dict[str, dict[str, str]]) -> None:
 _merge(texts_accounts.TEXTS)
 _merge(texts_dashboard.TEXTS)
 _merge(texts_segments.TEXTS)
+_merge(texts_giftcards.TEXTS)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from backend import ledger, ledger_rules, store, store_offers, store_segments, texts
-from backend.handling import reversal
+from backend.handling import giftcard, reversal
 from backend.handling.context import Context, Outcome, locate, maintain, retier, sms
 from backend.program import Offer, Purchase, RuleError, earnings
 from backend.store import Member, PurchaseRecord, ts
@@ -34,6 +34,8 @@ def _answer(earned: int, bal: int, tier: str) -> Outcome:
 
 def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
     conn, program, body = ctx.conn, ctx.program, req.body
+    if giftcard.is_gift_quote(body.get("quote_id")):
+        return giftcard.advice(ctx, req, now)
     when = parse_iso(body["occurred_at"])
     # One advice and its reversals at a time, whichever processes carry them out: the
     # handler holds this request's key lock (`request:KEY`), and a reversal of it takes

@@ -8,6 +8,7 @@ import secrets
 from datetime import datetime
 
 from backend import ledger, store, store_segments, texts
+from backend.handling import giftcard
 from backend.handling.context import Context, Outcome, locate, maintain, sms
 from backend.program import Purchase, RuleError
 from backend.store import Member, Quote, ts
@@ -17,6 +18,9 @@ from protocols.response_codes import ResponseCode
 
 def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
     conn, program, body = ctx.conn, ctx.program, req.body
+    gift = giftcard.number_of(body)
+    if gift is not None:  # a gift card's CN: its balance is the credit
+        return giftcard.inquiry(ctx, req, gift, now)
     member, due = locate(ctx, body, now)
     gross = body["gross"]
     if gross <= 0:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from backend import engine, ledger, ledger_rules, store, texts
+from backend import engine, ledger, ledger_rules, store, store_giftcards, texts
+from backend.handling import giftcard
 from backend.handling.context import Context, Outcome, end_hold, find_member, retier, sms
 from backend.program import RuleError
 from backend.store import ReversalRecord, from_ts, ts
@@ -26,6 +27,9 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
     # one advice and its reversals at a time, whichever processes carry them out: the
     # advice's own key lock, held by the advice's request while it is carried out
     engine.exclusive(conn, f"request:{original}")
+    gift = store_giftcards.hold_of_advice(conn, original)
+    if gift is not None:  # a purchase paid (in part) by a gift card
+        return giftcard.reversal(ctx, req, gift, now)
     done = store.reversal(conn, original)
     if done is None:
         purchase = store.purchase(conn, original)
@@ -71,6 +75,8 @@ def _member_of(ctx: Context, body: dict[str, Any]) -> int | None:
 
 def end_quote(ctx: Context, quote_id: str, terminal_id: str, status: str, now: datetime) -> int:
     """End the hold of a quote of `terminal_id` that is still held; the rials freed."""
+    if giftcard.is_gift_quote(quote_id):
+        return giftcard.end_quote(ctx, quote_id, terminal_id, status, now)
     q = store.quote(ctx.conn, quote_id)
     if q is None or q.terminal_id != terminal_id:
         return 0
