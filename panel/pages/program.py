@@ -9,6 +9,7 @@ whichever way a program comes in. A club with no stored version runs the configu
 from __future__ import annotations
 
 import tomllib
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
@@ -97,8 +98,9 @@ def _plain(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def build_program(form: forms.BoundForm) -> tuple[Program, str] | None:
-    """The program of the form and its TOML, checked as an import is; None with errors."""
+def build_program(form: forms.BoundForm, base: Program) -> tuple[Program, str] | None:
+    """The program of the form and its TOML, checked as an import is; None with errors.
+    Settings the form does not show (the gift card ones, say) keep `base`'s values."""
     v, errors = form.values, form.errors
     tiers = []
     for i in range(TIER_ROWS):
@@ -118,7 +120,7 @@ def build_program(form: forms.BoundForm) -> tuple[Program, str] | None:
         v.clear()
         return None
     try:
-        program = Program(tiers=tuple(tiers), **{name: v[name] for name, _ in NUMBERS})
+        program = replace(base, tiers=tuple(tiers), **{name: v[name] for name, _ in NUMBERS})
         body = program_toml(program)
         parse_program(tomllib.loads(body))  # the import's own check, on the very text stored
     except (ValueError, ConfigError, tomllib.TOMLDecodeError) as exc:
@@ -162,7 +164,9 @@ def routes(panel: Panel) -> list[BaseRoute]:
     def save(request: Request, data: dict[str, str]) -> Response:
         view = viewer(panel, request, Permission.EDIT_PROGRAM)
         form = forms.bind(PROGRAM_FORM, data)
-        built = build_program(form) if form.ok else None
+        with database(panel).connection() as conn:
+            current = club_program(panel, conn, view.club_id)
+        built = build_program(form, current) if form.ok else None
         if built is None:
             return page(request, view, form, 400)
         program, body = built

@@ -167,3 +167,26 @@ def test_an_offer_for_some_branches_only(world: World) -> None:
     some, every = sorted(offers_of(world, world.club_a), key=lambda o: o.id)
     assert some.branches == {north.id} and every.branches == frozenset()
     assert "شمال" in page and "همه شعبه‌ها" in page
+
+
+def test_saving_the_form_keeps_the_settings_it_does_not_show(world: World) -> None:
+    """The gift card settings are not in the program form: a save from the panel keeps
+    the club's values instead of putting the defaults back."""
+    from dataclasses import replace
+
+    from backend.config import program_toml
+    from backend.program import Program
+
+    with world.conn() as c, store.transaction(c):
+        base = replace(Program(), gift_max_percent=40.0, gift_earn=True)
+        store_registry.add_program(c, world.club_a, program_toml(base), "test", NOW)
+    with logged_in(world, "ali") as b:
+        form = dict(FIELD.findall(b.get("/program").text))
+        form.pop("csrf_token", None)
+        form.update({"credit_days": "۱۸۰"})
+        r = b.post("/program", form)
+        assert r.status_code == 303 and r.headers["location"].endswith("done=saved")
+    with world.conn() as c:
+        latest = store_registry.latest_program(c, world.club_a)
+    assert latest is not None and "credit_days = 180" in latest.body
+    assert "gift_max_percent = 40" in latest.body and "gift_earn = true" in latest.body
