@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from backend import ledger_rules, store_daily
 from backend.engine import Connection
@@ -64,24 +65,25 @@ def _row(
     key: str,
     at: datetime,
     ref: str | None = None,
-) -> None:
-    """One ledger row. Its id is not read back (on PostgreSQL's pipeline that would wait
-    for the server): a row that refers to it finds it by its unique key."""
+) -> Any:
+    """One ledger row; the cursor of its insert. Its id is read from it only once a later
+    result has been waited for anyway (on PostgreSQL's pipeline reading it at once would
+    wait for the server)."""
     if kind not in ledger_rules.KINDS:
         raise LedgerError(f"unknown ledger kind {kind!r}")
-    conn.execute(
+    cur = conn.execute(
         "INSERT INTO ledger(member_id, kind, amount, key, at, ref) VALUES (?, ?, ?, ?, ?, ?)",
         (member_id, kind, amount, key, ts(at), ref),
     )
     store_daily.credit_moved(conn, member_id, kind, amount, ts(at))
+    return cur
 
 
-def _record_uses(conn: Connection, key: str, uses: list[tuple[int, int]]) -> None:
-    """Which lots the ledger row `key` took credit from, and how much from each."""
+def _record_uses(conn: Connection, ledger_id: int, uses: list[tuple[int, int]]) -> None:
+    """Which lots the ledger row `ledger_id` took credit from, and how much from each."""
     conn.executemany(
-        "INSERT INTO lot_uses(ledger_id, lot_id, amount) "
-        "VALUES ((SELECT id FROM ledger WHERE key = ?), ?, ?)",
-        [(key, lot_id, part) for lot_id, part in uses],
+        "INSERT INTO lot_uses(ledger_id, lot_id, amount) VALUES (?, ?, ?)",
+        [(ledger_id, lot_id, part) for lot_id, part in uses],
     )
 
 
@@ -174,11 +176,11 @@ def debit(
         raise LedgerError("debit of a non-positive amount")
     if amount > (balance(conn, member_id) if available is None else available):
         raise LedgerError(f"{kind} of {amount} exceeds the credit of member {member_id}")
-    _row(conn, member_id, kind, -amount, key, at, ref)
+    row = _row(conn, member_id, kind, -amount, key, at, ref)
     uses = ledger_rules.fifo_take(_open_lots(conn, member_id, first=first_lot), amount)
     _take(conn, uses)
-    if record_uses:
-        _record_uses(conn, key, uses)
+    if record_uses:  # the row's id: the lots' read above has waited for its insert
+        _record_uses(conn, int(row.lastrowid), uses)
 
 
 def _take(conn: Connection, uses: list[tuple[int, int]]) -> None:
@@ -290,10 +292,10 @@ def expire(conn: Connection, member_id: int, now: datetime) -> int:
     if amount == 0:
         return 0
     key = f"expiry:{member_id}:{ts(now)}:{secrets.token_hex(4)}"
-    _row(conn, member_id, "expiry", -amount, key, now)
+    row = _row(conn, member_id, "expiry", -amount, key, now)
     uses = ledger_rules.fifo_take(lots, amount)
     _take(conn, uses)
-    _record_uses(conn, key, uses)
+    _record_uses(conn, int(row.lastrowid), uses)
     return amount
 
 

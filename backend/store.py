@@ -757,7 +757,9 @@ def advice_state_later(
     return read
 
 
-def insert_purchase(conn: Connection, p: PurchaseRecord) -> None:
+def insert_purchase(conn: Connection, p: PurchaseRecord) -> store_daily.Settled | None:
+    """Insert `p` and keep the aggregates; a settled one returns the member's settled
+    purchases as read for them (the tier is computed from the same read)."""
     conn.execute(
         f"INSERT INTO purchases({_PURCHASE_COLS}) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -765,8 +767,9 @@ def insert_purchase(conn: Connection, p: PurchaseRecord) -> None:
          p.redeemed, p.earned, p.recovered, p.earn_lot, p.occurred_at, int(p.reversed),
          p.branch_id, p.program_version),
     )  # fmt: skip
-    store_daily.purchase_recorded(conn, p)
+    settled = store_daily.purchase_recorded(conn, p)
     store_member_stats.purchase_recorded(conn, p)
+    return settled
 
 
 def mark_reversed(conn: Connection, key: str) -> None:

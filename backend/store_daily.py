@@ -220,16 +220,38 @@ def _set_bits(conn: Connection, table: str, club_id: int, span: int, chunk: int,
 engine.before_commit(_apply)
 
 
-def _member_changed(conn: Connection, p: PurchaseRecord, *, added: bool) -> None:
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A member's settled purchases (approved, not reversed), read once per purchase: the
+    daily aggregates' visits and the tier's spend over its window both come from it."""
+
+    club_id: int
+    #: (occurred_at, key, amount) of each
+    purchases: list[tuple[int, str, int]]
+
+    def spend(self, since: int, until: int) -> int:
+        """Rials charged in (since, until] (Unix seconds), as store.spend counts them."""
+        return sum(amount for at, _, amount in self.purchases if since < at <= until)
+
+
+def settled_of(conn: Connection, member_id: int) -> Settled:
+    """The member's settled purchases now (one read through the purchases' member index)."""
+    rows = conn.execute(
+        "SELECT m.club_id, p.occurred_at, p.key, p.amount FROM members m LEFT JOIN purchases p "
+        "ON p.member_id = m.id AND p.approved = 1 AND p.reversed = 0 WHERE m.id = ?",
+        (member_id,)).fetchall()
+    return Settled(int(rows[0][0]), [(int(at), str(key), int(amount))
+                                     for _, at, key, amount in rows if at is not None])
+
+
+def _member_changed(conn: Connection, p: PurchaseRecord, *, added: bool) -> Settled:
     """The member's visit intervals and buyer bits after `p` was settled (added) or
     reversed: both computed from the member's settled purchases with and without `p`,
-    and only the difference noted (nearly always one interval and one day's bits)."""
-    rows = conn.execute(
-        "SELECT m.club_id, p.occurred_at, p.key FROM members m LEFT JOIN purchases p "
-        "ON p.member_id = m.id AND p.approved = 1 AND p.reversed = 0 WHERE m.id = ?",
-        (p.member_id,)).fetchall()
-    club_id = int(rows[0][0])
-    now = [(int(at), str(key)) for _, at, key in rows if at is not None]
+    and only the difference noted (nearly always one interval and one day's bits).
+    Returns the settled purchases read (for the tier)."""
+    now_settled = settled_of(conn, p.member_id)
+    club_id = now_settled.club_id
+    now = [(at, key) for at, key, _ in now_settled.purchases]
     mine = (p.occurred_at, p.key)
     other = [v for v in now if v != mine] if added else [*now, mine]
     before, after = other, now
@@ -245,6 +267,7 @@ def _member_changed(conn: Connection, p: PurchaseRecord, *, added: bool) -> None
         for span in sorted(was.keys() | became.keys()):
             if was.get(span, 0) != became.get(span, 0):
                 _note(conn, (_B, table, club_id, span, chunk, bit, became.get(span, 0)))
+    return now_settled
 
 
 def _purchase_counts(p: PurchaseRecord, *counts: int) -> tuple:
@@ -252,14 +275,14 @@ def _purchase_counts(p: PurchaseRecord, *counts: int) -> tuple:
     return (_P, p.member_id, p.branch_id or 0, day, hour, *counts)
 
 
-def purchase_recorded(conn: Connection, p: PurchaseRecord) -> None:
-    """A purchase row was just inserted (approved or declined, possibly reversed already)."""
-    settled = p.approved and not p.reversed
+def purchase_recorded(conn: Connection, p: PurchaseRecord) -> Settled | None:
+    """A purchase row was just inserted (approved or declined, possibly reversed already).
+    Returns the member's settled purchases, `p` included, when `p` is one of them."""
+    is_settled = p.approved and not p.reversed
     _note(conn, _purchase_counts(
-        p, int(settled), p.amount if settled else 0, p.gross if settled else 0,
+        p, int(is_settled), p.amount if is_settled else 0, p.gross if is_settled else 0,
         int(not p.approved), int(p.approved and p.reversed)))
-    if settled:
-        _member_changed(conn, p, added=True)
+    return _member_changed(conn, p, added=True) if is_settled else None
 
 
 def purchase_reversed(conn: Connection, p: PurchaseRecord) -> None:

@@ -119,7 +119,7 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
                 first_lot=earn_lot,
             )
             store.add_debt(conn, member.id, -recovered)
-    store.insert_purchase(
+    settled = store.insert_purchase(
         conn,
         PurchaseRecord(
             key=req.key,
@@ -146,7 +146,7 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
         # a purchase already reversed is not the first purchase that pays the referrer
         if visits == 0 and member.referrer_id is not None and not pending:
             _referral(ctx, member, now)
-        tier = retier(ctx, member, when)
+        tier = retier(ctx, member, when, settled)
     if pending:
         reversal.undo(ctx, req.key, now)
         earned = 0

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from backend import engine, ledger, store
+from backend import engine, ledger, store, store_daily
 from backend.engine import Connection
 from backend.program import Offer, Program, RuleError
 from backend.registry import Registry
@@ -137,10 +137,18 @@ def maintain(
     return ledger.balance(ctx.conn, member.id)
 
 
-def retier(ctx: Context, member: Member, when: datetime) -> str:
-    """The member's tier by spend in the window ending at `when`, stored if it changed."""
+def retier(
+    ctx: Context, member: Member, when: datetime, settled: store_daily.Settled | None = None
+) -> str:
+    """The member's tier by spend in the window ending at `when`, stored if it changed.
+    `settled`: the member's settled purchases as just read (the advice's insert reads
+    them for the daily aggregates): the window's spend is summed from them, not read again."""
     since = when - timedelta(days=ctx.program.tier_window_days)
-    tier = ctx.program.tier_for_spend(store.spend(ctx.conn, member.id, since, when)).name
+    if settled is None:
+        spend = store.spend(ctx.conn, member.id, since, when)
+    else:
+        spend = settled.spend(store.ts(since), store.ts(when))
+    tier = ctx.program.tier_for_spend(spend).name
     if tier != member.tier:
         store.set_tier(ctx.conn, member.id, tier)
     return tier
