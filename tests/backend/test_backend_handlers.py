@@ -3,6 +3,8 @@ bonus after a reversed first purchase, pruning stored responses, the sweep's que
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from backend import engine, ledger, store
 from backend.engine import Connection
 from backend.handlers import Handler
@@ -186,3 +188,26 @@ def test_backend_sqlite_group_runs_without_savepoints(handler: Handler, clock: F
     out, ran = traced(handler.conn, lambda: handler.handle_batch([*group, bad]))  # type: ignore
     assert [r.code for r in out] == ["00"] * 3 + ["96"]
     assert sum(s.startswith("SAVEPOINT") for s in ran) == 4
+
+
+@sqlite_only
+def test_backend_advice_tier_from_its_one_read_of_the_purchases(
+    handler: Handler, clock: FakeClock
+) -> None:
+    """An advice reads the member's settled purchases once (for the daily aggregates and
+    the tier alike) and the tier still counts only the window's spend: a large purchase
+    older than the window lifts no one."""
+    ok(handler, request("enroll", {"phone": phone(3)}))
+    clock.jump(days=-(handler.program.tier_window_days + 1))
+    ok(handler, advice(amount=30_000_000, occurred_at=clock.iso(), phone=phone(3)))
+    clock.jump(days=handler.program.tier_window_days + 1)
+    _, ran = traced(handler.conn, lambda: ok(
+        handler, advice(amount=10_000_000, occurred_at=clock.iso(), phone=phone(3))))
+    assert member(handler, phone(3)).tier == "bronze"
+    reads = [s for s in ran if "purchases" in s and "member_id = " in s]
+    assert len(reads) == 1, reads
+    ok(handler, advice(amount=10_000_000, occurred_at=clock.iso(), phone=phone(3)))
+    assert member(handler, phone(3)).tier == "silver"  # 20,000,000 within the window
+    assert store.spend(handler.conn, member(handler, phone(3)).id,
+                       clock() - timedelta(days=handler.program.tier_window_days),
+                       clock()) == 20_000_000

@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 import pytest
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, rule, run_state_machine_as_test
 
@@ -219,3 +220,16 @@ def test_store_daily_engines_agree_on_sqlite_types(tmp_path) -> None:
     """A guard that SQLite's integer division is what from_raw assumes."""
     conn = sqlite3.connect(tmp_path / "x.db")
     assert conn.execute("SELECT 3599 / 1800").fetchone()[0] == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(half=st.one_of(st.integers(0, 1_200_000),
+                      # around Tehran's changes of offset (1977-1980; the DST years to 2022)
+                      st.integers(122_000, 184_000), st.integers(911_000, 928_000)),
+       into=st.sampled_from((0, 1, 1799)))
+def test_daily_rules_tehran_day_hour_per_half_hour_is_exact(half: int, into: int) -> None:
+    """The day and hour computed once per UTC half hour are those of the moment itself
+    (at the half hour's edges too)."""
+    at = half * 1800 + into
+    local = datetime.fromtimestamp(at, UTC).astimezone(TEHRAN)
+    assert daily_rules.tehran_day_hour(at) == (day_number(local.date()), local.hour)
