@@ -441,17 +441,25 @@ class DayFigures:
         return sum(a for k, a in self.credit if k in kinds)
 
 
+def _n(expr: str) -> str:
+    """A sum as a plain integer: PostgreSQL's SUM of a bigint is numeric, which a UNION
+    would then give the column in every part, read as Decimal (twice the client's time)."""
+    return f"CAST({expr} AS BIGINT)"
+
+
 #: the per-day reads of one span as parts of one UNION ALL, each row
 #: (tag, day, a, b, c, d, e, kind): tag 0 purchases, 1 enrolments, 2 intervals, 3 credit
 def _day_parts(branch: bool) -> list[str]:
     where = "WHERE club_id = ? AND day >= ? AND day <= ?"
+    sums = ", ".join(_n(f"SUM({c})") for c in ("settled", "sales", "gross", "declined",
+                                                 "reversed"))
     return [
-        "SELECT 0, day, SUM(settled), SUM(sales), SUM(gross), SUM(declined), SUM(reversed), "
-        f"'' FROM daily_purchases {where}{' AND branch_id = ?' if branch else ''} GROUP BY day",
+        f"SELECT 0, day, {sums}, '' FROM daily_purchases "
+        f"{where}{' AND branch_id = ?' if branch else ''} GROUP BY day",
         f"SELECT 1, day, enrolled, 0, 0, 0, 0, '' FROM daily_members {where}",
-        "SELECT 2, day, SUM(CASE WHEN bin = ? THEN visits ELSE 0 END), "
-        "SUM(CASE WHEN bin >= 1 THEN visits ELSE 0 END), 0, 0, 0, '' FROM daily_intervals "
-        f"{where} GROUP BY day",
+        f"SELECT 2, day, {_n('SUM(CASE WHEN bin = ? THEN visits ELSE 0 END)')}, "
+        f"{_n('SUM(CASE WHEN bin >= 1 THEN visits ELSE 0 END)')}, 0, 0, 0, '' "
+        f"FROM daily_intervals {where} GROUP BY day",
         f"SELECT 3, day, amount, 0, 0, 0, 0, kind FROM daily_credit {where}",
     ]
 
@@ -507,17 +515,17 @@ class Totals:
 #: a span's sums as UNION ALL parts shaped like _day_parts' rows: tag 10 purchases,
 #: 11 enrolments, 12 members through the last day, 13 credit per kind
 _TOTAL_PARTS = [
-    "SELECT 10, 0, COALESCE(SUM(settled), 0), COALESCE(SUM(sales), 0), 0, 0, 0, '' "
-    "FROM daily_purchases WHERE club_id = ? AND day >= ? AND day <= ?",
-    "SELECT 11, 0, COALESCE(SUM(enrolled), 0), 0, 0, 0, 0, '' FROM daily_members "
+    f"SELECT 10, 0, {_n('COALESCE(SUM(settled), 0)')}, {_n('COALESCE(SUM(sales), 0)')}, "
+    "0, 0, 0, '' FROM daily_purchases WHERE club_id = ? AND day >= ? AND day <= ?",
+    f"SELECT 11, 0, {_n('COALESCE(SUM(enrolled), 0)')}, 0, 0, 0, 0, '' FROM daily_members "
     "WHERE club_id = ? AND day >= ? AND day <= ?",
-    "SELECT 12, 0, COALESCE(SUM(enrolled), 0), 0, 0, 0, 0, '' FROM daily_members "
+    f"SELECT 12, 0, {_n('COALESCE(SUM(enrolled), 0)')}, 0, 0, 0, 0, '' FROM daily_members "
     "WHERE club_id = ? AND day <= ?",
-    "SELECT 13, 0, SUM(amount), 0, 0, 0, 0, kind FROM daily_credit "
+    f"SELECT 13, 0, {_n('SUM(amount)')}, 0, 0, 0, 0, kind FROM daily_credit "
     "WHERE club_id = ? AND day >= ? AND day <= ? GROUP BY kind",
 ]
 #: the club's outstanding credit (tag 20)
-_OUTSTANDING_PART = ("SELECT 20, 0, COALESCE(SUM(amount), 0), 0, 0, 0, 0, '' "
+_OUTSTANDING_PART = (f"SELECT 20, 0, {_n('COALESCE(SUM(amount), 0)')}, 0, 0, 0, 0, '' "
                      "FROM daily_credit WHERE club_id = ?")
 
 
@@ -557,7 +565,8 @@ def period_reads(conn: Connection, club_id: int, first: int, last: int,
     """The dashboard's sums in one round trip: the period's days, its members, the
     previous period's sums and the outstanding credit."""
     sql = " UNION ALL ".join([*_day_parts(False), *_TOTAL_PARTS, _OUTSTANDING_PART,
-                              "SELECT 30, 0, COALESCE(SUM(enrolled), 0), 0, 0, 0, 0, '' "
+                              f"SELECT 30, 0, {_n('COALESCE(SUM(enrolled), 0)')}, "
+                              "0, 0, 0, 0, '' "
                               "FROM daily_members WHERE club_id = ? AND day <= ?"])
     rows = conn.execute(sql, [*_day_args(club_id, first, last, None),
                               *_total_args(club_id, before_first, before_last),
