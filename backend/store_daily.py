@@ -464,42 +464,141 @@ class DayFigures:
         return sum(a for k, a in self.credit if k in kinds)
 
 
+def _n(expr: str) -> str:
+    """A sum as a plain integer: PostgreSQL's SUM of a bigint is numeric, which a UNION
+    would then give the column in every part, read as Decimal (twice the client's time)."""
+    return f"CAST({expr} AS BIGINT)"
+
+
+#: the per-day reads of one span as parts of one UNION ALL, each row
+#: (tag, day, a, b, c, d, e, kind): tag 0 purchases, 1 enrolments, 2 intervals, 3 credit
+def _day_parts(branch: bool) -> list[str]:
+    where = "WHERE club_id = ? AND day >= ? AND day <= ?"
+    sums = ", ".join(_n(f"SUM({c})") for c in ("settled", "sales", "gross", "declined",
+                                                 "reversed"))
+    return [
+        f"SELECT 0, day, {sums}, '' FROM daily_purchases "
+        f"{where}{' AND branch_id = ?' if branch else ''} GROUP BY day",
+        f"SELECT 1, day, enrolled, 0, 0, 0, 0, '' FROM daily_members {where}",
+        f"SELECT 2, day, {_n('SUM(CASE WHEN bin = ? THEN visits ELSE 0 END)')}, "
+        f"{_n('SUM(CASE WHEN bin >= 1 THEN visits ELSE 0 END)')}, 0, 0, 0, '' "
+        f"FROM daily_intervals {where} GROUP BY day",
+        f"SELECT 3, day, amount, 0, 0, 0, 0, kind FROM daily_credit {where}",
+    ]
+
+
+def _day_args(club_id: int, first: int, last: int, branch_id: int | None) -> list:
+    span = [club_id, first, last]
+    return [*span, *([branch_id] if branch_id is not None else []), *span,
+            daily_rules.FIRST_VISIT, *span, *span]
+
+
+def _days_of(rows: list) -> list[DayFigures]:
+    acc: dict[int, dict] = {}
+    credit: dict[int, list[tuple[str, int]]] = {}
+    for tag, d, a, b, c, e, f, kind in rows:
+        day = int(d)
+        if tag == 0:
+            acc.setdefault(day, {}).update(settled=int(a), sales=int(b), gross=int(c),
+                                           declined=int(e), reversed=int(f))
+        elif tag == 1:
+            acc.setdefault(day, {})["enrolled"] = int(a)
+        elif tag == 2:
+            acc.setdefault(day, {}).update(first_visits=int(a), came_back=int(b))
+        elif tag == 3:
+            credit.setdefault(day, []).append((str(kind), int(a)))
+    for day, items in credit.items():
+        acc.setdefault(day, {})["credit"] = tuple(sorted(items))
+    return [DayFigures(day=d, **acc[d]) for d in sorted(acc)]
+
+
 def days(conn: Connection, club_id: int, first: int, last: int,
          branch_id: int | None = None) -> list[DayFigures]:
-    """Every day of [first, last] (YYYYMMDD) that has anything, in order."""
-    branch = " AND branch_id = ?" if branch_id is not None else ""
-    args: tuple = (club_id, first, last) + ((branch_id,) if branch_id is not None else ())
-    acc: dict[int, dict] = {}
-    for d, settled, sales, gross, declined, reversed_ in conn.execute(
-        "SELECT day, SUM(settled), SUM(sales), SUM(gross), SUM(declined), SUM(reversed) "
-        f"FROM daily_purchases WHERE club_id = ? AND day >= ? AND day <= ?{branch} "
-        "GROUP BY day", args,
-    ).fetchall():
-        acc.setdefault(int(d), {}).update(settled=int(settled), sales=int(sales),
-                                          gross=int(gross), declined=int(declined),
-                                          reversed=int(reversed_))
-    span = (club_id, first, last)
-    for d, n in conn.execute(
-        "SELECT day, enrolled FROM daily_members WHERE club_id = ? AND day >= ? AND day <= ?",
-        span,
-    ).fetchall():
-        acc.setdefault(int(d), {})["enrolled"] = int(n)
-    for d, first_visits, back in conn.execute(
-        "SELECT day, SUM(CASE WHEN bin = ? THEN visits ELSE 0 END), "
-        "SUM(CASE WHEN bin >= 1 THEN visits ELSE 0 END) FROM daily_intervals "
-        "WHERE club_id = ? AND day >= ? AND day <= ? GROUP BY day",
-        (daily_rules.FIRST_VISIT, *span),
-    ).fetchall():
-        acc.setdefault(int(d), {}).update(first_visits=int(first_visits), came_back=int(back))
-    credit: dict[int, list[tuple[str, int]]] = {}
-    for d, kind, amount in conn.execute(
-        "SELECT day, kind, amount FROM daily_credit WHERE club_id = ? AND day >= ? AND day <= ? "
-        "ORDER BY day, kind", span,
-    ).fetchall():
-        credit.setdefault(int(d), []).append((str(kind), int(amount)))
-    for d, rows in credit.items():
-        acc.setdefault(d, {})["credit"] = tuple(rows)
-    return [DayFigures(day=d, **acc[d]) for d in sorted(acc)]
+    """Every day of [first, last] (YYYYMMDD) that has anything, in order (one query: on
+    PostgreSQL each statement is a round trip)."""
+    return _days_of(conn.execute(" UNION ALL ".join(_day_parts(branch_id is not None)),
+                                 _day_args(club_id, first, last, branch_id)).fetchall())
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """A span's sums (the previous period's figures need no per-day rows)."""
+
+    settled: int = 0
+    sales: int = 0
+    enrolled: int = 0
+    #: members enrolled on or before the span's last day
+    members: int = 0
+    credit: tuple[tuple[str, int], ...] = ()
+
+    def credit_of(self, *kinds: str) -> int:
+        return sum(a for k, a in self.credit if k in kinds)
+
+
+#: a span's sums as UNION ALL parts shaped like _day_parts' rows: tag 10 purchases,
+#: 11 enrolments, 12 members through the last day, 13 credit per kind
+_TOTAL_PARTS = [
+    f"SELECT 10, 0, {_n('COALESCE(SUM(settled), 0)')}, {_n('COALESCE(SUM(sales), 0)')}, "
+    "0, 0, 0, '' FROM daily_purchases WHERE club_id = ? AND day >= ? AND day <= ?",
+    f"SELECT 11, 0, {_n('COALESCE(SUM(enrolled), 0)')}, 0, 0, 0, 0, '' FROM daily_members "
+    "WHERE club_id = ? AND day >= ? AND day <= ?",
+    f"SELECT 12, 0, {_n('COALESCE(SUM(enrolled), 0)')}, 0, 0, 0, 0, '' FROM daily_members "
+    "WHERE club_id = ? AND day <= ?",
+    f"SELECT 13, 0, {_n('SUM(amount)')}, 0, 0, 0, 0, kind FROM daily_credit "
+    "WHERE club_id = ? AND day >= ? AND day <= ? GROUP BY kind",
+]
+#: the club's outstanding credit (tag 20)
+_OUTSTANDING_PART = (f"SELECT 20, 0, {_n('COALESCE(SUM(amount), 0)')}, 0, 0, 0, 0, '' "
+                     "FROM daily_credit WHERE club_id = ?")
+
+
+def _total_args(club_id: int, first: int, last: int) -> list:
+    return [club_id, first, last, club_id, first, last, club_id, last, club_id, first, last]
+
+
+def _totals_of(rows: list) -> Totals:
+    got: dict[int, tuple[int, int]] = {}
+    credit: list[tuple[str, int]] = []
+    for tag, _, a, b, *_rest, kind in rows:
+        if tag == 13:
+            credit.append((str(kind), int(a)))
+        elif tag in (10, 11, 12):
+            got[tag] = (int(a), int(b))
+    return Totals(settled=got[10][0], sales=got[10][1], enrolled=got[11][0],
+                  members=got[12][0], credit=tuple(sorted(credit)))
+
+
+def totals(conn: Connection, club_id: int, first: int, last: int) -> Totals:
+    """The sums of [first, last] (YYYYMMDD) in one query."""
+    return _totals_of(conn.execute(" UNION ALL ".join(_TOTAL_PARTS),
+                                   _total_args(club_id, first, last)).fetchall())
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodReads:
+    days: list[DayFigures]
+    #: members enrolled on or before the period's last day
+    members: int
+    before: Totals
+    outstanding: int
+
+
+def period_reads(conn: Connection, club_id: int, first: int, last: int,
+                 before_first: int, before_last: int) -> PeriodReads:
+    """The dashboard's sums in one round trip: the period's days, its members, the
+    previous period's sums and the outstanding credit."""
+    sql = " UNION ALL ".join([*_day_parts(False), *_TOTAL_PARTS, _OUTSTANDING_PART,
+                              f"SELECT 30, 0, {_n('COALESCE(SUM(enrolled), 0)')}, "
+                              "0, 0, 0, 0, '' "
+                              "FROM daily_members WHERE club_id = ? AND day <= ?"])
+    rows = conn.execute(sql, [*_day_args(club_id, first, last, None),
+                              *_total_args(club_id, before_first, before_last),
+                              club_id, club_id, last]).fetchall()
+    mine = [r for r in rows if r[0] < 10]
+    theirs = [r for r in rows if 10 <= r[0] < 20]
+    extra = {int(r[0]): int(r[2]) for r in rows if r[0] >= 20}
+    return PeriodReads(days=_days_of(mine), members=extra[30], before=_totals_of(theirs),
+                       outstanding=extra[20])
 
 
 def hours(conn: Connection, club_id: int, first: int, last: int) -> list[tuple[int, int, int]]:
@@ -560,24 +659,36 @@ class Buyers:
 
 
 def buyers(conn: Connection, club_id: int, first: int, last: int) -> Buyers:
-    """Days [first, last] (YYYYMMDD), from the bitmaps: the whole months' rows and the
-    days' rows at the ends, merged per chunk of members (daily_rules.merge_flags)."""
-    ranges, months = daily_rules.split_days(first, last)
-    acc: dict[int, tuple[int, int, int]] = {}
-    reads = [("SELECT chunk, bought, twice, earlier FROM daily_buyers WHERE club_id = ? "
-              "AND day >= ? AND day <= ?", (club_id, a, b)) for a, b in ranges]
-    if months:
-        reads.append(("SELECT chunk, bought, twice, earlier FROM monthly_buyers "
-                      "WHERE club_id = ? AND month >= ? AND month <= ?",
-                      (club_id, months[0], months[-1])))
-    for sql, args in reads:
-        for c, *maps in conn.execute(sql, args):
+    """Days [first, last] (YYYYMMDD), from the bitmaps (see buyers_of)."""
+    return buyers_of(conn, club_id, [(first, last)])[0]
+
+
+def buyers_of(conn: Connection, club_id: int, spans: list[tuple[int, int]]) -> list[Buyers]:
+    """Each span of days [first, last] (YYYYMMDD), from the bitmaps: the whole months'
+    rows and the days' rows at the ends, merged per chunk of members
+    (daily_rules.merge_flags); all spans in one query (one round trip)."""
+    parts: list[str] = []
+    args: list[int] = []
+    for i, (first, last) in enumerate(spans):
+        ranges, months = daily_rules.split_days(first, last)
+        for a, b in ranges:
+            parts.append(f"SELECT {i}, chunk, bought, twice, earlier FROM daily_buyers "
+                         "WHERE club_id = ? AND day >= ? AND day <= ?")
+            args += [club_id, a, b]
+        if months:
+            parts.append(f"SELECT {i}, chunk, bought, twice, earlier FROM monthly_buyers "
+                         "WHERE club_id = ? AND month >= ? AND month <= ?")
+            args += [club_id, months[0], months[-1]]
+    acc: list[dict[int, tuple[int, int, int]]] = [{} for _ in spans]
+    if parts:
+        for i, c, *maps in conn.execute(" UNION ALL ".join(parts), args):
             ints = (int.from_bytes(maps[0], "little"), int.from_bytes(maps[1], "little"),
                     int.from_bytes(maps[2], "little"))
-            acc[c] = daily_rules.merge_flags(acc[c], ints) if c in acc else ints
-    return Buyers(buyers=sum(v[0].bit_count() for v in acc.values()),
-                  repeat=sum(v[1].bit_count() for v in acc.values()),
-                  returning=sum(v[2].bit_count() for v in acc.values()))
+            got = acc[int(i)]
+            got[c] = daily_rules.merge_flags(got[c], ints) if c in got else ints
+    return [Buyers(buyers=sum(v[0].bit_count() for v in got.values()),
+                   repeat=sum(v[1].bit_count() for v in got.values()),
+                   returning=sum(v[2].bit_count() for v in got.values())) for got in acc]
 
 
 def buyers_from_purchases(conn: Connection, club_id: int, since: int, until: int) -> Buyers:

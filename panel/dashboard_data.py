@@ -65,17 +65,31 @@ def period_figures(conn: Connection, club_id: int, period: Period
     first, last = day_number(period.first), day_number(period.last)
     rows = store_daily.days(conn, club_id, first, last)
     b = store_daily.buyers(conn, club_id, first, last)
-    figures = PeriodFigures(
+    return _figures(rows, store_daily.enrolled_through(conn, club_id, last), b), rows
+
+
+def _figures(rows: list[store_daily.DayFigures], members: int,
+             b: store_daily.Buyers) -> PeriodFigures:
+    """A period's figures from its per-day rows."""
+    return PeriodFigures(
         sales=sum(r.sales for r in rows),
         purchases=sum(r.settled for r in rows),
-        members=store_daily.enrolled_through(conn, club_id, last),
+        members=members,
         new=sum(r.enrolled for r in rows),
         buyers=b.buyers, returning=b.returning, repeat=b.repeat,
         issued=sum(r.credit_of(*ISSUED) for r in rows),
         redeemed=-sum(r.credit_of("redeem") for r in rows),
         expired=-sum(r.credit_of("expiry") for r in rows),
     )
-    return figures, rows
+
+
+def _totals_figures(t: store_daily.Totals, b: store_daily.Buyers) -> PeriodFigures:
+    """A period's figures from its sums (the previous period: no per-day rows needed)."""
+    return PeriodFigures(
+        sales=t.sales, purchases=t.settled, members=t.members, new=t.enrolled,
+        buyers=b.buyers, returning=b.returning, repeat=b.repeat,
+        issued=t.credit_of(*ISSUED), redeemed=-t.credit_of("redeem"),
+        expired=-t.credit_of("expiry"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,11 +206,19 @@ def _points(days: list[date], per_day: list[store_daily.DayFigures], weekly: boo
 
 
 def build(conn: Connection, club_id: int, period: Period, lang: str) -> Dashboard:
+    """The whole dashboard: the sums of both periods in one query, their distinct
+    members in another, then the charts' own reads."""
     t = TEXTS[lang]
     fmt = Formats(lang)
     before_period = previous(period)
-    now, rows = period_figures(conn, club_id, period)
-    before, _ = period_figures(conn, club_id, before_period)
+    first, last = day_number(period.first), day_number(period.last)
+    got = store_daily.period_reads(conn, club_id, first, last,
+                                   day_number(before_period.first),
+                                   day_number(before_period.last))
+    b_now, b_before = store_daily.buyers_of(conn, club_id, [
+        (first, last), (day_number(before_period.first), day_number(before_period.last))])
+    now = _figures(got.days, got.members, b_now)
+    before = _totals_figures(got.before, b_before)
     figure_rows = []
     for key, attr, kind in _ROWS:
         a, b = getattr(now, attr), getattr(before, attr)
@@ -205,8 +227,26 @@ def build(conn: Connection, club_id: int, period: Period, lang: str) -> Dashboar
         figure_rows.append(FigureRow(key, write(a), write(b), change, direction))
     return Dashboard(
         period=period, previous=before_period, rows=tuple(figure_rows),
-        outstanding=fmt.money(store_daily.outstanding(conn, club_id)),
-        charts=charts(conn, club_id, period, rows, lang, t))
+        outstanding=fmt.money(got.outstanding),
+        charts=charts(conn, club_id, period, got.days, lang, t))
+
+
+#: every chart's name (its CSV: /dashboard/NAME.csv), in the page's order
+CHART_NAMES = ("sales", "purchases", "members", "tiers", "segments", "heat", "credit",
+               "intervals")
+#: the charts drawn from the period's per-day rows
+_DAY_CHARTS = frozenset({"sales", "purchases", "members", "credit"})
+
+
+def chart(conn: Connection, club_id: int, period: Period, name: str, lang: str
+          ) -> Chart | None:
+    """One chart alone (its CSV download): only the reads it needs, the same numbers as
+    on the page."""
+    if name not in CHART_NAMES:
+        return None
+    rows = store_daily.days(conn, club_id, day_number(period.first),
+                            day_number(period.last)) if name in _DAY_CHARTS else []
+    return charts(conn, club_id, period, rows, lang, TEXTS[lang], only=name)[0]
 
 
 def segments_chart(conn: Connection, club_id: int, lang: str, t: dict[str, str]) -> Chart:
@@ -235,7 +275,10 @@ def segments_chart(conn: Connection, club_id: int, lang: str, t: dict[str, str])
 
 
 def charts(conn: Connection, club_id: int, period: Period,
-           rows: list[store_daily.DayFigures], lang: str, t: dict[str, str]) -> tuple[Chart, ...]:
+           rows: list[store_daily.DayFigures], lang: str, t: dict[str, str],
+           only: str | None = None) -> tuple[Chart, ...]:
+    """The period's charts (`rows`: its per-day rows), or only the one named `only`
+    (the others' reads are not made)."""
     days = period.each_day()
     long = jdatetime.date.fromgregorian(date=period.first).year != \
         jdatetime.date.fromgregorian(date=period.last).year
@@ -246,53 +289,69 @@ def charts(conn: Connection, club_id: int, period: Period,
     starts, points = _points(days, per_day, weekly)
     labels = tuple(_label(d, long) for d in starts)
     k = "_weekly" if weekly else ""
+    first, last = day_number(period.first), day_number(period.last)
 
     def of(field: str) -> tuple[int, ...]:
         return tuple(sum(getattr(r, field) for r in point) for point in points)
 
-    out = [
-        Chart("sales", t["chart_sales" + k], render(ChartData(
+    def sales() -> Chart:
+        return Chart("sales", t["chart_sales" + k], render(ChartData(
             t["chart_sales" + k], ChartKind.LINE, labels,
             (Series(t["series_sales"], of("sales")),))),
-            t["def_weekly"] if weekly else ""),
-        Chart("purchases", t["chart_purchases" + k], render(ChartData(
+            t["def_weekly"] if weekly else "")
+
+    def purchases() -> Chart:
+        return Chart("purchases", t["chart_purchases" + k], render(ChartData(
             t["chart_purchases" + k], ChartKind.BARS, labels,
             (Series(t["series_purchases"], of("settled")),))),
-            t["def_weekly"] if weekly else ""),
-        Chart("members", t["chart_members" + k], render(ChartData(
+            t["def_weekly"] if weekly else "")
+
+    def members() -> Chart:
+        return Chart("members", t["chart_members" + k], render(ChartData(
             t["chart_members" + k], ChartKind.BARS, labels,
             (Series(t["series_new"], of("enrolled")),
              Series(t["series_came_back"], of("came_back"))))),
-            t["def_chart_members" + k]),
-    ]
-    tiers = store_daily.tiers(conn, club_id) or [("—", 0)]
-    out.append(Chart("tiers", t["chart_tiers"], render(ChartData(
-        t["chart_tiers"], ChartKind.BARS, tuple(name for name, _ in tiers),
-        (Series(t["series_members"], tuple(n for _, n in tiers)),)))))
-    out.append(segments_chart(conn, club_id, lang, t))
-    grid = [[0] * 24 for _ in range(7)]
-    first, last = day_number(period.first), day_number(period.last)
-    for weekday, hour, n in store_daily.weekday_hours(conn, club_id, first, last):
-        grid[weekday][hour] += n
-    names = WEEKDAYS_FA if lang == "fa" else WEEKDAYS_EN
-    out.append(Chart("heat", t["chart_heat"], render(ChartData(
-        t["chart_heat"], ChartKind.HEAT_MAP, tuple(str(h) for h in range(24)),
-        tuple(Series(names[w], tuple(grid[w])) for w in range(7)))), t["def_chart_heat"]))
-    weeks: dict[date, list[int]] = {}
-    for d, r in zip(days, per_day, strict=True):
-        start = _saturday(d)
-        acc = weeks.setdefault(start, [0, 0])
-        acc[0] += r.credit_of(*ISSUED)
-        acc[1] -= r.credit_of("redeem")
-    starts = sorted(weeks)
-    out.append(Chart("credit", t["chart_credit"], render(ChartData(
-        t["chart_credit"], ChartKind.BARS, tuple(_label(s, long) for s in starts),
-        (Series(t["series_issued"], tuple(weeks[s][0] for s in starts)),
-         Series(t["series_redeemed"], tuple(weeks[s][1] for s in starts))))),
-        t["def_chart_credit"]))
-    bins = store_daily.intervals(conn, club_id, first, last)
-    counts = tuple(bins.get(i, 0) for i in range(len(daily_rules.INTERVAL_EDGES)))
-    out.append(Chart("intervals", t["chart_intervals"], render(ChartData(
-        t["chart_intervals"], ChartKind.HISTOGRAM, daily_rules.interval_labels(),
-        (Series(t["series_visits"], counts),))), t["def_chart_intervals"]))
-    return tuple(out)
+            t["def_chart_members" + k])
+
+    def tiers() -> Chart:
+        got = store_daily.tiers(conn, club_id) or [("—", 0)]
+        return Chart("tiers", t["chart_tiers"], render(ChartData(
+            t["chart_tiers"], ChartKind.BARS, tuple(name for name, _ in got),
+            (Series(t["series_members"], tuple(n for _, n in got)),))))
+
+    def segments() -> Chart:
+        return segments_chart(conn, club_id, lang, t)
+
+    def heat() -> Chart:
+        grid = [[0] * 24 for _ in range(7)]
+        for weekday, hour, n in store_daily.weekday_hours(conn, club_id, first, last):
+            grid[weekday][hour] += n
+        names = WEEKDAYS_FA if lang == "fa" else WEEKDAYS_EN
+        return Chart("heat", t["chart_heat"], render(ChartData(
+            t["chart_heat"], ChartKind.HEAT_MAP, tuple(str(h) for h in range(24)),
+            tuple(Series(names[w], tuple(grid[w])) for w in range(7)))), t["def_chart_heat"])
+
+    def credit() -> Chart:
+        weeks: dict[date, list[int]] = {}
+        for d, r in zip(days, per_day, strict=True):
+            acc = weeks.setdefault(_saturday(d), [0, 0])
+            acc[0] += r.credit_of(*ISSUED)
+            acc[1] -= r.credit_of("redeem")
+        week_starts = sorted(weeks)
+        return Chart("credit", t["chart_credit"], render(ChartData(
+            t["chart_credit"], ChartKind.BARS, tuple(_label(s, long) for s in week_starts),
+            (Series(t["series_issued"], tuple(weeks[s][0] for s in week_starts)),
+             Series(t["series_redeemed"], tuple(weeks[s][1] for s in week_starts))))),
+            t["def_chart_credit"])
+
+    def intervals() -> Chart:
+        bins = store_daily.intervals(conn, club_id, first, last)
+        counts = tuple(bins.get(i, 0) for i in range(len(daily_rules.INTERVAL_EDGES)))
+        return Chart("intervals", t["chart_intervals"], render(ChartData(
+            t["chart_intervals"], ChartKind.HISTOGRAM, daily_rules.interval_labels(),
+            (Series(t["series_visits"], counts),))), t["def_chart_intervals"])
+
+    builders = {"sales": sales, "purchases": purchases, "members": members, "tiers": tiers,
+                "segments": segments, "heat": heat, "credit": credit,
+                "intervals": intervals}
+    return tuple(builders[name]() for name in CHART_NAMES if only in (None, name))

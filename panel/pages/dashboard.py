@@ -1,5 +1,6 @@
 """Page 1, the dashboard: one club's figures for a period against the period before, and
-its charts, each with its table and CSV (`/dashboard/NAME.csv` with the same query)."""
+its charts, each with its table and CSV (`/dashboard/NAME.csv`: that chart alone, from the
+same reads as on the page)."""
 
 from __future__ import annotations
 
@@ -51,8 +52,8 @@ def routes(panel: Panel) -> list[BaseRoute]:
         if period is None:
             common.not_found()
         with common.database(panel).connection() as conn:
-            board = dashboard_data.build(conn, view.club_id, period, panel.language(request))
-        chart = board.chart(request.path_params["name"])
+            chart = dashboard_data.chart(conn, view.club_id, period,
+                                         request.path_params["name"], panel.language(request))
         if chart is None:
             common.not_found()
         return csv_response(chart.figure, f"{chart.name}-{period.first}-{period.last}.csv")

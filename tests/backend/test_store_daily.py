@@ -108,6 +108,26 @@ class DailyMachine(LedgerMachine):
             assert r.first_visits == sum(1 for mid in on_day if first_day[mid] == r.day)
         lots = self.conn.execute("SELECT COALESCE(SUM(remaining), 0) FROM lots").fetchone()[0]
         assert store_daily.outstanding(self.conn, 1) == lots
+        self.one_query_reads_agree(rows)
+
+    def one_query_reads_agree(self, rows: list[store_daily.DayFigures]) -> None:
+        """The dashboard's merged reads (one round trip each) equal the plain ones."""
+        first, mid, last = rows[0].day, rows[len(rows) // 2].day, rows[-1].day
+        got = store_daily.period_reads(self.conn, 1, mid, last, first, mid)
+        assert got.days == store_daily.days(self.conn, 1, mid, last)
+        assert got.members == store_daily.enrolled_through(self.conn, 1, last)
+        assert got.outstanding == store_daily.outstanding(self.conn, 1)
+        before = store_daily.days(self.conn, 1, first, mid)
+        assert got.before == store_daily.totals(self.conn, 1, first, mid)
+        assert got.before.settled == sum(r.settled for r in before)
+        assert got.before.sales == sum(r.sales for r in before)
+        assert got.before.enrolled == sum(r.enrolled for r in before)
+        assert got.before.members == store_daily.enrolled_through(self.conn, 1, mid)
+        for kind in daily_rules.CREDIT_KINDS:
+            assert got.before.credit_of(kind) == sum(r.credit_of(kind) for r in before)
+        assert store_daily.buyers_of(self.conn, 1, [(mid, last), (first, mid)]) == [
+            store_daily.buyers(self.conn, 1, mid, last),
+            store_daily.buyers(self.conn, 1, first, mid)]
 
 
 def _wipe_daily(url: str) -> None:

@@ -7,6 +7,9 @@ does: club A's on T0000001, club B's on its own terminal, the same phone in both
 
 from __future__ import annotations
 
+import csv
+import html
+import io
 import re
 import threading
 from datetime import UTC, datetime, time, timedelta
@@ -20,6 +23,7 @@ from backend import report, store, store_registry
 from backend.handlers import Handler
 from backend.sms import outbox
 from demo.mosquitto import Mosquitto
+from panel import dashboard_data
 from panel.presence import PresenceWatcher
 from protocols import mqtt as schema
 from protocols.persian import TEHRAN, ascii_digits
@@ -272,3 +276,35 @@ def _status(world: World, sms_id: int) -> str:
     with world.conn() as conn:
         return str(conn.execute("SELECT status FROM sms_outbox WHERE id = ?",
                                 (sms_id,)).fetchone()[0])
+
+
+def _page_table(page: str, name: str) -> list[list[str]]:
+    """The table beside chart `name` on the page, cells in ASCII digits."""
+    section = re.search(rf'<section class="card" id="chart-{name}">(.*?)</section>', page,
+                        re.S)
+    assert section, f"no chart {name} on the page"
+    return [[ascii_digits(html.unescape(cell)) for cell in re.findall(
+        r"<t[hd]>([^<]*)</t[hd]>", row)]
+        for row in re.findall(r"<tr>(.*?)</tr>", section.group(1), re.S)]
+
+
+@pytest.mark.parametrize("query", [
+    "period=today", "period=last30", "period=range&from=1404/09/11&to=1405/09/10"])
+def test_each_chart_csv_equals_its_table_on_the_page(played: World, query: str) -> None:
+    """The CSV route builds its chart alone: the same numbers as the page's table, for
+    daily and weekly points alike, in both languages' page (the CSV's digits are ASCII)."""
+    with logged_in(played, "ali") as b:
+        page = b.get(f"/dashboard?{query}")
+        assert page.status_code == 200
+        names = re.findall(r'<section class="card" id="chart-([a-z]+)">', page.text)
+        assert names == list(dashboard_data.CHART_NAMES)
+        for name in names:
+            r = b.get(f"/dashboard/{name}.csv?{query}")
+            assert r.status_code == 200
+            got = list(csv.reader(io.StringIO(r.text.lstrip("\ufeff"))))
+            table = _page_table(page.text, name)
+            assert got == table, name
+            assert len(table) > 1
+    # a purchase of today shows in the CSV of the page that shows it
+    assert query != "period=today" or any(
+        row[-1] != "0" for row in _page_table(page.text, "purchases")[1:])
