@@ -33,6 +33,8 @@ from backend.segments import SEGMENTS
 from backend.sms_templates import CampaignEstimate, Template, TemplateError, estimate
 from protocols.persian import TEHRAN
 
+TABLES = ("campaigns", "campaign_holdout")
+
 SCHEMA = (
     "CREATE TABLE campaigns (id INTEGER PRIMARY KEY, club_id INTEGER NOT NULL "
     "REFERENCES clubs(id), text TEXT NOT NULL, filter TEXT NOT NULL, "
