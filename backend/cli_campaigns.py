@@ -112,7 +112,7 @@ def _add(conn: Connection, args: argparse.Namespace, club_id: int,
         visited_after=_day(args.visited_after) if args.visited_after else None,
         min_spend=args.min_spend, branch=args.branch,
     )
-    at = parse_when(args.at) if args.at else now
+    at = parse_when(args.at) if args.at else None
     p = store_campaigns.preview(conn, club_id, args.text, f, holdout=args.holdout,
                                 price_per_part=args.price_per_part)
     e = p.estimate

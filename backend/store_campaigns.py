@@ -220,16 +220,20 @@ def preview(conn: Connection, club_id: int, text: str, f: Filter, *,
                    estimate(template, (_values(t, shop) for t in sent), price_per_part))
 
 
-def add(conn: Connection, club_id: int, text: str, f: Filter, *, at: datetime,
+def add(conn: Connection, club_id: int, text: str, f: Filter, *, at: datetime | None,
         now: datetime, holdout: float = campaign_effect.DEFAULT_HOLDOUT,
         price_per_part: int = 0) -> tuple[Campaign, bool]:
     """Save a campaign in the caller's transaction: (the campaign, whether it is new).
-    The same club, text, filter and time again returns the first one."""
+    The same club, text, filter and time again returns the first one; `at` None is "now",
+    and the same campaign sent now again on the same Tehran day is the first one too (a
+    script run twice must not send twice)."""
     _check(conn, club_id, text, f, holdout, price_per_part)
-    scheduled = int(outbox.timestamp(max(at, now)))
+    if at is None:
+        scheduled, when = int(outbox.timestamp(now)), f"now:{now.astimezone(TEHRAN).date()}"
+    else:
+        scheduled, when = int(outbox.timestamp(max(at, now))), str(int(outbox.timestamp(at)))
     fingerprint = hashlib.sha256(json.dumps(
-        [club_id, text, f.to_json(), int(outbox.timestamp(at)), holdout],
-        ensure_ascii=False).encode()).hexdigest()
+        [club_id, text, f.to_json(), when, holdout], ensure_ascii=False).encode()).hexdigest()
     row = conn.execute(
         "INSERT INTO campaigns (club_id, text, filter, holdout, seed, scheduled_at,"
         " price_per_part, created_at, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"

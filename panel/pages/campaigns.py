@@ -85,7 +85,7 @@ def routes(panel: Panel) -> list[BaseRoute]:
         f = _filter(v)
         holdout = int(v["holdout"]) / 100 if v.get("holdout") is not None else 0.10  # type: ignore[call-overload]
         price = int(v.get("price") or 0)  # type: ignore[call-overload]
-        at = now
+        at: datetime | None = None
         if v.get("at") is not None:
             at = datetime.combine(v["at"], time(int(v.get("hour") or 10)), TEHRAN)  # type: ignore[arg-type, call-overload]
         with database(panel).connection() as conn:

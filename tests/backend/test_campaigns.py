@@ -5,6 +5,7 @@ bad input is refused changing nothing."""
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -263,6 +264,12 @@ def test_cli_add_dry_run_list_show_cancel(db: str, capsys: pytest.CaptureFixture
     assert cli.main(["campaign", "cancel", "1", *args]) == 2
     assert cli.main(["campaign", "show", "9", *args]) == 2
     assert "no campaign 9" in capsys.readouterr().err
+    now = ["campaign", "add", "--text", text, "--tier", "silver", *args]  # send now
+    assert cli.main(now) == 0
+    [second] = re.findall(r"campaign (\d+) added: 7 SMS queued now", capsys.readouterr().out)
+    assert second != "1"
+    assert cli.main(now) == 0  # the same script again the same day: not sent twice
+    assert f"campaign {second} exists already: 0 SMS queued now" in capsys.readouterr().out
 
 
 def test_parse_when_iso_and_jalali() -> None:
