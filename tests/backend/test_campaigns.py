@@ -279,3 +279,45 @@ def test_parse_when_iso_and_jalali() -> None:
     assert parse_when("1405/01/05") == tehran(date(2026, 3, 25), 10)
     assert parse_when("2026-03-25T10:00") == tehran(date(2026, 3, 25), 10)
     assert parse_when("2026-03-25T10:00+00:00") == datetime(2026, 3, 25, 10, tzinfo=UTC)
+
+
+def test_a_campaign_at_night_waits_for_morning_within_the_daily_limit(db: str) -> None:
+    """Scheduled at 22:00 Tehran with a club limit of 10 a day: nothing goes before 09:00,
+    10 a day, each member once, the hold-out never, over hourly worker runs."""
+    from backend import store_marketing
+    from backend.marketing_rules import Settings
+
+    conn = store.connect(db)
+    try:
+        club = _club(conn)
+        ids = _members(conn, club)
+        with transaction(conn):
+            store_marketing.set_settings(conn, club, Settings(club_daily=10))
+        night = tehran(date(2026, 3, 1), 22)
+        c = _add(conn, club, Filter(), at=night)
+        held = store_campaigns.holdout_members(conn, c.id)
+        phones = {conn.execute("SELECT phone FROM members WHERE id = ?", (m,)).fetchone()[0]: m
+                  for m in ids}
+        rec = Recorder()
+        worker = SmsWorker(db, rec, batch=50)
+        sent_at: dict[str, datetime] = {}
+        try:
+            for hour in range(0, 24 * 4):
+                at = night + timedelta(hours=hour)
+                before = len(rec.sent)
+                worker.run_once(at)
+                for phone, _, _ in rec.sent[before:]:
+                    sent_at[phone] = at
+        finally:
+            worker.stop()
+        assert len(rec.sent) == len(sent_at) == len(ids) - len(ids) // 5 - len(held) == 29
+        assert not {phones[p] for p in sent_at} & held
+        local = [t.astimezone(TEHRAN) for t in sent_at.values()]
+        assert all(time(9) <= t.time() < time(21) for t in local)
+        per_day: dict[date, int] = {}
+        for t in local:
+            per_day[t.date()] = per_day.get(t.date(), 0) + 1
+        assert sorted(per_day.values()) == [9, 10, 10] and min(per_day) == date(2026, 3, 2)
+        assert store_campaigns.counts(conn, c.id) == {"sent": 29, "pending": 0, "failed": 0}
+    finally:
+        conn.close()
