@@ -18,6 +18,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "camp_cost": "هزینه (ریال)", "no_campaigns": "هنوز کارزاری ثبت نشده است.",
         "new_campaign": "کارزار تازه", "done_camp_added": "کارزار ثبت شد.",
         "done_camp_cancelled": "ارسال‌نشده‌های کارزار لغو شد.",
+        "camp_effect": "اثر (خریداران / گیرندگان)", "camp_days": "روز",
     },
     "en": {
         "campaigns": "SMS campaigns", "camp_text": "SMS text ({name}, {shop}, {tier})",
@@ -33,5 +34,6 @@ TEXTS: dict[str, dict[str, str]] = {
         "camp_cost": "Cost (rials)", "no_campaigns": "No campaigns yet.",
         "new_campaign": "New campaign", "done_camp_added": "The campaign was saved.",
         "done_camp_cancelled": "The campaign's unsent SMS were cancelled.",
+        "camp_effect": "Effect (buyers / reached)", "camp_days": "days",
     },
 }

@@ -66,7 +66,8 @@ def routes(panel: Panel) -> list[BaseRoute]:
             for c in reversed(store_campaigns.list_campaigns(conn, view.club_id)):
                 with store.transaction(conn):
                     status = store_campaigns.status(conn, c.id, now)
-                rows.append((c, status, store_campaigns.counts(conn, c.id)))
+                rows.append((c, status, store_campaigns.counts(conn, c.id),
+                             store_campaigns.effect(conn, c.id)))
         return panel.render(
             request, "campaigns.html", status_code, view=view, rows=rows, preview=preview,
             form=form or forms.empty_form(CAMPAIGN_FORM), tehran=TEHRAN,

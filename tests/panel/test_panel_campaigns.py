@@ -46,6 +46,7 @@ def test_estimate_then_send_then_cancel(world: World) -> None:
         assert [s for _, s in _outbox(world)] == ["pending"] * n
         page = b.get("/campaigns").text
         assert f'id="campaign-{c.id}"' in page and "scheduled" in page
+        assert f'id="effect-{c.id}-7"' in page and f'id="effect-{c.id}-30"' in page
         with logged_in(world, "bita") as other:  # another club's owner
             assert other.post(f"/campaigns/{c.id}/cancel").status_code == 404
             assert f'id="campaign-{c.id}"' not in other.get("/campaigns").text
