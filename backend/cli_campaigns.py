@@ -124,7 +124,9 @@ def _add(conn: Connection, args: argparse.Namespace, club_id: int,
     with transaction(conn):
         c, new = store_campaigns.add(conn, club_id, args.text, f, at=at, now=now,
                                      holdout=args.holdout, price_per_part=args.price_per_part)
-        queued, held = store_campaigns.enqueue(conn, c.id, now)
+        # the same campaign again queues nothing (not even members new to its filter)
+        queued, held = (store_campaigns.enqueue(conn, c.id, now) if new else
+                        (0, len(store_campaigns.holdout_members(conn, c.id))))
     what = "added" if new else "exists already"
     print(f"campaign {c.id} {what}: {queued} SMS queued now, {held} held out, from "
           f"{c.scheduled_at.astimezone(TEHRAN):%Y-%m-%d %H:%M} Tehran")

@@ -99,8 +99,8 @@ def routes(panel: Panel) -> list[BaseRoute]:
                     c, new = store_campaigns.add(conn, view.club_id, str(v["text"]), f,
                                                  at=at, now=now, holdout=holdout,
                                                  price_per_part=price)
-                    store_campaigns.enqueue(conn, c.id, now)
-                    if new:
+                    if new:  # the same campaign again (a second click) queues nothing
+                        store_campaigns.enqueue(conn, c.id, now)
                         common.audit(conn, view, "campaign.add", f"campaign:{c.id}", None,
                                      {"text": c.text, "filter": f.to_json(),
                                       "at": c.scheduled_at.isoformat()}, now)
