@@ -147,6 +147,8 @@ def _check(conn: Connection, club_id: int, text: str, f: Filter, holdout: float,
         raise CampaignError(str(exc)) from None
     if f.segment is not None and f.segment not in SEGMENTS:
         raise CampaignError(f"unknown segment {f.segment!r} (known: {', '.join(SEGMENTS)})")
+    if f.tier is not None and f.tier not in (known := _tiers(conn, club_id)):
+        raise CampaignError(f"unknown tier {f.tier!r} (known: {', '.join(sorted(known))})")
     if f.branch is not None and _branch_id(conn, club_id, f.branch) is None:
         raise CampaignError(f"the club has no branch {f.branch!r}")
     if f.min_spend is not None and f.min_spend < 0:
@@ -158,6 +160,20 @@ def _check(conn: Connection, club_id: int, text: str, f: Filter, holdout: float,
     if not isinstance(price_per_part, int) or price_per_part < 0:
         raise CampaignError("the per-part price is a non-negative number of rials")
     return template
+
+
+def _tiers(conn: Connection, club_id: int) -> set[str]:
+    """The tiers of the club's program (the configuration's default when it has none
+    stored) and those its members hold (a program changed since)."""
+    from backend.program import Program
+    from backend.registry import parse_program
+    from backend.store_registry import latest_program
+
+    stored = latest_program(conn, club_id)
+    program = parse_program(stored.body) if stored else Program()
+    held = {str(r[0]) for r in conn.execute(
+        "SELECT DISTINCT tier FROM members WHERE club_id = ?", (club_id,))}
+    return {t.name for t in program.tiers} | held
 
 
 def _branch_id(conn: Connection, club_id: int, name: str) -> int | None:

@@ -208,6 +208,7 @@ def test_bad_input_is_refused_changing_nothing(
         _members(conn, club, 5)
         for kwargs, why in (({"f": Filter(segment="vip")}, "unknown segment"),
                             ({"f": Filter(branch="nowhere")}, "no branch"),
+                            ({"f": Filter(tier="platinum")}, "unknown tier"),
                             ({"f": Filter(), "text": "سلام {foo}"}, "unknown placeholder"),
                             ({"f": Filter(), "text": "سلام {name"}, "brace"),
                             ({"f": Filter(), "holdout": 1.0}, "hold-out")):
