@@ -201,6 +201,9 @@ def _parser() -> argparse.ArgumentParser:
     from backend import cli_giftcards  # giftcard issue|list|show
 
     cli_giftcards.add_parser(sub, common)
+    from backend import cli_campaigns  # campaign add|list|show|cancel
+
+    cli_campaigns.add_parser(sub, common)
     return p
 
 
@@ -257,6 +260,7 @@ def _main(argv: Sequence[str] | None) -> int:
             "user": cli_users.run,
             "segment": _segment,
             "giftcard": cli_giftcards.run,
+            "campaign": _campaign,
         }[args.command]
         return handler(args, settings)
     except (ConfigError, UsageError, cli_ops.OpsError, cli_users.UsageError, store.StoreError,
@@ -272,6 +276,12 @@ def _segment(args: argparse.Namespace, settings: Settings) -> int:
     from backend import cli_segments
 
     return cli_segments.run(args, settings)
+
+
+def _campaign(args: argparse.Namespace, settings: Settings) -> int:
+    from backend import cli_campaigns
+
+    return cli_campaigns.run(args, settings)
 
 
 def _existing(db: str) -> engine.Target:

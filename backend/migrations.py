@@ -20,6 +20,7 @@ from datetime import datetime
 from backend import (
     engine,
     store_automsg,
+    store_campaigns,
     store_daily,
     store_giftcards,
     store_marketing,
@@ -554,6 +555,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         13,
         "gift cards: batches, cards, their movements and holds, a secret key per club",
         store_giftcards.SCHEMA,
+    ),
+    Migration(
+        14,
+        "SMS campaigns: the campaign (text, filter, schedule, hold-out share and seed) and "
+        "the members held out of each",
+        store_campaigns.SCHEMA,
     ),
 )
 LATEST = MIGRATIONS[-1].version

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from backend import engine, migrations, store_giftcards
+from backend import engine, migrations, store_campaigns, store_giftcards
 from backend.engine import Connection
 
 #: Every table of the schema, parents before children (foreign keys hold row by row).
@@ -24,6 +24,7 @@ TABLES = (
     "monthly_buyers", "member_segments", "segment_counts",
     "club_marketing", "auto_messages", "automsg_runs",
     *store_giftcards.TABLES,
+    *store_campaigns.TABLES,
 )  # fmt: skip
 #: Rows a new schema is made with (its one club): replaced by the source's.
 _MADE_WITH_SCHEMA = ("registry_state", "branches", "clubs")
@@ -32,7 +33,7 @@ SCHEMA_TABLES = ("schema_version", "schema_migrations")
 #: Copied in this order so that a member's referrer is there before the member.
 _ORDER = {
     "members": "id", "ledger": "id", "lots": "id", "requests": "id", "clubs": "id",
-    "branches": "id", "gift_batches": "id", "gift_movements": "id",
+    "branches": "id", "gift_batches": "id", "gift_movements": "id", "campaigns": "id",
 }  # fmt: skip
 
 

@@ -35,6 +35,7 @@ from panel.assets import STATIC, load_manifest
 from panel.database import Database
 from panel.guard import COOKIE, PanelGuard
 from panel.pages import audit as audit_page
+from panel.pages import campaigns as campaigns_page
 from panel.pages import common, dashboard, members, offers, program, sms, terminals
 from panel.pages import giftcards as giftcards_page
 from panel.pages import users as users_page
@@ -272,6 +273,7 @@ def create_app(settings: PanelSettings | None = None, users: UserDirectory | Non
     routes += members.routes(panel)
     routes += offers.routes(panel)
     routes += giftcards_page.routes(panel)
+    routes += campaigns_page.routes(panel)
     routes += program.routes(panel)
     routes += users_page.routes(panel)
     routes += audit_page.routes(panel)

@@ -6,7 +6,13 @@ languages have every key. Form errors are Persian only (forms.py), as issue 14 a
 
 from __future__ import annotations
 
-from panel import texts_accounts, texts_dashboard, texts_giftcards, texts_segments
+from panel import (
+    texts_accounts,
+    texts_campaigns,
+    texts_dashboard,
+    texts_giftcards,
+    texts_segments,
+)
 
 LANGUAGES = ("fa", "en")
 DIRECTION = {"fa": "rtl", "en": "ltr"}
@@ -106,3 +112,4 @@ _merge(texts_accounts.TEXTS)
 _merge(texts_dashboard.TEXTS)
 _merge(texts_segments.TEXTS)
 _merge(texts_giftcards.TEXTS)
+_merge(texts_campaigns.TEXTS)

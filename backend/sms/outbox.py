@@ -367,3 +367,43 @@ def mark_failed(
         " WHERE id = ? AND status = 'sending' AND claimed_by = ?",
         (now, error[:_ERROR_CHARS], sms_id, owner),
     )
+
+
+# --- a group of SMS by key prefix (a campaign's `campaign:{id}:`) --------------------------
+
+
+def _like(prefix: str) -> str:
+    if not prefix or any(c in prefix for c in "%_\\"):
+        raise ValueError(f"a key prefix without LIKE wildcards, not {prefix!r}")
+    return prefix + "%"
+
+
+def cancel_pending(conn: Connection, prefix: str, *, now: datetime, reason: str) -> int:
+    """In the caller's transaction, give up the pending SMS whose key starts with `prefix`
+    (failed, with `reason`); sent ones and ones a worker holds are left alone."""
+    return conn.execute(
+        "UPDATE sms_outbox SET status = 'failed', finished_at = ?, last_error = ?"
+        " WHERE key LIKE ? AND status = 'pending'",
+        (timestamp(now), reason[:_ERROR_CHARS], _like(prefix)),
+    ).rowcount
+
+
+def counts_by_prefix(conn: Connection, prefix: str) -> dict[str, int]:
+    """sent, pending (in flight included) and failed SMS whose key starts with `prefix`."""
+    result = {SENT: 0, PENDING: 0, FAILED: 0}
+    for status, n in conn.execute(
+        "SELECT status, COUNT(*) FROM sms_outbox WHERE key LIKE ? GROUP BY status",
+        (_like(prefix),),
+    ):
+        result[PENDING if status == SENDING else status] += int(n)
+    return result
+
+
+def members_by_prefix(conn: Connection, prefix: str, status: str | None = None) -> set[int]:
+    """The members of the SMS whose key starts with `prefix` (in `status`, or any)."""
+    sql = "SELECT member_id FROM sms_outbox WHERE key LIKE ? AND member_id IS NOT NULL"
+    args: list[object] = [_like(prefix)]
+    if status is not None:
+        sql += " AND status = ?"
+        args.append(status)
+    return {int(r[0]) for r in conn.execute(sql, args)}
