@@ -246,3 +246,15 @@ def traced(conn: sqlite3.Connection, call: Callable[[], Any]) -> tuple[Any, list
 
 def plan(conn: sqlite3.Connection, sql: str) -> str:
     return " | ".join(str(row[-1]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+
+
+class Recorder:
+    """An SMS sender that keeps what it was given (phone, text, kind), thread-safe."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, str]] = []
+        self.lock = threading.Lock()
+
+    def send(self, phone: str, text: str, kind: str) -> None:
+        with self.lock:
+            self.sent.append((phone, text, kind))

@@ -18,16 +18,7 @@ from backend.occasions import AutoMessage
 from backend.sms import SmsWorker
 from backend.store import transaction
 from protocols.persian import TEHRAN
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, str]] = []
-        self.lock = threading.Lock()
-
-    def send(self, phone: str, text: str, kind: str) -> None:
-        with self.lock:
-            self.sent.append((phone, text, kind))
+from tests.backend.core_helpers import Recorder
 
 
 def tehran(d: date, h: int = 0, m: int = 0) -> datetime:

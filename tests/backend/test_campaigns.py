@@ -6,7 +6,6 @@ bad input is refused changing nothing."""
 from __future__ import annotations
 
 import re
-import threading
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
@@ -17,17 +16,8 @@ from backend.sms import SmsWorker
 from backend.store import PurchaseRecord, transaction
 from backend.store_campaigns import CampaignError, Filter
 from protocols.persian import TEHRAN
+from tests.backend.core_helpers import Recorder
 from tests.backend.engines import TEST_TERMINALS
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, str]] = []
-        self.lock = threading.Lock()
-
-    def send(self, phone: str, text: str, kind: str) -> None:
-        with self.lock:
-            self.sent.append((phone, text, kind))
 
 
 def tehran(d: date, h: int = 0, m: int = 0) -> datetime:

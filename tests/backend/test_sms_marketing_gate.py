@@ -14,16 +14,7 @@ from backend.marketing_rules import Settings
 from backend.sms import SmsWorker, enqueue
 from backend.store import transaction
 from protocols.persian import TEHRAN
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, str]] = []
-        self.lock = threading.Lock()
-
-    def send(self, phone: str, text: str, kind: str) -> None:
-        with self.lock:
-            self.sent.append((phone, text, kind))
+from tests.backend.core_helpers import Recorder
 
 
 def tehran(*args: int) -> datetime:
