@@ -470,20 +470,34 @@ def _n(expr: str) -> str:
     return f"CAST({expr} AS BIGINT)"
 
 
-#: the per-day reads of one span as parts of one UNION ALL, each row
-#: (tag, day, a, b, c, d, e, kind): tag 0 purchases, 1 enrolments, 2 intervals, 3 credit
+#: the width of the merged reads' rows: (tag, day, then one value per credit kind, the
+#: widest part; the others padded with zeros)
+_WIDTH = len(CREDIT_KINDS)
+
+
+def _values(*exprs: str) -> str:
+    return ", ".join([*exprs, *("0" for _ in range(_WIDTH - len(exprs)))])
+
+
+#: the credit of each kind in CREDIT_KINDS' order, one row per day (not a row per kind)
+_CREDIT_SUMS = _values(*(_n(f"SUM(CASE WHEN kind = '{k}' THEN amount ELSE 0 END)")
+                         for k in CREDIT_KINDS))
+
+
+#: the per-day reads of one span as parts of one UNION ALL, each row (tag, day, values):
+#: tag 0 purchases, 1 enrolments, 2 intervals, 3 credit per kind
 def _day_parts(branch: bool) -> list[str]:
     where = "WHERE club_id = ? AND day >= ? AND day <= ?"
-    sums = ", ".join(_n(f"SUM({c})") for c in ("settled", "sales", "gross", "declined",
-                                                 "reversed"))
+    sums = _values(*(_n(f"SUM({c})") for c in ("settled", "sales", "gross", "declined",
+                                                 "reversed")))
+    visits = _values(_n("SUM(CASE WHEN bin = ? THEN visits ELSE 0 END)"),
+                     _n("SUM(CASE WHEN bin >= 1 THEN visits ELSE 0 END)"))
     return [
-        f"SELECT 0, day, {sums}, '' FROM daily_purchases "
+        f"SELECT 0, day, {sums} FROM daily_purchases "
         f"{where}{' AND branch_id = ?' if branch else ''} GROUP BY day",
-        f"SELECT 1, day, enrolled, 0, 0, 0, 0, '' FROM daily_members {where}",
-        f"SELECT 2, day, {_n('SUM(CASE WHEN bin = ? THEN visits ELSE 0 END)')}, "
-        f"{_n('SUM(CASE WHEN bin >= 1 THEN visits ELSE 0 END)')}, 0, 0, 0, '' "
-        f"FROM daily_intervals {where} GROUP BY day",
-        f"SELECT 3, day, amount, 0, 0, 0, 0, kind FROM daily_credit {where}",
+        f"SELECT 1, day, {_values('enrolled')} FROM daily_members {where}",
+        f"SELECT 2, day, {visits} FROM daily_intervals {where} GROUP BY day",
+        f"SELECT 3, day, {_CREDIT_SUMS} FROM daily_credit {where} GROUP BY day",
     ]
 
 
@@ -493,22 +507,24 @@ def _day_args(club_id: int, first: int, last: int, branch_id: int | None) -> lis
             daily_rules.FIRST_VISIT, *span, *span]
 
 
+def _credit_of(values: tuple) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted((k, int(v)) for k, v in zip(CREDIT_KINDS, values, strict=True) if v))
+
+
 def _days_of(rows: list) -> list[DayFigures]:
     acc: dict[int, dict] = {}
-    credit: dict[int, list[tuple[str, int]]] = {}
-    for tag, d, a, b, c, e, f, kind in rows:
+    for tag, d, *v in rows:
         day = int(d)
         if tag == 0:
-            acc.setdefault(day, {}).update(settled=int(a), sales=int(b), gross=int(c),
-                                           declined=int(e), reversed=int(f))
+            acc.setdefault(day, {}).update(settled=int(v[0]), sales=int(v[1]),
+                                           gross=int(v[2]), declined=int(v[3]),
+                                           reversed=int(v[4]))
         elif tag == 1:
-            acc.setdefault(day, {})["enrolled"] = int(a)
+            acc.setdefault(day, {})["enrolled"] = int(v[0])
         elif tag == 2:
-            acc.setdefault(day, {}).update(first_visits=int(a), came_back=int(b))
+            acc.setdefault(day, {}).update(first_visits=int(v[0]), came_back=int(v[1]))
         elif tag == 3:
-            credit.setdefault(day, []).append((str(kind), int(a)))
-    for day, items in credit.items():
-        acc.setdefault(day, {})["credit"] = tuple(sorted(items))
+            acc.setdefault(day, {})["credit"] = _credit_of(v)
     return [DayFigures(day=d, **acc[d]) for d in sorted(acc)]
 
 
@@ -538,17 +554,17 @@ class Totals:
 #: a span's sums as UNION ALL parts shaped like _day_parts' rows: tag 10 purchases,
 #: 11 enrolments, 12 members through the last day, 13 credit per kind
 _TOTAL_PARTS = [
-    f"SELECT 10, 0, {_n('COALESCE(SUM(settled), 0)')}, {_n('COALESCE(SUM(sales), 0)')}, "
-    "0, 0, 0, '' FROM daily_purchases WHERE club_id = ? AND day >= ? AND day <= ?",
-    f"SELECT 11, 0, {_n('COALESCE(SUM(enrolled), 0)')}, 0, 0, 0, 0, '' FROM daily_members "
+    f"SELECT 10, 0, {_values(_n('COALESCE(SUM(settled), 0)'), _n('COALESCE(SUM(sales), 0)'))} "
+    "FROM daily_purchases WHERE club_id = ? AND day >= ? AND day <= ?",
+    f"SELECT 11, 0, {_values(_n('COALESCE(SUM(enrolled), 0)'))} FROM daily_members "
     "WHERE club_id = ? AND day >= ? AND day <= ?",
-    f"SELECT 12, 0, {_n('COALESCE(SUM(enrolled), 0)')}, 0, 0, 0, 0, '' FROM daily_members "
+    f"SELECT 12, 0, {_values(_n('COALESCE(SUM(enrolled), 0)'))} FROM daily_members "
     "WHERE club_id = ? AND day <= ?",
-    f"SELECT 13, 0, {_n('SUM(amount)')}, 0, 0, 0, 0, kind FROM daily_credit "
-    "WHERE club_id = ? AND day >= ? AND day <= ? GROUP BY kind",
+    f"SELECT 13, 0, {_CREDIT_SUMS} FROM daily_credit "
+    "WHERE club_id = ? AND day >= ? AND day <= ?",
 ]
 #: the club's outstanding credit (tag 20)
-_OUTSTANDING_PART = (f"SELECT 20, 0, {_n('COALESCE(SUM(amount), 0)')}, 0, 0, 0, 0, '' "
+_OUTSTANDING_PART = (f"SELECT 20, 0, {_values(_n('COALESCE(SUM(amount), 0)'))} "
                      "FROM daily_credit WHERE club_id = ?")
 
 
@@ -557,15 +573,10 @@ def _total_args(club_id: int, first: int, last: int) -> list:
 
 
 def _totals_of(rows: list) -> Totals:
-    got: dict[int, tuple[int, int]] = {}
-    credit: list[tuple[str, int]] = []
-    for tag, _, a, b, *_rest, kind in rows:
-        if tag == 13:
-            credit.append((str(kind), int(a)))
-        elif tag in (10, 11, 12):
-            got[tag] = (int(a), int(b))
-    return Totals(settled=got[10][0], sales=got[10][1], enrolled=got[11][0],
-                  members=got[12][0], credit=tuple(sorted(credit)))
+    got = {int(tag): v for tag, _, *v in rows}
+    return Totals(settled=int(got[10][0]), sales=int(got[10][1]), enrolled=int(got[11][0]),
+                  members=int(got[12][0]),
+                  credit=_credit_of(tuple(x or 0 for x in got[13])))
 
 
 def totals(conn: Connection, club_id: int, first: int, last: int) -> Totals:
@@ -588,8 +599,7 @@ def period_reads(conn: Connection, club_id: int, first: int, last: int,
     """The dashboard's sums in one round trip: the period's days, its members, the
     previous period's sums and the outstanding credit."""
     sql = " UNION ALL ".join([*_day_parts(False), *_TOTAL_PARTS, _OUTSTANDING_PART,
-                              f"SELECT 30, 0, {_n('COALESCE(SUM(enrolled), 0)')}, "
-                              "0, 0, 0, 0, '' "
+                              f"SELECT 30, 0, {_values(_n('COALESCE(SUM(enrolled), 0)'))} "
                               "FROM daily_members WHERE club_id = ? AND day <= ?"])
     rows = conn.execute(sql, [*_day_args(club_id, first, last, None),
                               *_total_args(club_id, before_first, before_last),
