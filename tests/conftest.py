@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from demo.mosquitto import Mosquitto
+from tests.agent.agent_terminal import Terminal
 
 
 @pytest.fixture
@@ -18,3 +19,13 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
         yield b
     finally:
         b.stop()
+
+
+@pytest.fixture
+def term() -> Iterator[Terminal]:
+    """A pty whose slave path the agent opens as its serial port; closed afterwards."""
+    t = Terminal()
+    try:
+        yield t
+    finally:
+        t.close()

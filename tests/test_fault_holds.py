@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,13 +46,6 @@ db, pg_url, postgres_server = engines.db, engines.pg_url, engines.postgres_serve
 
 PHONE = "09121234567"
 BACKLOG = 150
-
-
-@pytest.fixture
-def term() -> Iterator[Terminal]:
-    t = Terminal()
-    yield t
-    t.close()
 
 
 def query(target: str, sql: str, *args: object) -> list[tuple]:

@@ -5,7 +5,6 @@ the card's rest in CB and MG (docs/protocol-readings.md 26)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -27,13 +26,6 @@ from tests.backend import engines
 
 pytestmark = pytest.mark.slow
 db, pg_url, postgres_server = engines.db, engines.pg_url, engines.postgres_server
-
-
-@pytest.fixture
-def term() -> Iterator[Terminal]:
-    t = Terminal()
-    yield t
-    t.close()
 
 
 def balance(target: str, number: str) -> int:

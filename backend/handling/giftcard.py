@@ -6,7 +6,7 @@ store_giftcards under a unique key, so a repeated request moves the card once.
 A gift card's quote id starts with GIFT_QUOTE ("G"; a member's starts with "Q"): the
 advice and the release tell the two apart without a query. No member is involved, so no
 cash-back is earned and no SMS is sent; the 0110 shows the card as TR `gift` and its rest
-and expiry in MG (docs/giftcards.md).
+and expiry in MG (docs/protocol-readings.md, reading 26).
 """
 
 from __future__ import annotations

@@ -10,18 +10,7 @@ import pytest
 
 from agent.handler import Handler
 from agent.journal import Journal
-from tests.agent.agent_terminal import Terminal
 from tests.agent.test_agent_handler import KEY, MID, TID, Clock, FakeBackend
-
-
-@pytest.fixture
-def term() -> Iterator[Terminal]:
-    """A pty whose slave path the agent opens as its serial port; closed afterwards."""
-    t = Terminal()
-    try:
-        yield t
-    finally:
-        t.close()
 
 
 @pytest.fixture

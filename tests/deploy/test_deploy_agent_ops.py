@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,6 @@ from tests.agent.agent_terminal import (
     MID,
     REPO,
     TID,
-    Terminal,
     header,
     start_backend,
     status,
@@ -36,13 +34,6 @@ from tests.agent.agent_terminal import (
 )
 
 PHONE = "09121234567"
-
-
-@pytest.fixture
-def term() -> Iterator[Terminal]:
-    t = Terminal()
-    yield t
-    t.close()
 
 
 def _env() -> dict[str, str]:
