@@ -481,6 +481,11 @@ def _outbox_marketing(conn: Connection, setup: Setup) -> None:
     conn.execute("CREATE INDEX sms_outbox_member ON sms_outbox (member_id, created_at)")
 
 
+_OTP_PURPOSE_V15 = """
+ALTER TABLE otps ADD COLUMN purpose TEXT NOT NULL DEFAULT 'till';
+CREATE INDEX IF NOT EXISTS otps_member_purpose ON otps(member_id, purpose, id);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         2,
@@ -561,6 +566,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "SMS campaigns: the campaign (text, filter, schedule, hold-out share and seed) and "
         "the members held out of each",
         store_campaigns.SCHEMA,
+    ),
+    Migration(
+        15,
+        "one-time codes name their purpose (the till's, a fresh member link, a credit "
+        "transfer), so a code asked for one never voids or opens another",
+        _split(_OTP_PURPOSE_V15),
     ),
 )
 LATEST = MIGRATIONS[-1].version

@@ -857,6 +857,10 @@ def reversal_applied(
 # --- one-time codes ---------------------------------------------------------------------
 
 
+#: What a one-time code is for: the till's redemption, a fresh member link, a transfer.
+OTP_TILL, OTP_LINK, OTP_TRANSFER = "till", "link", "transfer"
+
+
 @dataclass(frozen=True, slots=True)
 class Otp:
     id: int
@@ -868,23 +872,26 @@ class Otp:
 
 def new_otp(
     conn: Connection, member_id: int, *, salt: str, digest: str, now: datetime, seconds: int,
-    tries: int,
+    tries: int, purpose: str = OTP_TILL,
 ) -> int:  # fmt: skip
-    """A new code for the member (every earlier one void); its id."""
-    conn.execute("UPDATE otps SET used = 1 WHERE member_id = ? AND used = 0", (member_id,))
+    """A new code for the member and purpose (every earlier one of that purpose void)."""
+    conn.execute(
+        "UPDATE otps SET used = 1 WHERE member_id = ? AND purpose = ? AND used = 0",
+        (member_id, purpose),
+    )
     cur = conn.execute(
-        "INSERT INTO otps(member_id, salt, hash, created_at, expires_at, tries_left) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (member_id, salt, digest, ts(now), ts(now) + seconds, tries),
+        "INSERT INTO otps(member_id, salt, hash, created_at, expires_at, tries_left, purpose) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (member_id, salt, digest, ts(now), ts(now) + seconds, tries, purpose),
     )
     return int(cur.lastrowid or 0)
 
 
-def open_otp(conn: Connection, member_id: int) -> Otp | None:
+def open_otp(conn: Connection, member_id: int, purpose: str = OTP_TILL) -> Otp | None:
     row = conn.execute(
         "SELECT id, salt, hash, expires_at, tries_left FROM otps WHERE member_id = ? "
-        "AND used = 0 ORDER BY id DESC LIMIT 1",
-        (member_id,),
+        "AND purpose = ? AND used = 0 ORDER BY id DESC LIMIT 1",
+        (member_id, purpose),
     ).fetchone()
     return Otp(*row) if row else None
 

@@ -141,3 +141,22 @@ def test_backend_write_lock_is_one_turn_across_processes(tmp_path: Path) -> None
     with mine:
         pass
     mine.close()
+
+
+def test_backend_store_one_time_codes_of_one_purpose_leave_the_others(conn: Connection) -> None:
+    """A fresh-link or transfer code asked for on the member's page never voids the code
+    the till just sent, nor opens in its place."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    with store.transaction(conn):
+        member = store.insert_member(conn, phone=phone(1), referrer_id=None, tier="base",
+                                     now=now, club_id=1).id
+        args = {"salt": "s", "now": now, "seconds": 120, "tries": 3}
+        till = store.new_otp(conn, member, digest="till", **args)
+        link = store.new_otp(conn, member, digest="link", purpose=store.OTP_LINK, **args)
+    assert store.open_otp(conn, member).id == till
+    assert store.open_otp(conn, member, store.OTP_LINK).id == link
+    assert store.open_otp(conn, member, store.OTP_TRANSFER) is None
+    with store.transaction(conn):
+        again = store.new_otp(conn, member, digest="till2", **args)
+    assert store.open_otp(conn, member).id == again
+    assert store.open_otp(conn, member, store.OTP_LINK).id == link
