@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from backend import engine, store, store_registry
+from backend import engine, member_tokens, store, store_registry
 from backend.cli import PROG, UsageError
 from backend.config import ConfigError, Settings, parse_program, program_toml
 from backend.registry import CONFIG_VERSION
@@ -59,6 +59,10 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> 
     how.add_argument("--kavenegar-line", help="send through Kavenegar from this line number")
     how.add_argument("--default", action="store_true", help="use the provider's gateway")
     sms.add_argument("--api-key-env", help="environment variable holding its Kavenegar key")
+    pub = csub.add_parser("public-url", help="where the members' own pages are served")
+    common(pub)
+    pub.add_argument("name")
+    pub.add_argument("url", help="https://club.example.ir, or 'none' for no links in SMS")
     mkt = csub.add_parser("marketing", help="the club's quiet hours and daily marketing SMS limit")
     common(mkt)
     mkt.add_argument("name")
@@ -222,6 +226,15 @@ def _club(args: argparse.Namespace, settings: Settings) -> int:
                 store_registry.set_club_sms(conn, club.id, sms)
             print(f"club {club.name!r}: SMS {_sms_text(sms)}")
             return 0
+        if args.action == "public-url":
+            try:
+                url = None if args.url == "none" else member_tokens.public_url(args.url)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+            with store.transaction(conn):
+                store_registry.set_public_url(conn, club.id, url)
+            print(f"club {club.name!r}: members' pages at {url or '(none: no links in SMS)'}")
+            return 0
         if args.action == "marketing":
             from backend import store_marketing
 
@@ -240,6 +253,7 @@ def _club(args: argparse.Namespace, settings: Settings) -> int:
         print(f"created   {_time(club.created_at)}")
         print(f"program   {_version_text(latest.version if latest else CONFIG_VERSION)}")
         print(f"sms       {_sms_text(club.sms)}")
+        print(f"pages     {club.public_url or '(no public address: no links in SMS)'}")
         from backend import store_marketing
 
         print(f"marketing {_marketing_text(store_marketing.settings(conn, club.id))}")

@@ -53,6 +53,27 @@ def link_path(purpose: str, token: str) -> str:
     return f"/{purpose}/{token}"
 
 
+MAX_PUBLIC_URL = 40  # + the 25-character path: a link of at most ~65 characters in the SMS
+_PUBLIC_URL = re.compile(r"https?://[a-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~-]+)*")
+
+
+def public_url(text: str) -> str:
+    """A club's public address as the links will start: scheme and host, maybe a path,
+    no trailing slash, short, nothing a phone's SMS app would cut a link at."""
+    url = text.strip().rstrip("/")
+    if not _PUBLIC_URL.fullmatch(url):
+        raise ValueError(f"not a public address like https://club.example.ir: {text!r}")
+    if len(url) > MAX_PUBLIC_URL:
+        raise ValueError(f"the public address has {len(url)} characters; at most "
+                         f"{MAX_PUBLIC_URL}, so the SMS stays short")
+    return url
+
+
+def link(base: str, purpose: str, token: str) -> str:
+    """The link an SMS carries: the club's public address and the token's path."""
+    return base + link_path(purpose, token)
+
+
 def parse_path(path: str) -> tuple[str, str]:
     """(purpose, token) of a link path; anything else is refused before any lookup."""
     m = _PATH.fullmatch(path)

@@ -484,6 +484,7 @@ def _outbox_marketing(conn: Connection, setup: Setup) -> None:
 _OTP_PURPOSE_V15 = """
 ALTER TABLE otps ADD COLUMN purpose TEXT NOT NULL DEFAULT 'till';
 CREATE INDEX IF NOT EXISTS otps_member_purpose ON otps(member_id, purpose, id);
+ALTER TABLE clubs ADD COLUMN public_url TEXT;
 """
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -570,7 +571,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         15,
         "one-time codes name their purpose (the till's, a fresh member link, a credit "
-        "transfer), so a code asked for one never voids or opens another",
+        "transfer), so a code asked for one never voids or opens another; a club's public "
+        "address for the links to its members' pages",
         _split(_OTP_PURPOSE_V15),
     ),
 )

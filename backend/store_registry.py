@@ -33,6 +33,8 @@ class Club:
     created_at: datetime
     #: the club's SMS settings (the [sms] table's keys); None = the provider's default
     sms: dict[str, Any] | None
+    #: where the member's page is served (https://club.example.ir); None: no links in SMS
+    public_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +93,12 @@ def bump(conn: Connection) -> None:
 
 # --- clubs -----------------------------------------------------------------------------
 
-_CLUB_COLS = "id, name, created_at, sms"
+_CLUB_COLS = "id, name, created_at, sms, public_url"
 
 
 def _club(row: tuple) -> Club:
-    return Club(int(row[0]), row[1], from_ts(row[2]), json.loads(row[3]) if row[3] else None)
+    return Club(int(row[0]), row[1], from_ts(row[2]), json.loads(row[3]) if row[3] else None,
+                row[4])
 
 
 def list_clubs(conn: Connection) -> list[Club]:
@@ -129,6 +132,12 @@ def set_club_sms(conn: Connection, club_id: int, sms: dict[str, Any] | None) -> 
     """The club's own SMS settings, or None for the provider's default."""
     text = json.dumps(sms, ensure_ascii=False, sort_keys=True) if sms is not None else None
     conn.execute("UPDATE clubs SET sms = ? WHERE id = ?", (text, club_id))
+    bump(conn)
+
+
+def set_public_url(conn: Connection, club_id: int, url: str | None) -> None:
+    """Where the club's member pages are served (checked by member_tokens.public_url)."""
+    conn.execute("UPDATE clubs SET public_url = ? WHERE id = ?", (url, club_id))
     bump(conn)
 
 

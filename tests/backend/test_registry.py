@@ -414,3 +414,25 @@ def test_registry_a_new_database_has_one_club_and_no_terminal(
         conn.close()
     code, _, err = _cli(capsys, "migrate", "--db", str(tmp_path / "no" / "x.db"))
     assert code == 2 and "no such folder" in err
+
+
+def test_registry_cli_public_url_checked_kept_and_cleared(
+    db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = lambda *a: _cli(capsys, *a, "--db", db)  # noqa: E731
+    assert run("club", "add", "Bakery")[0] == 0
+    code, out, _ = run("club", "public-url", "Bakery", "https://bakery.example.ir/")
+    assert code == 0 and "https://bakery.example.ir" in out
+    for bad, why in (("ftp://x.ir", "not a public address"), ("https://a b.ir", "not a public"),
+                     ("https://" + "x" * 40 + ".ir", "at most 40")):  # fmt: skip
+        code, _, err = run("club", "public-url", "Bakery", bad)
+        assert code == 2 and why in err, (bad, err)
+    conn = store.connect(db)
+    try:
+        assert store_registry.find_club(conn, "Bakery").public_url == (
+            "https://bakery.example.ir")
+    finally:
+        conn.close()
+    assert "pages     https://bakery.example.ir" in run("club", "show", "Bakery")[1]
+    assert run("club", "public-url", "Bakery", "none")[0] == 0
+    assert "no links in SMS" in run("club", "show", "Bakery")[1]
