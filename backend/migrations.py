@@ -25,6 +25,7 @@ from backend import (
     store_giftcards,
     store_marketing,
     store_member_stats,
+    store_member_tokens,
     store_segments,
 )
 from backend.engine import Connection
@@ -574,6 +575,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "transfer), so a code asked for one never voids or opens another; a club's public "
         "address for the links to its members' pages",
         _split(_OTP_PURPOSE_V15),
+    ),
+    Migration(
+        16,
+        "the member page's link tokens (hashed), bound to a member and club, expiring, "
+        "revocable",
+        store_member_tokens.SCHEMA,
     ),
 )
 LATEST = MIGRATIONS[-1].version

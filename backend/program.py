@@ -60,6 +60,8 @@ class Program:
     gift_max_percent: float = 100.0
     #: cash-back is earned on the part a gift card paid too
     gift_earn: bool = False
+    #: days a link to the member's own page opens it (issue 16; docs/member-page.md)
+    link_days: int = 30
 
     def __post_init__(self) -> None:
         if not self.tiers:
@@ -73,6 +75,8 @@ class Program:
         if len({t.min_spend for t in ordered}) != len(ordered):
             raise ValueError("program.tiers: two tiers share one min_spend")
         object.__setattr__(self, "tiers", tuple(ordered))
+        if not 1 <= self.link_days <= 365:
+            raise ValueError("program.link_days: a member's link opens for 1..365 days")
 
     def check_target(self, target: str) -> None:
         """An offer's target must be reachable: `tier:NAME` names one of this program's tiers.
