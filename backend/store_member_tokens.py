@@ -7,9 +7,9 @@ one club; the owner's revocation ends every token of the member at once.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
-from backend import member_tokens, store  # store: ts/from_ts, called, not imported by name
+from backend import member_tokens
 from backend.engine import Connection
 from backend.member_tokens import TokenRecord
 
@@ -24,6 +24,15 @@ SCHEMA = (
 )
 
 
+# store.ts/from_ts, written here: backend.store imports the migrations, which import this
+def _ts(when: datetime) -> int:
+    return int(when.timestamp())
+
+
+def _at(value: int) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
 def issue(conn: Connection, member_id: int, club_id: int, now: datetime, *,
           days: int | None = None) -> str:
     """A new page token for the member; the raw token is returned once and never stored."""
@@ -31,7 +40,7 @@ def issue(conn: Connection, member_id: int, club_id: int, now: datetime, *,
     conn.execute(
         "INSERT INTO member_tokens(token_hash, member_id, club_id, created_at, expires_at) "
         "VALUES (?, ?, ?, ?, ?)",
-        (record.token_hash, member_id, club_id, store.ts(now), store.ts(record.expires_at)))
+        (record.token_hash, member_id, club_id, _ts(now), _ts(record.expires_at)))
     return token
 
 
@@ -43,15 +52,15 @@ def find(conn: Connection, token_hash: str) -> TokenRecord | None:
     if row is None:
         return None
     return TokenRecord(token_hash, member_tokens.PAGE, int(row[0]), int(row[1]),
-                       store.from_ts(int(row[2])), None,
-                       store.from_ts(int(row[3])) if row[3] is not None else None)
+                       _at(int(row[2])), None,
+                       _at(int(row[3])) if row[3] is not None else None)
 
 
 def revoke_all(conn: Connection, member_id: int, now: datetime) -> int:
     """End every live token of the member; how many were live."""
     cur = conn.execute(
         "UPDATE member_tokens SET revoked_at = ? WHERE member_id = ? AND revoked_at IS NULL "
-        "AND expires_at > ?", (store.ts(now), member_id, store.ts(now)))
+        "AND expires_at > ?", (_ts(now), member_id, _ts(now)))
     return int(cur.rowcount or 0)
 
 
@@ -59,7 +68,7 @@ def live_count(conn: Connection, member_id: int, now: datetime) -> int:
     """The member's tokens that still open the page (for the owner's member page)."""
     row = conn.execute(
         "SELECT COUNT(*) FROM member_tokens WHERE member_id = ? AND revoked_at IS NULL "
-        "AND expires_at > ?", (member_id, store.ts(now))).fetchone()
+        "AND expires_at > ?", (member_id, _ts(now))).fetchone()
     return int(row[0])
 
 
@@ -69,4 +78,4 @@ def expiring_lots(conn: Connection, member_id: int, *, limit: int = 12
     rows = conn.execute(
         "SELECT remaining, expires_at FROM lots WHERE member_id = ? AND remaining > 0 "
         "ORDER BY expires_at, id LIMIT ?", (member_id, limit))
-    return [(int(r), store.from_ts(int(e))) for r, e in rows]
+    return [(int(r), _at(int(e))) for r, e in rows]
