@@ -44,6 +44,17 @@ def issue(conn: Connection, member_id: int, club_id: int, now: datetime, *,
     return token
 
 
+def sms_link(conn: Connection, *, member_id: int, club_id: int, public_url: str | None,
+             now: datetime, days: int) -> str | None:
+    """The link a welcome, purchase or fresh-link SMS carries: a new token for each SMS
+    (the raw token is never stored, so an older one cannot be put in again; why a new one
+    each time is right: docs/member-page.md). None when the club has no public address."""
+    if not public_url:
+        return None
+    token = issue(conn, member_id, club_id, now, days=days)
+    return member_tokens.link(public_url, member_tokens.PAGE, token)
+
+
 def find(conn: Connection, token_hash: str) -> TokenRecord | None:
     """The record stored under this hash (member_tokens.check decides if it opens)."""
     row = conn.execute(

@@ -172,27 +172,47 @@ def _shop_sms_line(shop_name: str) -> tuple[str, ...]:
 # --- SMS ---------------------------------------------------------------------------------
 
 
-def welcome_sms(*, shop_name: str, member_code: str) -> str:
+def welcome_sms(*, shop_name: str, member_code: str, link: str | None = None) -> str:
     """Sent after enrolment: the member code is what the customer will be asked for, and
-    how to stop marketing SMS (a "لغو" reply, marketing_rules.STOP_WORD), as the law asks."""
+    how to stop marketing SMS (a "لغو" reply, marketing_rules.STOP_WORD), as the law asks.
+    `link`: the member's page (docs/member-page.md), alone on the last line so that every
+    phone's SMS app makes it a link."""
     code = _code(member_code)
     return "\n".join(
-        [*_shop_sms(shop_name), f"خوش آمدید! کد عضویت: {code}", WELCOME_STOP_LINE]
+        [*_shop_sms(shop_name), f"خوش آمدید! کد عضویت: {code}", WELCOME_STOP_LINE,
+         *_link_line(link)]
     )
+
+
+def _link_line(link: str | None) -> list[str]:
+    if link is None:
+        return []
+    if not isinstance(link, str) or not link.isascii() or any(c.isspace() for c in link):
+        raise ValueError("link must be an address without spaces")
+    return [link]
+
+
+def link_sms(*, shop_name: str, link: str) -> str:
+    """A fresh link to the member's page, asked for on the page with a one-time code."""
+    return "\n".join([*_shop_sms(shop_name), "پیوند تازهٔ صفحهٔ شما:", *_link_line(link)])
 
 
 #: the welcome SMS's last line: how a member stops marketing SMS
 WELCOME_STOP_LINE = "لغو تبلیغات: ارسال «لغو»"
 
 
-def purchase_sms(*, shop_name: str, amount: int, earned: int, balance: int, when: datetime) -> str:
-    """Sent after a settled purchase: what was paid, what it earned, what is left."""
+def purchase_sms(*, shop_name: str, amount: int, earned: int, balance: int, when: datetime,
+                 link: str | None = None) -> str:
+    """Sent after a settled purchase: what was paid, what it earned, what is left, and
+    the member's page (`link`, last). With a link the date line gives way to it: the
+    phone shows when the SMS came and the page the purchase's time, and the SMS stays in
+    two parts (docs/member-page.md, "Sizes")."""
     lines = [
         *_shop_sms(shop_name),
         f"خرید: {format_rials(_amount(amount, 'amount'))} {RIALS}",
         f"اعتبار این خرید: {format_rials(_amount(earned, 'earned'))} {RIALS}",
         f"مانده اعتبار: {format_rials(_amount(balance, 'balance'))} {RIALS}",
-        jalali(when),
+        *(_link_line(link) if link is not None else [jalali(when)]),
     ]
     return "\n".join(lines)
 
@@ -220,6 +240,14 @@ def otp_sms(*, shop_name: str, code: str) -> str:
     if not isinstance(code, str) or not _OTP.fullmatch(code):
         raise ValueError("code must be 4 to 10 ASCII digits")
     return "\n".join([*_shop_sms(shop_name), f"کد تأیید استفاده از اعتبار: {persian_digits(code)}"])
+
+
+
+def link_otp_sms(*, shop_name: str, code: str) -> str:
+    """The one-time code for a fresh link to the member's page, last (as otp_sms)."""
+    if not isinstance(code, str) or not _OTP.fullmatch(code):
+        raise ValueError("code must be 4 to 10 ASCII digits")
+    return "\n".join([*_shop_sms(shop_name), f"کد پیوند تازهٔ صفحهٔ شما: {persian_digits(code)}"])
 
 
 # --- terminal display (MG) ---------------------------------------------------------------

@@ -6,7 +6,15 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from backend import ledger, ledger_rules, store, store_offers, store_segments, texts
+from backend import (
+    ledger,
+    ledger_rules,
+    store,
+    store_member_tokens,
+    store_offers,
+    store_segments,
+    texts,
+)
 from backend.handling import giftcard, reversal
 from backend.handling.context import Context, Outcome, locate, maintain, retier, sms
 from backend.program import Offer, Purchase, RuleError, earnings
@@ -156,12 +164,18 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
     else:
         bal = ledger.balance(conn, member.id)
     if approved and not pending:
+        club = ctx.registry.clubs.get(ctx.club_id)
+        link = store_member_tokens.sms_link(
+            conn, member_id=member.id, club_id=ctx.club_id, now=now,
+            public_url=club.public_url if club is not None else None,
+            days=ctx.program.link_days)
         sms(
             ctx,
             f"purchase:{req.key}",
             member.phone,
             texts.purchase_sms(
-                shop_name=ctx.shop_name, amount=amount, earned=earned, balance=bal, when=when
+                shop_name=ctx.shop_name, amount=amount, earned=earned, balance=bal, when=when,
+                link=link,
             ),
             "purchase",
             now,

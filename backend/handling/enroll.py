@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from backend import engine, ledger, store, texts
+from backend import engine, ledger, store, store_member_tokens, store_registry, texts
 from backend.engine import Connection
 from backend.handling.context import Context, Outcome, maintain
 from backend.program import Program
@@ -24,8 +24,13 @@ def enrol_new(conn: Connection, *, club_id: int, phone: str, referrer_id: int | 
                                  tier=program.base_tier.name, now=now, club_id=club_id)
     ledger.credit(conn, member.id, "welcome", program.welcome_credit, f"welcome:{member.id}",
                   earned_at=now, expires_at=program.credit_expiry(now))
+    club = store_registry.club_by_id(conn, club_id)
+    link = store_member_tokens.sms_link(
+        conn, member_id=member.id, club_id=club_id, now=now, days=program.link_days,
+        public_url=club.public_url if club is not None else None)
     outbox.enqueue(conn, key=f"welcome:{member.id}", phone=phone,
-                   text=texts.welcome_sms(shop_name=shop_name, member_code=member.code),
+                   text=texts.welcome_sms(shop_name=shop_name, member_code=member.code,
+                                          link=link),
                    kind="welcome", now=now, club_id=club_id)
     return member
 

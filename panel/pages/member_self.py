@@ -15,10 +15,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -28,25 +30,29 @@ from starlette.routing import BaseRoute, Route
 from backend import (
     ledger,
     member_tokens,
+    otp,
     store,
+    store_audit,
     store_member_tokens,
     store_members,
     store_registry,
     store_segments,
+    texts,
 )
 from backend.engine import Connection
 from backend.member_tokens import GuessLimiter, TokenError, TokenRecord
 from backend.program import Offer, Program
+from backend.sms import outbox
 from backend.store_members import MemberProfile
 from backend.store_registry import Club
 from backend.texts import tier_label
 from panel import forms
-from panel.pages.common import database
+from panel.pages.common import database, post_form, redirect
 from panel.pages.members import birthday, birthday_field
 from panel.pages.program import club_program
 from panel.periods import jalali_day
 from panel.texts import DIRECTION, TEXTS
-from protocols.persian import TEHRAN, format_rials, jalali, persian_digits
+from protocols.persian import TEHRAN, ascii_digits, format_rials, jalali, persian_digits
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -111,6 +117,25 @@ class Opened:
 
 def side(panel: Panel) -> MemberSide:
     return panel.member_side
+
+
+#: the fresh-link form's cookie (its CSRF token is an HMAC of it): /m has no link yet
+ASK_COOKIE = "m_form"
+_ASK_VALUE = re.compile(r"[A-Za-z0-9_-]{22}")
+
+
+def _secure(panel: Panel, request: Request) -> bool:
+    secure = panel.settings.secure_cookies
+    return request.url.scheme == "https" if secure is None else secure
+
+
+def club_of_request(conn: Connection, request: Request) -> Club | None:
+    """The club whose public address this request came to (host and port, as the SMS
+    links name it); None when no club's, or several clubs', address is this host."""
+    here = request.url.netloc.lower()
+    clubs = [c for c in store_registry.list_clubs(conn)
+             if c.public_url and urlsplit(c.public_url).netloc.lower() == here]
+    return clubs[0] if len(clubs) == 1 else None
 
 
 def client_of(request: Request) -> str:
@@ -221,8 +246,16 @@ def profile_form(m: MemberProfile) -> forms.BoundForm:
                                           "birthday": birthday_field(m.birthday)})
 
 
+def _audit(conn: Connection, me: Opened, action: str, before: dict[str, Any],
+           after: dict[str, Any], now: datetime) -> None:
+    """A change the member made, in the owner's audit log under the member's code."""
+    store_audit.record(conn, user=f"member:{me.member.code}", club_id=me.club.id,
+                       action=action, target=f"member:{me.member.code}", before=before,
+                       after=after, now=now)
+
+
 def routes(panel: Panel) -> list[BaseRoute]:
-    def member_page(request: Request) -> Response:
+    def member_page(request: Request, data: dict[str, str] | None = None) -> Response:
         with database(panel).connection() as conn:
             me = open_member(panel, request, conn)
             context = page_context(panel, conn, me)
@@ -230,11 +263,133 @@ def routes(panel: Panel) -> list[BaseRoute]:
         return render(panel, request, "self_page.html", notice=notice,
                       profile_form=profile_form(me.member), **context)
 
+    def profile(request: Request, data: dict[str, str]) -> Response:
+        now = panel.wall_clock()
+        with database(panel).connection() as conn:
+            me = open_member(panel, request, conn)
+            check_form(panel, me, data)
+            form = forms.bind(PROFILE_FORM, data)
+            if not form.ok:
+                context = page_context(panel, conn, me)
+                return render(panel, request, "self_page.html", 400, notice=False,
+                              profile_form=form, **context)
+            name, born = form.values["name"] or None, form.values["birthday"] or None
+            with store.transaction(conn):
+                m = store_members.member(conn, me.club.id, me.member.id)
+                assert m is not None  # open_member found it; members are never deleted
+                before = {"name": m.name, "birthday": m.birthday}
+                after = {"name": name, "birthday": born}
+                if before != after:
+                    store_members.set_name(conn, m.id, name)  # type: ignore[arg-type]
+                    store.set_birthday(conn, m.id, born)  # type: ignore[arg-type]
+                    _audit(conn, me, "member.self_profile", before, after, now)
+        return redirect(f"{me.path}?done=profile")
+
+    def consent(request: Request, data: dict[str, str]) -> Response:
+        now = panel.wall_clock()
+        with database(panel).connection() as conn:
+            me = open_member(panel, request, conn)
+            check_form(panel, me, data)
+            wanted = data.get("consent")
+            if wanted not in ("on", "off"):
+                raise FormRefused
+            on = wanted == "on"
+            with store.transaction(conn):
+                m = store_members.member(conn, me.club.id, me.member.id)
+                assert m is not None
+                if m.marketing_consent != on:
+                    store_members.set_consent(conn, m.id, on, now)
+                    _audit(conn, me, "member.self_marketing_sms",
+                           {"marketing_sms": m.marketing_consent}, {"marketing_sms": on}, now)
+        return redirect(f"{me.path}?done=consent")
+
     async def page(request: Request) -> Response:
         return await run_in_threadpool(member_page, request)
 
+    # -- a fresh link: phone -> a one-time code by SMS -> the code -> a link by SMS ----
+    # Every answer is the same for a phone that is a member and one that is not (and for
+    # a club this address does not serve): the page is no membership oracle.
+
+    def ask_render(request: Request, step: str, status: int = 200, *, phone: str = "",
+                   error: str = "") -> Response:
+        cookie = request.cookies.get(ASK_COOKIE, "")
+        fresh = not _ASK_VALUE.fullmatch(cookie)
+        if fresh:
+            cookie = secrets.token_urlsafe(16)
+        response = render(panel, request, "self_ask.html", status, step=step, phone=phone,
+                          error=error, csrf=form_token(side(panel).secret, "ask:" + cookie))
+        if fresh:
+            response.set_cookie(ASK_COOKIE, cookie, httponly=True, samesite="strict",
+                                path="/m", secure=_secure(panel, request))
+        return response
+
+    def ask_page(request: Request) -> Response:
+        return ask_render(request, "phone")
+
+    def ask(request: Request, data: dict[str, str]) -> Response:
+        state, client, clock = side(panel), client_of(request), panel.clock()
+        cookie = request.cookies.get(ASK_COOKIE, "")
+        if not _ASK_VALUE.fullmatch(cookie) or not hmac.compare_digest(
+                data.get("csrf", ""), form_token(state.secret, "ask:" + cookie)):
+            raise FormRefused
+        try:
+            phone = forms.phone(data.get("phone", ""))
+        except forms.FieldError as exc:
+            return ask_render(request, "phone", 400, phone=data.get("phone", "")[:32],
+                              error=str(exc))
+        if data.get("step") == "code":
+            return check_code(request, phone, data.get("code", ""), state, client, clock)
+        if not (state.asks.allowed(client, clock) and state.phones.allowed(phone, clock)):
+            return ask_render(request, "too_many", 429)
+        state.asks.failed(client, clock)  # every request counts, member or not
+        state.phones.failed(phone, clock)
+        now = panel.wall_clock()
+        with database(panel).connection() as conn, store.transaction(conn):
+            club = club_of_request(conn, request)
+            member = (store.member_by_phone(conn, phone, club_id=club.id)
+                      if club is not None else None)
+            if club is not None and member is not None:
+                program = club_program(panel, conn, club.id)
+                otp_id, code = otp.issue(conn, member.id, program, now, store.OTP_LINK)
+                outbox.enqueue(conn, key=f"otp:{otp_id}", phone=phone, kind="otp", now=now,
+                               text=texts.link_otp_sms(shop_name=club.name, code=code),
+                               club_id=club.id, member_id=member.id)
+        return ask_render(request, "code", phone=phone)
+
+    def check_code(request: Request, phone: str, code: str, state: MemberSide, client: str,
+                   clock: float) -> Response:
+        if not state.codes.allowed(client, clock):
+            return ask_render(request, "too_many", 429)
+        code = ascii_digits(code.strip())
+        now = panel.wall_clock()
+        with database(panel).connection() as conn, store.transaction(conn):
+            club = club_of_request(conn, request)
+            member = (store.member_by_phone(conn, phone, club_id=club.id)
+                      if club is not None and code.isascii() and code.isdigit() else None)
+            why = (otp.check(conn, member.id, code, now, store.OTP_LINK)
+                   if member is not None else otp.NONE_OPEN)
+            if why is None and club is not None and member is not None:
+                program = club_program(panel, conn, club.id)
+                link = store_member_tokens.sms_link(
+                    conn, member_id=member.id, club_id=club.id, public_url=club.public_url,
+                    now=now, days=program.link_days)
+                if link is not None:
+                    outbox.enqueue(conn, key=f"link:{member.id}:{secrets.token_hex(8)}",
+                                   phone=phone, kind="link", now=now, club_id=club.id,
+                                   member_id=member.id,
+                                   text=texts.link_sms(shop_name=club.name, link=link))
+        if why is not None:
+            state.codes.failed(client, clock)
+            log.info("fresh link: code refused (%s) from %s", why, client)
+            return ask_render(request, "code", 400, phone=phone, error="wrong")
+        return ask_render(request, "sent")
+
     return [
+        Route("/m", ask_page, methods=["GET"]),
+        Route("/m", post_form(ask), methods=["POST"]),
         Route("/m/{token}", page, methods=["GET"]),
+        Route("/m/{token}/profile", post_form(profile), methods=["POST"]),
+        Route("/m/{token}/consent", post_form(consent), methods=["POST"]),
     ]
 
 
