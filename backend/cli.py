@@ -123,6 +123,9 @@ def _parser() -> argparse.ArgumentParser:
     member.add_argument("--rows", type=int, default=20, help="ledger rows to show")
     member.add_argument("--consent", choices=("on", "off"), help="marketing SMS consent (off: "
                         "what a \"لغو\" reply does; the SMS worker drops queued ones)")
+    member.add_argument("--revoke-links", action="store_true",
+                        help="end every link to the member's own page (a new one comes "
+                        "with the next SMS or from the page's \"new link\")")
 
     rep = sub.add_parser("report", help="purchases, members, credit and SMS in a period")
     common(rep)
@@ -507,6 +510,18 @@ def _member(args: argparse.Namespace, settings: Settings) -> int:
             with store.transaction(conn):
                 store_marketing.set_consent_by_phone(conn, m.phone, args.consent == "on",
                                                      datetime.now(UTC), club_id=m.club_id)
+        if args.revoke_links:
+            from backend import store_audit, store_member_tokens
+            from backend.cli_users import CLI_USER
+
+            now = datetime.now(UTC)
+            with store.transaction(conn):
+                ended = store_member_tokens.revoke_all(conn, m.id, now)
+                store_audit.record(conn, user=CLI_USER, club_id=m.club_id,
+                                   action="member.revoke_links", target=f"member:{m.code}",
+                                   before={"live_links": ended}, after={"live_links": 0},
+                                   now=now)
+            print(f"links     {ended} ended (every link to this member's page)")
         bal = ledger.balance(conn, m.id)
         print(f"phone     {m.phone}")
         print(f"code      {m.code}")

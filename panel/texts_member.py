@@ -38,6 +38,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "self_link_sent": "پیوند تازه پیامک شد.", "self_too_many": "درخواست‌ها زیاد بود؛ "
         "چند دقیقهٔ دیگر دوباره بیازمایید.",
         "self_transfer": "انتقال اعتبار",
+        "member_links": "پیوندهای باز صفحهٔ عضو", "revoke_links": "باطل کردن همهٔ پیوندها",
+        "done_links_revoked": "همهٔ پیوندهای صفحهٔ عضو باطل شد.",
     },
     "en": {
         "self_title": "Customer club", "self_balance": "Your credit",
@@ -75,5 +77,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "self_link_sent": "A new link was sent by SMS.",
         "self_too_many": "Too many requests; try again in a few minutes.",
         "self_transfer": "Transfer credit",
+        "member_links": "Open links to the member's page", "revoke_links": "Revoke all links",
+        "done_links_revoked": "Every link to the member's page was revoked.",
     },
 }

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from backend import engine, ledger, store, store_members, store_segments
+from backend import engine, ledger, store, store_member_tokens, store_members, store_segments
 from backend.handling import enroll
 from backend.program import Program
 from backend.store_members import MemberFilter, SortKey
@@ -198,6 +198,7 @@ def routes(panel: Panel) -> list[BaseRoute]:
                 totals=store.purchase_totals(conn, m.id),
                 birthday_shown=_birthday_shown(m.birthday),
                 segment=store_segments.member_segment(conn, m.id),
+                live_links=store_member_tokens.live_count(conn, m.id, now),
                 jalali_day=jalali_day,
                 when_ts=lambda value: jalali(store.from_ts(value)),
                 reason=lambda ref: shown_reason(view, ref))
@@ -333,6 +334,20 @@ def routes(panel: Panel) -> list[BaseRoute]:
                              {"marketing_sms": m.marketing_consent}, {"marketing_sms": on}, now)
         return redirect(f"/members/{member_id}?done=consent")
 
+    def revoke_links(request: Request, data: dict[str, str]) -> Response:
+        """End every link to the member's own page (a lost or shared phone)."""
+        view = viewer(panel, request, Permission.EDIT_MEMBERS)
+        member_id = request.path_params["member_id"]
+        now = panel.wall_clock()
+        with database(panel).connection() as conn, store.transaction(conn):
+            m = store_members.member(conn, view.club_id, member_id)
+            if m is None:
+                not_found()
+            ended = store_member_tokens.revoke_all(conn, m.id, now)
+            common.audit(conn, view, "member.revoke_links", f"member:{m.code}",
+                         {"live_links": ended}, {"live_links": 0}, now)
+        return redirect(f"/members/{member_id}?done=links_revoked")
+
     def enrol(request: Request, data: dict[str, str]) -> Response:
         view = viewer(panel, request, Permission.ENROL_MEMBERS)
         form = forms.bind(ENROL_FORM, data)
@@ -372,10 +387,13 @@ def routes(panel: Panel) -> list[BaseRoute]:
         Route("/members/{member_id:int}/card", post_form(card), methods=["POST"]),
         Route("/members/{member_id:int}/profile", post_form(profile), methods=["POST"]),
         Route("/members/{member_id:int}/consent", post_form(consent), methods=["POST"]),
+        Route("/members/{member_id:int}/revoke-links", post_form(revoke_links),
+              methods=["POST"]),
     ]
 
 
-NOTICES = ("adjusted", "repeated", "card", "profile", "consent", "enrolled", "exists")
+NOTICES = ("adjusted", "repeated", "card", "profile", "consent", "enrolled", "exists",
+           "links_revoked")
 CARD_ERRORS = {
     "card is linked to another member": "این کارت به عضو دیگری وصل است.",
     "card was replaced and no longer works": "این کارت جایگزین شده و دیگر کار نمی‌کند.",
