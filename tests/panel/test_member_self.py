@@ -180,3 +180,13 @@ def test_fresh_link_by_code_and_the_same_answer_for_an_unknown_phone(world: Worl
             c.post("/m", data={"csrf": token, "step": "phone", "phone": "09350000000"})
         r = c.post("/m", data={"csrf": token, "step": "phone", "phone": "09350000000"})
         assert r.status_code == 429 and 'id="too-many"' in r.text
+
+
+def test_first_load_is_small_and_needs_no_script(world: World) -> None:
+    token = issue(world, world.member_a, world.club_a)
+    with client(world) as c:
+        page = c.get(f"/m/{token}")
+        css = c.get("/static/self.css")
+    assert css.status_code == 200
+    assert "<script" not in page.text and 'href="/static/self.css"' in page.text
+    assert len(page.content) + len(css.content) < 100_000
