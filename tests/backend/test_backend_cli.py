@@ -536,3 +536,28 @@ def test_backend_cli_report_refuses_unknown_language_or_format(
     with pytest.raises(SystemExit) as exit_:
         main(["report", "--db", str(db), *argv])
     assert exit_.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_backend_cli_member_revoke_links(any_db: str, capsys: pytest.CaptureFixture[str]
+                                         ) -> None:
+    from backend import member_tokens, store_member_tokens
+
+    conn = store.connect(any_db)
+    try:
+        m = store.member_by_phone(conn, phone(2), club_id=1)
+        assert m is not None
+        now = datetime.now(UTC)
+        with store.transaction(conn):
+            token = store_member_tokens.issue(conn, m.id, 1, now)
+    finally:
+        conn.close()
+    assert main(["member", phone(2), "--revoke-links", "--db", any_db]) == 0
+    assert "links     1 ended" in capsys.readouterr().out
+    conn = store.connect(any_db)
+    try:
+        found = store_member_tokens.find(conn, member_tokens.hash_token(token))
+        assert found is not None and found.revoked_at is not None
+        (action,) = conn.execute("SELECT action FROM audit_log ORDER BY id DESC").fetchone()
+        assert action == "member.revoke_links"
+    finally:
+        conn.close()
