@@ -258,10 +258,12 @@ def balance_of(stack: Stack, phone: str) -> int | None:
     return int(digits) if digits.isdigit() else None
 
 
-def play(stack: Stack, out: Any, show_receipts: bool) -> Day:
+def play(stack: Stack, out: Any, show_receipts: bool, public_url: str | None = None) -> Day:
     stack.start_broker()
     print(f"Mosquitto on {stack.broker.address if stack.broker else '?'}", file=out)
     stack.start_backend()
+    if public_url:  # the SMS of the day carry links to the members' pages
+        demo_panel.set_public_url(stack.db, public_url)
     stack.start_agent()
     bank = BankHost()
     bank.open_account(POOR_CARD, balance=100_000)
@@ -313,7 +315,22 @@ def summary(stack: Stack, day: Day, out: Any) -> None:
     print(backend_command(stack, "report").rstrip(), file=out)
 
 
-def open_panel(stack: Stack, out: Any) -> subprocess.Popen:
+def member_link(outbox: Path, public_url: str) -> str | None:
+    """The newest link to a member's page among the SMS of the day."""
+    found = None
+    if outbox.exists():
+        for line in outbox.read_text(encoding="utf-8").splitlines():
+            try:
+                text = str(json.loads(line).get("text", ""))
+            except ValueError:
+                continue
+            for word in text.split():
+                if word.startswith(public_url + "/m/"):
+                    found = word
+    return found
+
+
+def open_panel(stack: Stack, out: Any, port: int | None = None) -> subprocess.Popen:
     """The owner's web panel over the day's database: its address and a login."""
     password = demo_panel.add_owner(stack.db)
     assert stack.broker is not None
@@ -321,11 +338,15 @@ def open_panel(stack: Stack, out: Any) -> subprocess.Popen:
     login = (BACKEND_USER, secret.read_text().strip()) if secret.exists() else None
     config = demo_panel.write_config(stack.workdir, stack.config_file, stack.broker.address,
                                      login)
-    port = demo_panel.free_port()
+    port = port or demo_panel.free_port()
     proc = demo_panel.start_panel(stack.python, stack.db, config, stack.workdir, port)
     print(f"\nthe owner's web panel: http://127.0.0.1:{port}/dashboard\n"
           f"  log in as {demo_panel.OWNER!r} with the password {password!r}", file=out,
           flush=True)
+    link = member_link(stack.outbox, f"http://127.0.0.1:{port}")
+    if link:
+        print(f"a member's own page (the link of their last SMS): {link}", file=out,
+              flush=True)
     return proc
 
 
@@ -351,9 +372,10 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     panel = None
     try:
-        day = play(stack, out, not args.no_receipts)
+        port = demo_panel.free_port()  # known before the day: the SMS links name it
+        day = play(stack, out, not args.no_receipts, f"http://127.0.0.1:{port}")
         summary(stack, day, out)
-        panel = open_panel(stack, out)
+        panel = open_panel(stack, out, port)
         if args.serve:
             print("everything keeps running; press Ctrl-C to stop it all", file=out, flush=True)
             try:

@@ -42,6 +42,18 @@ def add_owner(db: Path) -> str:
     return password
 
 
+def set_public_url(db: Path, url: str) -> None:
+    """The demo club's public address, so its SMS carry links to the members' pages
+    (served by the panel the demo starts at that address)."""
+    conn = store.connect(db)
+    try:
+        with store.transaction(conn):
+            club = store_registry.list_clubs(conn)[0]
+            store_registry.set_public_url(conn, club.id, url)
+    finally:
+        conn.close()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

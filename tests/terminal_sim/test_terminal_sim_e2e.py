@@ -111,6 +111,9 @@ def test_demo_runs_a_whole_day(tmp_path: Path) -> None:
                      r"earned [1-9]", swipe[2]), swipe[:3]
     # the summary lists members as the club stores them, not as typed
     assert re.search(r"Sara +09123456789 +silver", out), out[-1500:]
+    # the SMS carry links to the members' pages, served by the panel the demo starts
+    assert re.search(r"a member's own page \(the link of their last SMS\): "
+                     r"http://127\.0\.0\.1:[0-9]+/m/[A-Za-z0-9_-]{22}\n", out), out[-1500:]
 
 
 def test_demo_says_in_plain_words_what_the_protocol_says(tmp_path: Path) -> None:
