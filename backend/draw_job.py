@@ -30,6 +30,14 @@ PER_RIALS_MAX = 10**12
 SMS_KIND = "draw"
 
 
+class DefinitionError(DrawError):
+    """A definition refused; `field` names the culprit (the panel shows it there)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 @dataclass(frozen=True, slots=True)
 class Definition:
     """What the owner defines; `check` is the whole validation, before any row."""
@@ -47,25 +55,28 @@ class Definition:
         """The definition with its commitment in lower case, or DrawError."""
         name = self.name.strip()
         if not name or len(name) > NAME_MAX or any(ord(c) < 32 for c in name):
-            raise DrawError(f"a draw's name is 1 to {NAME_MAX} characters, one line")
+            raise DefinitionError("name", f"a draw's name is 1 to {NAME_MAX} characters, one line")
         if self.ends_on < self.starts_on:
-            raise DrawError("the period ends before it starts")
+            raise DefinitionError("ends", "the period ends before it starts")
         if period_end(self.ends_on) <= now:
-            raise DrawError("the period has ended already: a draw is defined (and its "
-                            "commitment published) before its period ends")
+            raise DefinitionError("ends", "the period has ended already: a draw is defined "
+                                  "(and its commitment published) before its period ends")
         if self.segment is not None and self.segment not in SEGMENTS:
-            raise DrawError(f"no segment {self.segment!r} (one of {', '.join(SEGMENTS)})")
+            raise DefinitionError("segment", f"no segment {self.segment!r} "
+                                  f"(one of {', '.join(SEGMENTS)})")
         if (self.per_purchase is None) == (self.per_rials is None):
-            raise DrawError("tickets are per purchase or per N rials, one of the two")
+            raise DefinitionError("tickets",
+                                  "tickets are per purchase or per N rials, one of the two")
         if self.per_purchase is not None and not 1 <= self.per_purchase <= PER_PURCHASE_MAX:
-            raise DrawError(f"tickets per purchase are 1 to {PER_PURCHASE_MAX}")
+            raise DefinitionError("tickets", f"tickets per purchase are 1 to {PER_PURCHASE_MAX}")
         if self.per_rials is not None and not 1 <= self.per_rials <= PER_RIALS_MAX:
-            raise DrawError(f"rials per ticket are 1 to {PER_RIALS_MAX}")
+            raise DefinitionError("tickets", f"rials per ticket are 1 to {PER_RIALS_MAX}")
         if not 1 <= self.prizes <= PRIZES_MAX:
-            raise DrawError(f"a draw has 1 to {PRIZES_MAX} prizes")
+            raise DefinitionError("prizes", f"a draw has 1 to {PRIZES_MAX} prizes")
         commitment = self.commitment.strip().lower()
         if not _HEX.fullmatch(commitment):
-            raise DrawError("the commitment is a SHA-256 in hex: 64 characters 0-9 a-f")
+            raise DefinitionError("commitment",
+                                  "the commitment is a SHA-256 in hex: 64 characters 0-9 a-f")
         return Definition(name, self.starts_on, self.ends_on, self.segment,
                           self.per_purchase, self.per_rials, self.prizes, commitment)
 
@@ -84,7 +95,7 @@ def add(conn: Connection, club_id: int, definition: Definition, now: datetime) -
     draw = store_draws.insert(conn, club_id, d.name, d.starts_on, d.ends_on, d.segment,
                               d.per_purchase, d.per_rials, d.prizes, d.commitment, now)
     if draw is None:
-        raise DrawError(f"the club has a draw named {d.name!r} already")
+        raise DefinitionError("name", f"the club has a draw named {d.name!r} already")
     return draw
 
 
