@@ -276,3 +276,14 @@ def test_cli_add_prints_the_commitment_and_refuses_with_exit_2(
     assert _cli("show", "yalda", "--db", db) == 2
     assert _cli("entries", "nowruz", "--db", db) == 2
     assert "still open" in capsys.readouterr().err
+
+
+def test_winner_sms_names_the_draw_the_prize_and_the_code() -> None:
+    from backend import texts
+
+    text = texts.draw_winner_sms(shop_name="کافه", draw_name="یلدا\nویژه", prize=2,
+                                 member_code="123456")
+    assert text.splitlines() == ["کافه", "تبریک! برندهٔ جایزهٔ ۲ قرعه‌کشی «یلدا ویژه» شدید.",
+                                 "برای دریافت، کد عضویت را بگویید: ۱۲۳۴۵۶"]
+    with pytest.raises(ValueError, match="prize"):
+        texts.draw_winner_sms(shop_name="کافه", draw_name="یلدا", prize=0, member_code="1")
