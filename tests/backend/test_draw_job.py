@@ -287,3 +287,30 @@ def test_winner_sms_names_the_draw_the_prize_and_the_code() -> None:
                                  "برای دریافت، کد عضویت را بگویید: ۱۲۳۴۵۶"]
     with pytest.raises(ValueError, match="prize"):
         texts.draw_winner_sms(shop_name="کافه", draw_name="یلدا", prize=0, member_code="1")
+
+
+def test_copy_moves_a_drawn_draw_to_postgresql(tmp_path: Path, empty_pg_url: str) -> None:
+    """draws, draw_entries and draw_winners are in transfer.TABLES, and a new draw after
+    the copy gets a fresh id (the draws id sequence moved past the copied ones)."""
+    from backend import transfer
+    from tests.backend.engines import register_test_terminals
+
+    register_test_terminals(tmp_path / "shop.db")
+    src = store.connect(tmp_path / "shop.db")
+    dst = store.connect(empty_pg_url)
+    try:
+        club, _ = _world(src)
+        draw = _define(src, club)
+        with transaction(src):
+            draw_job.close(src, club, "yalda", AFTER)
+            won = draw_job.run(src, club, "yalda", SECRET, AFTER, "کافه")
+        checks = transfer.copy(src, dst)
+        assert all(c.ok for c in checks)
+        assert {c.what for c in checks} >= {"rows in draws", "rows in draw_winners"}
+        assert store_draws.winners(dst, draw.id) == won
+        assert store_draws.entries(dst, draw.id) == store_draws.entries(src, draw.id)
+        later = _define(dst, club, name="nowruz")
+        assert later.id > draw.id
+    finally:
+        src.close()
+        dst.close()
