@@ -123,7 +123,6 @@ def routes(panel: Panel) -> list[BaseRoute]:
         except DrawError:  # the secret is too short to be one
             form.errors["secret"] = "رمز دست‌کم ۱۶ نویسه است."
             return page(request, view, form, 400)
-        form.raw.pop("secret", None)
         return redirect(f"/draws/{draw.id}?done=added")
 
     def _draw(conn: store.Connection, view: Viewer, draw_id: int) -> store_draws.Draw:
