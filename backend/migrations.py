@@ -26,6 +26,7 @@ from backend import (
     store_marketing,
     store_member_stats,
     store_segments,
+    store_transfers,
 )
 from backend.engine import Connection
 
@@ -574,6 +575,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "transfer), so a code asked for one never voids or opens another; a club's public "
         "address for the links to its members' pages",
         _split(_OTP_PURPOSE_V15),
+    ),
+    Migration(
+        16,
+        "credit transfers between members: asked for with a one-time code, then made as "
+        "two ledger rows (transfer_out, transfer_in) under one key",
+        store_transfers.SCHEMA,
     ),
 )
 LATEST = MIGRATIONS[-1].version
