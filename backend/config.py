@@ -162,6 +162,7 @@ def _program(doc: Mapping[str, Any]) -> Program:
         ("referral_bonus", int),
         ("gift_max_percent", (int, float)),
         ("gift_earn", bool),
+        ("link_days", int),
     ):
         kwargs[key] = _take(prog, "program", key, kind, getattr(defaults, key))
     if not 0 < kwargs["gift_max_percent"] <= 100:
@@ -234,6 +235,7 @@ def program_toml(program: Program) -> str:
         f"referral_bonus = {p.referral_bonus}",
         f"gift_max_percent = {_num(p.gift_max_percent)}",
         f"gift_earn = {'true' if p.gift_earn else 'false'}",
+        f"link_days = {p.link_days}",
     ]
     for t in p.tiers:
         lines += [

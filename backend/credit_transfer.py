@@ -32,12 +32,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, time
 
-from backend import engine, ledger, one_time_codes, store, store_audit, store_transfers, texts
+from backend import engine, ledger, otp, store, store_audit, store_transfers, texts
 from backend.engine import Connection
 from backend.handling.context import Context, maintain
 from backend.handling.enroll import enrol_new
 from backend.member_tokens import TransferError, TransferPlan, plan_transfer
-from backend.one_time_codes import CodeRefused
 from backend.program import Program
 from backend.sms import outbox
 from backend.store import Member
@@ -46,6 +45,18 @@ from protocols.identity import IdentityError, normalize_phone
 from protocols.persian import TEHRAN
 
 __all__ = ["CodeRefused", "Made", "TransferError", "by_operator", "confirm", "start"]
+
+
+class CodeRefused(ValueError):
+    """The code opens nothing; `reason` is "none", "expired" or "wrong" (a try counted:
+    the member may try again while tries are left)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+_CODE_REASONS = {otp.NONE_OPEN: "none", otp.EXPIRED: "expired", otp.WRONG: "wrong"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +119,7 @@ def start(conn: Connection, club_id: int, sender_member_id: int, to_phone: str, 
         transfer_id = store_transfers.insert(conn, key=key, club_id=club_id,
                                              sender_id=sender.id, to_phone=phone,
                                              amount=amount, now=now)
-        otp_id, code = one_time_codes.issue(conn, sender.id, program, now,
-                                            purpose=store.OTP_TRANSFER)
+        otp_id, code = otp.issue(conn, sender.id, program, now, store.OTP_TRANSFER)
         store_transfers.set_otp(conn, transfer_id, otp_id)
         outbox.enqueue(conn, key=f"otp:{otp_id}", phone=sender.phone,
                        text=texts.transfer_otp_sms(shop_name=shop_name, amount=amount,
@@ -155,14 +165,13 @@ def _confirm_locked(conn: Connection, t: Transfer, code: str, now: datetime, pro
         return Made(t.id, t.amount, t.sender_id, t.receiver_id, False, again=True), None
     if t.status != store_transfers.PENDING:
         return None, TransferError("this transfer is over; ask for a new one", "closed")
-    try:
-        one_time_codes.check(conn, sender.id, code, now, purpose=store.OTP_TRANSFER,
-                             otp_id=t.otp_id)
-    except CodeRefused as exc:
-        if exc.reason != "wrong" or store.open_otp(conn, sender.id,
-                                                   store.OTP_TRANSFER) is None:
-            store_transfers.mark_refused(conn, t.id, f"code {exc.reason}", now)
-        return None, exc
+    why = otp.check(conn, sender.id, code, now, store.OTP_TRANSFER, otp_id=t.otp_id)
+    if why is not None:
+        refused = CodeRefused(_CODE_REASONS[why], why)
+        if refused.reason != "wrong" or store.open_otp(conn, sender.id,
+                                                       store.OTP_TRANSFER) is None:
+            store_transfers.mark_refused(conn, t.id, f"code {refused.reason}", now)
+        return None, refused
     try:
         _enabled(program)
         return _make(conn, t, sender, receiver, now, program, shop_name), None

@@ -25,6 +25,7 @@ from backend import (
     store_giftcards,
     store_marketing,
     store_member_stats,
+    store_member_tokens,
     store_segments,
     store_transfers,
 )
@@ -578,6 +579,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         16,
+        "the member page's link tokens (hashed), bound to a member and club, expiring, "
+        "revocable",
+        store_member_tokens.SCHEMA,
+    ),
+    Migration(
+        17,
         "credit transfers between members: asked for with a one-time code, then made as "
         "two ledger rows (transfer_out, transfer_in) under one key",
         store_transfers.SCHEMA,

@@ -61,6 +61,8 @@ class Program:
     gift_max_percent: float = 100.0
     #: cash-back is earned on the part a gift card paid too
     gift_earn: bool = False
+    #: days a link to the member's own page opens it (issue 16; docs/member-page.md)
+    link_days: int = 30
     #: members may give credit to another phone from their page (issue 16)
     transfer_enabled: bool = True
     #: rials: the most one transfer moves, the most a member sends in a Tehran day, the least
@@ -80,6 +82,8 @@ class Program:
         if len({t.min_spend for t in ordered}) != len(ordered):
             raise ValueError("program.tiers: two tiers share one min_spend")
         object.__setattr__(self, "tiers", tuple(ordered))
+        if not 1 <= self.link_days <= 365:
+            raise ValueError("program.link_days: a member's link opens for 1..365 days")
         if not 1 <= self.transfer_min <= self.transfer_max <= self.transfer_day_max:
             raise ValueError("program.transfer: need 1 <= transfer_min <= transfer_max "
                              "<= transfer_day_max")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from backend import ledger, one_time_codes, store, store_segments, texts
+from backend import ledger, otp, store, store_segments, texts
 from backend.handling import giftcard
 from backend.handling.context import Context, Outcome, locate, maintain, sms
 from backend.program import Purchase, RuleError
@@ -73,8 +73,7 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
 
 
 def _send_otp(ctx: Context, member: Member, now: datetime) -> Outcome:
-    otp_id, code = one_time_codes.issue(ctx.conn, member.id, ctx.program, now,
-                                        purpose=store.OTP_TILL)
+    otp_id, code = otp.issue(ctx.conn, member.id, ctx.program, now)
     sms(
         ctx,
         f"otp:{otp_id}",
@@ -87,7 +86,6 @@ def _send_otp(ctx: Context, member: Member, now: datetime) -> Outcome:
 
 
 def _check_otp(ctx: Context, member: Member, code: str, now: datetime) -> None:
-    try:
-        one_time_codes.check(ctx.conn, member.id, code, now, purpose=store.OTP_TILL)
-    except one_time_codes.CodeRefused as exc:
-        raise RuleError(ResponseCode.WRONG_OTP, str(exc)) from None
+    why = otp.check(ctx.conn, member.id, code, now)
+    if why is not None:
+        raise RuleError(ResponseCode.WRONG_OTP, why)

@@ -30,7 +30,6 @@ from panel.pages.common import Viewer, database, not_found, post_form, redirect,
 from panel.pages.program import club_program
 from panel.periods import jalali_day
 from panel.roles import Permission
-from protocols.identity import IdentityError, normalize_card
 from protocols.persian import TEHRAN, ascii_digits, jalali, persian_digits
 
 if TYPE_CHECKING:
@@ -51,13 +50,6 @@ def _nonzero_amount(value: str) -> int:
     return n
 
 
-def card_number(value: str) -> str:
-    try:
-        return normalize_card(value)
-    except IdentityError:
-        raise forms.FieldError("شماره کارت ۱۶ رقم است و باید درست باشد.") from None
-
-
 def birthday(value: str) -> str:
     """A Jalali birthday, `1370/05/12` (as the Gregorian ISO date the backend keeps)."""
     return forms.jalali_date(value).isoformat()
@@ -68,8 +60,8 @@ ADJUST_FORM = (
     forms.Field("reason", "reason", forms.text, max_length=200),
 )
 CARD_FORM = (
-    forms.Field("card", "new_card", card_number, max_length=40),
-    forms.Field("old", "old_card", card_number, required=False, max_length=40),
+    forms.Field("card", "new_card", forms.card, max_length=40),
+    forms.Field("old", "old_card", forms.card, required=False, max_length=40),
 )
 ENROL_FORM = (
     forms.Field("phone", "phone", forms.phone, max_length=32),
@@ -217,7 +209,7 @@ def routes(panel: Panel) -> list[BaseRoute]:
         m = context["m"]
         profile = forms_given.get("profile_form") or forms.BoundForm(
             PROFILE_FORM, {"name": m.name or "",
-                           "birthday": _birthday_field(m.birthday)})
+                           "birthday": birthday_field(m.birthday)})
         return panel.render(
             request, "member.html", status, notice=notice,
             adjust_form=forms_given.get("adjust_form") or forms.empty_form(ADJUST_FORM),
@@ -408,7 +400,7 @@ def _cell(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _birthday_field(value: str | None) -> str:
+def birthday_field(value: str | None) -> str:
     """The stored birthday as the form shows it: a Jalali date (MM-DD ones stay as typed)."""
     if not value or len(value) != 10:
         return value or ""
@@ -419,4 +411,4 @@ def _birthday_field(value: str | None) -> str:
 
 
 def _birthday_shown(value: str | None) -> str:
-    return _birthday_field(value) if value else "-"
+    return birthday_field(value) if value else "-"
