@@ -13,6 +13,7 @@ from panel import (
     texts_giftcards,
     texts_member,
     texts_segments,
+    texts_transfer,
 )
 
 LANGUAGES = ("fa", "en")
@@ -115,3 +116,4 @@ _merge(texts_segments.TEXTS)
 _merge(texts_giftcards.TEXTS)
 _merge(texts_campaigns.TEXTS)
 _merge(texts_member.TEXTS)
+_merge(texts_transfer.TEXTS)

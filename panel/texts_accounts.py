@@ -5,17 +5,19 @@ from __future__ import annotations
 
 _KINDS_FA = {"earn": "کسب", "redeem": "خرج", "hold": "رزرو", "release": "آزادسازی",
              "expiry": "انقضا", "referral": "معرفی", "welcome": "خوشامد", "reversal": "برگشت",
-             "adjustment": "اصلاح دستی", "recovery": "بازپس‌گیری بدهی"}
+             "adjustment": "اصلاح دستی", "recovery": "بازپس‌گیری بدهی",
+             "transfer_out": "انتقال به دیگری", "transfer_in": "انتقال از دیگری"}
 _KINDS_EN = {"earn": "earned", "redeem": "redeemed", "hold": "held", "release": "released",
              "expiry": "expired", "referral": "referral", "welcome": "welcome",
-             "reversal": "reversal", "adjustment": "adjustment", "recovery": "debt recovered"}
+             "reversal": "reversal", "adjustment": "adjustment", "recovery": "debt recovered",
+             "transfer_out": "transferred out", "transfer_in": "transferred in"}
 _ACTIONS_FA = {
     "member.adjust": "اصلاح اعتبار", "member.enrol": "عضویت", "member.card_link": "وصل کارت",
     "member.card_replace": "جایگزینی کارت", "member.profile": "ویرایش مشخصات",
     "member.marketing_sms": "پیامک تبلیغاتی", "offer.add": "افزودن پیشنهاد",
     "offer.end": "پایان پیشنهاد", "program.edit": "ویرایش برنامه", "user.add": "افزودن کاربر",
     "user.disable": "غیرفعال کردن کاربر", "user.enable": "فعال کردن کاربر",
-    "user.passwd": "تغییر گذرواژه",
+    "user.passwd": "تغییر گذرواژه", "member.transfer": "انتقال اعتبار",
 }
 _ACTIONS_EN = {
     "member.adjust": "credit adjusted", "member.enrol": "member enrolled",
@@ -24,7 +26,7 @@ _ACTIONS_EN = {
     "member.marketing_sms": "marketing SMS", "offer.add": "offer added",
     "offer.end": "offer ended", "program.edit": "program edited", "user.add": "user added",
     "user.disable": "user disabled", "user.enable": "user enabled",
-    "user.passwd": "password changed",
+    "user.passwd": "password changed", "member.transfer": "credit transferred",
 }
 _WEEK_FA = {"sat": "شنبه", "sun": "یکشنبه", "mon": "دوشنبه", "tue": "سه‌شنبه",
             "wed": "چهارشنبه", "thu": "پنجشنبه", "fri": "جمعه"}
