@@ -38,6 +38,9 @@ _PROGRAM_FA = {
     "welcome_credit": "اعتبار خوشامد (ریال)", "referral_bonus": "پاداش معرفی (ریال)",
     "otp_threshold": "کد یک‌بارمصرف از خرج (ریال)", "otp_digits": "رقم‌های کد",
     "otp_seconds": "اعتبار کد (ثانیه)", "otp_tries": "دفعات آزمودن کد",
+    "transfer_enabled": "انتقال اعتبار (۱ روشن، ۰ خاموش)",
+    "transfer_min": "کمینه هر انتقال (ریال)", "transfer_max": "بیشینه هر انتقال (ریال)",
+    "transfer_day_max": "سقف انتقال روزانه (ریال)",
 }
 _PROGRAM_EN = {
     "tier_window_days": "Tier window (days)", "max_redeem_percent": "Max redeem (% of sale)",
@@ -45,6 +48,9 @@ _PROGRAM_EN = {
     "welcome_credit": "Welcome credit (rials)", "referral_bonus": "Referral bonus (rials)",
     "otp_threshold": "One-time code above (rials)", "otp_digits": "Code digits",
     "otp_seconds": "Code lifetime (s)", "otp_tries": "Code tries",
+    "transfer_enabled": "Credit transfer (1 on, 0 off)",
+    "transfer_min": "Least transfer (rials)", "transfer_max": "Most per transfer (rials)",
+    "transfer_day_max": "Most a day (rials)",
 }
 
 TEXTS: dict[str, dict[str, str]] = {
@@ -109,6 +115,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "rule_no_referral": "پاداش معرفی داده نمی‌شود.",
         "rule_otp": "خرج بیش از {amount} ریال اعتبار کد {digits} رقمی پیامکی می‌خواهد "
                     "({seconds} ثانیه، {tries} بار).",
+        "rule_transfer": "اعضا می‌توانند از {low} تا {high} ریال در هر انتقال و تا {day} "
+                         "ریال در روز اعتبار به شماره دیگری بدهند (با کد پیامکی).",
+        "rule_no_transfer": "انتقال اعتبار میان اعضا خاموش است.",
         "program_version": "نسخه {version}، از {when}، به دست",
         "program_from_config": "این باشگاه برنامه پیکربندی پیش‌فرض را به کار می‌برد.",
         "edit_program": "ویرایش برنامه", "tier_name": "نام رده",
@@ -193,6 +202,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "rule_no_referral": "No referral bonus.",
         "rule_otp": "Spending over {amount} rials of credit needs a {digits}-digit SMS code "
                     "({seconds} s, {tries} tries).",
+        "rule_transfer": "Members may give {low} to {high} rials a transfer, at most {day} "
+                         "rials a day, to another phone (confirmed by an SMS code).",
+        "rule_no_transfer": "Credit transfer between members is off.",
         "program_version": "Version {version}, from {when}, by",
         "program_from_config": "This club runs the configuration's default program.",
         "edit_program": "Edit the program", "tier_name": "Tier name",
