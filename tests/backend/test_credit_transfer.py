@@ -315,3 +315,28 @@ def test_operator_transfer_skips_the_code_and_is_audited(conn: Connection,
                                     program=PROGRAM, shop_name=SHOP, user="ops")
     assert exc.value.reason == "per_transfer"
     consistent(conn, a, made.receiver_id)
+
+
+def test_loyalty_backend_transfer(db: str, clock: FakeClock,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """`loyalty-backend transfer`: made at once and audited; a refused one exits 2 with the
+    reason and changes nothing."""
+    from backend.cli import main
+
+    c = store.connect(db)
+    try:
+        a = member(c, 1, clock, (300_000, 30))
+    finally:
+        c.close()
+    assert main(["transfer", "--from", phone(1), "--to", phone(7), "--amount", "50000",
+                 "--db", db]) == 0
+    assert "giver 250,000, receiver (enrolled now) 50,000" in capsys.readouterr().out
+    assert main(["transfer", "--from", phone(1), "--to", phone(7), "--amount", "999999",
+                 "--db", db]) == 2
+    assert "free balance" in capsys.readouterr().err
+    c = store.connect(db)
+    try:
+        assert ledger.balance(c, a) == 250_000 and len(rows_of(c, "transfer_in")) == 1
+        assert c.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0] == 1
+    finally:
+        c.close()
