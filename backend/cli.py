@@ -185,8 +185,14 @@ def _parser() -> argparse.ArgumentParser:
     adj.add_argument("phone")
     adj.add_argument("amount", type=int)
     adj.add_argument("--reason", required=True)
+    tr = sub.add_parser("transfer", help="give a member's credit to another phone (no code: "
+                        "the operator's act, audited; docs/credit-transfer.md)")
+    common(tr)
+    tr.add_argument("--from", dest="sender", required=True, help="the giving member's phone")
+    tr.add_argument("--to", dest="receiver", required=True, help="the receiving phone")
+    tr.add_argument("--amount", type=int, required=True, help="rials")
     cli_ops.add_commands(sub, common)
-    for sp in (member, rep, add, lst, end, cadd, crep, adj):
+    for sp in (member, rep, add, lst, end, cadd, crep, adj, tr):
         sp.add_argument("--club", help="the club (default: the only one)")
     add.add_argument("--branches", help="only in these branches of the club (a,b; default all)")
 
@@ -261,6 +267,7 @@ def _main(argv: Sequence[str] | None) -> int:
             "offer": _offer,
             "card": _card,
             "adjust": _adjust,
+            "transfer": _transfer,
             **cli_registry.HANDLERS,
             "user": cli_users.run,
             "segment": _segment,
@@ -713,6 +720,30 @@ def _card(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         conn.close()
     print(f"card {old} replaced by {new}; the credit stays with the member")
+    return 0
+
+
+def _transfer(args: argparse.Namespace, settings: Settings) -> int:
+    from backend import credit_transfer
+    from backend.cli_registry import club_of
+
+    conn = _open(args)
+    try:
+        club = club_of(conn, args.club)
+        program = _club_program(conn, club.id, settings)
+        try:
+            made = credit_transfer.by_operator(
+                conn, club.id, args.sender, args.receiver, args.amount, datetime.now(UTC),
+                program=program, shop_name=club.name, user="cli")
+        except credit_transfer.TransferError as exc:
+            raise UsageError(str(exc)) from None
+        sender, receiver = (ledger.balance(conn, made.sender_id),
+                            ledger.balance(conn, made.receiver_id))
+    finally:
+        conn.close()
+    new = " (enrolled now)" if made.enrolled else ""
+    print(f"{args.amount:,} rials transferred; balances: giver {sender:,}, "
+          f"receiver{new} {receiver:,}")
     return 0
 
 

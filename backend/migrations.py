@@ -26,7 +26,9 @@ from backend import (
     store_giftcards,
     store_marketing,
     store_member_stats,
+    store_member_tokens,
     store_segments,
+    store_transfers,
 )
 from backend.engine import Connection
 
@@ -581,6 +583,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         "prize draws: the definition with its published commitment, the frozen entries "
         "with their tickets, the winners",
         store_draws.SCHEMA,
+    ),
+    Migration(
+        17,
+        "the member page's link tokens (hashed), bound to a member and club, expiring, "
+        "revocable",
+        store_member_tokens.SCHEMA,
+    ),
+    Migration(
+        18,
+        "credit transfers between members: asked for with a one-time code, then made as "
+        "two ledger rows (transfer_out, transfer_in) under one key",
+        store_transfers.SCHEMA,
     ),
 )
 LATEST = MIGRATIONS[-1].version

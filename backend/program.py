@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from backend.member_tokens import TransferLimits
 from backend.segments import SEGMENTS
 from protocols.persian import TEHRAN
 from protocols.response_codes import CodedError, ResponseCode
@@ -60,6 +61,14 @@ class Program:
     gift_max_percent: float = 100.0
     #: cash-back is earned on the part a gift card paid too
     gift_earn: bool = False
+    #: days a link to the member's own page opens it (issue 16; docs/member-page.md)
+    link_days: int = 30
+    #: members may give credit to another phone from their page (issue 16)
+    transfer_enabled: bool = True
+    #: rials: the most one transfer moves, the most a member sends in a Tehran day, the least
+    transfer_max: int = 5_000_000
+    transfer_day_max: int = 10_000_000
+    transfer_min: int = 10_000
 
     def __post_init__(self) -> None:
         if not self.tiers:
@@ -73,6 +82,15 @@ class Program:
         if len({t.min_spend for t in ordered}) != len(ordered):
             raise ValueError("program.tiers: two tiers share one min_spend")
         object.__setattr__(self, "tiers", tuple(ordered))
+        if not 1 <= self.link_days <= 365:
+            raise ValueError("program.link_days: a member's link opens for 1..365 days")
+        if not 1 <= self.transfer_min <= self.transfer_max <= self.transfer_day_max:
+            raise ValueError("program.transfer: need 1 <= transfer_min <= transfer_max "
+                             "<= transfer_day_max")
+
+    @property
+    def transfer_limits(self) -> TransferLimits:
+        return TransferLimits(self.transfer_max, self.transfer_day_max, self.transfer_min)
 
     def check_target(self, target: str) -> None:
         """An offer's target must be reachable: `tier:NAME` names one of this program's tiers.

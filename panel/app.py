@@ -36,7 +36,17 @@ from panel.database import Database
 from panel.guard import COOKIE, PanelGuard
 from panel.pages import audit as audit_page
 from panel.pages import campaigns as campaigns_page
-from panel.pages import common, dashboard, members, offers, program, sms, terminals
+from panel.pages import (
+    common,
+    dashboard,
+    member_self,
+    member_transfer,
+    members,
+    offers,
+    program,
+    sms,
+    terminals,
+)
 from panel.pages import draws as draws_page
 from panel.pages import giftcards as giftcards_page
 from panel.pages import users as users_page
@@ -94,6 +104,8 @@ class Panel:
         self.sessions = SessionStore(settings.secret or secrets.token_bytes(32),
                                      idle_timeout=settings.idle_timeout)
         self.throttle = LoginThrottle()
+        #: the member's own pages (/m): their CSRF secret and rate limits
+        self.member_side = member_self.new_state(settings.secret)
         self.login_lock = asyncio.Lock()
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                                  autoescape=True, undefined=jinja2.StrictUndefined)
@@ -282,8 +294,11 @@ def create_app(settings: PanelSettings | None = None, users: UserDirectory | Non
     routes += dashboard.routes(panel)
     routes += terminals.routes(panel)
     routes += sms.routes(panel)
+    routes += member_self.routes(panel)
+    routes += member_transfer.routes(panel)
     app = Starlette(routes=routes)
     common.install(app, panel)
+    member_self.install(app, panel)
     app.state.panel = panel
     app.add_middleware(PanelGuard, sessions=panel.sessions, clock=clock)
     return app

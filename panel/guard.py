@@ -38,6 +38,23 @@ SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"cache-control", b"no-store"),
 ]
+#: The member's side (/m, /m/<token>): no script at all, and no Referer ever, so the
+#: token in the address never leaves in a header (docs/member-page.md).
+MEMBER_HEADERS = [
+    (b"content-security-policy",
+     b"default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+     b"frame-ancestors 'none'; base-uri 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cache-control", b"no-store"),
+]
+
+
+def member_side(path: str) -> bool:
+    """The member's own pages: their credential is the token, never a panel session, and
+    their forms carry a CSRF token bound to it (checked by panel.pages.member_self)."""
+    return path == "/m" or path.startswith("/m/")
 
 
 def session_cookie(scope: Scope) -> str | None:
@@ -63,14 +80,17 @@ class PanelGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        session = self.sessions.from_cookie(session_cookie(scope), self.clock())
+        member = member_side(scope.get("path", ""))
+        session = (None if member else
+                   self.sessions.from_cookie(session_cookie(scope), self.clock()))
         scope.setdefault("state", {})["panel_session"] = session
+        extra = MEMBER_HEADERS if member else SECURITY_HEADERS
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
-                headers += [(k, v) for k, v in SECURITY_HEADERS if k not in present]
+                headers += [(k, v) for k, v in extra if k not in present]
                 message["headers"] = headers
             await send(message)
 
@@ -102,7 +122,8 @@ class PanelGuard:
         token = tokens[0] if len(tokens) == 1 else None
         if token is None and b"x-csrf-token" in headers:
             token = headers[b"x-csrf-token"].decode("latin-1")
-        if not csrf_valid(session, token):
+        # the member's side checks its own token, bound to the member's link or /m form
+        if not member and not csrf_valid(session, token):
             await _refuse(send_with_headers, 403, "CSRF token missing or wrong: nothing changed")
             return
         replayed = False

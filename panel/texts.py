@@ -12,7 +12,9 @@ from panel import (
     texts_dashboard,
     texts_draws,
     texts_giftcards,
+    texts_member,
     texts_segments,
+    texts_transfer,
 )
 
 LANGUAGES = ("fa", "en")
@@ -115,3 +117,5 @@ _merge(texts_segments.TEXTS)
 _merge(texts_giftcards.TEXTS)
 _merge(texts_campaigns.TEXTS)
 _merge(texts_draws.TEXTS)
+_merge(texts_member.TEXTS)
+_merge(texts_transfer.TEXTS)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
 from datetime import datetime
 
-from backend import ledger, store, store_segments, texts
+from backend import ledger, otp, store, store_segments, texts
 from backend.handling import giftcard
 from backend.handling.context import Context, Outcome, locate, maintain, sms
 from backend.program import Purchase, RuleError
@@ -75,23 +72,8 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
     )
 
 
-def otp_hash(salt: str, code: str) -> str:
-    return hashlib.sha256(f"{salt}:{code}".encode()).hexdigest()
-
-
 def _send_otp(ctx: Context, member: Member, now: datetime) -> Outcome:
-    p = ctx.program
-    code = "".join(secrets.choice("0123456789") for _ in range(p.otp_digits))
-    salt = secrets.token_hex(8)
-    otp_id = store.new_otp(
-        ctx.conn,
-        member.id,
-        salt=salt,
-        digest=otp_hash(salt, code),
-        now=now,
-        seconds=p.otp_seconds,
-        tries=p.otp_tries,
-    )
+    otp_id, code = otp.issue(ctx.conn, member.id, ctx.program, now)
     sms(
         ctx,
         f"otp:{otp_id}",
@@ -104,14 +86,6 @@ def _send_otp(ctx: Context, member: Member, now: datetime) -> Outcome:
 
 
 def _check_otp(ctx: Context, member: Member, code: str, now: datetime) -> None:
-    otp = store.open_otp(ctx.conn, member.id)
-    if otp is None:
-        raise RuleError(ResponseCode.WRONG_OTP, "no one-time code is open for this member")
-    if otp.expires_at <= ts(now) or otp.tries_left <= 0:
-        store.set_otp(ctx.conn, otp.id, tries_left=otp.tries_left, used=True)
-        raise RuleError(ResponseCode.WRONG_OTP, "the one-time code has expired")
-    if not hmac.compare_digest(otp_hash(otp.salt, code.strip()), otp.hash):
-        left = otp.tries_left - 1
-        store.set_otp(ctx.conn, otp.id, tries_left=left, used=left <= 0)
-        raise RuleError(ResponseCode.WRONG_OTP, "wrong one-time code")
-    store.set_otp(ctx.conn, otp.id, tries_left=otp.tries_left, used=True)
+    why = otp.check(ctx.conn, member.id, code, now)
+    if why is not None:
+        raise RuleError(ResponseCode.WRONG_OTP, why)

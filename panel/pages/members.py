@@ -209,7 +209,7 @@ def routes(panel: Panel) -> list[BaseRoute]:
         m = context["m"]
         profile = forms_given.get("profile_form") or forms.BoundForm(
             PROFILE_FORM, {"name": m.name or "",
-                           "birthday": _birthday_field(m.birthday)})
+                           "birthday": birthday_field(m.birthday)})
         return panel.render(
             request, "member.html", status, notice=notice,
             adjust_form=forms_given.get("adjust_form") or forms.empty_form(ADJUST_FORM),
@@ -400,7 +400,7 @@ def _cell(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _birthday_field(value: str | None) -> str:
+def birthday_field(value: str | None) -> str:
     """The stored birthday as the form shows it: a Jalali date (MM-DD ones stay as typed)."""
     if not value or len(value) != 10:
         return value or ""
@@ -411,4 +411,4 @@ def _birthday_field(value: str | None) -> str:
 
 
 def _birthday_shown(value: str | None) -> str:
-    return _birthday_field(value) if value else "-"
+    return birthday_field(value) if value else "-"
