@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from datetime import date, datetime
 
-from backend import engine, ledger, store, store_automsg, store_registry
+from backend import engine, ledger, store, store_automsg, store_registry, texts
 from backend.occasions import (
     AutoMessage,
     Occasion,
@@ -106,7 +106,7 @@ def run_club(
     for r in store_automsg.recipients(conn, club_id, today, expiring):
         for due in due_messages(r.facts, stored, today, occasions, GRACE_DAYS):
             msg = by_key[due.message_key]
-            values = {"name": r.name or "مشتری گرامی", "shop": shop, "gift": msg.gift_credit,
+            values = {"name": r.name or texts.NO_NAME, "shop": shop, "gift": msg.gift_credit,
                       **due.values}
             try:
                 text = templates[msg.key].render(values)

@@ -14,10 +14,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from backend.sms import outbox as sms_outbox
+from demo import marketing as demo_marketing
 from demo import panel as demo_panel
 from demo.day import (
     AFTERNOON_OFFLINE,
@@ -200,7 +202,8 @@ def wait_sms_sent(db: Path, timeout: float = 15.0) -> None:
             # mode=rw: never creates the file, the backend does that
             conn = sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=5)
             try:
-                if sms_outbox.counts(conn)["pending"] == 0:
+                # not what the marketing rules put off to tomorrow morning
+                if sms_outbox.counts(conn, due_by=datetime.now(UTC))["pending"] == 0:
                     return
             finally:
                 conn.close()
@@ -293,6 +296,7 @@ def play(stack: Stack, out: Any, show_receipts: bool) -> Day:
     day.show_sms()
     for v in EVENING:
         day.visit(v)
+    demo_marketing.play(day)
     day.say("sign-off")
     session.terminal.sign_off()
     return day
@@ -308,6 +312,7 @@ def summary(stack: Stack, day: Day, out: Any) -> None:
     sms = sms_count(stack.outbox)
     detail = ", ".join(f"{k} {v}" for k, v in sorted(sms.items()))
     print(f"SMS sent (to {stack.outbox.name}): {sum(sms.values())} ({detail})", file=out)
+    demo_marketing.summary(stack, out)
     # the operator's own command, so the shop owner reads what `loyalty-backend report` says
     print("end-of-day report (loyalty-backend report):", file=out)
     print(backend_command(stack, "report").rstrip(), file=out)
