@@ -38,6 +38,7 @@ from panel.pages import audit as audit_page
 from panel.pages import campaigns as campaigns_page
 from panel.pages import common, dashboard, members, offers, program, sms, terminals
 from panel.pages import giftcards as giftcards_page
+from panel.pages import marketing as marketing_page
 from panel.pages import users as users_page
 from panel.passwords import verify_password
 from panel.presence import PresenceWatcher
@@ -274,6 +275,7 @@ def create_app(settings: PanelSettings | None = None, users: UserDirectory | Non
     routes += offers.routes(panel)
     routes += giftcards_page.routes(panel)
     routes += campaigns_page.routes(panel)
+    routes += marketing_page.routes(panel)
     routes += program.routes(panel)
     routes += users_page.routes(panel)
     routes += audit_page.routes(panel)

@@ -11,6 +11,7 @@ from panel import (
     texts_campaigns,
     texts_dashboard,
     texts_giftcards,
+    texts_marketing,
     texts_segments,
 )
 
@@ -113,3 +114,4 @@ _merge(texts_dashboard.TEXTS)
 _merge(texts_segments.TEXTS)
 _merge(texts_giftcards.TEXTS)
 _merge(texts_campaigns.TEXTS)
+_merge(texts_marketing.TEXTS)
