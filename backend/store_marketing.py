@@ -154,10 +154,14 @@ def set_consent_by_phone(
     return conn.execute(sql, args).rowcount
 
 
-def incoming_sms(conn: Connection, phone: str, text: str, now: datetime) -> bool:
-    """An SMS a member sent to the club's line (where the gateway reports them): "لغو"
-    turns marketing consent off in every club of that phone. Whether it was a stop reply."""
+def incoming_sms(
+    conn: Connection, phone: str, text: str, now: datetime, club_id: int | None = None
+) -> bool:
+    """An SMS a member sent to a club's line (where the gateway reports them): "لغو"
+    turns marketing consent off in that club (a club's own line), or in every club of
+    that phone (the provider's line, which every club without its own sends from: the
+    member cannot say which shop). Whether it was a stop reply."""
     if not is_stop_reply(text):
         return False
-    set_consent_by_phone(conn, phone, False, now)
+    set_consent_by_phone(conn, phone, False, now, club_id)
     return True

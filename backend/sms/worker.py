@@ -214,15 +214,15 @@ class SmsWorker:
         stops = 0
         with self._lock:
             conn = self._connection()
-            senders: dict[int, Sender] = {id(self.sender): self.sender}
+            # the provider's line: every club of the phone; a club's own line: that club
+            senders: list[tuple[Sender, int | None]] = [(self.sender, None)]
             if self.per_club:
                 self._refresh_clubs(conn)
                 for club_id, sms in self._club_sms.items():
                     if sms:
                         with contextlib.suppress(SendError):
-                            found = self.sender_for(club_id)
-                            senders[id(found)] = found
-            for sender in senders.values():
+                            senders.append((self.sender_for(club_id), club_id))
+            for sender, club in senders:
                 receive = getattr(sender, "receive", None)
                 if receive is None:
                     continue
@@ -234,7 +234,8 @@ class SmsWorker:
                 for m in messages:
                     try:
                         with self._write, transaction(conn):
-                            stops += store_marketing.incoming_sms(conn, m.phone, m.text, at)
+                            stops += store_marketing.incoming_sms(conn, m.phone, m.text, at,
+                                                                  club)
                     except ValueError:  # not a phone number this club knows the form of
                         log.warning("incoming SMS from an unreadable number ignored")
         if stops:
