@@ -204,6 +204,9 @@ def _parser() -> argparse.ArgumentParser:
     from backend import cli_campaigns  # campaign add|list|show|cancel
 
     cli_campaigns.add_parser(sub, common)
+    from backend import cli_draws  # draw add|list|show|close|entries|run|verify
+
+    cli_draws.add_parser(sub, common)
     return p
 
 
@@ -247,6 +250,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return cli_ops.main(args, settings)
         if args.command == "migrate":
             return _migrate(args, settings)
+        if args.command == "draw" and args.action == "verify":  # anyone's: no database
+            return _draw(args, settings)
         _existing(args.db)
         from backend import cli_giftcards, cli_registry
 
@@ -261,6 +266,7 @@ def _main(argv: Sequence[str] | None) -> int:
             "segment": _segment,
             "giftcard": cli_giftcards.run,
             "campaign": _campaign,
+            "draw": _draw,
         }[args.command]
         return handler(args, settings)
     except (ConfigError, UsageError, cli_ops.OpsError, cli_users.UsageError, store.StoreError,
@@ -282,6 +288,14 @@ def _campaign(args: argparse.Namespace, settings: Settings) -> int:
     from backend import cli_campaigns
 
     return cli_campaigns.run(args, settings)
+
+
+def _draw(args: argparse.Namespace, settings: Settings) -> int:
+    from backend import cli_draws
+
+    if args.action == "verify":
+        return cli_draws.verify(args)
+    return cli_draws.run(args, settings)
 
 
 def _existing(db: str) -> engine.Target:

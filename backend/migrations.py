@@ -22,6 +22,7 @@ from backend import (
     store_automsg,
     store_campaigns,
     store_daily,
+    store_draws,
     store_giftcards,
     store_marketing,
     store_member_stats,
@@ -574,6 +575,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "transfer), so a code asked for one never voids or opens another; a club's public "
         "address for the links to its members' pages",
         _split(_OTP_PURPOSE_V15),
+    ),
+    Migration(
+        16,
+        "prize draws: the definition with its published commitment, the frozen entries "
+        "with their tickets, the winners",
+        store_draws.SCHEMA,
     ),
 )
 LATEST = MIGRATIONS[-1].version

@@ -212,6 +212,20 @@ def reversal_sms(
     return "\n".join(lines)
 
 
+def draw_winner_sms(*, shop_name: str, draw_name: str, prize: int, member_code: str) -> str:
+    """Sent once to each winner of a prize draw: which draw, which prize, and the member
+    code the shop asks for when the prize is collected."""
+    if type(prize) is not int or prize < 1:
+        raise ValueError("prize must be a rank from 1")
+    name = _clip(_clean(draw_name, "draw_name"), 40)
+    lines = [
+        *_shop_sms(shop_name),
+        f"تبریک! برندهٔ جایزهٔ {persian_digits(prize)} قرعه‌کشی «{name}» شدید.",
+        f"برای دریافت، کد عضویت را بگویید: {_code(member_code)}",
+    ]
+    return "\n".join(lines)
+
+
 _OTP = re.compile(r"[0-9]{4,10}")
 
 

@@ -37,6 +37,7 @@ from panel.guard import COOKIE, PanelGuard
 from panel.pages import audit as audit_page
 from panel.pages import campaigns as campaigns_page
 from panel.pages import common, dashboard, members, offers, program, sms, terminals
+from panel.pages import draws as draws_page
 from panel.pages import giftcards as giftcards_page
 from panel.pages import marketing as marketing_page
 from panel.pages import users as users_page
@@ -276,6 +277,7 @@ def create_app(settings: PanelSettings | None = None, users: UserDirectory | Non
     routes += giftcards_page.routes(panel)
     routes += campaigns_page.routes(panel)
     routes += marketing_page.routes(panel)
+    routes += draws_page.routes(panel)
     routes += program.routes(panel)
     routes += users_page.routes(panel)
     routes += audit_page.routes(panel)

@@ -13,7 +13,7 @@ from datetime import date
 
 import jdatetime
 
-from protocols.identity import IdentityError, normalize_phone
+from protocols.identity import IdentityError, normalize_card, normalize_phone
 from protocols.persian import ascii_digits, persian_digits
 
 
@@ -105,6 +105,14 @@ def phone(value: str) -> str:
         return normalize_phone(value)
     except IdentityError:
         raise FieldError("شماره همراه درست نیست (مثل ۰۹۱۲۱۲۳۴۵۶۷).") from None
+
+
+def card(value: str) -> str:
+    """A card's 16 digits (spaces, dashes, Persian digits allowed), Luhn-checked."""
+    try:
+        return normalize_card(value)
+    except IdentityError:
+        raise FieldError("شماره کارت ۱۶ رقم است و باید درست باشد.") from None
 
 
 def jalali_date(value: str) -> date:

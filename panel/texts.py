@@ -10,6 +10,7 @@ from panel import (
     texts_accounts,
     texts_campaigns,
     texts_dashboard,
+    texts_draws,
     texts_giftcards,
     texts_marketing,
     texts_segments,
@@ -115,3 +116,4 @@ _merge(texts_segments.TEXTS)
 _merge(texts_giftcards.TEXTS)
 _merge(texts_campaigns.TEXTS)
 _merge(texts_marketing.TEXTS)
+_merge(texts_draws.TEXTS)

@@ -31,17 +31,18 @@ GIFT_FORM = (
     forms.Field("expires", "gift_expires", forms.jalali_date, max_length=20),
     forms.Field("count", "gift_count", forms.integer(1, 100_000), max_length=8),
 )
+SELL_FORM = (forms.Field("number", "gift_number", forms.card, max_length=40),)
 
 
 def routes(panel: Panel) -> list[BaseRoute]:
     def page(request: Request, view: Viewer, form: forms.BoundForm | None = None,
-             status_code: int = 200) -> Response:
+             status_code: int = 200, sell: forms.BoundForm | None = None) -> Response:
         with database(panel).connection() as conn:
             rows = store_giftcards.report(conn, view.club_id, panel.wall_clock())
         return panel.render(
             request, "giftcards.html", status_code, view=view,
             rows=sorted(rows, key=lambda r: -r.batch.id), jday=jalali_day,
-            form=form or forms.empty_form(GIFT_FORM),
+            form=form or forms.empty_form(GIFT_FORM), sell=sell or forms.empty_form(SELL_FORM),
             notice=request.query_params.get("done", ""))
 
     def list_page(request: Request) -> Response:
@@ -68,6 +69,26 @@ def routes(panel: Panel) -> list[BaseRoute]:
                 return page(request, view, form, 400)
         return redirect("/giftcards?done=issued")
 
+    def sell(request: Request, data: dict[str, str]) -> Response:
+        """The counter sold a card: the report's sold column (its value was issued with
+        the batch; selling moves no credit)."""
+        view = viewer(panel, request, Permission.MANAGE_OFFERS)
+        form = forms.bind(SELL_FORM, data)
+        if not form.ok:
+            return page(request, view, sell=form, status_code=400)
+        number = form.values["number"]
+        now = panel.wall_clock()
+        with database(panel).connection() as conn, store.transaction(conn):
+            if not giftcards.is_gift_card(number) or store_giftcards.card(
+                    conn, number, view.club_id) is None:
+                form.errors["number"] = "این شماره کارت هدیهٔ این باشگاه نیست."
+                return page(request, view, sell=form, status_code=400)
+            if not store_giftcards.mark_sold(conn, number, now):
+                return redirect("/giftcards?done=already_sold")
+            common.audit(conn, view, "giftcard.sell", f"giftcard:{number[-4:]}", None,
+                         {"sold": True}, now)
+        return redirect("/giftcards?done=sold")
+
     def csv_file(request: Request) -> Response:
         view = viewer(panel, request, Permission.MANAGE_OFFERS)
         batch_id = request.path_params["batch_id"]
@@ -82,5 +103,6 @@ def routes(panel: Panel) -> list[BaseRoute]:
     return [
         Route("/giftcards", list_page, methods=["GET"]),
         Route("/giftcards", post_form(issue), methods=["POST"]),
+        Route("/giftcards/sell", post_form(sell), methods=["POST"]),
         Route("/giftcards/{batch_id:int}.csv", csv_file, methods=["GET"]),
     ]

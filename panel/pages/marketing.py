@@ -28,7 +28,7 @@ from panel.roles import Permission
 if TYPE_CHECKING:
     from panel.app import Panel
 
-common.nav(37, "/marketing", "marketing", Permission.LOOK_UP_MEMBERS)
+common.nav(38, "/marketing", "marketing", Permission.LOOK_UP_MEMBERS)
 
 
 def _choice(*allowed: str):  # type: ignore[no-untyped-def]

@@ -30,7 +30,6 @@ from panel.pages.common import Viewer, database, not_found, post_form, redirect,
 from panel.pages.program import club_program
 from panel.periods import jalali_day
 from panel.roles import Permission
-from protocols.identity import IdentityError, normalize_card
 from protocols.persian import TEHRAN, ascii_digits, jalali, persian_digits
 
 if TYPE_CHECKING:
@@ -51,13 +50,6 @@ def _nonzero_amount(value: str) -> int:
     return n
 
 
-def card_number(value: str) -> str:
-    try:
-        return normalize_card(value)
-    except IdentityError:
-        raise forms.FieldError("شماره کارت ۱۶ رقم است و باید درست باشد.") from None
-
-
 def birthday(value: str) -> str:
     """A Jalali birthday, `1370/05/12` (as the Gregorian ISO date the backend keeps)."""
     return forms.jalali_date(value).isoformat()
@@ -68,8 +60,8 @@ ADJUST_FORM = (
     forms.Field("reason", "reason", forms.text, max_length=200),
 )
 CARD_FORM = (
-    forms.Field("card", "new_card", card_number, max_length=40),
-    forms.Field("old", "old_card", card_number, required=False, max_length=40),
+    forms.Field("card", "new_card", forms.card, max_length=40),
+    forms.Field("old", "old_card", forms.card, required=False, max_length=40),
 )
 ENROL_FORM = (
     forms.Field("phone", "phone", forms.phone, max_length=32),

@@ -85,8 +85,9 @@ def advice(
     phone: str | None = None,
     card: str | None = None,
     tid: str = "T0000001",
+    stan: int | None = None,
 ) -> Request:
-    s = next(_stans)
+    s = next(_stans) if stan is None else stan
     body: dict[str, Any] = {
         "stan": f"{s:06d}",
         "transmitted_at": "1123120000",

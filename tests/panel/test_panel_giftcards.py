@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 
 from backend import giftcards, store_audit, store_giftcards
-from tests.panel.world import World, logged_in
+from tests.panel.world import NOW, World, logged_in
 
 GOOD = {"value": "۵۰۰٬۰۰۰", "expires": "۱۴۰۵/۱۰/۳۰", "count": "3"}
 
@@ -50,6 +50,37 @@ def test_staff_cannot_see_or_issue_gift_cards(world: World) -> None:
         assert b.get("/giftcards").status_code == 403
         assert b.post("/giftcards", GOOD).status_code == 403
     assert _batches(world, world.club_a) == []
+
+
+def test_owner_records_a_sale_once_and_never_another_clubs_card(world: World) -> None:
+    with logged_in(world, "ali") as b:
+        assert b.post("/giftcards", GOOD).status_code == 303
+    with logged_in(world, "bita") as b:
+        assert b.post("/giftcards", GOOD).status_code == 303
+    [mine] = _batches(world, world.club_a)
+    [theirs] = _batches(world, world.club_b)
+    with world.conn() as c:
+        number = store_giftcards.batch_cards(c, mine.id)[0].number
+        other = store_giftcards.batch_cards(c, theirs.id)[0].number
+    spaced = " ".join(number[i:i + 4] for i in range(0, 16, 4))
+    with logged_in(world, "ali") as b:
+        for bad in (other, number[:-1] + str((int(number[-1]) + 1) % 10), "12"):
+            r = b.post("/giftcards/sell", {"number": bad})
+            assert r.status_code == 400 and 'id="e-number"' in r.text, bad
+        assert b.post("/giftcards/sell", {"number": number}, token=False).status_code == 403
+        assert world.audit_rows() == 2  # the two issues only
+        r = b.post("/giftcards/sell", {"number": spaced})
+        assert r.status_code == 303 and r.headers["location"] == "/giftcards?done=sold"
+        again = b.post("/giftcards/sell", {"number": number})
+        assert again.headers["location"] == "/giftcards?done=already_sold"
+    with world.conn() as c:
+        [report] = store_giftcards.report(c, world.club_a, NOW)
+        [their_report] = store_giftcards.report(c, world.club_b, NOW)
+        actions = [e.action for e in store_audit.entries(c, world.club_a)]
+    assert report.sold == 1 and their_report.sold == 0
+    assert actions.count("giftcard.sell") == 1
+    with logged_in(world, "sara") as b:
+        assert b.post("/giftcards/sell", {"number": number}).status_code == 403
 
 
 def _batches(world: World, club_id: int) -> list[store_giftcards.Batch]:

@@ -111,6 +111,13 @@ def test_demo_runs_a_whole_day(tmp_path: Path) -> None:
                      r"earned [1-9]", swipe[2]), swipe[:3]
     # the summary lists members as the club stores them, not as typed
     assert re.search(r"Sara +09123456789 +silver", out), out[-1500:]
+    # a gift card sold at the counter pays part of a purchase, and the day's report says so
+    gift = out.split("pays with the gift card", 1)[1].split("\n[", 3)
+    assert "discount 500,000  charged 300,000" in gift[1], gift[:3]
+    assert re.search(r"answered 00: the club settled the gift card's part: gift card "
+                     r"998[0-9]{3}\*{6}[0-9]{4}, batch 1: value 500000 rials.* balance 0", gift[2])
+    listed = out.split("gift cards (loyalty-backend giftcard list):\n", 1)[1].splitlines()
+    assert listed[1].split()[3:6] == ["5", "1", "500000"], listed[:2]  # issued, sold, used
 
 
 def test_demo_says_in_plain_words_what_the_protocol_says(tmp_path: Path) -> None:
