@@ -367,3 +367,6 @@ def advice_receipt(*, earned: int, balance: int, tier: str) -> str:
             (AMOUNTS_IN_RIALS, 0),
         ]
     )
+
+#: {name} in a marketing SMS to a member who gave no name
+NO_NAME = "مشتری گرامی"

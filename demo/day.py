@@ -17,6 +17,9 @@ referral_bonus = 20000
 
 [otp]
 threshold = 60000
+
+[service]
+sweep_seconds = 1  # the daily automatic messages go within a second of being switched on
 """
 
 GOOD_CARD = "6037991234567891"

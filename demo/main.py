@@ -15,11 +15,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from backend.sms import outbox as sms_outbox
+from demo import marketing as demo_marketing
 from demo import panel as demo_panel
 from demo.day import (
     AFTERNOON_OFFLINE,
@@ -228,7 +229,8 @@ def wait_sms_sent(db: Path, timeout: float = 15.0) -> None:
             # mode=rw: never creates the file, the backend does that
             conn = sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=5)
             try:
-                if sms_outbox.counts(conn)["pending"] == 0:
+                # not what the marketing rules put off to tomorrow morning
+                if sms_outbox.counts(conn, due_by=datetime.now(UTC))["pending"] == 0:
                     return
             finally:
                 conn.close()
@@ -321,6 +323,7 @@ def play(stack: Stack, out: Any, show_receipts: bool) -> Day:
     day.show_sms()
     for v in EVENING:
         day.visit(v)
+    demo_marketing.play(day)
     day.say("sign-off")
     session.terminal.sign_off()
     return day
@@ -336,6 +339,7 @@ def summary(stack: Stack, day: Day, out: Any) -> None:
     sms = sms_count(stack.outbox)
     detail = ", ".join(f"{k} {v}" for k, v in sorted(sms.items()))
     print(f"SMS sent (to {stack.outbox.name}): {sum(sms.values())} ({detail})", file=out)
+    demo_marketing.summary(stack, out)
     print("gift cards (loyalty-backend giftcard list):", file=out)
     print(backend_command(stack, "giftcard", "list").rstrip(), file=out)
     # the operator's own command, so the shop owner reads what `loyalty-backend report` says

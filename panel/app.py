@@ -49,6 +49,7 @@ from panel.pages import (
 )
 from panel.pages import draws as draws_page
 from panel.pages import giftcards as giftcards_page
+from panel.pages import marketing as marketing_page
 from panel.pages import users as users_page
 from panel.passwords import verify_password
 from panel.presence import PresenceWatcher
@@ -287,6 +288,7 @@ def create_app(settings: PanelSettings | None = None, users: UserDirectory | Non
     routes += offers.routes(panel)
     routes += giftcards_page.routes(panel)
     routes += campaigns_page.routes(panel)
+    routes += marketing_page.routes(panel)
     routes += draws_page.routes(panel)
     routes += program.routes(panel)
     routes += users_page.routes(panel)

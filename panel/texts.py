@@ -12,6 +12,7 @@ from panel import (
     texts_dashboard,
     texts_draws,
     texts_giftcards,
+    texts_marketing,
     texts_member,
     texts_segments,
     texts_transfer,
@@ -116,6 +117,7 @@ _merge(texts_dashboard.TEXTS)
 _merge(texts_segments.TEXTS)
 _merge(texts_giftcards.TEXTS)
 _merge(texts_campaigns.TEXTS)
+_merge(texts_marketing.TEXTS)
 _merge(texts_draws.TEXTS)
 _merge(texts_member.TEXTS)
 _merge(texts_transfer.TEXTS)

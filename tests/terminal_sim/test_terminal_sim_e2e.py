@@ -140,6 +140,15 @@ def test_demo_says_in_plain_words_what_the_protocol_says(tmp_path: Path) -> None
                            *(f"      > {line}" for line in r["text"].splitlines())])
         assert block in out, block
     assert not re.search(r"SMS to 09[0-9]{9}", out)
+    # the owner's campaign to the silver members and the coming occasion's message, as
+    # sent; Sara (silver) has the campaign's, so her occasion SMS waits for tomorrow
+    by_kind = {k: [r for r in records if r["kind"] == k] for k in ("campaign", "occasion")}
+    assert [r["phone"] for r in by_kind["campaign"]] == ["09123456789"], by_kind
+    assert sorted(r["phone"] for r in by_kind["occasion"]) == ["09131112233", "09351234567"]
+    assert "نقره" in by_kind["campaign"][0]["text"] and "{" not in by_kind["campaign"][0]["text"]
+    assert re.search(r"reach: 1 members \(0 held out, 1 to send\); parts: [1-9]", out), out
+    assert re.search(r"\n +1 done .* sent 1 pending 0 failed 0  tier=silver", out), out
+    assert "Sara's waits for tomorrow morning" in out
     # the end-of-day report is the operator's own command, whatever language it speaks
     report = subprocess.run([sys.executable, "-m", "backend", "report", "--db",
                              str(tmp_path / "loyalty.sqlite"), "--config",
