@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from datetime import date, datetime
 
-from backend import engine, ledger, store, store_automsg, store_registry
+from backend import engine, ledger, store, store_automsg, store_registry, texts
 from backend.occasions import (
+    KINDS,
     AutoMessage,
     Occasion,
     OccasionError,
@@ -26,6 +27,7 @@ from backend.occasions import (
     load_occasions,
 )
 from backend.occasions import tehran_date as _tehran_date
+from backend.segments import SEGMENTS
 from backend.sms import outbox
 from backend.sms_templates import Template, TemplateError
 
@@ -46,6 +48,59 @@ GIFT_KIND = "adjustment"
 GRACE_DAYS = 2
 #: SMS (and gifts) written per transaction
 CHUNK = 500
+
+
+class MessageError(ValueError):
+    """An automatic message refused, with the field at fault (`key`, `template`, `days`,
+    `segment`, `gift`) so that a form shows the error beside it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def build(
+    key: str,
+    template: str,
+    *,
+    days: int = 0,
+    offset_days: int = 0,
+    segment: str | None = None,
+    gift_credit: int = 0,
+    gift_days: int = 0,
+    occasions: Mapping[str, Occasion] | None = None,
+) -> AutoMessage:
+    """The message `key` (a kind, or `occasion:KEY` of the occasions list) as the owner
+    wrote it, every check made (the CLI's `automsg set` and the panel use this): the
+    template's placeholders for its kind, the days a kind needs, a known segment, a gift
+    with its days. Bad input: MessageError, nothing saved."""
+    kind, _, occasion = key.partition(":")
+    if kind not in KINDS:
+        raise MessageError("key", f"the kind must be one of {', '.join(KINDS)}")
+    known = load_occasions() if occasions is None else occasions
+    if kind == "occasion" and occasion not in known:
+        raise MessageError("key", f"no such occasion (known: {', '.join(sorted(known))})")
+    if kind != "occasion" and occasion:
+        raise MessageError("key", f"only an occasion message names an occasion, not {kind}")
+    if segment is not None and segment not in SEGMENTS:
+        raise MessageError("segment", f"unknown segment {segment!r} "
+                                      f"(one of {', '.join(SEGMENTS)})")
+    if days < 0:
+        raise MessageError("days", "days cannot be negative")
+    if gift_credit < 0 or gift_days < 0:
+        raise MessageError("gift", "a gift cannot be negative")
+    try:
+        msg = AutoMessage(key, kind, template, days=days, offset_days=offset_days,
+                          occasion=occasion or None, segment=segment,
+                          gift_credit=gift_credit, gift_days=gift_days)
+    except OccasionError as exc:
+        field = "days" if "days >" in str(exc) else "gift" if "gift" in str(exc) else "key"
+        raise MessageError(field, str(exc).removeprefix(f"{key}: ")) from None
+    try:
+        check(msg)
+    except TemplateError as exc:
+        raise MessageError("template", str(exc)) from None
+    return msg
 
 
 def check(msg: AutoMessage) -> Template:
@@ -106,7 +161,7 @@ def run_club(
     for r in store_automsg.recipients(conn, club_id, today, expiring):
         for due in due_messages(r.facts, stored, today, occasions, GRACE_DAYS):
             msg = by_key[due.message_key]
-            values = {"name": r.name or "مشتری گرامی", "shop": shop, "gift": msg.gift_credit,
+            values = {"name": r.name or texts.NO_NAME, "shop": shop, "gift": msg.gift_credit,
                       **due.values}
             try:
                 text = templates[msg.key].render(values)

@@ -188,8 +188,14 @@ def _parser() -> argparse.ArgumentParser:
     adj.add_argument("phone")
     adj.add_argument("amount", type=int)
     adj.add_argument("--reason", required=True)
+    tr = sub.add_parser("transfer", help="give a member's credit to another phone (no code: "
+                        "the operator's act, audited; docs/credit-transfer.md)")
+    common(tr)
+    tr.add_argument("--from", dest="sender", required=True, help="the giving member's phone")
+    tr.add_argument("--to", dest="receiver", required=True, help="the receiving phone")
+    tr.add_argument("--amount", type=int, required=True, help="rials")
     cli_ops.add_commands(sub, common)
-    for sp in (member, rep, add, lst, end, cadd, crep, adj):
+    for sp in (member, rep, add, lst, end, cadd, crep, adj, tr):
         sp.add_argument("--club", help="the club (default: the only one)")
     add.add_argument("--branches", help="only in these branches of the club (a,b; default all)")
 
@@ -207,6 +213,9 @@ def _parser() -> argparse.ArgumentParser:
     from backend import cli_campaigns  # campaign add|list|show|cancel
 
     cli_campaigns.add_parser(sub, common)
+    from backend import cli_draws  # draw add|list|show|close|entries|run|verify
+
+    cli_draws.add_parser(sub, common)
     return p
 
 
@@ -250,6 +259,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return cli_ops.main(args, settings)
         if args.command == "migrate":
             return _migrate(args, settings)
+        if args.command == "draw" and args.action == "verify":  # anyone's: no database
+            return _draw(args, settings)
         _existing(args.db)
         from backend import cli_giftcards, cli_registry
 
@@ -259,11 +270,13 @@ def _main(argv: Sequence[str] | None) -> int:
             "offer": _offer,
             "card": _card,
             "adjust": _adjust,
+            "transfer": _transfer,
             **cli_registry.HANDLERS,
             "user": cli_users.run,
             "segment": _segment,
             "giftcard": cli_giftcards.run,
             "campaign": _campaign,
+            "draw": _draw,
         }[args.command]
         return handler(args, settings)
     except (ConfigError, UsageError, cli_ops.OpsError, cli_users.UsageError, store.StoreError,
@@ -285,6 +298,14 @@ def _campaign(args: argparse.Namespace, settings: Settings) -> int:
     from backend import cli_campaigns
 
     return cli_campaigns.run(args, settings)
+
+
+def _draw(args: argparse.Namespace, settings: Settings) -> int:
+    from backend import cli_draws
+
+    if args.action == "verify":
+        return cli_draws.verify(args)
+    return cli_draws.run(args, settings)
 
 
 def _existing(db: str) -> engine.Target:
@@ -714,6 +735,30 @@ def _card(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         conn.close()
     print(f"card {old} replaced by {new}; the credit stays with the member")
+    return 0
+
+
+def _transfer(args: argparse.Namespace, settings: Settings) -> int:
+    from backend import credit_transfer
+    from backend.cli_registry import club_of
+
+    conn = _open(args)
+    try:
+        club = club_of(conn, args.club)
+        program = _club_program(conn, club.id, settings)
+        try:
+            made = credit_transfer.by_operator(
+                conn, club.id, args.sender, args.receiver, args.amount, datetime.now(UTC),
+                program=program, shop_name=club.name, user="cli")
+        except credit_transfer.TransferError as exc:
+            raise UsageError(str(exc)) from None
+        sender, receiver = (ledger.balance(conn, made.sender_id),
+                            ledger.balance(conn, made.receiver_id))
+    finally:
+        conn.close()
+    new = " (enrolled now)" if made.enrolled else ""
+    print(f"{args.amount:,} rials transferred; balances: giver {sender:,}, "
+          f"receiver{new} {receiver:,}")
     return 0
 
 

@@ -13,8 +13,7 @@ from typing import Any
 from backend import automsg, store, store_automsg
 from backend.cli import UsageError
 from backend.config import Settings
-from backend.occasions import KINDS, AutoMessage, OccasionError, load_occasions
-from backend.sms_templates import TemplateError
+from backend.occasions import AutoMessage
 
 
 def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -42,21 +41,12 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> 
 
 
 def _message(args: argparse.Namespace) -> AutoMessage:
-    kind, _, occasion = args.key.partition(":")
-    if kind not in KINDS:
-        raise UsageError(f"automsg {args.key!r}: the kind must be one of {', '.join(KINDS)}")
-    if kind == "occasion" and occasion not in load_occasions():
-        known = ", ".join(sorted(load_occasions()))
-        raise UsageError(f"automsg {args.key!r}: no such occasion (known: {known})")
     try:
-        msg = AutoMessage(args.key, kind, args.template, days=args.days,
-                          offset_days=args.offset, occasion=occasion or None,
-                          segment=args.segment, gift_credit=args.gift,
-                          gift_days=args.gift_days)
-        automsg.check(msg)
-    except (OccasionError, TemplateError) as exc:
+        return automsg.build(args.key, args.template, days=args.days,
+                             offset_days=args.offset, segment=args.segment,
+                             gift_credit=args.gift, gift_days=args.gift_days)
+    except automsg.MessageError as exc:
         raise UsageError(f"automsg {args.key!r}: {exc}") from None
-    return msg
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -273,20 +273,11 @@ def _club(args: argparse.Namespace, settings: Settings) -> int:
 
 def _marketing_settings(now: Any, args: argparse.Namespace) -> Any:
     """The club's marketing settings with the options given changed; bad input: UsageError."""
-    from dataclasses import replace
+    from backend.store_marketing import SettingsError, changed_settings
 
-    from backend.store_marketing import parse_hhmm
-
-    changes: dict[str, Any] = {}
     try:
-        if args.quiet is not None:
-            start, _, end = args.quiet.partition("-")
-            changes["quiet_start"], changes["quiet_end"] = parse_hhmm(start), parse_hhmm(end)
-        if args.daily_limit is not None:
-            limit = None if args.daily_limit == "none" else int(args.daily_limit)
-            changes["club_daily"] = limit
-        return replace(now, **changes)
-    except ValueError as exc:
+        return changed_settings(now, quiet=args.quiet, daily_limit=args.daily_limit)
+    except SettingsError as exc:
         raise UsageError(f"marketing settings: {exc}") from None
 
 

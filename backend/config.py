@@ -65,7 +65,7 @@ class Settings:
     metrics: str | None = None
 
 
-_TOP = {"shop", "program", "otp", "offers", "mqtt", "service", "sms", "log", "metrics"}
+_TOP = {"shop", "program", "otp", "transfer", "offers", "mqtt", "service", "sms", "log", "metrics"}
 
 
 def _table(doc: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -134,17 +134,17 @@ def parse_offer(raw: Mapping[str, Any], where: str) -> Offer:
 
 
 #: the tables of a club's program (`loyalty-backend program import|export`)
-PROGRAM_TABLES = ("program", "otp")
+PROGRAM_TABLES = ("program", "otp", "transfer")
 
 
 def parse_program(doc: Mapping[str, Any]) -> Program:
-    """A club's program: the [program] (with its tiers) and [otp] tables of
+    """A club's program: the [program] (with its tiers), [otp] and [transfer] tables of
     config/backend.toml, and nothing else."""
     for name in doc:
         if name not in PROGRAM_TABLES:
             raise ConfigError(
                 f"unknown table [{name}] in a program (a program holds [program], "
-                "[[program.tiers]] and [otp])"
+                "[[program.tiers]], [otp] and [transfer])"
             )
     return _program(doc)
 
@@ -204,6 +204,17 @@ def _program(doc: Mapping[str, Any]) -> Program:
         raise ConfigError("otp.digits: must be 4..10")
     if kwargs["otp_tries"] < 1:
         raise ConfigError("otp.tries: must be at least 1")
+    transfer = _table(doc, "transfer")
+    for key, attr, kind in (
+        ("enabled", "transfer_enabled", bool),
+        ("max", "transfer_max", int),
+        ("day_max", "transfer_day_max", int),
+        ("min", "transfer_min", int),
+    ):
+        kwargs[attr] = _take(transfer, "transfer", key, kind, getattr(defaults, attr))
+    _no_more(transfer, "transfer")
+    if not 1 <= kwargs["transfer_min"] <= kwargs["transfer_max"] <= kwargs["transfer_day_max"]:
+        raise ConfigError("transfer: need 1 <= min <= max <= day_max (rials)")
     try:
         return Program(**kwargs)
     except ValueError as exc:
@@ -241,6 +252,12 @@ def program_toml(program: Program) -> str:
         f"digits = {p.otp_digits}",
         f"ttl_seconds = {p.otp_seconds}",
         f"tries = {p.otp_tries}",
+        "",
+        "[transfer]",
+        f"enabled = {'true' if p.transfer_enabled else 'false'}",
+        f"max = {p.transfer_max}",
+        f"day_max = {p.transfer_day_max}",
+        f"min = {p.transfer_min}",
     ]
     return "\n".join(lines) + "\n"
 

@@ -17,7 +17,7 @@ from protocols.persian import TEHRAN
 #: Ledger kinds the aggregates keep; holds and releases only reserve credit for a quote
 #: and always come back out, so no figure reads them.
 CREDIT_KINDS = ("earn", "redeem", "expiry", "referral", "welcome", "reversal", "adjustment",
-                "recovery")
+                "recovery", "transfer_out", "transfer_in")
 #: Lower edges (days) of the visit-interval bins; the last bin is open.
 INTERVAL_EDGES = (0, 1, 2, 3, 4, 5, 6, 7, 14, 30, 60, 90, 180, 365)
 #: The bin of a member's first purchase (no interval before it).

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from backend import ledger_rules, store_daily
+from backend import ledger_rules, member_tokens, store_daily
 from backend.engine import Connection
-from backend.store import add_debt, ts
+from backend.store import add_debt, from_ts, ts
 
 
 class LedgerError(Exception):
@@ -181,6 +181,44 @@ def debit(
     _take(conn, uses)
     if record_uses:  # the row's id: the lots' read above has waited for its insert
         _record_uses(conn, int(row.lastrowid), uses)
+
+
+def transfer(
+    conn: Connection,
+    sender_id: int,
+    receiver_id: int,
+    amount: int,
+    out_key: str,
+    in_key: str,
+    at: datetime,
+) -> list[tuple[int, datetime]]:
+    """Move `amount` of the sender's free credit to the receiver: a transfer_out row
+    taking the sender's lots FIFO (recorded in lot_uses), a transfer_in row, and the
+    receiver's new lots with the expiries of the lots the credit came from
+    (member_tokens.received_lots). Both members are locked by the caller, whose
+    transaction makes the two rows one movement; returns the receiver's (amount, expiry)."""
+    if amount <= 0:
+        raise LedgerError("transfer of a non-positive amount")
+    if amount > balance(conn, sender_id):
+        raise LedgerError(f"transfer of {amount} exceeds the credit of member {sender_id}")
+    row = _row(conn, sender_id, "transfer_out", -amount, out_key, at, in_key)
+    lots = conn.execute(
+        "SELECT id, remaining, expires_at FROM lots WHERE member_id = ? AND remaining > 0 "
+        "ORDER BY expires_at, id",
+        (sender_id,),
+    ).fetchall()
+    uses = ledger_rules.fifo_take([(int(i), int(r)) for i, r, _ in lots], amount)
+    _take(conn, uses)
+    _record_uses(conn, int(row.lastrowid), uses)
+    expiry_of = {int(i): from_ts(int(e)) for i, _, e in lots}
+    parts = member_tokens.received_lots(uses, expiry_of)
+    _row(conn, receiver_id, "transfer_in", amount, in_key, at, out_key)
+    conn.executemany(
+        "INSERT INTO lots(member_id, earned_at, expires_at, amount, remaining) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [(receiver_id, ts(at), ts(exp), part, part) for part, exp in parts],
+    )
+    return parts
 
 
 def _take(conn: Connection, uses: list[tuple[int, int]]) -> None:

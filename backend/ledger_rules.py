@@ -20,6 +20,8 @@ KINDS = (
     "reversal",
     "adjustment",
     "recovery",  # a reversal's shortfall taken from a later earning
+    "transfer_out",  # credit given to another member (its lots and expiries go along)
+    "transfer_in",  # credit received from another member, in lots of the giver's expiries
 )
 
 

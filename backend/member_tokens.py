@@ -135,7 +135,13 @@ def check(record: TokenRecord | None, path: str, club_id: int, now: datetime) ->
 
 
 class TransferError(ValueError):
-    """A transfer the program refuses; the message is shown to the member."""
+    """A transfer the program refuses. `reason` names the rule for the member's page,
+    which words it in Persian (the message is for logs and the operator): key, self,
+    minimum, per_transfer, per_day, balance, or the service's off, phone, club, closed."""
+
+    def __init__(self, message: str, reason: str = "rule") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,18 +171,19 @@ def plan_transfer(key: str, sender: int, receiver: int, amount: int, balance: in
     the same key finds them and changes nothing. `sent_today` is what the sender already
     transferred this Tehran day."""
     if not key or len(key) > 64:
-        raise TransferError("a transfer needs an idempotency key (1..64 characters)")
+        raise TransferError("a transfer needs an idempotency key (1..64 characters)", "key")
     if sender == receiver:
-        raise TransferError("credit cannot be transferred to oneself")
+        raise TransferError("credit cannot be transferred to oneself", "self")
     if not isinstance(amount, int) or isinstance(amount, bool) or amount < limits.minimum:
-        raise TransferError(f"the amount is at least {limits.minimum} rials")
+        raise TransferError(f"the amount is at least {limits.minimum} rials", "minimum")
     if amount > limits.per_transfer:
-        raise TransferError(f"at most {limits.per_transfer} rials per transfer")
+        raise TransferError(f"at most {limits.per_transfer} rials per transfer", "per_transfer")
     if sent_today + amount > limits.per_day:
         raise TransferError(f"at most {limits.per_day} rials a day; "
-                            f"{max(0, limits.per_day - sent_today)} left today")
+                            f"{max(0, limits.per_day - sent_today)} left today", "per_day")
     if amount > free_balance(balance, held):
-        raise TransferError("the amount is more than the free balance (held credit counts)")
+        raise TransferError("the amount is more than the free balance (held credit counts)",
+                            "balance")
     return TransferPlan(amount, f"transfer:{key}:out", f"transfer:{key}:in")
 
 

@@ -22,11 +22,13 @@ from backend import (
     store_automsg,
     store_campaigns,
     store_daily,
+    store_draws,
     store_giftcards,
     store_marketing,
     store_member_stats,
     store_member_tokens,
     store_segments,
+    store_transfers,
 )
 from backend.engine import Connection
 
@@ -578,9 +580,21 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         16,
+        "prize draws: the definition with its published commitment, the frozen entries "
+        "with their tickets, the winners",
+        store_draws.SCHEMA,
+    ),
+    Migration(
+        17,
         "the member page's link tokens (hashed), bound to a member and club, expiring, "
         "revocable",
         store_member_tokens.SCHEMA,
+    ),
+    Migration(
+        18,
+        "credit transfers between members: asked for with a one-time code, then made as "
+        "two ledger rows (transfer_out, transfer_in) under one key",
+        store_transfers.SCHEMA,
     ),
 )
 LATEST = MIGRATIONS[-1].version

@@ -16,6 +16,7 @@ from backend import store
 from backend.engine import Connection
 from backend.program import Program
 from backend.store import ts
+from protocols.persian import ascii_digits
 
 #: why a code did not open, for the log and the till's messages
 NONE_OPEN, EXPIRED, WRONG = ("no one-time code is open for this member",
@@ -43,16 +44,18 @@ def issue(conn: Connection, member_id: int, program: Program, now: datetime,
 
 
 def check(conn: Connection, member_id: int, code: str, now: datetime,
-          purpose: str = store.OTP_TILL) -> str | None:
+          purpose: str = store.OTP_TILL, *, otp_id: int | None = None) -> str | None:
     """None when `code` opens the member's open code of `purpose` (used up by that);
-    else why not (a wrong code costs a try; the last try, or an expired code, voids it)."""
+    else why not (a wrong code costs a try; the last try, or an expired code, voids it).
+    `otp_id`: only that code will do (a transfer's own, not one asked for a later one).
+    Persian digits typed on a phone count as the ASCII ones."""
     otp = store.open_otp(conn, member_id, purpose)
-    if otp is None:
+    if otp is None or (otp_id is not None and otp.id != otp_id):
         return NONE_OPEN
     if otp.expires_at <= ts(now) or otp.tries_left <= 0:
         store.set_otp(conn, otp.id, tries_left=otp.tries_left, used=True)
         return EXPIRED
-    if not hmac.compare_digest(otp_hash(otp.salt, code.strip()), otp.hash):
+    if not hmac.compare_digest(otp_hash(otp.salt, ascii_digits(code.strip())), otp.hash):
         left = otp.tries_left - 1
         store.set_otp(conn, otp.id, tries_left=left, used=left <= 0)
         return WRONG

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from backend.member_tokens import TransferLimits
 from backend.segments import SEGMENTS
 from protocols.persian import TEHRAN
 from protocols.response_codes import CodedError, ResponseCode
@@ -62,6 +63,12 @@ class Program:
     gift_earn: bool = False
     #: days a link to the member's own page opens it (issue 16; docs/member-page.md)
     link_days: int = 30
+    #: members may give credit to another phone from their page (issue 16)
+    transfer_enabled: bool = True
+    #: rials: the most one transfer moves, the most a member sends in a Tehran day, the least
+    transfer_max: int = 5_000_000
+    transfer_day_max: int = 10_000_000
+    transfer_min: int = 10_000
 
     def __post_init__(self) -> None:
         if not self.tiers:
@@ -77,6 +84,13 @@ class Program:
         object.__setattr__(self, "tiers", tuple(ordered))
         if not 1 <= self.link_days <= 365:
             raise ValueError("program.link_days: a member's link opens for 1..365 days")
+        if not 1 <= self.transfer_min <= self.transfer_max <= self.transfer_day_max:
+            raise ValueError("program.transfer: need 1 <= transfer_min <= transfer_max "
+                             "<= transfer_day_max")
+
+    @property
+    def transfer_limits(self) -> TransferLimits:
+        return TransferLimits(self.transfer_max, self.transfer_day_max, self.transfer_min)
 
     def check_target(self, target: str) -> None:
         """An offer's target must be reachable: `tier:NAME` names one of this program's tiers.

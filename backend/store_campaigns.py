@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from backend import campaign_effect
+from backend import campaign_effect, texts
 from backend.campaign_effect import PurchaseRecord, WindowEffect
 from backend.engine import Connection
 from backend.segments import SEGMENTS
@@ -212,7 +212,8 @@ def targets(conn: Connection, club_id: int, f: Filter) -> list[Target]:
 
 
 def _values(t: Target, shop: str) -> dict[str, object]:
-    return {"name": t.name or "", "shop": shop, "tier": t.tier}
+    tier = texts.TIER_NAMES.get((t.tier or "").lower(), t.tier)  # as the receipt names it
+    return {"name": t.name or texts.NO_NAME, "shop": shop, "tier": tier}
 
 
 def _club_name(conn: Connection, club_id: int) -> str:

@@ -9,11 +9,13 @@ never set them.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime, time
 
 from backend.engine import Connection
 from backend.marketing_rules import KIND_CLASS, MARKETING, Settings, is_stop_reply
 from protocols.identity import normalize_phone
+from protocols.persian import ascii_digits
 
 MARKETING_KINDS = tuple(k for k, c in KIND_CLASS.items() if c == MARKETING)
 SCHEMA = (
@@ -39,6 +41,41 @@ def parse_hhmm(text: str) -> time:
         return time(hour, minute)
     except (ValueError, TypeError):
         raise ValueError(f"time must be HH:MM, not {text!r}") from None
+
+
+class SettingsError(ValueError):
+    """A marketing setting refused, with its field (`quiet`, `daily_limit`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def changed_settings(
+    current: Settings, *, quiet: str | None = None, daily_limit: str | None = None
+) -> Settings:
+    """`current` with the owner's changes, as typed (`club marketing` and the panel use
+    this): quiet hours `HH:MM-HH:MM` (`00:00-00:00`: none), the club's daily limit a
+    number of SMS or `none`. Bad input: SettingsError, nothing changed."""
+    changes: dict[str, object] = {}
+    if quiet is not None:
+        start, dash, end = ascii_digits(quiet.strip()).partition("-")
+        try:
+            if not dash:
+                raise ValueError(f"quiet hours must be HH:MM-HH:MM, not {quiet!r}")
+            changes["quiet_start"], changes["quiet_end"] = parse_hhmm(start), parse_hhmm(end)
+        except ValueError as exc:
+            raise SettingsError("quiet", str(exc)) from None
+    if daily_limit is not None:
+        text = ascii_digits(daily_limit.strip()).replace("٬", "").replace(",", "")
+        if text == "none":
+            changes["club_daily"] = None
+        elif not (text.isascii() and text.isdigit()):
+            raise SettingsError("daily_limit", f"the daily limit is a number of SMS or "
+                                               f"'none', not {daily_limit!r}")
+        else:
+            changes["club_daily"] = int(text)
+    return replace(current, **changes)  # type: ignore[arg-type]
 
 
 def settings(conn: Connection, club_id: int | None) -> Settings:
@@ -117,10 +154,14 @@ def set_consent_by_phone(
     return conn.execute(sql, args).rowcount
 
 
-def incoming_sms(conn: Connection, phone: str, text: str, now: datetime) -> bool:
-    """An SMS a member sent to the club's line (where the gateway reports them): "لغو"
-    turns marketing consent off in every club of that phone. Whether it was a stop reply."""
+def incoming_sms(
+    conn: Connection, phone: str, text: str, now: datetime, club_id: int | None = None
+) -> bool:
+    """An SMS a member sent to a club's line (where the gateway reports them): "لغو"
+    turns marketing consent off in that club (a club's own line), or in every club of
+    that phone (the provider's line, which every club without its own sends from: the
+    member cannot say which shop). Whether it was a stop reply."""
     if not is_stop_reply(text):
         return False
-    set_consent_by_phone(conn, phone, False, now)
+    set_consent_by_phone(conn, phone, False, now, club_id)
     return True

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from protocols import persian
+from protocols.identity import mask_phone
 from protocols.numbers import is_count, is_int
 from protocols.persian import format_rials, persian_digits
 
@@ -232,6 +233,20 @@ def reversal_sms(
     return "\n".join(lines)
 
 
+def draw_winner_sms(*, shop_name: str, draw_name: str, prize: int, member_code: str) -> str:
+    """Sent once to each winner of a prize draw: which draw, which prize, and the member
+    code the shop asks for when the prize is collected."""
+    if type(prize) is not int or prize < 1:
+        raise ValueError("prize must be a rank from 1")
+    name = _clip(_clean(draw_name, "draw_name"), 40)
+    lines = [
+        *_shop_sms(shop_name),
+        f"تبریک! برندهٔ جایزهٔ {persian_digits(prize)} قرعه‌کشی «{name}» شدید.",
+        f"برای دریافت، کد عضویت را بگویید: {_code(member_code)}",
+    ]
+    return "\n".join(lines)
+
+
 _OTP = re.compile(r"[0-9]{4,10}")
 
 
@@ -248,6 +263,46 @@ def link_otp_sms(*, shop_name: str, code: str) -> str:
     if not isinstance(code, str) or not _OTP.fullmatch(code):
         raise ValueError("code must be 4 to 10 ASCII digits")
     return "\n".join([*_shop_sms(shop_name), f"کد پیوند تازهٔ صفحهٔ شما: {persian_digits(code)}"])
+
+
+def transfer_otp_sms(*, shop_name: str, amount: int, to_phone: str, code: str) -> str:
+    """The code that confirms a credit transfer, naming the amount and the receiving phone
+    (someone who tricked a member into asking for it is then seen for what it is); the
+    code last, as in `otp_sms`."""
+    if not isinstance(code, str) or not _OTP.fullmatch(code):
+        raise ValueError("code must be 4 to 10 ASCII digits")
+    return "\n".join([
+        *_shop_sms(shop_name),
+        f"انتقال {format_rials(_amount(amount, 'amount'))} {RIALS} اعتبار به "
+        f"{persian_digits(_clean(to_phone, 'to_phone'))}",
+        "این کد را به کسی ندهید.",
+        f"کد تأیید انتقال: {persian_digits(code)}",
+    ])
+
+
+def transfer_sent_sms(*, shop_name: str, amount: int, to_phone: str, balance: int,
+                      when: datetime) -> str:
+    """The sender's confirmation that a transfer was made."""
+    return "\n".join([
+        *_shop_sms(shop_name),
+        f"{format_rials(_amount(amount, 'amount'))} {RIALS} اعتبار به "
+        f"{persian_digits(_clean(to_phone, 'to_phone'))} منتقل شد.",
+        f"مانده اعتبار: {format_rials(_amount(balance, 'balance'))} {RIALS}",
+        jalali(when),
+    ])
+
+
+def transfer_received_sms(*, shop_name: str, amount: int, from_phone: str, balance: int,
+                          when: datetime) -> str:
+    """The receiver's notice; the giver's phone masked (the giver chose the receiver, not
+    the other way round)."""
+    return "\n".join([
+        *_shop_sms(shop_name),
+        f"{format_rials(_amount(amount, 'amount'))} {RIALS} اعتبار از "
+        f"{persian_digits(mask_phone(_clean(from_phone, 'from_phone')))} به شما رسید.",
+        f"مانده اعتبار: {format_rials(_amount(balance, 'balance'))} {RIALS}",
+        jalali(when),
+    ])
 
 
 # --- terminal display (MG) ---------------------------------------------------------------
@@ -340,3 +395,6 @@ def advice_receipt(*, earned: int, balance: int, tier: str) -> str:
             (AMOUNTS_IN_RIALS, 0),
         ]
     )
+
+#: {name} in a marketing SMS to a member who gave no name
+NO_NAME = "مشتری گرامی"

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from backend import engine, migrations, store_campaigns, store_giftcards, store_member_tokens
+from backend import (
+    engine,
+    migrations,
+    store_campaigns,
+    store_draws,
+    store_giftcards,
+    store_member_tokens,
+    store_transfers,
+)
 from backend.engine import Connection
 
 #: Every table of the schema, parents before children (foreign keys hold row by row).
@@ -25,7 +33,9 @@ TABLES = (
     "club_marketing", "auto_messages", "automsg_runs",
     *store_giftcards.TABLES,
     *store_campaigns.TABLES,
+    *store_draws.TABLES,
     *store_member_tokens.TABLES,
+    *store_transfers.TABLES,
 )  # fmt: skip
 #: Rows a new schema is made with (its one club): replaced by the source's.
 _MADE_WITH_SCHEMA = ("registry_state", "branches", "clubs")
@@ -35,6 +45,7 @@ SCHEMA_TABLES = ("schema_version", "schema_migrations")
 _ORDER = {
     "members": "id", "ledger": "id", "lots": "id", "requests": "id", "clubs": "id",
     "branches": "id", "gift_batches": "id", "gift_movements": "id", "campaigns": "id",
+    "transfers": "id",
 }  # fmt: skip
 
 

@@ -17,6 +17,9 @@ referral_bonus = 20000
 
 [otp]
 threshold = 60000
+
+[service]
+sweep_seconds = 1  # the daily automatic messages go within a second of being switched on
 """
 
 GOOD_CARD = "6037991234567891"
@@ -37,6 +40,10 @@ class Visit:
     pin: str = "1234"
     card: str | None = None
     give_card: str | None = None
+    #: the shop issues a batch of gift cards of this value and sells the customer one
+    buy_gift_card: int = 0
+    #: pays with the gift card bought earlier (its 16 digits typed as the card, CN)
+    pay_with_gift_card: bool = False
     reverse: bool = False
     note: str = ""
 
@@ -53,6 +60,10 @@ MORNING = [
           note="the shop gives him a loyalty card (operator command)"),
     Visit("Reza", 380_000, card=LOYALTY_CARD, note="swipes his loyalty card instead"),
     Visit("walk-in", 420_000, note="no membership: a plain card payment"),
+    Visit("Nima", 0, buy_gift_card=500_000,
+          note="buys a 500,000-rial gift card at the counter for a friend's birthday"),
+    Visit("Nima's friend", 800_000, pay_with_gift_card=True,
+          note="pays with the gift card: its balance comes off, the bank card pays the rest"),
     Visit("Reza", 2_500_000, phone="09351234567", pan=POOR_CARD,
           note="card declined: insufficient funds"),
     Visit("Reza", 640_000, phone="09351234567", reverse=True,

@@ -8,16 +8,19 @@ here is stopped here, by pid.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from backend.sms import outbox as sms_outbox
+from demo import marketing as demo_marketing
 from demo import panel as demo_panel
 from demo.day import (
     AFTERNOON_OFFLINE,
@@ -30,7 +33,7 @@ from demo.day import (
 )
 from demo.mosquitto import BrokerError, find_mosquitto, stop_process
 from demo.stack import BACKEND_USER, Stack, StackError
-from protocols.identity import mask_phone, normalize_phone
+from protocols.identity import mask_card, mask_phone, normalize_phone
 from protocols.response_codes import ResponseCode
 from protocols.version import version_line
 from terminal_sim.bank import BankHost
@@ -58,6 +61,7 @@ class Day:
         self.bought: set[str] = set()
         self.backend_up = True
         self.sms_shown = 0  # bytes of the SMS outbox already shown
+        self.gift_card: str | None = None  # the one sold today
         if show_receipts:
             self.t.printer.on_print = self.print_receipt
 
@@ -117,6 +121,14 @@ class Day:
             text = backend_command(self.stack, "card", "add", v.phone or "", v.give_card)
             self.say(f"  {text.strip()}")
             return
+        if v.buy_gift_card:
+            self.sell_gift_card(v.buy_gift_card)
+            return
+        card = v.card
+        if v.pay_with_gift_card:
+            if self.gift_card is None:
+                raise StackError("no gift card was sold before it is used")
+            card = self.gift_card
         mark = self.stack.outbox.stat().st_size if self.stack.outbox.exists() else 0
 
         def otp() -> str | None:
@@ -125,7 +137,7 @@ class Day:
             self.say(f"  customer reads the one-time code from the SMS: {code}")
             return code
 
-        sale = self.t.sale(v.amount, v.pan, v.pin, phone=v.phone, card=v.card,
+        sale = self.t.sale(v.amount, v.pan, v.pin, phone=v.phone, card=card,
                            otp_provider=otp)
         inq = sale.inquiry.response if sale.inquiry else None
         if inq is not None and inq.code == ResponseCode.BACKEND_UNREACHABLE:
@@ -140,7 +152,8 @@ class Day:
             adv = sale.advice.response
             if adv is None:
                 raise StackError(f"the advice for {v.who} was not answered")
-            self.say(f"  purchase advice (0220) answered {adv.code}: {self._advice_words(adv)}")
+            words = self._advice_words(adv, gift=v.pay_with_gift_card)
+            self.say(f"  purchase advice (0220) answered {adv.code}: {words}")
             if adv.balance is not None and v.who in self.members:
                 self.balances[v.who] = adv.balance
         if not sale.approved:
@@ -161,11 +174,27 @@ class Day:
             if code != ResponseCode.APPROVED:
                 raise StackError(f"the reversal for {v.who} was answered {code}")
 
-    def _advice_words(self, adv: Any) -> str:
+    def sell_gift_card(self, value: int) -> None:
+        """The owner's commands: a batch of five cards, its printable CSV, one card sold."""
+        printed = self.stack.workdir / "giftcards.csv"
+        expires = (date.today() + timedelta(days=365)).isoformat()
+        text = backend_command(self.stack, "giftcard", "issue", "--value", str(value),
+                               "--count", "5", "--expires", expires, "--csv", str(printed))
+        self.say(f"  {text.strip()}")
+        with printed.open(encoding="ascii", newline="") as f:
+            number = next(csv.DictReader(f))["number"]
+        text = backend_command(self.stack, "giftcard", "sell", number)
+        self.say(f"  card {mask_card(number)} from {printed.name}: {text.strip()}")
+        self.gift_card = number
+
+    def _advice_words(self, adv: Any, gift: bool = False) -> str:
         if not self.backend_up:
             return "taken by the agent, kept in its journal until the backend is back"
         if adv.code != ResponseCode.APPROVED:
             return "the club did not take it"
+        if gift and self.gift_card:
+            card = backend_command(self.stack, "giftcard", "show", self.gift_card)
+            return f"the club settled the gift card's part: {card.splitlines()[0]}"
         if not adv.earned:
             return "the club recorded it; nothing earned (the held credit is released)"
         return (f"the club recorded it; earned {adv.earned:,} rials, "
@@ -200,7 +229,8 @@ def wait_sms_sent(db: Path, timeout: float = 15.0) -> None:
             # mode=rw: never creates the file, the backend does that
             conn = sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=5)
             try:
-                if sms_outbox.counts(conn)["pending"] == 0:
+                # not what the marketing rules put off to tomorrow morning
+                if sms_outbox.counts(conn, due_by=datetime.now(UTC))["pending"] == 0:
                     return
             finally:
                 conn.close()
@@ -295,6 +325,7 @@ def play(stack: Stack, out: Any, show_receipts: bool, public_url: str | None = N
     day.show_sms()
     for v in EVENING:
         day.visit(v)
+    demo_marketing.play(day)
     day.say("sign-off")
     session.terminal.sign_off()
     return day
@@ -310,6 +341,9 @@ def summary(stack: Stack, day: Day, out: Any) -> None:
     sms = sms_count(stack.outbox)
     detail = ", ".join(f"{k} {v}" for k, v in sorted(sms.items()))
     print(f"SMS sent (to {stack.outbox.name}): {sum(sms.values())} ({detail})", file=out)
+    demo_marketing.summary(stack, out)
+    print("gift cards (loyalty-backend giftcard list):", file=out)
+    print(backend_command(stack, "giftcard", "list").rstrip(), file=out)
     # the operator's own command, so the shop owner reads what `loyalty-backend report` says
     print("end-of-day report (loyalty-backend report):", file=out)
     print(backend_command(stack, "report").rstrip(), file=out)

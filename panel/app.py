@@ -36,8 +36,20 @@ from panel.database import Database
 from panel.guard import COOKIE, PanelGuard
 from panel.pages import audit as audit_page
 from panel.pages import campaigns as campaigns_page
-from panel.pages import common, dashboard, member_self, members, offers, program, sms, terminals
+from panel.pages import (
+    common,
+    dashboard,
+    member_self,
+    member_transfer,
+    members,
+    offers,
+    program,
+    sms,
+    terminals,
+)
+from panel.pages import draws as draws_page
 from panel.pages import giftcards as giftcards_page
+from panel.pages import marketing as marketing_page
 from panel.pages import users as users_page
 from panel.passwords import verify_password
 from panel.presence import PresenceWatcher
@@ -276,6 +288,8 @@ def create_app(settings: PanelSettings | None = None, users: UserDirectory | Non
     routes += offers.routes(panel)
     routes += giftcards_page.routes(panel)
     routes += campaigns_page.routes(panel)
+    routes += marketing_page.routes(panel)
+    routes += draws_page.routes(panel)
     routes += program.routes(panel)
     routes += users_page.routes(panel)
     routes += audit_page.routes(panel)
@@ -283,6 +297,7 @@ def create_app(settings: PanelSettings | None = None, users: UserDirectory | Non
     routes += terminals.routes(panel)
     routes += sms.routes(panel)
     routes += member_self.routes(panel)
+    routes += member_transfer.routes(panel)
     app = Starlette(routes=routes)
     common.install(app, panel)
     member_self.install(app, panel)

@@ -10,9 +10,12 @@ from panel import (
     texts_accounts,
     texts_campaigns,
     texts_dashboard,
+    texts_draws,
     texts_giftcards,
+    texts_marketing,
     texts_member,
     texts_segments,
+    texts_transfer,
 )
 
 LANGUAGES = ("fa", "en")
@@ -114,4 +117,7 @@ _merge(texts_dashboard.TEXTS)
 _merge(texts_segments.TEXTS)
 _merge(texts_giftcards.TEXTS)
 _merge(texts_campaigns.TEXTS)
+_merge(texts_marketing.TEXTS)
+_merge(texts_draws.TEXTS)
 _merge(texts_member.TEXTS)
+_merge(texts_transfer.TEXTS)

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 _KINDS_FA = {"earn": "کسب", "redeem": "خرج", "hold": "رزرو", "release": "آزادسازی",
              "expiry": "انقضا", "referral": "معرفی", "welcome": "خوشامد", "reversal": "برگشت",
-             "adjustment": "اصلاح دستی", "recovery": "بازپس‌گیری بدهی"}
+             "adjustment": "اصلاح دستی", "recovery": "بازپس‌گیری بدهی",
+             "transfer_out": "انتقال به دیگری", "transfer_in": "انتقال از دیگری"}
 _KINDS_EN = {"earn": "earned", "redeem": "redeemed", "hold": "held", "release": "released",
              "expiry": "expired", "referral": "referral", "welcome": "welcome",
-             "reversal": "reversal", "adjustment": "adjustment", "recovery": "debt recovered"}
+             "reversal": "reversal", "adjustment": "adjustment", "recovery": "debt recovered",
+             "transfer_out": "transferred out", "transfer_in": "transferred in"}
 _ACTIONS_FA = {
     "member.adjust": "اصلاح اعتبار", "member.enrol": "عضویت", "member.card_link": "وصل کارت",
     "member.card_replace": "جایگزینی کارت", "member.profile": "ویرایش مشخصات",
     "member.marketing_sms": "پیامک تبلیغاتی", "offer.add": "افزودن پیشنهاد",
     "offer.end": "پایان پیشنهاد", "program.edit": "ویرایش برنامه", "user.add": "افزودن کاربر",
     "user.disable": "غیرفعال کردن کاربر", "user.enable": "فعال کردن کاربر",
-    "user.passwd": "تغییر گذرواژه",
+    "user.passwd": "تغییر گذرواژه", "member.transfer": "انتقال اعتبار",
 }
 _ACTIONS_EN = {
     "member.adjust": "credit adjusted", "member.enrol": "member enrolled",
@@ -24,7 +26,7 @@ _ACTIONS_EN = {
     "member.marketing_sms": "marketing SMS", "offer.add": "offer added",
     "offer.end": "offer ended", "program.edit": "program edited", "user.add": "user added",
     "user.disable": "user disabled", "user.enable": "user enabled",
-    "user.passwd": "password changed",
+    "user.passwd": "password changed", "member.transfer": "credit transferred",
 }
 _WEEK_FA = {"sat": "شنبه", "sun": "یکشنبه", "mon": "دوشنبه", "tue": "سه‌شنبه",
             "wed": "چهارشنبه", "thu": "پنجشنبه", "fri": "جمعه"}
@@ -36,6 +38,9 @@ _PROGRAM_FA = {
     "welcome_credit": "اعتبار خوشامد (ریال)", "referral_bonus": "پاداش معرفی (ریال)",
     "otp_threshold": "کد یک‌بارمصرف از خرج (ریال)", "otp_digits": "رقم‌های کد",
     "otp_seconds": "اعتبار کد (ثانیه)", "otp_tries": "دفعات آزمودن کد",
+    "transfer_enabled": "انتقال اعتبار (۱ روشن، ۰ خاموش)",
+    "transfer_min": "کمینه هر انتقال (ریال)", "transfer_max": "بیشینه هر انتقال (ریال)",
+    "transfer_day_max": "سقف انتقال روزانه (ریال)",
 }
 _PROGRAM_EN = {
     "tier_window_days": "Tier window (days)", "max_redeem_percent": "Max redeem (% of sale)",
@@ -43,6 +48,9 @@ _PROGRAM_EN = {
     "welcome_credit": "Welcome credit (rials)", "referral_bonus": "Referral bonus (rials)",
     "otp_threshold": "One-time code above (rials)", "otp_digits": "Code digits",
     "otp_seconds": "Code lifetime (s)", "otp_tries": "Code tries",
+    "transfer_enabled": "Credit transfer (1 on, 0 off)",
+    "transfer_min": "Least transfer (rials)", "transfer_max": "Most per transfer (rials)",
+    "transfer_day_max": "Most a day (rials)",
 }
 
 TEXTS: dict[str, dict[str, str]] = {
@@ -107,6 +115,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "rule_no_referral": "پاداش معرفی داده نمی‌شود.",
         "rule_otp": "خرج بیش از {amount} ریال اعتبار کد {digits} رقمی پیامکی می‌خواهد "
                     "({seconds} ثانیه، {tries} بار).",
+        "rule_transfer": "اعضا می‌توانند از {low} تا {high} ریال در هر انتقال و تا {day} "
+                         "ریال در روز اعتبار به شماره دیگری بدهند (با کد پیامکی).",
+        "rule_no_transfer": "انتقال اعتبار میان اعضا خاموش است.",
         "program_version": "نسخه {version}، از {when}، به دست",
         "program_from_config": "این باشگاه برنامه پیکربندی پیش‌فرض را به کار می‌برد.",
         "edit_program": "ویرایش برنامه", "tier_name": "نام رده",
@@ -191,6 +202,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "rule_no_referral": "No referral bonus.",
         "rule_otp": "Spending over {amount} rials of credit needs a {digits}-digit SMS code "
                     "({seconds} s, {tries} tries).",
+        "rule_transfer": "Members may give {low} to {high} rials a transfer, at most {day} "
+                         "rials a day, to another phone (confirmed by an SMS code).",
+        "rule_no_transfer": "Credit transfer between members is off.",
         "program_version": "Version {version}, from {when}, by",
         "program_from_config": "This club runs the configuration's default program.",
         "edit_program": "Edit the program", "tier_name": "Tier name",

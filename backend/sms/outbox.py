@@ -159,8 +159,11 @@ def counts(
     since: datetime | None = None,
     until: datetime | None = None,
     club_id: int | None = None,
+    due_by: datetime | None = None,
 ) -> dict[str, int]:
     """SMS queued in [since, until), by where they are now; an SMS in flight is pending.
+    With `due_by`, only those due by then (not one the marketing rules put off to the
+    morning, say).
 
     An operator's report: a scan of the table, so that enqueue maintains no extra index.
     """
@@ -175,6 +178,9 @@ def counts(
     if until is not None:
         sql += " AND created_at < ?"
         args.append(timestamp(until))
+    if due_by is not None:
+        sql += " AND next_attempt_at <= ?"
+        args.append(timestamp(due_by))
     result = {SENT: 0, PENDING: 0, FAILED: 0}
     for status, n in conn.execute(sql + " GROUP BY status", args):
         result[PENDING if status == SENDING else status] += n

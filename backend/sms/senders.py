@@ -16,6 +16,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.client import HTTPException, InvalidURL
 from pathlib import Path
@@ -26,6 +27,7 @@ from protocols.persian import ascii_digits
 
 DEFAULT_BASE_URL = "https://api.kavenegar.com"
 DEFAULT_FILE = "sms-outbox.jsonl"
+DEFAULT_INBOX = "sms-inbox.jsonl"
 REDACTED = "***"
 
 #: Kavenegar `return.status` values that will fail the same way on every retry
@@ -42,6 +44,14 @@ PERMANENT_STATUSES = frozenset(
 _TEMPORARY_4XX = frozenset({402, 408, 409, 418, 429, 451})
 
 _DIGIT_RUN = re.compile(r"[0-9]{4,10}")
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """An SMS a member sent to the club's line, as the gateway reports it."""
+
+    phone: str
+    text: str
 
 
 class SendError(Exception):
@@ -84,11 +94,39 @@ def otp_token(text: str) -> str:
 
 
 class FileSender:
-    """Appends one JSON line per SMS; the default, read by the demo and the tests."""
+    """Appends one JSON line per SMS; the default, read by the demo and the tests.
 
-    def __init__(self, path: str | Path) -> None:
+    Its incoming messages are the lines `{"phone": ..., "text": ...}` someone (a test, the
+    demo) appends to `inbox` (default: sms-inbox.jsonl beside the outbox file)."""
+
+    def __init__(self, path: str | Path, inbox: str | Path | None = None) -> None:
         self.path = Path(path)
+        self.inbox = Path(inbox) if inbox is not None else self.path.with_name(DEFAULT_INBOX)
         self._lock = threading.Lock()
+
+    def receive(self) -> list[Incoming]:
+        """The messages written to the inbox since the last call, each taken once: the
+        file is renamed away before it is read (atomic, so with several processes one of
+        them takes each line), then removed."""
+        taking = self.inbox.with_name(f"{self.inbox.name}.{os.getpid()}.{threading.get_ident()}")
+        try:
+            os.replace(self.inbox, taking)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise SendError(f"cannot take {self.inbox}: {exc.strerror}", temporary=True) from None
+        try:
+            lines = taking.read_text(encoding="utf-8").splitlines()
+        finally:
+            taking.unlink(missing_ok=True)
+        out = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+                out.append(Incoming(str(record["phone"]), str(record["text"])))
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn or foreign line: not a message
+        return out
 
     def __repr__(self) -> str:
         return f"FileSender({str(self.path)!r})"
@@ -191,6 +229,21 @@ class KavenegarSender:
         else:
             method = "sms/send"
             params = {"receptor": phone, "sender": self.line, "message": text}
+        self._call(method, params)
+
+    def receive(self) -> list[Incoming]:
+        """The line's unread incoming SMS (`sms/receive.json`, `linenumber`, `isread=0`:
+        Kavenegar marks what it returns read, so each comes once); polled by the worker."""
+        answer = self._call("sms/receive", {"linenumber": self.line, "isread": "0"})
+        entries = answer.get("entries") or []
+        out = []
+        for e in entries if isinstance(entries, list) else []:
+            if isinstance(e, dict) and e.get("sender") and isinstance(e.get("message"), str):
+                out.append(Incoming(str(e["sender"]), e["message"]))
+        return out
+
+    def _call(self, method: str, params: Mapping[str, str]) -> dict[str, Any]:
+        """POST `params` to `method`; the gateway's answer, or SendError."""
         try:
             request = urllib.request.Request(
                 self._url(method),
@@ -228,6 +281,8 @@ class KavenegarSender:
             reason = self.redact(f"{type(exc).__name__}: {exc}")
             raise SendError(f"{method}: connection failed: {reason}", temporary=True) from None
         self._check(method, http_status, body)
+        answer = json.loads(body.decode("utf-8"))  # _check read it: a JSON object
+        return answer if isinstance(answer, dict) else {}
 
     def _check(self, method: str, http_status: int, body: bytes) -> None:
         status: int | None = None

@@ -17,11 +17,12 @@ import sqlite3
 import threading
 import time
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from backend import engine, store_registry
+from backend import engine, store_marketing, store_registry
+from backend.store import transaction
 from protocols.backoff import Backoff
 from protocols.identity import mask_phone
 
@@ -52,6 +53,7 @@ class SmsWorker:
         write_lock: contextlib.AbstractContextManager[object] | None = None,
         per_club: bool = False,
         base_dir: Path | None = None,
+        receive_interval: float = 15.0,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -84,6 +86,9 @@ class SmsWorker:
         self._generation = -1
         self._club_sms: dict[int, dict | None] = {}
         self._club_senders: dict[int, Sender | str] = {}
+        # how often the gateways are asked for incoming SMS ("لغو" replies)
+        self.receive_interval = receive_interval
+        self._received_at = float("-inf")
         self._conn: engine.Connection | None = None
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -120,6 +125,9 @@ class SmsWorker:
         while not self._stopping.is_set():
             try:
                 self.run_once()
+                if time.monotonic() - self._received_at >= self.receive_interval:
+                    self._received_at = time.monotonic()
+                    self.receive_once()
             except Exception:
                 log.exception("SMS worker pass failed; trying again")
             self._stopping.wait(self.poll_interval)
@@ -196,6 +204,44 @@ class SmsWorker:
                         sent_ids = []
                 self._mark_sent(conn, sent_ids, fixed)
         return sent
+
+    def receive_once(self, now: datetime | None = None) -> int:
+        """Ask each gateway (the provider's, each club's own) for the SMS members sent to
+        it and pass them to store_marketing.incoming_sms, each in a transaction of its
+        own: a "لغو" reply turns that phone's marketing consent off before the next
+        marketing SMS is claimed. How many stop replies there were."""
+        at = now or datetime.now(UTC)
+        stops = 0
+        with self._lock:
+            conn = self._connection()
+            # the provider's line: every club of the phone; a club's own line: that club
+            senders: list[tuple[Sender, int | None]] = [(self.sender, None)]
+            if self.per_club:
+                self._refresh_clubs(conn)
+                for club_id, sms in self._club_sms.items():
+                    if sms:
+                        with contextlib.suppress(SendError):
+                            senders.append((self.sender_for(club_id), club_id))
+            for sender, club in senders:
+                receive = getattr(sender, "receive", None)
+                if receive is None:
+                    continue
+                try:
+                    messages = receive()
+                except SendError as exc:
+                    log.warning("incoming SMS from %r not read: %s", sender, exc)
+                    continue
+                for m in messages:
+                    try:
+                        with self._write, transaction(conn):
+                            stops += store_marketing.incoming_sms(conn, m.phone, m.text, at,
+                                                                  club)
+                    except ValueError:  # not a phone number this club knows the form of
+                        log.warning("incoming SMS from an unreadable number ignored")
+        if stops:
+            log.info("incoming SMS: %d stop repl%s, marketing consent off", stops,
+                     "y" if stops == 1 else "ies")
+        return stops
 
     def _mark_sent(self, conn: engine.Connection, ids: list[int], now: float | None) -> None:
         done = now if now is not None else time.time()

@@ -70,6 +70,10 @@ NUMBERS = (
     ("otp_digits", forms.integer(4, 10)),
     ("otp_seconds", forms.integer(30, 3600)),
     ("otp_tries", forms.integer(1, 10)),
+    ("transfer_enabled", forms.integer(0, 1)),
+    ("transfer_min", forms.integer(1, MAX_RIALS)),
+    ("transfer_max", forms.integer(1, MAX_RIALS)),
+    ("transfer_day_max", forms.integer(1, MAX_RIALS)),
 )
 PROGRAM_FORM = tuple(
     forms.Field(name, f"p_{name}", parse, max_length=20) for name, parse in NUMBERS
@@ -120,7 +124,9 @@ def build_program(form: forms.BoundForm, base: Program) -> tuple[Program, str] |
         v.clear()
         return None
     try:
-        program = replace(base, tiers=tuple(tiers), **{name: v[name] for name, _ in NUMBERS})
+        numbers = {name: v[name] for name, _ in NUMBERS}
+        numbers["transfer_enabled"] = bool(numbers["transfer_enabled"])
+        program = replace(base, tiers=tuple(tiers), **numbers)
         body = program_toml(program)
         parse_program(tomllib.loads(body))  # the import's own check, on the very text stored
     except (ValueError, ConfigError, tomllib.TOMLDecodeError) as exc:
@@ -138,6 +144,8 @@ def _field_of(message: str) -> str:
 
 
 def _persian_rule_error(message: str) -> str:
+    if "transfer" in message:
+        return "باید کمینه انتقال ≤ بیشینه هر انتقال ≤ سقف روزانه باشد."
     if "lowest tier" in message:
         return "پایین‌ترین رده باید از کمینه خرید ۰ آغاز شود."
     if "names must be unique" in message:

@@ -25,9 +25,11 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from backend import ledger, store
+from backend import credit_transfer, ledger, store, store_transfers
+from backend.credit_transfer import CodeRefused, TransferError
 from backend.handlers import Handler
 from backend.program import Program
+from backend.sms.senders import otp_token
 from protocols import mqtt as schema
 from protocols.mqtt import Request, Response
 from tests.backend.core_helpers import FakeClock, advice, phone, request, reversal
@@ -35,6 +37,8 @@ from tests.backend.engines import ENGINES, register_test_terminals, wipe
 
 PHONES = [phone(i) for i in range(5)]
 _FA = str.maketrans("۰۱۲۳۴۵۶۷۸۹", "0123456789")
+#: the machine's program (its low OTP threshold), for the transfers too
+TRANSFER_PROGRAM = Program(otp_threshold=50_000)
 AMOUNTS = st.one_of(st.integers(1, 3_000_000), st.sampled_from([1, 99, 400_000_000]))
 
 
@@ -54,7 +58,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.conn = store.connect(self.db)
         self.clock = FakeClock()
         # a low OTP threshold so that random runs reach it
-        self.handler = Handler(self.conn, Program(otp_threshold=50_000), clock=self.clock)
+        self.handler = Handler(self.conn, TRANSFER_PROGRAM, clock=self.clock)
         self.members: set[str] = set()
         self.quotes: list[tuple[str, str]] = []  # (quote id, phone)
         self.inquiry_of: dict[str, Request] = {}  # quote id -> the inquiry that made it
@@ -295,7 +299,44 @@ class LedgerMachine(RuleBasedStateMachine):
             == 0
         )
 
-    # --- invariants -------------------------------------------------------------------
+    @rule(i=st.integers(0, 4), j=st.integers(0, 4), amount=st.integers(1, 600_000),
+          right=st.booleans(), twice=st.booleans())
+    def transfer(self, i: int, j: int, amount: int, right: bool, twice: bool) -> None:
+        """A member gives credit to another phone (a member or not yet): the rules refuse
+        it, a wrong code leaves everything as it was, the right one moves it once."""
+        sender = store.member_by_phone(self.conn, PHONES[i], club_id=1)
+        if sender is None:
+            return
+        now, before = self.clock(), self._ledger_sum()
+        try:
+            tid = credit_transfer.start(self.conn, 1, sender.id, PHONES[j], amount, now,
+                                        program=TRANSFER_PROGRAM, shop_name="")
+        except TransferError:
+            assert self._ledger_sum() == before
+            return
+        t = store_transfers.get(self.conn, tid)
+        assert t is not None
+        text = self.conn.execute("SELECT text FROM sms_outbox WHERE key = ?",
+                                 (f"otp:{t.otp_id}",)).fetchone()[0]
+        code = otp_token(text)
+        code = code if right else str((int(code) + 1) % 10 ** len(code)).zfill(len(code))
+        for _ in range(2 if twice else 1):
+            try:
+                made = credit_transfer.confirm(self.conn, tid, code, now, member_id=sender.id,
+                                               program=TRANSFER_PROGRAM, shop_name="")
+            except (CodeRefused, TransferError):
+                assert not right
+                continue
+            assert right and made.amount == amount
+            self.members.add(PHONES[j])
+            out = self.conn.execute("SELECT COUNT(*) FROM ledger WHERE key LIKE ?",
+                                    (f"transfer:{t.key}:%",)).fetchone()[0]
+            assert out == 2  # one row each side, however often confirmed
+
+    def _ledger_sum(self) -> int:
+        return int(self.conn.execute("SELECT COALESCE(SUM(amount), 0) FROM ledger"
+                                     ).fetchone()[0])
+
 
     @invariant()
     def ledger_invariants(self) -> None:
@@ -326,6 +367,12 @@ class LedgerMachine(RuleBasedStateMachine):
             "SELECT COUNT(*) FROM ledger WHERE kind = 'release'"
         ).fetchone()[0]
         assert released <= held_rows
+        moved = self.conn.execute(
+            "SELECT COALESCE(SUM(amount), 0), COUNT(*) FROM ledger "
+            "WHERE kind IN ('transfer_out', 'transfer_in')").fetchone()
+        done = self.conn.execute("SELECT COUNT(*) FROM transfers WHERE status = 'done'"
+                                 ).fetchone()[0]
+        assert moved[0] == 0 and moved[1] == 2 * done  # a transfer creates no credit
 
 
 def _release(inquiry: Request, quote_id: str | None) -> Request:

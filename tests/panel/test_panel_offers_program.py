@@ -114,7 +114,7 @@ def test_program_page_states_the_rules_and_saves_a_new_version(world: World) -> 
         assert "رده silver: از ۲۰٬۰۰۰٬۰۰۰ ریال خرید در ۹۰ روز؛ ۵٪ بازگشت اعتبار" in page
         form = dict(FIELD.findall(page))
         form.pop("csrf_token", None)
-        form.update({"credit_days": "۱۸۰", "tier1_percent": "6"})
+        form.update({"credit_days": "۱۸۰", "tier1_percent": "6", "transfer_max": "۲۰۰۰۰۰۰"})
         r = b.post("/program", form)
         assert r.status_code == 303 and r.headers["location"].endswith("done=saved")
         page = b.get("/program").text
@@ -125,7 +125,9 @@ def test_program_page_states_the_rules_and_saves_a_new_version(world: World) -> 
         [v] = store_registry.program_history(c, world.club_a)
         assert store_registry.program_history(c, world.club_b) == []
         [entry] = store_audit.entries(c, world.club_a)
+    assert "تا ۲٬۰۰۰٬۰۰۰ ریال در هر انتقال" in page
     assert v.author == "panel:ali" and "credit_days = 180" in v.body
+    assert "[transfer]" in v.body and "max = 2000000" in v.body
     assert entry.action == "program.edit" and entry.after["version"] == 1
 
 
@@ -138,7 +140,9 @@ def test_bad_programs_change_nothing(world: World) -> None:
                               ({"tier0_min": "100"}, "tier0_name"),  # lowest tier not at 0
                               ({"tier1_name": "bronze"}, "tier0_name"),  # two of one name
                               ({"tier2_percent": ""}, "tier2_percent"),
-                              ({"max_redeem_percent": "101"}, "max_redeem_percent")):
+                              ({"max_redeem_percent": "101"}, "max_redeem_percent"),
+                              ({"transfer_min": "6000000"}, "transfer_min"),  # > the most
+                              ({"transfer_enabled": "2"}, "transfer_enabled")):
             r = b.post("/program", {**form, **change})
             assert r.status_code == 400, change
             assert f'id="e-{field}"' in r.text, change

@@ -114,6 +114,13 @@ def test_demo_runs_a_whole_day(tmp_path: Path) -> None:
     # the SMS carry links to the members' pages, served by the panel the demo starts
     assert re.search(r"a member's own page \(the link of their last SMS\): "
                      r"http://127\.0\.0\.1:[0-9]+/m/[A-Za-z0-9_-]{22}\n", out), out[-1500:]
+    # a gift card sold at the counter pays part of a purchase, and the day's report says so
+    gift = out.split("pays with the gift card", 1)[1].split("\n[", 3)
+    assert "discount 500,000  charged 300,000" in gift[1], gift[:3]
+    assert re.search(r"answered 00: the club settled the gift card's part: gift card "
+                     r"998[0-9]{3}\*{6}[0-9]{4}, batch 1: value 500000 rials.* balance 0", gift[2])
+    listed = out.split("gift cards (loyalty-backend giftcard list):\n", 1)[1].splitlines()
+    assert listed[1].split()[3:6] == ["5", "1", "500000"], listed[:2]  # issued, sold, used
 
 
 def test_demo_says_in_plain_words_what_the_protocol_says(tmp_path: Path) -> None:
@@ -136,6 +143,15 @@ def test_demo_says_in_plain_words_what_the_protocol_says(tmp_path: Path) -> None
                            *(f"      > {line}" for line in r["text"].splitlines())])
         assert block in out, block
     assert not re.search(r"SMS to 09[0-9]{9}", out)
+    # the owner's campaign to the silver members and the coming occasion's message, as
+    # sent; Sara (silver) has the campaign's, so her occasion SMS waits for tomorrow
+    by_kind = {k: [r for r in records if r["kind"] == k] for k in ("campaign", "occasion")}
+    assert [r["phone"] for r in by_kind["campaign"]] == ["09123456789"], by_kind
+    assert sorted(r["phone"] for r in by_kind["occasion"]) == ["09131112233", "09351234567"]
+    assert "نقره" in by_kind["campaign"][0]["text"] and "{" not in by_kind["campaign"][0]["text"]
+    assert re.search(r"reach: 1 members \(0 held out, 1 to send\); parts: [1-9]", out), out
+    assert re.search(r"\n +1 done .* sent 1 pending 0 failed 0  tier=silver", out), out
+    assert "Sara's waits for tomorrow morning" in out
     # the end-of-day report is the operator's own command, whatever language it speaks
     report = subprocess.run([sys.executable, "-m", "backend", "report", "--db",
                              str(tmp_path / "loyalty.sqlite"), "--config",
