@@ -738,14 +738,20 @@ def advice_state(conn: Connection, key: str) -> tuple[PurchaseRecord | None, boo
     return advice_state_later(conn, key)()
 
 
+#: advice_state_later's statement, built once (not per advice)
+_ADVICE_STATE_SQL = (
+    "SELECT (SELECT 1 FROM reversals WHERE original_key = ?1 AND applied = 0), "
+    + ", ".join("p." + c.strip() for c in _PURCHASE_COLS.split(","))
+    + " FROM (SELECT 1) AS one LEFT JOIN purchases p ON p.key = ?1"
+)
+
+
 def advice_state_later(
     conn: Connection, key: str
 ) -> Callable[[], tuple[PurchaseRecord | None, bool]]:
     """`advice_state`, read when the result is called for (sent ahead for a group)."""
     cur = conn.execute(
-        "SELECT (SELECT 1 FROM reversals WHERE original_key = ?1 AND applied = 0), "
-        + ", ".join("p." + c.strip() for c in _PURCHASE_COLS.split(","))
-        + " FROM (SELECT 1) AS one LEFT JOIN purchases p ON p.key = ?1",
+        _ADVICE_STATE_SQL,
         (key,),
     )
 

@@ -33,9 +33,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from backend import daily_rules, engine
+from backend import daily_rules, engine, store_member_stats
 from backend.daily_rules import CREDIT_KINDS, tehran_day, tehran_day_hour
 from backend.engine import Connection
+from backend.store_member_stats import MemberTotals
 
 if TYPE_CHECKING:
     from backend.store import PurchaseRecord
@@ -222,16 +223,28 @@ engine.before_commit(_apply)
 
 @dataclass(frozen=True, slots=True)
 class Settled:
-    """A member's settled purchases (approved, not reversed), read once per purchase: the
-    daily aggregates' visits and the tier's spend over its window both come from it."""
+    """A member's settled purchases (approved, not reversed) after a purchase was added:
+    their running totals (store_member_stats' columns), and the purchases themselves when
+    they had to be read. The tier's spend over its window comes from it."""
 
     club_id: int
-    #: (occurred_at, key, amount) of each
-    purchases: list[tuple[int, str, int]]
+    visits: int
+    total: int
+    first_visit: int | None
+    last_visit: int | None
+    #: (occurred_at, key, amount) of each, when read (None: only the totals are known)
+    purchases: list[tuple[int, str, int]] | None = None
 
-    def spend(self, since: int, until: int) -> int:
-        """Rials charged in (since, until] (Unix seconds), as store.spend counts them."""
-        return sum(amount for at, _, amount in self.purchases if since < at <= until)
+    def spend(self, since: int, until: int) -> int | None:
+        """Rials charged in (since, until] (Unix seconds), as store.spend counts them;
+        None when the totals cannot tell (some purchase outside the window)."""
+        if self.purchases is not None:
+            return sum(amount for at, _, amount in self.purchases if since < at <= until)
+        if self.first_visit is None or self.last_visit is None:
+            return 0
+        if since < self.first_visit and self.last_visit <= until:
+            return self.total
+        return None
 
 
 def settled_of(conn: Connection, member_id: int) -> Settled:
@@ -240,18 +253,21 @@ def settled_of(conn: Connection, member_id: int) -> Settled:
         "SELECT m.club_id, p.occurred_at, p.key, p.amount FROM members m LEFT JOIN purchases p "
         "ON p.member_id = m.id AND p.approved = 1 AND p.reversed = 0 WHERE m.id = ?",
         (member_id,)).fetchall()
-    return Settled(int(rows[0][0]), [(int(at), str(key), int(amount))
-                                     for _, at, key, amount in rows if at is not None])
+    purchases = [(int(at), str(key), int(amount)) for _, at, key, amount in rows
+                 if at is not None]
+    return Settled(int(rows[0][0]), len(purchases), sum(a for _, _, a in purchases),
+                   min((at for at, _, _ in purchases), default=None),
+                   max((at for at, _, _ in purchases), default=None), purchases)
 
 
-def _member_changed(conn: Connection, p: PurchaseRecord, *, added: bool) -> Settled:
+def _recompute(conn: Connection, p: PurchaseRecord, *, added: bool) -> Settled:
     """The member's visit intervals and buyer bits after `p` was settled (added) or
-    reversed: both computed from the member's settled purchases with and without `p`,
-    and only the difference noted (nearly always one interval and one day's bits).
-    Returns the settled purchases read (for the tier)."""
+    reversed, from the member's whole history with and without `p`, only the difference
+    noted: the exact way for what the running totals cannot tell (a reversal, a purchase
+    older than the member's latest)."""
     now_settled = settled_of(conn, p.member_id)
     club_id = now_settled.club_id
-    now = [(at, key) for at, key, _ in now_settled.purchases]
+    now = [(at, key) for at, key, _ in now_settled.purchases or ()]
     mine = (p.occurred_at, p.key)
     other = [v for v in now if v != mine] if added else [*now, mine]
     before, after = other, now
@@ -270,19 +286,55 @@ def _member_changed(conn: Connection, p: PurchaseRecord, *, added: bool) -> Sett
     return now_settled
 
 
+def _added(conn: Connection, p: PurchaseRecord, before: MemberTotals) -> Settled:
+    """`p` settled, at or after the member's latest settled purchase (nearly always): its
+    interval and its day's and month's bits follow from the running totals read before
+    it (`before`) alone, in O(1). Older than the latest: `_recompute`."""
+    at = p.occurred_at
+    last, first = before.last_visit, before.first_visit
+    day = tehran_day(at)
+    last_day = tehran_day(last) if last is not None else 0
+    if last is not None and (first is None or at < last or last_day > day):
+        # its neighbours and every later bucket's flags move: read the history
+        return _recompute(conn, p, added=True)
+    club_id = before.club_id
+    chunk, bit = divmod(p.member_id, daily_rules.CHUNK)
+    if last is None or first is None:
+        # the member's first settled purchase: no interval, bought once, nothing before
+        _note(conn, (_I, club_id, day, daily_rules.FIRST_VISIT, 1))
+        for table, span in (("daily_buyers", day), ("monthly_buyers", day // 100)):
+            _note(conn, (_B, table, club_id, span, chunk, bit, daily_rules.BOUGHT))
+        return Settled(club_id, 1, p.amount, at, at)
+    # the sorted visits gain `at` at their end: one interval, from the latest to it
+    _note(conn, (_I, club_id, day, daily_rules.interval_bin(last, at), 1))
+    # a bucket's flags: TWICE when it held the latest already (then two in it), EARLIER
+    # when `at` (its latest now) is after the first visit, which `at` does not move
+    earlier = daily_rules.EARLIER if at > first else 0
+    for table, span, last_span in (("daily_buyers", day, last_day),
+                                   ("monthly_buyers", day // 100, last_day // 100)):
+        twice = daily_rules.TWICE if last_span == span else 0
+        _note(conn, (_B, table, club_id, span, chunk, bit, daily_rules.BOUGHT | twice | earlier))
+    return Settled(club_id, before.visits + 1, before.spend + p.amount, first, at)
+
+
 def _purchase_counts(p: PurchaseRecord, *counts: int) -> tuple:
     day, hour = tehran_day_hour(p.occurred_at)
     return (_P, p.member_id, p.branch_id or 0, day, hour, *counts)
 
 
-def purchase_recorded(conn: Connection, p: PurchaseRecord) -> Settled | None:
+def purchase_recorded(conn: Connection, p: PurchaseRecord, before: MemberTotals | None = None
+                      ) -> Settled | None:
     """A purchase row was just inserted (approved or declined, possibly reversed already).
-    Returns the member's settled purchases, `p` included, when `p` is one of them."""
+    Returns the member's settled purchases, `p` included, when `p` is one of them.
+    `before`: the member's running totals before `p` (store_member_stats.totals_of; read
+    here when not given)."""
     is_settled = p.approved and not p.reversed
     _note(conn, _purchase_counts(
         p, int(is_settled), p.amount if is_settled else 0, p.gross if is_settled else 0,
         int(not p.approved), int(p.approved and p.reversed)))
-    return _member_changed(conn, p, added=True) if is_settled else None
+    if not is_settled:
+        return None
+    return _added(conn, p, before or store_member_stats.totals_of(conn, p.member_id))
 
 
 def purchase_reversed(conn: Connection, p: PurchaseRecord) -> None:
@@ -290,7 +342,7 @@ def purchase_reversed(conn: Connection, p: PurchaseRecord) -> None:
     if not p.approved or p.reversed:
         return  # a declined purchase stays declined; a reversed one is counted already
     _note(conn, _purchase_counts(p, -1, -p.amount, -p.gross, 0, 1))
-    _member_changed(conn, p, added=False)
+    _recompute(conn, p, added=False)
 
 
 def member_enrolled(conn: Connection, member_id: int, enrolled_at: int) -> None:

@@ -10,6 +10,7 @@ segments may read them too. "Settled" is approved and not reversed, as the tier 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from backend.engine import Connection
@@ -33,6 +34,26 @@ SCHEMA = (
 )
 
 _SETTLED = "approved = 1 AND reversed = 0"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberTotals:
+    """One member's running totals (and club), as kept."""
+
+    club_id: int
+    visits: int
+    spend: int
+    first_visit: int | None
+    last_visit: int | None
+
+
+def totals_of(conn: Connection, member_id: int) -> MemberTotals:
+    """The member's totals now (one read of the member's row, by its key)."""
+    c, n, s, f, last = conn.execute(
+        "SELECT club_id, visits, spend, first_visit, last_visit FROM members WHERE id = ?",
+        (member_id,)).fetchone()
+    return MemberTotals(int(c), int(n), int(s), None if f is None else int(f),
+                        None if last is None else int(last))
 
 
 def purchase_recorded(conn: Connection, p: PurchaseRecord) -> None:

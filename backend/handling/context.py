@@ -141,13 +141,13 @@ def retier(
     ctx: Context, member: Member, when: datetime, settled: store_daily.Settled | None = None
 ) -> str:
     """The member's tier by spend in the window ending at `when`, stored if it changed.
-    `settled`: the member's settled purchases as just read (the advice's insert reads
-    them for the daily aggregates): the window's spend is summed from them, not read again."""
+    `settled`: the member's settled purchases as the advice's insert left them (their
+    running totals, or the purchases when it read them): the window's spend comes from
+    them when they tell it (every purchase in the window), else it is read."""
     since = when - timedelta(days=ctx.program.tier_window_days)
-    if settled is None:
+    spend = None if settled is None else settled.spend(store.ts(since), store.ts(when))
+    if spend is None:
         spend = store.spend(ctx.conn, member.id, since, when)
-    else:
-        spend = settled.spend(store.ts(since), store.ts(when))
     tier = ctx.program.tier_for_spend(spend).name
     if tier != member.tier:
         store.set_tier(ctx.conn, member.id, tier)

@@ -51,6 +51,20 @@ class DailyMachine(LedgerMachine):
             elif -amount <= ledger.balance(self.conn, m.id):
                 ledger.debit(self.conn, m.id, "adjustment", -amount, key, now)
 
+    @rule(i=st.integers(0, 4), hours=st.integers(0, 60), amount=st.integers(1, 400_000))
+    def advice_from_the_past(self, i: int, hours: int, amount: int) -> None:
+        """An advice the terminal forwards late: its purchase is older than the member's
+        latest (the aggregates read the history then), or of the same second (hours 0:
+        the running totals' path, a tie with the latest)."""
+        when = (self.clock() - timedelta(hours=hours)).isoformat().replace("+00:00", "Z")
+        req = advice(amount=amount, occurred_at=when, phone=PHONES[i])
+        resp = self._do(req)
+        if PHONES[i] in self.members:
+            assert resp.code == "00" and resp.body["balance"] == self._balance(PHONES[i])
+            self.advices.append(req)
+            if resp.body["earned"] > 0:
+                self.approved_earning.add(req.key)
+
     @rule(hours=st.integers(1, 23))
     def wait_hours(self, hours: int) -> None:
         """Days and hours of the week move, so purchases fall on many Tehran days."""
