@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from backend import store, store_daily, store_member_stats, transfer  # noqa: E402
 from backend.handlers import Handler  # noqa: E402
-from benchmarks.backend import TERMINALS, bulk_load, phone  # noqa: E402
+from benchmarks.backend import TERMINALS, advice_after, bulk_load, phone  # noqa: E402
 from demo.postgres import Postgres  # noqa: E402
 from protocols import mqtt as schema  # noqa: E402
 
@@ -105,14 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         advices = []
         for n, (q, resp) in enumerate(zip(inquiries, answers, strict=True)):
             assert resp.code == "00", resp
-            advices.append(schema.Request(
-                type="advice", id=f"a{n}", key=f"{q.terminal_id}:0220:{n:06d}:{stamp}",
-                terminal_id=q.terminal_id, merchant_id="M00000000000001",
-                body={"stan": f"{n:06d}", "transmitted_at": stamp, "local_date": stamp[:4],
-                      "local_time": "120000", "occurred_at": occurred,
-                      "amount": 100_000 - resp.body["discount"], "gross": 100_000,
-                      "rrn": f"{n:012d}", "auth_code": "A1B2C3", "bank_code": "00",
-                      "quote_id": resp.body["quote_id"]}))
+            advices.append(advice_after(q, resp, n, stamp, occurred))
         prof = cProfile.Profile(time.process_time) if a.profile else None
         c0, w0 = time.process_time(), time.perf_counter()
         if prof:

@@ -53,6 +53,18 @@ from demo.postgres import Postgres  # noqa: E402
 from protocols import mqtt as schema  # noqa: E402
 
 
+def advice_after(q: schema.Request, resp: schema.Response, n: int, stamp: str,
+                 occurred: str, tag: str = "") -> schema.Request:
+    """The 0220 of an approved 100,000-rial sale that took the quote `resp` answered."""
+    return schema.Request(
+        type="advice", id=f"{tag}a{n}", key=f"{q.terminal_id}:0220:{n:06d}:{tag}{stamp}",
+        terminal_id=q.terminal_id, merchant_id="M00000000000001",
+        body={"stan": f"{n:06d}", "transmitted_at": stamp, "local_date": stamp[:4],
+              "local_time": "120000", "occurred_at": occurred,
+              "amount": 100_000 - resp.body["discount"], "gross": 100_000,
+              "rrn": f"{n:012d}", "auth_code": "A1B2C3", "bank_code": "00",
+              "quote_id": resp.body["quote_id"]})
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -289,14 +301,7 @@ def settle(client: Client, procs: list[subprocess.Popen], tids: list[str], picks
     for n, q in enumerate(inquiries):
         resp = client.responses[q.id]
         assert resp.code == "00", resp
-        advices.append(schema.Request(
-            type="advice", id=f"{tag}a{n}", key=f"{q.terminal_id}:0220:{n:06d}:{tag}{stamp}",
-            terminal_id=q.terminal_id, merchant_id="M00000000000001",
-            body={"stan": f"{n:06d}", "transmitted_at": stamp, "local_date": stamp[:4],
-                  "local_time": "120000", "occurred_at": occurred,
-                  "amount": 100_000 - resp.body["discount"], "gross": 100_000,
-                  "rrn": f"{n:012d}", "auth_code": "A1B2C3", "bank_code": "00",
-                  "quote_id": resp.body["quote_id"]}))
+        advices.append(advice_after(q, resp, n, stamp, occurred, tag))
     cpu0 = sum(cpu_seconds(p.pid) for p in procs)
     dt = client.run(advices, 400)
     cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0

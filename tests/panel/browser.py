@@ -15,6 +15,9 @@ from pathlib import Path
 import uvicorn
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -108,3 +111,14 @@ def serve_in_thread(app) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def log_in(driver: webdriver.Chrome, base: str, name: str, password: str) -> None:
+    """Through the login form, as a person does; returns once the logged-in page is up."""
+    wait = WebDriverWait(driver, WAIT_S)
+    driver.get(f"{base}/login")
+    wait.until(ec.presence_of_element_located((By.ID, "login-form")))
+    driver.find_element(By.ID, "f-name").send_keys(name)
+    driver.find_element(By.ID, "f-password").send_keys(password)
+    driver.find_element(By.ID, "login-submit").click()
+    wait.until(ec.presence_of_element_located((By.ID, "logout")))

@@ -12,7 +12,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from backend import store
-from tests.panel.browser import WAIT_S, check_layout, chromium, serve_in_thread
+from tests.panel.browser import WAIT_S, check_layout, chromium, log_in, serve_in_thread
 from tests.panel.world import PASSWORD, app_for, make_world
 
 
@@ -23,12 +23,7 @@ def test_adjust_credit_and_add_an_offer_in_a_browser(tmp_path: Path) -> None:
     with serve_in_thread(app_for(world)) as base, chromium(tmp_path / "profile") as driver:
         wait = WebDriverWait(driver, WAIT_S)
 
-        driver.get(f"{base}/login")
-        wait.until(ec.presence_of_element_located((By.ID, "login-form")))
-        driver.find_element(By.ID, "f-name").send_keys("ali")
-        driver.find_element(By.ID, "f-password").send_keys(PASSWORD)
-        driver.find_element(By.ID, "login-submit").click()
-        wait.until(ec.presence_of_element_located((By.ID, "user-name")))
+        log_in(driver, base, "ali", PASSWORD)
 
         driver.get(f"{base}/members")
         wait.until(ec.presence_of_element_located((By.ID, "member-search")))

@@ -14,7 +14,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from backend import segment_job, store
 from backend.sms import SmsWorker
 from backend.sms.senders import FileSender
-from tests.panel.browser import WAIT_S, check_layout, chromium, serve_in_thread
+from tests.panel.browser import WAIT_S, check_layout, chromium, log_in, serve_in_thread
 from tests.panel.world import NOW, PASSWORD, app_for, make_world
 
 TEXT = "{name}، این هفته ۱۰٪ تخفیف برای شما که مدتی است سر نزده‌اید؛ " + "س" * 40
@@ -40,12 +40,7 @@ def test_write_estimate_send_and_watch_a_campaign_go_out(tmp_path: Path) -> None
             " WHERE m.club_id = ?", (world.club_a,))}
     with serve_in_thread(app_for(world)) as base, chromium(tmp_path / "profile") as driver:
         wait = WebDriverWait(driver, WAIT_S)
-        driver.get(f"{base}/login")
-        wait.until(ec.presence_of_element_located((By.ID, "login-form")))
-        driver.find_element(By.ID, "f-name").send_keys("ali")
-        driver.find_element(By.ID, "f-password").send_keys(PASSWORD)
-        driver.find_element(By.ID, "login-submit").click()
-        wait.until(ec.presence_of_element_located((By.ID, "user-name")))
+        log_in(driver, base, "ali", PASSWORD)
 
         driver.get(f"{base}/campaigns")
         wait.until(ec.presence_of_element_located((By.ID, "campaign-form")))

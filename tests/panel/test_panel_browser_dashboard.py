@@ -19,7 +19,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from backend import report, store_daily
 from backend.daily_rules import day_number
 from tests.backend.engines import register_test_terminals
-from tests.panel.browser import WAIT_S, check_layout, chromium, serve_in_thread
+from tests.panel.browser import WAIT_S, check_layout, chromium, log_in, serve_in_thread
 from tests.panel.test_panel_dashboard import number, play, today_bounds
 from tests.panel.world import NOW, PASSWORD, World, app_for, make_world
 
@@ -40,12 +40,7 @@ def test_dashboard_in_chromium(sqlite_world: World, tmp_path: Path) -> None:
     with serve_in_thread(app) as base, chromium(tmp_path / "profile") as driver:
         wait = WebDriverWait(driver, WAIT_S)
 
-        driver.get(f"{base}/login")
-        wait.until(ec.presence_of_element_located((By.ID, "login-form")))
-        driver.find_element(By.ID, "f-name").send_keys("ali")
-        driver.find_element(By.ID, "f-password").send_keys(PASSWORD)
-        driver.find_element(By.ID, "login-submit").click()
-        wait.until(ec.presence_of_element_located((By.ID, "logout")))
+        log_in(driver, base, "ali", PASSWORD)
         driver.get(f"{base}/dashboard?period=today")
         wait.until(ec.presence_of_element_located((By.ID, "figures")))
         shown = {key: number(driver.find_element(By.ID, f"fig-{key}").text)
