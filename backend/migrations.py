@@ -26,6 +26,7 @@ from backend import (
     store_marketing,
     store_member_stats,
     store_segments,
+    store_surveys,
 )
 from backend.engine import Connection
 
@@ -574,6 +575,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "transfer), so a code asked for one never voids or opens another; a club's public "
         "address for the links to its members' pages",
         _split(_OTP_PURPOSE_V15),
+    ),
+    Migration(
+        16,
+        "after-purchase surveys: one row per purchase asked (its token hashed, the rating "
+        "and comment once answered) and each club's sampling secret",
+        store_surveys.SCHEMA,
     ),
 )
 LATEST = MIGRATIONS[-1].version

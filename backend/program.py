@@ -60,6 +60,9 @@ class Program:
     gift_max_percent: float = 100.0
     #: cash-back is earned on the part a gift card paid too
     gift_earn: bool = False
+    #: percent of settled purchases whose SMS asks for a rating (a member at most once in
+    #: 30 days; backend.surveys); 0: no surveys, the owner turns them on
+    survey_percent: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.tiers:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from backend import engine, migrations, store_campaigns, store_giftcards
+from backend import engine, migrations, store_campaigns, store_giftcards, store_surveys
 from backend.engine import Connection
 
 #: Every table of the schema, parents before children (foreign keys hold row by row).
@@ -25,6 +25,7 @@ TABLES = (
     "club_marketing", "auto_messages", "automsg_runs",
     *store_giftcards.TABLES,
     *store_campaigns.TABLES,
+    *store_surveys.TABLES,
 )  # fmt: skip
 #: Rows a new schema is made with (its one club): replaced by the source's.
 _MADE_WITH_SCHEMA = ("registry_state", "branches", "clubs")

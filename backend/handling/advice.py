@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from backend import ledger, ledger_rules, store, store_offers, store_segments, texts
-from backend.handling import giftcard, reversal
+from backend.handling import giftcard, reversal, survey
 from backend.handling.context import Context, Outcome, locate, maintain, retier, sms
 from backend.program import Offer, Purchase, RuleError, earnings
 from backend.store import Member, PurchaseRecord, ts
@@ -156,16 +156,13 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
     else:
         bal = ledger.balance(conn, member.id)
     if approved and not pending:
-        sms(
-            ctx,
-            f"purchase:{req.key}",
-            member.phone,
-            texts.purchase_sms(
-                shop_name=ctx.shop_name, amount=amount, earned=earned, balance=bal, when=when
-            ),
-            "purchase",
-            now,
+        text = texts.purchase_sms(
+            shop_name=ctx.shop_name, amount=amount, earned=earned, balance=bal, when=when
         )
+        asked = survey.survey_line(ctx, member, req.key, req.terminal_id, now)
+        if asked:
+            text += "\n" + asked
+        sms(ctx, f"purchase:{req.key}", member.phone, text, "purchase", now)
     return _answer(earned, bal, tier)
 
 
