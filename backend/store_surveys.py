@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from backend import member_tokens, surveys
 from backend.engine import Connection
 from backend.member_tokens import SURVEY, TokenRecord
-from backend.store import from_ts, ts
 from protocols.persian import TEHRAN
 
 TABLES = ("survey_keys", "surveys")
@@ -63,6 +62,14 @@ class Survey:
 
 _COLS = ("id, club_id, member_id, purchase_key, branch_id, terminal_id, token_hash, "
          "asked_at, expires_at, rating, comment, answered_at")
+
+
+def ts(when: datetime) -> int:
+    return int(when.timestamp())
+
+
+def from_ts(value: int) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
 
 
 def _survey(row: tuple) -> Survey:
