@@ -39,6 +39,7 @@ from panel.pages import campaigns as campaigns_page
 from panel.pages import common, dashboard, members, offers, program, sms, terminals
 from panel.pages import giftcards as giftcards_page
 from panel.pages import survey as survey_page
+from panel.pages import surveys as surveys_page
 from panel.pages import users as users_page
 from panel.passwords import verify_password
 from panel.presence import PresenceWatcher
@@ -282,6 +283,7 @@ def create_app(settings: PanelSettings | None = None, users: UserDirectory | Non
     routes += terminals.routes(panel)
     routes += sms.routes(panel)
     routes += survey_page.routes(panel)
+    routes += surveys_page.routes(panel)
     app = Starlette(routes=routes)
     common.install(app, panel)
     app.state.panel = panel

@@ -12,6 +12,7 @@ from panel import (
     texts_dashboard,
     texts_giftcards,
     texts_segments,
+    texts_surveys,
 )
 
 LANGUAGES = ("fa", "en")
@@ -112,4 +113,5 @@ _merge(texts_accounts.TEXTS)
 _merge(texts_dashboard.TEXTS)
 _merge(texts_segments.TEXTS)
 _merge(texts_giftcards.TEXTS)
+_merge(texts_surveys.TEXTS)
 _merge(texts_campaigns.TEXTS)

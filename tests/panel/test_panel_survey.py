@@ -59,3 +59,27 @@ def test_a_survey_answered_from_the_purchase_sms(world: World) -> None:
         for p in (other, "/s/short"):
             r = client.get(p)
             assert r.status_code == 404 and 'name="rating"' not in r.text
+
+
+def test_owner_sees_averages_low_ratings_today_comments_escaped_own_club_only(
+        world: World) -> None:
+    from tests.panel.world import logged_in
+    path = purchase_link(world)
+    with world.conn() as c, store.transaction(c):
+        s = store_surveys.by_token(c, path[3:])
+        assert s is not None
+        assert store_surveys.answer(c, s.id, 1, "<script>x</script>", NOW)
+    with logged_in(world, "ali") as b:
+        page = b.get("/surveys")
+        assert page.status_code == 200
+        assert 'id="low-today"' in page.text and "&lt;script&gt;x&lt;/script&gt;" in page.text
+        assert "<script>x</script>" not in page.text and "T0000001" in page.text
+        assert "۱٫۰۰" in page.text or "۱.۰۰" in page.text
+        got = b.get("/surveys.csv")
+        assert got.status_code == 200 and "<script>x</script>" in got.text
+    with logged_in(world, "bita") as other:  # another club's owner
+        text = other.get("/surveys").text
+        assert "low-today" not in text and "script&gt;x" not in text
+        assert "<script>x" not in other.get("/surveys.csv").text
+    with logged_in(world, "sara") as staff:
+        assert staff.get("/surveys").status_code == 403
