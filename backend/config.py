@@ -163,10 +163,13 @@ def _program(doc: Mapping[str, Any]) -> Program:
         ("gift_max_percent", (int, float)),
         ("gift_earn", bool),
         ("link_days", int),
+        ("survey_percent", (int, float)),
     ):
         kwargs[key] = _take(prog, "program", key, kind, getattr(defaults, key))
     if not 0 < kwargs["gift_max_percent"] <= 100:
         raise ConfigError("program.gift_max_percent: must be more than 0 and at most 100")
+    if not 0 <= kwargs["survey_percent"] <= 100:
+        raise ConfigError("program.survey_percent: must be 0..100")
     if kwargs["max_redeem_percent"] > 100:
         raise ConfigError("program.max_redeem_percent: must be at most 100")
     raw_tiers = _take(prog, "program", "tiers", list, None)
@@ -236,6 +239,7 @@ def program_toml(program: Program) -> str:
         f"gift_max_percent = {_num(p.gift_max_percent)}",
         f"gift_earn = {'true' if p.gift_earn else 'false'}",
         f"link_days = {p.link_days}",
+        f"survey_percent = {_num(p.survey_percent)}",
     ]
     for t in p.tiers:
         lines += [

@@ -28,6 +28,7 @@ from backend import (
     store_member_stats,
     store_member_tokens,
     store_segments,
+    store_surveys,
     store_transfers,
 )
 from backend.engine import Connection
@@ -595,6 +596,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "credit transfers between members: asked for with a one-time code, then made as "
         "two ledger rows (transfer_out, transfer_in) under one key",
         store_transfers.SCHEMA,
+    ),
+    Migration(
+        19,
+        "after-purchase surveys: one row per purchase asked (its token hashed, the rating "
+        "and comment once answered) and each club's sampling secret",
+        store_surveys.SCHEMA,
     ),
 )
 LATEST = MIGRATIONS[-1].version

@@ -69,6 +69,9 @@ class Program:
     transfer_max: int = 5_000_000
     transfer_day_max: int = 10_000_000
     transfer_min: int = 10_000
+    #: percent of settled purchases whose SMS asks for a rating (a member at most once in
+    #: 30 days; backend.surveys); 0: no surveys, the owner turns them on
+    survey_percent: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.tiers:

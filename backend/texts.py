@@ -218,6 +218,11 @@ def purchase_sms(*, shop_name: str, amount: int, earned: int, balance: int, when
     return "\n".join(lines)
 
 
+def survey_line(url: str) -> str:
+    """The purchase SMS's last line when this purchase is one of those asked to rate."""
+    return f"نظرتان درباره این خرید؟ {url}"
+
+
 def reversal_sms(
     *, shop_name: str, restored: int, taken_back: int, balance: int, when: datetime
 ) -> str:

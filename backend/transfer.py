@@ -19,6 +19,7 @@ from backend import (
     store_draws,
     store_giftcards,
     store_member_tokens,
+    store_surveys,
     store_transfers,
 )
 from backend.engine import Connection
@@ -36,6 +37,7 @@ TABLES = (
     *store_draws.TABLES,
     *store_member_tokens.TABLES,
     *store_transfers.TABLES,
+    *store_surveys.TABLES,
 )  # fmt: skip
 #: Rows a new schema is made with (its one club): replaced by the source's.
 _MADE_WITH_SCHEMA = ("registry_state", "branches", "clubs")

@@ -50,6 +50,8 @@ from panel.pages import (
 from panel.pages import draws as draws_page
 from panel.pages import giftcards as giftcards_page
 from panel.pages import marketing as marketing_page
+from panel.pages import survey as survey_page
+from panel.pages import surveys as surveys_page
 from panel.pages import users as users_page
 from panel.passwords import verify_password
 from panel.presence import PresenceWatcher
@@ -298,6 +300,8 @@ def create_app(settings: PanelSettings | None = None, users: UserDirectory | Non
     routes += sms.routes(panel)
     routes += member_self.routes(panel)
     routes += member_transfer.routes(panel)
+    routes += survey_page.routes(panel)
+    routes += surveys_page.routes(panel)
     app = Starlette(routes=routes)
     common.install(app, panel)
     member_self.install(app, panel)

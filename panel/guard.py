@@ -52,9 +52,10 @@ MEMBER_HEADERS = [
 
 
 def member_side(path: str) -> bool:
-    """The member's own pages: their credential is the token, never a panel session, and
-    their forms carry a CSRF token bound to it (checked by panel.pages.member_self)."""
-    return path == "/m" or path.startswith("/m/")
+    """The member's own pages and the survey: their credential is the token, never a
+    panel session, and their forms carry a CSRF token bound to it (checked by
+    panel.pages.member_self and panel.pages.survey)."""
+    return path == "/m" or path.startswith(("/m/", "/s/"))
 
 
 def session_cookie(scope: Scope) -> str | None:

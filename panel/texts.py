@@ -15,6 +15,7 @@ from panel import (
     texts_marketing,
     texts_member,
     texts_segments,
+    texts_surveys,
     texts_transfer,
 )
 
@@ -116,6 +117,7 @@ _merge(texts_accounts.TEXTS)
 _merge(texts_dashboard.TEXTS)
 _merge(texts_segments.TEXTS)
 _merge(texts_giftcards.TEXTS)
+_merge(texts_surveys.TEXTS)
 _merge(texts_campaigns.TEXTS)
 _merge(texts_marketing.TEXTS)
 _merge(texts_draws.TEXTS)

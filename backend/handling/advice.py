@@ -15,7 +15,7 @@ from backend import (
     store_segments,
     texts,
 )
-from backend.handling import giftcard, reversal
+from backend.handling import giftcard, reversal, survey
 from backend.handling.context import Context, Outcome, locate, maintain, retier, sms
 from backend.program import Offer, Purchase, RuleError, earnings
 from backend.store import Member, PurchaseRecord, ts
@@ -169,17 +169,14 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
             conn, member_id=member.id, club_id=ctx.club_id, now=now,
             public_url=club.public_url if club is not None else None,
             days=ctx.program.link_days)
-        sms(
-            ctx,
-            f"purchase:{req.key}",
-            member.phone,
-            texts.purchase_sms(
-                shop_name=ctx.shop_name, amount=amount, earned=earned, balance=bal, when=when,
-                link=link,
-            ),
-            "purchase",
-            now,
+        text = texts.purchase_sms(
+            shop_name=ctx.shop_name, amount=amount, earned=earned, balance=bal, when=when,
+            link=link,
         )
+        asked = survey.survey_line(ctx, member, req.key, req.terminal_id, now)
+        if asked:
+            text += "\n" + asked
+        sms(ctx, f"purchase:{req.key}", member.phone, text, "purchase", now)
     return _answer(earned, bal, tier)
 
 
