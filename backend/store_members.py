@@ -7,6 +7,7 @@ not found. Money is not moved here (backend.ledger does that).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -172,10 +173,55 @@ def list_members(conn: Connection, club_id: int, flt: MemberFilter, *, limit: in
                 f"SELECT {_SUMMARY} FROM members WHERE {where} AND {column} IS NULL "
                 f"ORDER BY id {direction} LIMIT ? OFFSET ?",
                 (*args, limit - len(rows), max(0, offset - present))).fetchall()
-    out = [MemberSummary(int(i), ph, code, name, tier, from_ts(enr),
+    return [_summary(r) for r in rows], total
+
+
+def each_member(conn: Connection, club_id: int, flt: MemberFilter, *, batch: int = 2000
+                ) -> Iterator[MemberSummary]:
+    """Every member matching `flt`, in the list's order, read in batches of `batch` rows
+    (keyset: each batch starts after the last row of the one before, through the same
+    index as the list), so an export of 100,000 members holds one batch in memory and its
+    first rows come at once. Batches are separate statements: a member changed while the
+    export runs may show its old or new figures, none is skipped or repeated (the order
+    is total: the column, then the id)."""
+    where, args = _member_where(club_id, flt)
+    column = _SORT_COLUMN[flt.sort]
+    desc = flt.descending
+    direction, after = ("DESC", "<") if desc else ("ASC", ">")
+    # (column, id) pairs past the last one; for a nullable order first its non-NULL rows,
+    # then the NULL ones by id, as list_members
+    phases = [(column, f"{column} IS NOT NULL" if flt.sort in _NULLABLE else None)]
+    if flt.sort in _NULLABLE:
+        phases.append((None, f"{column} IS NULL"))
+    for key, extra in phases:
+        base = f"{where} AND {extra}" if extra else where
+        order = f"{key} {direction}, id {direction}" if key else f"id {direction}"
+        last: tuple | None = None
+        while True:
+            if last is None:
+                cond, more = base, []
+            elif key:
+                cond = f"{base} AND ({key} {after} ? OR ({key} = ? AND id {after} ?))"
+                more = [last[0], last[0], last[1]]
+            else:
+                cond, more = f"{base} AND id {after} ?", [last[1]]
+            rows = conn.execute(f"SELECT {_SUMMARY} FROM members WHERE {cond} "
+                                f"ORDER BY {order} LIMIT ?", (*args, *more, batch)).fetchall()
+            for r in rows:
+                yield _summary(r)
+            if len(rows) < batch:
+                break
+            r = rows[-1]
+            last = (r[_SUMMARY_INDEX[key]] if key else None, r[0])
+
+
+_SUMMARY_INDEX = {name: i for i, name in enumerate(_SUMMARY.split(", "))}
+
+
+def _summary(row: tuple) -> MemberSummary:
+    i, ph, code, name, tier, enr, last, v, sp = row
+    return MemberSummary(int(i), ph, code, name, tier, from_ts(enr),
                          from_ts(last) if last is not None else None, int(v), int(sp))
-           for i, ph, code, name, tier, enr, last, v, sp in rows]
-    return out, total
 
 
 def _member_where(club_id: int, flt: MemberFilter) -> tuple[str, list[object]]:

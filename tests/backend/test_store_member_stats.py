@@ -118,6 +118,10 @@ def test_members_list_sorts_filters_and_pages_on_the_totals(db: str) -> None:
             rows, _ = store_members.list_members(conn, 1, flt, limit=5, offset=offset)
             paged += [m.id for m in rows]
         assert paged == want, flt
+        for batch in (1, 3, 100):  # the export's keyset batches: same rows, same order
+            assert [m.id for m in store_members.each_member(conn, 1, flt, batch=batch)] \
+                == want, (flt, batch)
+    assert list(store_members.each_member(conn, 2, MemberFilter())) == []  # another club
     raw = store_member_stats.from_raw(conn)
     for m in store_members.list_members(conn, 1, MemberFilter(), limit=100)[0]:
         n, spend, _f, last = raw[m.id]
