@@ -1,5 +1,6 @@
 """The member's page in a real headless Chromium at a phone's 390x844: the link from the
-welcome SMS in the outbox, the balance read, the birthday changed, nothing overflowing."""
+welcome SMS in the outbox, the balance read, the birthday changed, credit transferred with
+the code read from the outbox as the phone shows it; right to left, nothing overflowing."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 from backend import ledger, store, store_members, store_registry
 from backend.handling import enroll
 from backend.program import Program
+from backend.sms.senders import otp_token
+from protocols.persian import persian_digits
 from tests.backend.engines import sqlite_only
 from tests.panel.browser import SIZES, check_layout, chromium, serve_in_thread
 from tests.panel.world import NOW, World, app_for
@@ -20,7 +23,7 @@ NEW_PHONE = "09157654321"
 
 
 @sqlite_only
-def test_member_opens_the_sms_link_reads_the_balance_sets_the_birthday(
+def test_member_opens_the_sms_link_reads_the_balance_sets_the_birthday_transfers(
         world: World, tmp_path: Path) -> None:
     with serve_in_thread(app_for(world)) as base, chromium(tmp_path / "profile") as driver:
         with world.conn() as conn, store.transaction(conn):
@@ -48,6 +51,32 @@ def test_member_opens_the_sms_link_reads_the_balance_sets_the_birthday(
         assert driver.find_element(By.ID, "f-birthday").get_attribute("value") == "۱۳۷۰/۰۵/۱۲"
         assert driver.execute_script("return document.referrer") == ""
         check_layout(driver, "member-saved", tmp_path)
+        driver.set_window_size(*SIZES["phone"])
+
+        driver.find_element(By.ID, "f-to_phone").send_keys("۰۹۳۵۰۰۰۰۰۷۷")
+        driver.find_element(By.ID, "f-amount").send_keys("۳۰۰۰۰")
+        driver.find_element(By.ID, "transfer-submit").click()
+        wait.until(ec.presence_of_element_located((By.ID, "code-form")))
+        assert persian_digits("09350000077") in driver.find_element(By.ID, "transfer-what").text
+        check_layout(driver, "member-transfer-code", tmp_path)
+        driver.set_window_size(*SIZES["phone"])
+        with world.conn() as conn:
+            (sms,) = conn.execute("SELECT text FROM sms_outbox WHERE phone = ? AND kind = 'otp'",
+                                  (NEW_PHONE,)).fetchone()
+        driver.find_element(By.ID, "f-code").send_keys(persian_digits(otp_token(sms)))
+        driver.find_element(By.ID, "code-submit").click()
+        wait.until(ec.presence_of_element_located((By.ID, "transfer-done")))
+        assert "۳۰٬۰۰۰" in driver.find_element(By.ID, "notice").text
+        check_layout(driver, "member-transfer-done", tmp_path)
+        driver.set_window_size(*SIZES["phone"])
+        driver.find_element(By.ID, "back").click()
+        wait.until(ec.presence_of_element_located((By.ID, "balance-amount")))
+        assert driver.find_element(By.ID, "balance-amount").text == "۲۲۰٬۰۰۰"
+        driver.save_screenshot(str(tmp_path / "member-after-transfer-phone.png"))
     with world.conn() as conn:
         saved = store_members.member(conn, world.club_a, m.id)
+        receiver = store.member_by_phone(conn, "09350000077", club_id=world.club_a)
+        assert receiver is not None and ledger.balance(conn, receiver.id) >= 30_000
+        ledger.check(conn, m.id)
     assert saved is not None and saved.birthday == "1991-08-03"
+    assert world.balance(m.id) == 220_000
