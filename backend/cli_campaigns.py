@@ -12,7 +12,7 @@ import argparse
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 
-from backend import store, store_campaigns
+from backend import store, store_campaigns, store_marketing
 from backend.engine import Connection
 from backend.occasions import OccasionError, parse_jalali
 from backend.store import transaction
@@ -60,7 +60,8 @@ def add_parser(sub: argparse._SubParsersAction,
     add.add_argument("--branch", help="has bought in this branch")
     add.add_argument("--at", help="when (ISO or Jalali, Tehran time; default now)")
     add.add_argument("--holdout", type=float, default=0.10, help="share sent nothing")
-    add.add_argument("--price-per-part", type=int, default=0, help="rials per SMS part")
+    add.add_argument("--price-per-part", type=int, help="rials per SMS part (default: the "
+                     "club's, `club marketing NAME --sms-price`)")
     add.add_argument("--dry-run", action="store_true", help="estimate only, queue nothing")
     lst = csub.add_parser("list", help="the club's campaigns")
     common(lst)
@@ -113,8 +114,10 @@ def _add(conn: Connection, args: argparse.Namespace, club_id: int,
         min_spend=args.min_spend, branch=args.branch,
     )
     at = parse_when(args.at) if args.at else None
+    price = (store_marketing.sms_price(conn, club_id) if args.price_per_part is None
+             else args.price_per_part)
     p = store_campaigns.preview(conn, club_id, args.text, f, holdout=args.holdout,
-                                price_per_part=args.price_per_part)
+                                price_per_part=price)
     e = p.estimate
     print(f"reach: {p.targeted} members ({p.held_out} held out, {e.members} to send); "
           f"parts: {e.parts} ({e.max_parts} per SMS at most); cost: {e.cost} rials")
@@ -123,7 +126,7 @@ def _add(conn: Connection, args: argparse.Namespace, club_id: int,
         return 0
     with transaction(conn):
         c, new = store_campaigns.add(conn, club_id, args.text, f, at=at, now=now,
-                                     holdout=args.holdout, price_per_part=args.price_per_part)
+                                     holdout=args.holdout, price_per_part=price)
         # the same campaign again queues nothing (not even members new to its filter)
         queued, held = (store_campaigns.enqueue(conn, c.id, now) if new else
                         (0, len(store_campaigns.holdout_members(conn, c.id))))

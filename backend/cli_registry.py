@@ -72,6 +72,8 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> 
                      "(a number, or 'none')")
     mkt.add_argument("--consent-at-enrolment", choices=("yes", "no"), help="whether "
                      "enrolling gives marketing consent (default yes)")
+    mkt.add_argument("--sms-price", help="rials the gateway charges for one SMS part "
+                     "(the campaigns' cost estimate)")
 
     from backend import cli_automsg
 
@@ -244,8 +246,14 @@ def _club(args: argparse.Namespace, settings: Settings) -> int:
                 if args.consent_at_enrolment is not None:
                     store_marketing.set_consent_at_enrolment(
                         conn, club.id, args.consent_at_enrolment == "yes")
+                if args.sms_price is not None:
+                    try:
+                        store_marketing.set_sms_price(conn, club.id, _sms_price(args.sms_price))
+                    except store_marketing.SettingsError as exc:
+                        raise UsageError(f"marketing settings: {exc}") from None
             print(f"club {club.name!r}: marketing {_marketing_text(rules)}, consent at "
-                  f"enrolment {_yes(store_marketing.consent_at_enrolment(conn, club.id))}")
+                  f"enrolment {_yes(store_marketing.consent_at_enrolment(conn, club.id))}, "
+                  f"{store_marketing.sms_price(conn, club.id)} rials an SMS part")
             return 0
         n = store_registry.club_counts(conn, club.id)
         latest = store_registry.latest_program(conn, club.id)
@@ -279,6 +287,15 @@ def _marketing_settings(now: Any, args: argparse.Namespace) -> Any:
         return changed_settings(now, quiet=args.quiet, daily_limit=args.daily_limit)
     except SettingsError as exc:
         raise UsageError(f"marketing settings: {exc}") from None
+
+
+def _sms_price(text: str) -> int:
+    from protocols.persian import ascii_digits
+
+    digits = ascii_digits(text.strip()).replace(",", "").replace("٬", "")
+    if not digits.isascii() or not digits.isdigit():
+        raise UsageError(f"marketing settings: the SMS price is a number of rials, not {text!r}")
+    return int(digits)
 
 
 def _yes(flag: bool) -> str:

@@ -603,6 +603,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "and comment once answered) and each club's sampling secret",
         store_surveys.SCHEMA,
     ),
+    Migration(
+        20,
+        "each club's price of one SMS part, for the campaign estimate",
+        store_marketing.SMS_PRICE_SCHEMA,
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 _VERSION_TABLE = "CREATE TABLE schema_version (version INTEGER NOT NULL)"

@@ -125,6 +125,28 @@ def set_consent_at_enrolment(conn: Connection, club_id: int, given: bool) -> Non
     )
 
 
+#: what the club pays its gateway for one SMS part, in rials (migration 20): the campaign
+#: estimate's price when the owner gives none
+SMS_PRICE_SCHEMA = ("ALTER TABLE club_marketing ADD COLUMN sms_price INTEGER NOT NULL DEFAULT 0",)
+MAX_SMS_PRICE = 10**9
+
+
+def sms_price(conn: Connection, club_id: int) -> int:
+    row = conn.execute("SELECT sms_price FROM club_marketing WHERE club_id = ?",
+                       (club_id,)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def set_sms_price(conn: Connection, club_id: int, rials: int) -> None:
+    if isinstance(rials, bool) or not isinstance(rials, int) or not 0 <= rials <= MAX_SMS_PRICE:
+        raise SettingsError("sms_price", f"the price of an SMS part is 0..{MAX_SMS_PRICE} rials")
+    conn.execute(
+        "INSERT INTO club_marketing (club_id, sms_price) VALUES (?, ?)"
+        " ON CONFLICT (club_id) DO UPDATE SET sms_price = excluded.sms_price",
+        (club_id, rials),
+    )
+
+
 def consents(conn: Connection, member_ids: Iterable[int]) -> dict[int, bool]:
     """Each member's marketing consent now (a missing member: none)."""
     ids = sorted(set(member_ids))

@@ -9,6 +9,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "mk_quiet": "ساعت‌های بی‌پیامک (به وقت تهران، مثل ۲۱:۰۰-۰۹:۰۰)",
         "mk_daily_limit": "سقف پیامک تبلیغاتی در روز (خالی: بی‌سقف)",
         "mk_no_limit": "بی‌سقف", "mk_consent": "رضایت دریافت پیامک تبلیغاتی با عضویت",
+        "mk_sms_price": "بهای هر بخش پیامک (ریال، برای برآورد کمپین)",
         "mk_yes": "بله", "mk_no": "خیر", "mk_save": "ذخیرهٔ تنظیمات",
         "am_help": "هر پیام برای هر عضو در هر نوبت یک بار فرستاده می‌شود، فقط به اعضایی که "
                    "رضایت داده‌اند و بیرون از ساعت‌های بی‌پیامک.",
@@ -31,6 +32,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "mk_quiet": "Quiet hours (Tehran time, e.g. 21:00-09:00)",
         "mk_daily_limit": "Marketing SMS a day at most (empty: no limit)",
         "mk_no_limit": "no limit", "mk_consent": "Enrolling gives marketing consent",
+        "mk_sms_price": "Price of one SMS part (rials, for campaign estimates)",
         "mk_yes": "yes", "mk_no": "no", "mk_save": "Save settings",
         "am_help": "Each message goes to a member once per occurrence, only to members who "
                    "gave consent, and outside the quiet hours.",

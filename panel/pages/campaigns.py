@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from backend import store, store_campaigns
+from backend import store, store_campaigns, store_marketing
 from backend.store_campaigns import CampaignError, Filter
 from panel import forms
 from panel.pages import common
@@ -85,11 +85,13 @@ def routes(panel: Panel) -> list[BaseRoute]:
         now = panel.wall_clock()
         f = _filter(v)
         holdout = int(v["holdout"]) / 100 if v.get("holdout") is not None else 0.10  # type: ignore[call-overload]
-        price = int(v.get("price") or 0)  # type: ignore[call-overload]
         at: datetime | None = None
         if v.get("at") is not None:
             at = datetime.combine(v["at"], time(int(v.get("hour") or 10)), TEHRAN)  # type: ignore[arg-type, call-overload]
         with database(panel).connection() as conn:
+            # a blank price: the club's (club marketing NAME --sms-price)
+            price = (store_marketing.sms_price(conn, view.club_id) if v.get("price") is None
+                     else int(v["price"]))  # type: ignore[call-overload]
             try:
                 preview = store_campaigns.preview(conn, view.club_id, str(v["text"]), f,
                                                   holdout=holdout, price_per_part=price)

@@ -53,6 +53,8 @@ SETTINGS_FORM = (
     forms.Field("quiet", "mk_quiet", forms.text, max_length=20),
     forms.Field("daily_limit", "mk_daily_limit", forms.text, required=False, max_length=12),
     forms.Field("consent", "mk_consent", _choice("yes", "no"), max_length=3),
+    forms.Field("sms_price", "mk_sms_price",
+                forms.integer(0, store_marketing.MAX_SMS_PRICE), required=False, max_length=14),
 )
 
 
@@ -72,10 +74,10 @@ def _message_raw(msg: AutoMessage | None, enabled: bool) -> dict[str, str]:
             "gift_days": str(msg.gift_days or "")}
 
 
-def _settings_raw(s: store_marketing.Settings, consent: bool) -> dict[str, str]:
+def _settings_raw(s: store_marketing.Settings, consent: bool, price: int) -> dict[str, str]:
     return {"quiet": f"{s.quiet_start:%H:%M}-{s.quiet_end:%H:%M}",
             "daily_limit": "" if s.club_daily is None else str(s.club_daily),
-            "consent": "yes" if consent else "no"}
+            "consent": "yes" if consent else "no", "sms_price": str(price)}
 
 
 def routes(panel: Panel) -> list[BaseRoute]:
@@ -86,6 +88,7 @@ def routes(panel: Panel) -> list[BaseRoute]:
             stored = {s.message.key: s for s in store_automsg.messages(conn, view.club_id)}
             s = store_marketing.settings(conn, view.club_id)
             consent = store_marketing.consent_at_enrolment(conn, view.club_id)
+            price = store_marketing.sms_price(conn, view.club_id)
         rows = []
         for key in message_keys():
             have = stored.get(key)
@@ -103,10 +106,10 @@ def routes(panel: Panel) -> list[BaseRoute]:
             settings_form = bad[1]
         else:
             settings_form = forms.empty_form(SETTINGS_FORM)
-            settings_form.raw = _settings_raw(s, consent)
+            settings_form.raw = _settings_raw(s, consent, price)
         return panel.render(request, "marketing.html", status_code, view=view, rows=rows,
                             settings=s, consent=consent, settings_form=settings_form,
-                            quiet=_settings_raw(s, consent)["quiet"],
+                            quiet=_settings_raw(s, consent, price)["quiet"], sms_price=price,
                             notice=request.query_params.get("done", ""))
 
     def marketing_page(request: Request) -> Response:
@@ -121,6 +124,7 @@ def routes(panel: Panel) -> list[BaseRoute]:
         with database(panel).connection() as conn, store.transaction(conn):
             old = store_marketing.settings(conn, view.club_id)
             old_consent = store_marketing.consent_at_enrolment(conn, view.club_id)
+            old_price = store_marketing.sms_price(conn, view.club_id)
             try:
                 new = store_marketing.changed_settings(
                     old, quiet=str(form.values["quiet"]),
@@ -131,8 +135,12 @@ def routes(panel: Panel) -> list[BaseRoute]:
             consent = form.values["consent"] == "yes"
             store_marketing.set_settings(conn, view.club_id, new)
             store_marketing.set_consent_at_enrolment(conn, view.club_id, consent)
+            given = form.values.get("sms_price")
+            price = old_price if given is None else int(given)  # type: ignore[call-overload]
+            store_marketing.set_sms_price(conn, view.club_id, price)
             common.audit(conn, view, "marketing.settings", f"club:{view.club_id}",
-                         _settings_raw(old, old_consent), _settings_raw(new, consent), now)
+                         _settings_raw(old, old_consent, old_price),
+                         _settings_raw(new, consent, price), now)
         return redirect("/marketing?done=settings")
 
     def save_message(request: Request, data: dict[str, str]) -> Response:

@@ -237,6 +237,17 @@ def test_cli_add_dry_run_list_show_cancel(db: str, capsys: pytest.CaptureFixture
     # 16 consenting, 2 held out, 14 SMS of 2 parts at 300 rials
     assert "reach: 16 members (2 held out, 14 to send)" in out
     assert "parts: 28" in out and "cost: 8400 rials" in out and "nothing queued" in out
+    # no price given: the club's own, set once with `club marketing --sms-price`
+    conn = store.connect(db)
+    (name,) = conn.execute("SELECT name FROM clubs").fetchone()
+    conn.close()
+    for bad in ("-5", "x", str(10**10)):
+        assert cli.main(["club", "marketing", name, "--sms-price", bad, *args]) == 2
+        assert "SMS" in capsys.readouterr().err
+    assert cli.main(["club", "marketing", name, "--sms-price", "۲۵۰", *args]) == 0
+    assert "250 rials an SMS part" in capsys.readouterr().out
+    assert cli.main(["campaign", "add", "--text", text, "--dry-run", *args]) == 0
+    assert "cost: 7000 rials" in capsys.readouterr().out
     conn = store.connect(db)
     assert conn.execute("SELECT COUNT(*) FROM sms_outbox").fetchone()[0] == 0
     conn.close()

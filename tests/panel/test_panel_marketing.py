@@ -12,7 +12,7 @@ from tests.panel.world import World, logged_in
 WINBACK = {"enabled": "on", "template": "{name}، دلمان برایتان تنگ شده: {gift} ریال هدیه",
            "days": "۴۵", "offset": "", "segment": "at_risk", "gift": "50000",
            "gift_days": "14"}
-SETTINGS = {"quiet": "۲۲:۰۰-۰۸:۳۰", "daily_limit": "40", "consent": "no"}
+SETTINGS = {"quiet": "۲۲:۰۰-۰۸:۳۰", "daily_limit": "40", "consent": "no", "sms_price": "۳۵۰"}
 
 
 def _messages(world: World, club_id: int) -> dict[str, tuple[bool, str, int, str | None]]:
@@ -48,6 +48,9 @@ def test_the_owner_saves_a_message_and_the_settings_staff_reads_them(world: Worl
         "winback": (True, WINBACK["template"], 45, "at_risk"),
         "occasion:yalda": (True, "{occasion} مبارک، {shop}", 0, None)}
     assert _settings(world, world.club_a) == ("22:00", "08:30", 40, False)
+    with world.conn() as c:  # the campaigns' estimate takes this price when given none
+        assert (store_marketing.sms_price(c, world.club_a),
+                store_marketing.sms_price(c, world.club_b)) == (350, 0)
     assert _messages(world, world.club_b) == {}
     assert _settings(world, world.club_b) == ("21:00", "09:00", None, True)
     assert world.audit_rows() == 3
@@ -96,7 +99,8 @@ def test_bad_input_comes_back_beside_its_field_and_changes_nothing(world: World)
         assert b.post("/marketing/messages/occasion:nosuch", WINBACK).status_code == 404
         for name, form in {"quiet": {**SETTINGS, "quiet": "25:00-08:00"},
                            "daily_limit": {**SETTINGS, "daily_limit": "-3"},
-                           "consent": {**SETTINGS, "consent": "maybe"}}.items():
+                           "consent": {**SETTINGS, "consent": "maybe"},
+                           "sms_price": {**SETTINGS, "sms_price": "-1"}}.items():
             r = b.post("/marketing/settings", form)
             assert r.status_code == 400 and f'id="e-{name}"' in r.text, name
         assert b.post("/marketing/settings", SETTINGS, token=False).status_code == 403
