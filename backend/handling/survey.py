@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from backend import member_tokens, store_registry, store_surveys, texts
+from backend import member_tokens, store_surveys, texts
 from backend.handling.context import Context
 from backend.store import Member
 
@@ -16,7 +16,7 @@ def survey_line(ctx: Context, member: Member, purchase_key: str, terminal_id: st
     share = ctx.program.survey_percent / 100
     if share <= 0:
         return None
-    club = store_registry.club_by_id(ctx.conn, ctx.club_id)
+    club = ctx.registry.clubs.get(ctx.club_id)  # the registry's copy: no query per advice
     if club is None or not club.public_url:
         return None
     token = store_surveys.ask(ctx.conn, club_id=ctx.club_id, member_id=member.id,
