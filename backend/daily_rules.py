@@ -160,3 +160,35 @@ def neighbours_change(prev_at: int | None, at: int, next_at: int | None
 def weekday_index(day: int) -> int:
     """0 = Saturday (the Iranian week's first day) ... 6 = Friday."""
     return (from_day_number(day).weekday() + 2) % 7
+
+
+@lru_cache(maxsize=8192)
+def week_of(day: int) -> int:
+    """The Saturday (YYYYMMDD) the Iranian week of `day` (YYYYMMDD) starts on: the key of
+    the weekly roll-ups."""
+    d = from_day_number(day)
+    return day_number(d - timedelta(days=(d.weekday() + 2) % 7))
+
+
+def split_weeks(first: int, last: int) -> tuple[list[tuple[int, int]], tuple[int, int] | None]:
+    """Days [first, last] (YYYYMMDD) as the day ranges at its ends (each under a week)
+    and the Saturdays of the first and last whole weeks between (None: no whole week),
+    whose weekly rows are read instead of their days."""
+    start, end = from_day_number(first), from_day_number(last)
+    if start > end:
+        return [], None
+    sat = from_day_number(week_of(first))
+    if sat < start:
+        sat += timedelta(days=7)
+    last_sat = from_day_number(week_of(last))
+    if last_sat + timedelta(days=6) > end:
+        last_sat -= timedelta(days=7)
+    if last_sat < sat:
+        return [(first, last)], None
+    ranges: list[tuple[int, int]] = []
+    if sat > start:
+        ranges.append((first, day_number(sat - timedelta(days=1))))
+    after = last_sat + timedelta(days=7)
+    if after <= end:
+        ranges.append((day_number(after), last))
+    return ranges, (day_number(sat), day_number(last_sat))

@@ -27,6 +27,7 @@ from backend import (
     store_marketing,
     store_member_stats,
     store_member_tokens,
+    store_rollups,
     store_segments,
     store_surveys,
     store_transfers,
@@ -428,7 +429,13 @@ CREATE INDEX offer_uses_purchase ON offer_uses(purchase_key)
 
 def _fill_daily(conn: Connection, setup: Setup) -> None:
     """Version 8: the pre-aggregates of every row already there."""
-    store_daily.rebuild(conn)
+    store_daily.rebuild(conn, store_daily.TABLES)
+
+
+def _fill_rollups(conn: Connection, setup: Setup) -> None:
+    """Version 21: the roll-ups (per week, per month's weekday and hour, per tier) of
+    every row already there, from the raw rows."""
+    store_daily.rebuild(conn, store_rollups.TABLES)
 
 
 _OUTBOX_KINDS_V9 = (
@@ -607,6 +614,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         20,
         "each club's price of one SMS part, for the campaign estimate",
         store_marketing.SMS_PRICE_SCHEMA,
+    ),
+    Migration(
+        21,
+        "roll-ups of the dashboard's per-day pre-aggregates (per week, per month's weekday "
+        "and hour) and the members of each tier as a count, filled from the raw rows",
+        store_rollups.SCHEMA,
+        steps=(_fill_rollups,),
     ),
 )
 LATEST = MIGRATIONS[-1].version

@@ -305,6 +305,7 @@ def insert_member(
 
 
 def set_tier(conn: Connection, member_id: int, tier: str) -> None:
+    store_daily.tier_changed(conn, member_id, tier)  # members per tier, kept as a count
     conn.execute("UPDATE members SET tier = ? WHERE id = ?", (tier, member_id))
 
 

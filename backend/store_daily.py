@@ -24,7 +24,8 @@ Tables (migration step 8):
   hundred small bitmaps, exact, instead of a scan of the period's purchases.
 - `monthly_buyers(club_id, month, chunk)`: the same per Gregorian month (YYYYMM), so a
   long period reads its whole months as one row each (daily_rules.merge_flags).
-`day` is the integer YYYYMMDD of the Tehran date.
+`day` is the integer YYYYMMDD of the Tehran date. Their roll-ups per week and month and
+the members per tier (backend.store_rollups) are written with them.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from backend import daily_rules, engine, store_member_stats
+from backend import daily_rules, engine, store_member_stats, store_rollups
 from backend.daily_rules import CREDIT_KINDS, tehran_day, tehran_day_hour
 from backend.engine import Connection
 from backend.store_member_stats import MemberTotals
@@ -102,7 +103,7 @@ _INTERVALS_SQL = (
     "visits = daily_intervals.visits + excluded.visits")
 
 # entry kinds (the first item of an entry)
-_P, _C, _M, _I, _B = "p", "c", "m", "i", "b"
+_P, _C, _M, _I, _B, _T = "p", "c", "m", "i", "b", "t"
 
 
 def _note(conn: Connection, entry: tuple) -> None:
@@ -131,12 +132,13 @@ def _clubs(conn: Connection, members: set[int]) -> dict[int, int]:
 
 def _apply(conn: Connection, entries: list[tuple]) -> None:
     """Write the noted changes: one row write per aggregate row, in key order."""
-    clubs = _clubs(conn, {e[1] for e in entries if e[0] in (_P, _C, _M)})
+    clubs = _clubs(conn, {e[1] for e in entries if e[0] in (_P, _C, _M, _T)})
     purchases: dict[tuple, list[int]] = {}
     credit: Counter[tuple] = Counter()
     members: Counter[tuple] = Counter()
     intervals: Counter[tuple] = Counter()
     bits: dict[tuple, dict[int, int]] = {}
+    tiers: Counter[tuple] = Counter()
     for e in entries:
         kind = e[0]
         if kind == _P:
@@ -149,6 +151,8 @@ def _apply(conn: Connection, entries: list[tuple]) -> None:
             members[(clubs[e[1]], e[2])] += 1
         elif kind == _I:
             intervals[e[1:4]] += e[4]
+        elif kind == _T:
+            tiers[(clubs[e[1]], e[2])] += e[3]
         else:
             bits.setdefault(e[1:5], {})[e[5]] = e[6]
     # table order as in TABLES; within a table, primary-key order
@@ -166,6 +170,9 @@ def _apply(conn: Connection, entries: list[tuple]) -> None:
         conn.executemany(_INTERVALS_SQL, rows)
     for (table, club_id, span, chunk), flags in sorted(bits.items()):
         _set_bits(conn, table, club_id, span, chunk, flags)
+    store_rollups.write_deltas(
+        conn, {(c, b, d, h): v for (c, d, h, b), v in purchases.items()}, credit, members,
+        intervals, tiers)
 
 
 _EMPTY = bytes(daily_rules.CHUNK // 8)
@@ -346,7 +353,19 @@ def purchase_reversed(conn: Connection, p: PurchaseRecord) -> None:
 
 
 def member_enrolled(conn: Connection, member_id: int, enrolled_at: int) -> None:
+    """A member row was just inserted: its day's enrolments and its tier's count."""
     _note(conn, (_M, member_id, tehran_day(enrolled_at)))
+    row = conn.execute("SELECT tier FROM members WHERE id = ?", (member_id,)).fetchone()
+    _note(conn, (_T, member_id, str(row[0]), 1))
+
+
+def tier_changed(conn: Connection, member_id: int, tier: str) -> None:
+    """The member's tier is about to become `tier` (called by store.set_tier before its
+    UPDATE): one member moves from the old tier's count to the new one's."""
+    row = conn.execute("SELECT tier FROM members WHERE id = ?", (member_id,)).fetchone()
+    if row is not None and str(row[0]) != tier:
+        _note(conn, (_T, member_id, str(row[0]), -1))
+        _note(conn, (_T, member_id, tier, 1))
 
 
 def credit_moved(conn: Connection, member_id: int, kind: str, amount: int, at: int) -> None:
@@ -372,6 +391,19 @@ class Snapshot:
     buyers: dict[tuple[int, int, int], tuple[int, int, int]] = field(default_factory=dict)
     #: (club, month, chunk) -> the same per month
     monthly: dict[tuple[int, int, int], tuple[int, int, int]] = field(default_factory=dict)
+    #: the roll-ups (store_rollups): (club, week) -> settled, sales, gross, declined,
+    #: reversed, enrolled; (club, week, kind); (club, week, bin); (club, month, weekday,
+    #: hour) -> settled; (club, tier) -> members
+    weekly: store_rollups.Weekly = field(default_factory=dict)
+    weekly_credit: dict[tuple[int, int, str], int] = field(default_factory=dict)
+    weekly_intervals: dict[tuple[int, int, int], int] = field(default_factory=dict)
+    hours: dict[tuple[int, int, int, int], int] = field(default_factory=dict)
+    tiers: dict[tuple[int, str], int] = field(default_factory=dict)
+
+    def roll_up(self) -> None:
+        """The roll-ups of this snapshot's day-level sums."""
+        self.weekly, self.weekly_credit, self.weekly_intervals, self.hours = \
+            store_rollups.roll_up(self.purchases, self.credit, self.members, self.intervals)
 
 
 _HALF_HOUR = 1800  # Tehran's offsets (+3:30, +4:30) are whole half hours: a UTC half hour
@@ -443,6 +475,8 @@ def from_raw(conn: Connection) -> Snapshot:
     snap.intervals = {k: v for k, v in intervals.items() if v}
     snap.buyers = {k: (v[0], v[1], v[2]) for k, v in bits.items() if any(v)}
     snap.monthly = {k: (v[0], v[1], v[2]) for k, v in month_bits.items() if any(v)}
+    snap.roll_up()
+    snap.tiers = store_rollups.tiers_from_raw(conn)
     return snap
 
 
@@ -467,12 +501,22 @@ def kept(conn: Connection) -> Snapshot:
             ints = tuple(int.from_bytes(bytes(m), "little") for m in maps)
             if any(ints):
                 into[(int(c), int(d), int(k))] = ints  # type: ignore[assignment]
+    (snap.weekly, snap.weekly_credit, snap.weekly_intervals, snap.hours,
+     snap.tiers) = store_rollups.kept(conn)
     return snap
 
 
-def rebuild(conn: Connection) -> None:
-    """Empty the tables and fill them from the raw rows (in the caller's transaction)."""
+def rebuild(conn: Connection, tables: tuple[str, ...] = (*TABLES, *store_rollups.TABLES)
+            ) -> None:
+    """Empty the tables and fill them from the raw rows (in the caller's transaction):
+    the day tables (TABLES, migration 8) and the roll-ups (store_rollups.TABLES, migration
+    21), or only those of one of the two."""
     snap = from_raw(conn)
+    if set(store_rollups.TABLES) & set(tables):
+        store_rollups.write(conn, snap.weekly, snap.weekly_credit, snap.weekly_intervals,
+                            snap.hours, snap.tiers)
+    if not set(TABLES) & set(tables):
+        return
     for table in TABLES:
         conn.execute(f"DELETE FROM {table}")
     conn.executemany(

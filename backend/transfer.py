@@ -19,6 +19,7 @@ from backend import (
     store_draws,
     store_giftcards,
     store_member_tokens,
+    store_rollups,
     store_surveys,
     store_transfers,
 )
@@ -30,7 +31,7 @@ TABLES = (
     "members", "cards", "lots", "ledger", "lot_uses", "quotes", "purchases", "reversals",
     "requests", "otps", "offers", "sms_outbox", "panel_users", "audit_log", "offer_uses",
     "daily_purchases", "daily_credit", "daily_members", "daily_intervals", "daily_buyers",
-    "monthly_buyers", "member_segments", "segment_counts",
+    "monthly_buyers", *store_rollups.TABLES, "member_segments", "segment_counts",
     "club_marketing", "auto_messages", "automsg_runs",
     *store_giftcards.TABLES,
     *store_campaigns.TABLES,

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, rule, run_state_machine_as_test
 
-from backend import daily_rules, ledger, report, store, store_daily
+from backend import daily_rules, ledger, report, store, store_daily, store_rollups
 from backend.daily_rules import day_number, from_day_number
 from protocols.persian import TEHRAN
 from tests.backend.core_helpers import FakeClock, advice, phone, request
@@ -65,6 +65,14 @@ class DailyMachine(LedgerMachine):
             if resp.body["earned"] > 0:
                 self.approved_earning.add(req.key)
 
+    @rule(i=st.integers(0, 4), tier=st.sampled_from(("bronze", "silver", "gold", "vip")))
+    def tier_moves(self, i: int, tier: str) -> None:
+        """A tier set as retier sets it (the members-per-tier count follows)."""
+        m = store.member_by_phone(self.conn, PHONES[i], club_id=1)
+        if m is not None:
+            with store.transaction(self.conn):
+                store.set_tier(self.conn, m.id, tier)
+
     @rule(hours=st.integers(1, 23))
     def wait_hours(self, hours: int) -> None:
         """Days and hours of the week move, so purchases fall on many Tehran days."""
@@ -80,6 +88,14 @@ class DailyMachine(LedgerMachine):
         assert kept.intervals == raw.intervals
         assert kept.buyers == raw.buyers
         assert kept.monthly == raw.monthly
+        # the roll-ups: per week, per month's weekday and hour, members per tier
+        assert kept.weekly == raw.weekly
+        assert kept.weekly_credit == raw.weekly_credit
+        assert kept.weekly_intervals == raw.weekly_intervals
+        assert kept.hours == raw.hours
+        assert kept.tiers == raw.tiers
+        assert store_daily.tiers(self.conn, 1) == sorted(
+            (t, n) for (c, t), n in raw.tiers.items() if c == 1)
 
     @invariant()
     def days_equal_the_report(self) -> None:
@@ -146,7 +162,7 @@ class DailyMachine(LedgerMachine):
 
 def _wipe_daily(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        for table in store_daily.TABLES:
+        for table in (*store_daily.TABLES, *store_rollups.TABLES):
             conn.execute(f"DELETE FROM {table}")
 
 
@@ -243,9 +259,15 @@ def test_store_daily_migration_fills_existing_rows(db: str) -> None:
     before = store_daily.kept(conn)
     assert sum(v[0] for v in before.purchases.values()) == 5
     with store.transaction(conn):
-        for table in store_daily.TABLES:
+        for table in (*store_daily.TABLES, *store_rollups.TABLES):
             conn.execute(f"DELETE FROM {table}")
         store_daily.rebuild(conn)
+    assert store_daily.kept(conn) == before
+    assert before.weekly and before.hours and before.tiers
+    with store.transaction(conn):  # migration 21: the roll-ups alone
+        for table in store_rollups.TABLES:
+            conn.execute(f"DELETE FROM {table}")
+        store_daily.rebuild(conn, store_rollups.TABLES)
     assert store_daily.kept(conn) == before
     conn.close()
 
