@@ -580,56 +580,92 @@ _CREDIT_SUMS = _values(*(_n(f"SUM(CASE WHEN kind = '{k}' THEN amount ELSE 0 END)
                          for k in CREDIT_KINDS))
 
 
-#: the per-day reads of one span as parts of one UNION ALL, each row (tag, day, values):
-#: tag 0 purchases, 1 enrolments, 2 intervals, 3 credit per kind
-def _day_parts(branch: bool) -> list[str]:
-    where = "WHERE club_id = ? AND day >= ? AND day <= ?"
-    sums = _values(*(_n(f"SUM({c})") for c in ("settled", "sales", "gross", "declined",
-                                                 "reversed")))
-    visits = _values(_n("SUM(CASE WHEN bin = ? THEN visits ELSE 0 END)"),
-                     _n("SUM(CASE WHEN bin >= 1 THEN visits ELSE 0 END)"))
+#: the reads of one span as parts of one UNION ALL, each row (tag, day, values): tag 0
+#: purchases, 1 enrolments, 2 intervals, 3 credit per kind of one day; 4 purchases and
+#: enrolments, 2 intervals and 3 credit of one whole week (its roll-ups), `day` its
+#: Saturday. A part's tag is `base` plus these, so two spans share one query.
+_SUMS = _values(*(_n(f"SUM({c})") for c in ("settled", "sales", "gross", "declined",
+                                              "reversed")))
+_VISITS = _values(_n("SUM(CASE WHEN bin = ? THEN visits ELSE 0 END)"),
+                  _n("SUM(CASE WHEN bin >= 1 THEN visits ELSE 0 END)"))
+_DAYS = "WHERE club_id = ? AND day >= ? AND day <= ?"
+_WEEKS = "WHERE club_id = ? AND week >= ? AND week <= ?"
+
+
+def _day_parts(base: int, branch: bool) -> list[str]:
     return [
-        f"SELECT 0, day, {sums} FROM daily_purchases "
-        f"{where}{' AND branch_id = ?' if branch else ''} GROUP BY day",
-        f"SELECT 1, day, {_values('enrolled')} FROM daily_members {where}",
-        f"SELECT 2, day, {visits} FROM daily_intervals {where} GROUP BY day",
-        f"SELECT 3, day, {_CREDIT_SUMS} FROM daily_credit {where} GROUP BY day",
+        f"SELECT {base}, day, {_SUMS} FROM daily_purchases "
+        f"{_DAYS}{' AND branch_id = ?' if branch else ''} GROUP BY day",
+        f"SELECT {base + 1}, day, {_values('enrolled')} FROM daily_members {_DAYS}",
+        f"SELECT {base + 2}, day, {_VISITS} FROM daily_intervals {_DAYS} GROUP BY day",
+        f"SELECT {base + 3}, day, {_CREDIT_SUMS} FROM daily_credit {_DAYS} GROUP BY day",
     ]
 
 
-def _day_args(club_id: int, first: int, last: int, branch_id: int | None) -> list:
-    span = [club_id, first, last]
-    return [*span, *([branch_id] if branch_id is not None else []), *span,
-            daily_rules.FIRST_VISIT, *span, *span]
+def _week_parts(base: int) -> list[str]:
+    return [
+        f"SELECT {base + 4}, week, "
+        f"{_values('settled', 'sales', 'gross', 'declined', 'reversed', 'enrolled')} "
+        f"FROM weekly_figures {_WEEKS}",
+        f"SELECT {base + 2}, week, {_VISITS} FROM weekly_intervals {_WEEKS} GROUP BY week",
+        f"SELECT {base + 3}, week, {_CREDIT_SUMS} FROM weekly_credit {_WEEKS} GROUP BY week",
+    ]
+
+
+def _span(club_id: int, first: int, last: int, *, base: int = 0, weeks: bool = False,
+          branch_id: int | None = None) -> tuple[list[str], list]:
+    """The parts and arguments reading days [first, last]: every day, or (`weeks`) the
+    whole weeks' roll-ups and the days at the ends (daily_rules.split_weeks)."""
+    ranges, whole = (daily_rules.split_weeks(first, last) if weeks and branch_id is None
+                     else ([(first, last)], None))
+    parts: list[str] = []
+    args: list = []
+    for a, b in ranges:
+        span = [club_id, a, b]
+        parts += _day_parts(base, branch_id is not None)
+        args += [*span, *([branch_id] if branch_id is not None else []), *span,
+                 daily_rules.FIRST_VISIT, *span, *span]
+    if whole is not None:
+        span = [club_id, *whole]
+        parts += _week_parts(base)
+        args += [*span, daily_rules.FIRST_VISIT, *span, *span]
+    return parts, args
 
 
 def _credit_of(values: tuple) -> tuple[tuple[str, int], ...]:
     return tuple(sorted((k, int(v)) for k, v in zip(CREDIT_KINDS, values, strict=True) if v))
 
 
+_PURCHASE_FIELDS = ("settled", "sales", "gross", "declined", "reversed")
+
+
 def _days_of(rows: list) -> list[DayFigures]:
     acc: dict[int, dict] = {}
     for tag, d, *v in rows:
-        day = int(d)
-        if tag == 0:
-            acc.setdefault(day, {}).update(settled=int(v[0]), sales=int(v[1]),
-                                           gross=int(v[2]), declined=int(v[3]),
-                                           reversed=int(v[4]))
-        elif tag == 1:
+        day, kind = int(d), int(tag) % 10
+        if kind == 0:
+            acc.setdefault(day, {}).update(zip(_PURCHASE_FIELDS, map(int, v[:5]), strict=True))
+        elif kind == 1:
             acc.setdefault(day, {})["enrolled"] = int(v[0])
-        elif tag == 2:
+        elif kind == 2:
             acc.setdefault(day, {}).update(first_visits=int(v[0]), came_back=int(v[1]))
-        elif tag == 3:
+        elif kind == 3:
             acc.setdefault(day, {})["credit"] = _credit_of(v)
+        elif kind == 4:
+            got = acc.setdefault(day, {})
+            got.update(zip(_PURCHASE_FIELDS, map(int, v[:5]), strict=True))
+            got["enrolled"] = int(v[5])
     return [DayFigures(day=d, **acc[d]) for d in sorted(acc)]
 
 
 def days(conn: Connection, club_id: int, first: int, last: int,
-         branch_id: int | None = None) -> list[DayFigures]:
+         branch_id: int | None = None, *, weeks: bool = False) -> list[DayFigures]:
     """Every day of [first, last] (YYYYMMDD) that has anything, in order (one query: on
-    PostgreSQL each statement is a round trip)."""
-    return _days_of(conn.execute(" UNION ALL ".join(_day_parts(branch_id is not None)),
-                                 _day_args(club_id, first, last, branch_id)).fetchall())
+    PostgreSQL each statement is a round trip). `weeks`: each whole week (Saturday to
+    Friday) inside the span as one row on its Saturday, from the roll-ups (for what sums
+    per week or over the span: a long period's charts and totals)."""
+    parts, args = _span(club_id, first, last, weeks=weeks, branch_id=branch_id)
+    return _days_of(conn.execute(" UNION ALL ".join(parts), args).fetchall())
 
 
 @dataclass(frozen=True, slots=True)
@@ -647,42 +683,36 @@ class Totals:
         return sum(a for k, a in self.credit if k in kinds)
 
 
-#: a span's sums as UNION ALL parts shaped like _day_parts' rows: tag 10 purchases,
-#: 11 enrolments, 12 members through the last day, 13 credit per kind
-_TOTAL_PARTS = [
-    f"SELECT 10, 0, {_values(_n('COALESCE(SUM(settled), 0)'), _n('COALESCE(SUM(sales), 0)'))} "
-    "FROM daily_purchases WHERE club_id = ? AND day >= ? AND day <= ?",
-    f"SELECT 11, 0, {_values(_n('COALESCE(SUM(enrolled), 0)'))} FROM daily_members "
-    "WHERE club_id = ? AND day >= ? AND day <= ?",
-    f"SELECT 12, 0, {_values(_n('COALESCE(SUM(enrolled), 0)'))} FROM daily_members "
-    "WHERE club_id = ? AND day <= ?",
-    f"SELECT 13, 0, {_CREDIT_SUMS} FROM daily_credit "
-    "WHERE club_id = ? AND day >= ? AND day <= ?",
-]
-#: the club's outstanding credit (tag 20)
+def _totals_of(rows: list[DayFigures], members: int) -> Totals:
+    credit: Counter[str] = Counter()
+    for r in rows:
+        for k, a in r.credit:
+            credit[k] += a
+    return Totals(settled=sum(r.settled for r in rows), sales=sum(r.sales for r in rows),
+                  enrolled=sum(r.enrolled for r in rows), members=members,
+                  credit=tuple(sorted((k, a) for k, a in credit.items() if a)))
+
+
+#: members enrolled through a day (tag 30 + n) and the club's outstanding credit (tag 20):
+#: every credit movement, summed from the weekly roll-up (a seventh of the day rows)
+_MEMBERS_PART = (f"SELECT {{tag}}, 0, {_values(_n('COALESCE(SUM(enrolled), 0)'))} "
+                 "FROM daily_members WHERE club_id = ? AND day <= ?")
 _OUTSTANDING_PART = (f"SELECT 20, 0, {_values(_n('COALESCE(SUM(amount), 0)'))} "
-                     "FROM daily_credit WHERE club_id = ?")
-
-
-def _total_args(club_id: int, first: int, last: int) -> list:
-    return [club_id, first, last, club_id, first, last, club_id, last, club_id, first, last]
-
-
-def _totals_of(rows: list) -> Totals:
-    got = {int(tag): v for tag, _, *v in rows}
-    return Totals(settled=int(got[10][0]), sales=int(got[10][1]), enrolled=int(got[11][0]),
-                  members=int(got[12][0]),
-                  credit=_credit_of(tuple(x or 0 for x in got[13])))
+                     "FROM weekly_credit WHERE club_id = ?")
 
 
 def totals(conn: Connection, club_id: int, first: int, last: int) -> Totals:
-    """The sums of [first, last] (YYYYMMDD) in one query."""
-    return _totals_of(conn.execute(" UNION ALL ".join(_TOTAL_PARTS),
-                                   _total_args(club_id, first, last)).fetchall())
+    """The sums of [first, last] (YYYYMMDD) in one query (whole weeks from the roll-ups)."""
+    parts, args = _span(club_id, first, last, weeks=True)
+    rows = conn.execute(" UNION ALL ".join([*parts, _MEMBERS_PART.format(tag=30)]),
+                        [*args, club_id, last]).fetchall()
+    return _totals_of(_days_of([r for r in rows if r[0] < 10]),
+                      next(int(r[2]) for r in rows if r[0] == 30))
 
 
 @dataclass(frozen=True, slots=True)
 class PeriodReads:
+    #: the period's days (whole weeks as one row on their Saturday when read `weeks`)
     days: list[DayFigures]
     #: members enrolled on or before the period's last day
     members: int
@@ -691,20 +721,23 @@ class PeriodReads:
 
 
 def period_reads(conn: Connection, club_id: int, first: int, last: int,
-                 before_first: int, before_last: int) -> PeriodReads:
-    """The dashboard's sums in one round trip: the period's days, its members, the
-    previous period's sums and the outstanding credit."""
-    sql = " UNION ALL ".join([*_day_parts(False), *_TOTAL_PARTS, _OUTSTANDING_PART,
-                              f"SELECT 30, 0, {_values(_n('COALESCE(SUM(enrolled), 0)'))} "
-                              "FROM daily_members WHERE club_id = ? AND day <= ?"])
-    rows = conn.execute(sql, [*_day_args(club_id, first, last, None),
-                              *_total_args(club_id, before_first, before_last),
-                              club_id, club_id, last]).fetchall()
-    mine = [r for r in rows if r[0] < 10]
-    theirs = [r for r in rows if 10 <= r[0] < 20]
+                 before_first: int, before_last: int, *, weeks: bool = False
+                 ) -> PeriodReads:
+    """The dashboard's sums in one round trip: the period's days (`weeks`: see `days`),
+    its members, the previous period's sums (from the roll-ups) and the outstanding
+    credit."""
+    now_parts, now_args = _span(club_id, first, last, weeks=weeks)
+    before_parts, before_args = _span(club_id, before_first, before_last, base=10,
+                                      weeks=True)
+    sql = " UNION ALL ".join([*now_parts, *before_parts, _OUTSTANDING_PART,
+                              _MEMBERS_PART.format(tag=30), _MEMBERS_PART.format(tag=31)])
+    rows = conn.execute(sql, [*now_args, *before_args, club_id, club_id, last, club_id,
+                              before_last]).fetchall()
     extra = {int(r[0]): int(r[2]) for r in rows if r[0] >= 20}
-    return PeriodReads(days=_days_of(mine), members=extra[30], before=_totals_of(theirs),
-                       outstanding=extra[20])
+    return PeriodReads(
+        days=_days_of([r for r in rows if r[0] < 10]), members=extra[30],
+        before=_totals_of(_days_of([r for r in rows if 10 <= r[0] < 20]), extra[31]),
+        outstanding=extra[20])
 
 
 def hours(conn: Connection, club_id: int, first: int, last: int) -> list[tuple[int, int, int]]:
@@ -721,23 +754,51 @@ _WEEKDAY_SQL = ("(day % 100 + 13 * (mm + 1) / 5 + yy % 100 + (yy % 100) / 4 + (y
                 "+ 5 * (yy / 100)) % 7")
 
 
+_WEEKDAY_HOURS_OF_DAYS = (
+    f"SELECT {_WEEKDAY_SQL} AS weekday, hour, {_n('SUM(settled)')} FROM (SELECT day, hour, "
+    "settled, CASE WHEN day / 100 % 100 < 3 THEN day / 100 % 100 + 12 "
+    "ELSE day / 100 % 100 END AS mm, CASE WHEN day / 100 % 100 < 3 THEN day / 10000 - 1 "
+    "ELSE day / 10000 END AS yy FROM daily_purchases WHERE club_id = ? AND day >= ? "
+    "AND day <= ?) AS d GROUP BY 1, hour")
+_WEEKDAY_HOURS_OF_MONTHS = (
+    f"SELECT weekday, hour, {_n('SUM(settled)')} FROM monthly_hours WHERE club_id = ? "
+    "AND month >= ? AND month <= ? GROUP BY weekday, hour")
+
+
 def weekday_hours(conn: Connection, club_id: int, first: int, last: int
                   ) -> list[tuple[int, int, int]]:
     """(weekday, hour, settled purchases) of [first, last], summed in the database: at
-    most 168 rows for a period of any length (the heat map)."""
-    return [(int(w), int(h), int(n)) for w, h, n in conn.execute(
-        f"SELECT {_WEEKDAY_SQL} AS weekday, hour, SUM(settled) FROM (SELECT day, hour, "
-        "settled, CASE WHEN day / 100 % 100 < 3 THEN day / 100 % 100 + 12 "
-        "ELSE day / 100 % 100 END AS mm, CASE WHEN day / 100 % 100 < 3 THEN day / 10000 - 1 "
-        "ELSE day / 10000 END AS yy FROM daily_purchases WHERE club_id = ? AND day >= ? "
-        "AND day <= ?) AS d GROUP BY 1, hour", (club_id, first, last)).fetchall()]
+    most 168 rows for a period of any length (the heat map); whole months from their
+    roll-up (monthly_hours), the days at the ends from the day rows."""
+    ranges, months = daily_rules.split_days(first, last)
+    parts = [_WEEKDAY_HOURS_OF_DAYS] * len(ranges)
+    args = [x for a, b in ranges for x in (club_id, a, b)]
+    if months:
+        parts.append(_WEEKDAY_HOURS_OF_MONTHS)
+        args += [club_id, months[0], months[-1]]
+    got: Counter[tuple[int, int]] = Counter()
+    for w, h, n in conn.execute(" UNION ALL ".join(parts), args).fetchall():
+        got[(int(w), int(h))] += int(n)
+    return [(w, h, n) for (w, h), n in sorted(got.items()) if n]
 
 
 def intervals(conn: Connection, club_id: int, first: int, last: int) -> dict[int, int]:
-    """Settled purchases of [first, last] per visit-interval bin (FIRST_VISIT included)."""
-    return {int(b): int(n) for b, n in conn.execute(
-        "SELECT bin, SUM(visits) FROM daily_intervals WHERE club_id = ? AND day >= ? "
-        "AND day <= ? GROUP BY bin", (club_id, first, last)).fetchall()}
+    """Settled purchases of [first, last] per visit-interval bin (FIRST_VISIT included):
+    whole weeks from their roll-up, the days at the ends from the day rows."""
+    ranges, whole = daily_rules.split_weeks(first, last)
+    parts = [f"SELECT bin, {_n('SUM(visits)')} FROM daily_intervals {_DAYS} GROUP BY bin"
+             ] * len(ranges)
+    args = [x for a, b in ranges for x in (club_id, a, b)]
+    if whole is not None:
+        parts.append(f"SELECT bin, {_n('SUM(visits)')} FROM weekly_intervals {_WEEKS} "
+                     "GROUP BY bin")
+        args += [club_id, *whole]
+    if not parts:
+        return {}
+    got: Counter[int] = Counter()
+    for b, n in conn.execute(" UNION ALL ".join(parts), args).fetchall():
+        got[int(b)] += int(n)
+    return {b: n for b, n in got.items() if n}
 
 
 def enrolled_through(conn: Connection, club_id: int, last: int) -> int:
@@ -816,7 +877,5 @@ def buyers_from_purchases(conn: Connection, club_id: int, since: int, until: int
 
 
 def tiers(conn: Connection, club_id: int) -> list[tuple[str, int]]:
-    """Members of the club per tier now."""
-    return [(str(t), int(n)) for t, n in conn.execute(
-        "SELECT tier, COUNT(*) FROM members WHERE club_id = ? GROUP BY tier ORDER BY tier",
-        (club_id,)).fetchall()]
+    """Members of the club per tier now (kept as counts: store_rollups.tiers)."""
+    return store_rollups.tiers(conn, club_id)

@@ -15,7 +15,7 @@ from functools import lru_cache
 import jdatetime
 
 from backend import daily_rules, store_daily, store_segments
-from backend.daily_rules import day_number
+from backend.daily_rules import day_number, from_day_number
 from backend.engine import Connection
 from backend.segments import SEGMENTS
 from panel.charts import WEEKDAYS_FA, ChartData, ChartKind, Figure, Series, render
@@ -184,25 +184,42 @@ def _label(day: date, long: bool) -> str:
 WEEKLY_AFTER = 92
 
 
+def _weekly(period: Period) -> bool:
+    """Charted per week: then whole weeks are read from the roll-ups, one row each."""
+    return (period.last - period.first).days + 1 > WEEKLY_AFTER
+
+
 def _saturday(d: date) -> date:
     """The Saturday the day's Iranian week starts on."""
     return d - timedelta(days=(d.weekday() + 2) % 7)
 
 
-def _points(days: list[date], per_day: list[store_daily.DayFigures], weekly: bool
+def _saturdays(period: Period) -> list[date]:
+    """The Saturdays of the weeks the period touches (the first may be before it)."""
+    first, last = _saturday(period.first), period.last
+    return [first + timedelta(days=7 * i) for i in range((last - first).days // 7 + 1)]
+
+
+def _per_week(period: Period, rows: list[store_daily.DayFigures]
+              ) -> dict[date, list[store_daily.DayFigures]]:
+    """The rows (days, or whole weeks on their Saturday) of each week the period touches,
+    every week present (an empty one: no rows), in order."""
+    weeks: dict[date, list[store_daily.DayFigures]] = {s: [] for s in _saturdays(period)}
+    for r in rows:
+        weeks[from_day_number(daily_rules.week_of(r.day))].append(r)
+    return weeks
+
+
+def _points(period: Period, rows: list[store_daily.DayFigures], weekly: bool
             ) -> tuple[list[date], list[list[store_daily.DayFigures]]]:
-    """The chart's points: each day alone, or the days of each week together (a period's
+    """The chart's points: each day alone, or the rows of each week together (a period's
     first and last week may be partial); each point labelled by its first day."""
     if not weekly:
-        return list(days), [[r] for r in per_day]
-    starts: list[date] = []
-    points: list[list[store_daily.DayFigures]] = []
-    for d, r in zip(days, per_day, strict=True):
-        if not starts or _saturday(d) != _saturday(starts[-1]):
-            starts.append(d)
-            points.append([])
-        points[-1].append(r)
-    return starts, points
+        by_day = {r.day: r for r in rows}
+        days = period.each_day()
+        return days, [[by_day[n]] if (n := day_number(d)) in by_day else [] for d in days]
+    weeks = _per_week(period, rows)
+    return [max(s, period.first) for s in weeks], list(weeks.values())
 
 
 def build(conn: Connection, club_id: int, period: Period, lang: str) -> Dashboard:
@@ -214,7 +231,7 @@ def build(conn: Connection, club_id: int, period: Period, lang: str) -> Dashboar
     first, last = day_number(period.first), day_number(period.last)
     got = store_daily.period_reads(conn, club_id, first, last,
                                    day_number(before_period.first),
-                                   day_number(before_period.last))
+                                   day_number(before_period.last), weeks=_weekly(period))
     b_now, b_before = store_daily.buyers_of(conn, club_id, [
         (first, last), (day_number(before_period.first), day_number(before_period.last))])
     now = _figures(got.days, got.members, b_now)
@@ -245,7 +262,8 @@ def chart(conn: Connection, club_id: int, period: Period, name: str, lang: str
     if name not in CHART_NAMES:
         return None
     rows = store_daily.days(conn, club_id, day_number(period.first),
-                            day_number(period.last)) if name in _DAY_CHARTS else []
+                            day_number(period.last), weeks=_weekly(period)
+                            ) if name in _DAY_CHARTS else []
     return charts(conn, club_id, period, rows, lang, TEXTS[lang], only=name)[0]
 
 
@@ -277,16 +295,13 @@ def segments_chart(conn: Connection, club_id: int, lang: str, t: dict[str, str])
 def charts(conn: Connection, club_id: int, period: Period,
            rows: list[store_daily.DayFigures], lang: str, t: dict[str, str],
            only: str | None = None) -> tuple[Chart, ...]:
-    """The period's charts (`rows`: its per-day rows), or only the one named `only`
-    (the others' reads are not made)."""
-    days = period.each_day()
+    """The period's charts (`rows`: its per-day rows; a weekly period's whole weeks as one
+    row on their Saturday, which every chart of it sums per week), or only the one named
+    `only` (the others' reads are not made)."""
     long = jdatetime.date.fromgregorian(date=period.first).year != \
         jdatetime.date.fromgregorian(date=period.last).year
-    by_day = {r.day: r for r in rows}
-    empty = store_daily.DayFigures(day=0)
-    per_day = [by_day.get(day_number(d), empty) for d in days]
-    weekly = len(days) > WEEKLY_AFTER
-    starts, points = _points(days, per_day, weekly)
+    weekly = _weekly(period)
+    starts, points = _points(period, rows, weekly)
     labels = tuple(_label(d, long) for d in starts)
     k = "_weekly" if weekly else ""
     first, last = day_number(period.first), day_number(period.last)
@@ -332,12 +347,10 @@ def charts(conn: Connection, club_id: int, period: Period,
             tuple(Series(names[w], tuple(grid[w])) for w in range(7)))), t["def_chart_heat"])
 
     def credit() -> Chart:
-        weeks: dict[date, list[int]] = {}
-        for d, r in zip(days, per_day, strict=True):
-            acc = weeks.setdefault(_saturday(d), [0, 0])
-            acc[0] += r.credit_of(*ISSUED)
-            acc[1] -= r.credit_of("redeem")
-        week_starts = sorted(weeks)
+        weeks = {s: [sum(r.credit_of(*ISSUED) for r in week),
+                     -sum(r.credit_of("redeem") for r in week)]
+                 for s, week in _per_week(period, rows).items()}
+        week_starts = list(weeks)
         return Chart("credit", t["chart_credit"], render(ChartData(
             t["chart_credit"], ChartKind.BARS, tuple(_label(s, long) for s in week_starts),
             (Series(t["series_issued"], tuple(weeks[s][0] for s in week_starts)),

@@ -10,6 +10,7 @@ reads equal the operator's report for the same days.
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
@@ -158,6 +159,43 @@ class DailyMachine(LedgerMachine):
         assert store_daily.buyers_of(self.conn, 1, [(mid, last), (first, mid)]) == [
             store_daily.buyers(self.conn, 1, mid, last),
             store_daily.buyers(self.conn, 1, first, mid)]
+        self.roll_up_reads_agree(first, mid, last)
+
+    def roll_up_reads_agree(self, first: int, mid: int, last: int) -> None:
+        """The reads that take whole weeks and months from the roll-ups equal the day
+        rows summed alike."""
+        for a, b in ((first, last), (mid, last), (first, mid)):
+            plain = store_daily.days(self.conn, 1, a, b)
+            assert _per_week(store_daily.days(self.conn, 1, a, b, weeks=True)) == \
+                _per_week(plain)
+            got = store_daily.period_reads(self.conn, 1, a, b, first, mid, weeks=True)
+            assert _per_week(got.days) == _per_week(plain)
+            assert got.before == store_daily.totals(self.conn, 1, first, mid)
+            assert got.outstanding == store_daily.outstanding(self.conn, 1)
+            bins: Counter[int] = Counter()
+            for (c, d, bin_), n in store_daily.kept(self.conn).intervals.items():
+                if c == 1 and a <= d <= b:
+                    bins[bin_] += n
+            assert store_daily.intervals(self.conn, 1, a, b) == {k: v for k, v in bins.items()
+                                                                 if v}
+            heat: Counter[tuple[int, int]] = Counter()
+            for d, hour, n in store_daily.hours(self.conn, 1, a, b):
+                heat[(daily_rules.weekday_index(d), hour)] += n
+            assert store_daily.weekday_hours(self.conn, 1, a, b) == sorted(
+                (w, h, n) for (w, h), n in heat.items() if n)
+
+
+def _per_week(rows: list[store_daily.DayFigures]) -> dict[int, tuple]:
+    """Day rows (or whole weeks' rows) summed per week: what a weekly chart shows."""
+    acc: dict[int, list] = {}
+    for r in rows:
+        got = acc.setdefault(daily_rules.week_of(r.day), [0] * 8 + [Counter()])
+        for i, name in enumerate(("settled", "sales", "gross", "declined", "reversed",
+                                  "enrolled", "first_visits", "came_back")):
+            got[i] += getattr(r, name)
+        got[8].update(dict(r.credit))
+    return {w: (*v[:8], {k: n for k, n in v[8].items() if n}) for w, v in acc.items()
+            if any(v[:8]) or any(v[8].values())}
 
 
 def _wipe_daily(url: str) -> None:
@@ -204,6 +242,13 @@ def test_store_daily_rules() -> None:
         [(20261115, 20261130), (20270201, 20270210)], [202612, 202701])
     assert daily_rules.split_days(20261201, 20261231) == ([], [202612])
     assert daily_rules.split_days(20261203, 20261203) == ([(20261203, 20261203)], [])
+    # 2026-11-28 and 2026-12-05 are Saturdays: the weeks between are read whole
+    assert daily_rules.week_of(20261204) == 20261128
+    assert daily_rules.week_of(20261128) == 20261128
+    assert daily_rules.split_weeks(20261125, 20261216) == (
+        [(20261125, 20261127), (20261212, 20261216)], (20261128, 20261205))
+    assert daily_rules.split_weeks(20261128, 20261211) == ([], (20261128, 20261205))
+    assert daily_rules.split_weeks(20261129, 20261210) == ([(20261129, 20261210)], None)
 
 
 def test_store_daily_deltas_follow_savepoints_and_rollbacks(db: str) -> None:

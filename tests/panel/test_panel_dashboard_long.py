@@ -10,7 +10,7 @@ from datetime import date, timedelta
 
 import jdatetime
 
-from backend import daily_rules, store, store_daily
+from backend import daily_rules, store, store_daily, store_rollups
 from backend.daily_rules import day_number
 from panel import dashboard_data, periods
 
@@ -19,7 +19,8 @@ DAYS = 800  # 2024-11-20 .. 2027-01-28, so two Januaries and Februaries (Zeller'
 
 
 def _fill(conn: store.Connection) -> dict[int, int]:
-    """Settled purchases straight into daily_purchases (the dashboard reads only these)."""
+    """Settled purchases straight into daily_purchases (the dashboard reads only these),
+    then their roll-ups per week and month as the day rows sum to."""
     settled: dict[int, int] = {}
     with store.transaction(conn):
         for i in range(DAYS):
@@ -30,6 +31,10 @@ def _fill(conn: store.Connection) -> dict[int, int]:
                 conn.execute(
                     "INSERT INTO daily_purchases(club_id, branch_id, day, hour, settled, sales) "
                     "VALUES (1, 1, ?, ?, ?, ?)", (d, hour, n, n * 1000))
+        snap = store_daily.kept(conn)
+        snap.roll_up()
+        store_rollups.write(conn, snap.weekly, snap.weekly_credit, snap.weekly_intervals,
+                            snap.hours, snap.tiers)
     return settled
 
 
