@@ -192,3 +192,23 @@ def split_weeks(first: int, last: int) -> tuple[list[tuple[int, int]], tuple[int
     if after <= end:
         ranges.append((day_number(after), last))
     return ranges, (day_number(sat), day_number(last_sat))
+
+
+@lru_cache(maxsize=1024)
+def month_bounds(month: int) -> tuple[int, int]:
+    """The Unix seconds [since, until) of the Tehran days of Gregorian month `month`
+    (YYYYMM): the moments whose tehran_day // 100 is `month`."""
+    year, m = divmod(month, 100)
+    start = datetime(year, m, 1, tzinfo=TEHRAN)
+    end = datetime(year + m // 12, m % 12 + 1, 1, tzinfo=TEHRAN)
+    return int(start.timestamp()), int(end.timestamp())
+
+
+def bucket_flags(visits: Sequence[tuple[int, str]], first: int) -> int:
+    """One day's (or month's) flags of a member (as member_flags gives them) from that
+    bucket's purchases alone and the time of the member's first purchase: BOUGHT, TWICE
+    when two or more, EARLIER when its latest is after the first; 0 when none."""
+    if not visits:
+        return 0
+    return (BOUGHT | (TWICE if len(visits) >= 2 else 0)
+            | (EARLIER if max(at for at, _ in visits) > first else 0))

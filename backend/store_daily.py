@@ -267,6 +267,64 @@ def settled_of(conn: Connection, member_id: int) -> Settled:
                    max((at for at, _, _ in purchases), default=None), purchases)
 
 
+_SETTLED_OF = "FROM purchases WHERE member_id = ? AND approved = 1 AND reversed = 0"
+#: a member's settled purchases of one month (tag 0), the latest other one at or before a
+#: moment (1), the earliest after it (2), the time of the first (3), the member's club (4)
+_NEIGHBOURS_SQL = (
+    f"SELECT 0, occurred_at, key {_SETTLED_OF} AND occurred_at >= ? AND occurred_at < ? "
+    f"UNION ALL SELECT * FROM (SELECT 1, occurred_at, key {_SETTLED_OF} "
+    "AND occurred_at <= ? AND key <> ? ORDER BY occurred_at DESC LIMIT 1) AS b "
+    f"UNION ALL SELECT * FROM (SELECT 2, occurred_at, key {_SETTLED_OF} "
+    "AND occurred_at > ? ORDER BY occurred_at LIMIT 1) AS a "
+    f"UNION ALL SELECT 3, MIN(occurred_at), '' {_SETTLED_OF} "
+    "UNION ALL SELECT 4, club_id, '' FROM members WHERE id = ?")
+
+
+def _neighbours(conn: Connection, p: PurchaseRecord, *, added: bool) -> bool:
+    """The member's visit intervals and buyer bits after `p` was settled (added) or
+    reversed, from `p`'s neighbours alone, in one read through the purchases' member
+    index: its month's purchases, the one before and the one after it, the first time.
+
+    Exact because the interval counts depend only on the sorted times (ties in any
+    order give the same gaps), so `p` in or out changes its own gap and its next one's
+    (daily_rules.neighbours_change); and a bucket's flags depend on its own purchases and
+    the member's first time, which `p` does not move when another purchase is at or
+    before it. False (nothing noted) when none is: `p` is or was the member's first, whose
+    change moves the EARLIER flag of other buckets; the caller then recomputes."""
+    at, month = p.occurred_at, tehran_day(p.occurred_at) // 100
+    since, until = daily_rules.month_bounds(month)
+    rows = conn.execute(_NEIGHBOURS_SQL, (
+        p.member_id, since, until, p.member_id, at, p.key, p.member_id, at, p.member_id,
+        p.member_id)).fetchall()
+    got: dict[int, int] = {}
+    bucket: list[tuple[int, str]] = []
+    for tag, value, key in rows:
+        if tag == 0:
+            bucket.append((int(value), str(key)))
+        elif value is not None:
+            got[int(tag)] = int(value)
+    if 1 not in got:
+        return False
+    club_id, first = got[4], got[3]
+    mine = (at, p.key)  # the month's purchases read are those after the change
+    before = [v for v in bucket if v != mine] if added else [*bucket, mine]
+    after = bucket
+    change = daily_rules.neighbours_change(got[1], at, got.get(2))
+    for (day, bin_), n in change.items():
+        if n:
+            _note(conn, (_I, club_id, day, bin_, n if added else -n))
+    chunk, bit = divmod(p.member_id, daily_rules.CHUNK)
+    day = tehran_day(at)
+    for table, span, of_span in (
+            ("daily_buyers", day, lambda v: [x for x in v if tehran_day(x[0]) == day]),
+            ("monthly_buyers", month, lambda v: v)):
+        was = daily_rules.bucket_flags(of_span(before), first)
+        became = daily_rules.bucket_flags(of_span(after), first)
+        if was != became:
+            _note(conn, (_B, table, club_id, span, chunk, bit, became))
+    return True
+
+
 def _recompute(conn: Connection, p: PurchaseRecord, *, added: bool) -> Settled:
     """The member's visit intervals and buyer bits after `p` was settled (added) or
     reversed, from the member's whole history with and without `p`, only the difference
@@ -302,7 +360,10 @@ def _added(conn: Connection, p: PurchaseRecord, before: MemberTotals) -> Settled
     day = tehran_day(at)
     last_day = tehran_day(last) if last is not None else 0
     if last is not None and (first is None or at < last or last_day > day):
-        # its neighbours and every later bucket's flags move: read the history
+        # older than the latest (a late advice): from its neighbours, or the history
+        if first is not None and _neighbours(conn, p, added=True):
+            return Settled(before.club_id, before.visits + 1, before.spend + p.amount,
+                           min(first, at), max(last, at))
         return _recompute(conn, p, added=True)
     club_id = before.club_id
     chunk, bit = divmod(p.member_id, daily_rules.CHUNK)
@@ -349,7 +410,8 @@ def purchase_reversed(conn: Connection, p: PurchaseRecord) -> None:
     if not p.approved or p.reversed:
         return  # a declined purchase stays declined; a reversed one is counted already
     _note(conn, _purchase_counts(p, -1, -p.amount, -p.gross, 0, 1))
-    _recompute(conn, p, added=False)
+    if not _neighbours(conn, p, added=False):
+        _recompute(conn, p, added=False)
 
 
 def member_enrolled(conn: Connection, member_id: int, enrolled_at: int) -> None:
