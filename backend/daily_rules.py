@@ -7,8 +7,9 @@ the rebuild from raw rows and the in-transaction updates cannot disagree.
 
 from __future__ import annotations
 
+from calendar import monthrange
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 
@@ -100,18 +101,30 @@ CHUNK = 4096
 BOUGHT, TWICE, EARLIER = 1, 2, 4
 
 
-def member_flags(visits: Sequence[tuple[int, str]], *, monthly: bool = False
-                 ) -> dict[int, int]:
+def dekad_of(day: int) -> int:
+    """The tenth of its month a day (YYYYMMDD) falls in, as YYYYMMk: k = 0 for days 1-10,
+    1 for 11-20, 2 for 21 to the month's end (the buyers' bitmaps between day and month)."""
+    return day // 100 * 10 + min((day % 100 - 1) // 10, 2)
+
+
+def month_of(day: int) -> int:
+    return day // 100
+
+
+def member_flags(visits: Sequence[tuple[int, str]], *, monthly: bool = False,
+                 of: Callable[[int], int] | None = None) -> dict[int, int]:
     """One member's settled purchases as (occurred_at, key) -> {day: flags} (or {month:
-    flags}, month = YYYYMM): BOUGHT in it, TWICE (two or more in it), EARLIER (one in it
-    had a purchase strictly before it: the report's "returning")."""
+    flags}, month = YYYYMM; or {of(day): flags}): BOUGHT in it, TWICE (two or more in it),
+    EARLIER (one in it had a purchase strictly before it: the report's "returning")."""
     if not visits:
         return {}
+    if of is None:
+        of = month_of if monthly else _same
     first = min(at for at, _ in visits)
     count: Counter[int] = Counter()
     latest: dict[int, int] = {}
     for at, _key in visits:
-        bucket = tehran_day(at) // 100 if monthly else tehran_day(at)
+        bucket = of(tehran_day(at))
         count[bucket] += 1
         latest[bucket] = max(at, latest.get(bucket, at))
     return {b: BOUGHT | (TWICE if n >= 2 else 0) | (EARLIER if latest[b] > first else 0)
@@ -124,6 +137,33 @@ def merge_flags(acc: tuple[int, int, int], maps: tuple[int, int, int]) -> tuple[
     once, twice, earlier = acc
     b, t, e = maps
     return once | b, twice | t | (once & b), earlier | e
+
+
+def _same(day: int) -> int:
+    return day
+
+
+def split_dekads(first: int, last: int
+                 ) -> tuple[list[tuple[int, int]], list[int], list[int]]:
+    """Days [first, last] (YYYYMMDD) as the day ranges at the ends, the whole tenths of
+    months (dekad_of) and the whole months between: at most ten days at each end."""
+    ranges: list[tuple[int, int]] = []
+    dekads: list[int] = []
+    parts, months = split_days(first, last)
+    for a, b in parts:  # each within one month
+        month, length = a // 100, monthrange(a // 10_000, a // 100 % 100)[1]
+        d = a % 100
+        while d <= b % 100:
+            k = min((d - 1) // 10, 2)
+            top = length if k == 2 else 10 * (k + 1)
+            if d == 10 * k + 1 and top <= b % 100:
+                dekads.append(month * 10 + k)
+            elif ranges and ranges[-1][1] == month * 100 + d - 1:
+                ranges[-1] = (ranges[-1][0], month * 100 + min(top, b % 100))
+            else:
+                ranges.append((month * 100 + d, month * 100 + min(top, b % 100)))
+            d = min(top, b % 100) + 1
+    return ranges, dekads, months
 
 
 def split_days(first: int, last: int) -> tuple[list[tuple[int, int]], list[int]]:

@@ -176,6 +176,12 @@ def _apply(conn: Connection, entries: list[tuple]) -> None:
 
 
 _EMPTY = bytes(daily_rules.CHUNK // 8)
+#: the buyers' bitmaps: (table, its span's column, the span of a day): per day, per tenth
+#: of a month (store_rollups' dekad_buyers) and per month
+_BITMAPS = (("daily_buyers", "day", lambda d: d),
+            ("dekad_buyers", "dekad", daily_rules.dekad_of),
+            ("monthly_buyers", "month", daily_rules.month_of))
+_COLUMN = {table: column for table, column, _ in _BITMAPS}
 _FLAGS = (daily_rules.BOUGHT, daily_rules.TWICE, daily_rules.EARLIER)
 
 
@@ -189,7 +195,7 @@ def _set_bits(conn: Connection, table: str, club_id: int, span: int, chunk: int,
     one chunk at once wait for each other's row and each sets only its own bits (a read,
     change and write of the whole maps would lose the first one's). On SQLite, whose
     BEGIN IMMEDIATE lets one writer in at a time, read, change, write."""
-    column = "month" if table == "monthly_buyers" else "day"
+    column = _COLUMN[table]
     if engine.dialect_of(conn) == engine.POSTGRESQL:
         conn.execute(
             f"INSERT INTO {table}(club_id, {column}, chunk, bought, twice, earlier) "
@@ -315,11 +321,12 @@ def _neighbours(conn: Connection, p: PurchaseRecord, *, added: bool) -> bool:
             _note(conn, (_I, club_id, day, bin_, n if added else -n))
     chunk, bit = divmod(p.member_id, daily_rules.CHUNK)
     day = tehran_day(at)
-    for table, span, of_span in (
-            ("daily_buyers", day, lambda v: [x for x in v if tehran_day(x[0]) == day]),
-            ("monthly_buyers", month, lambda v: v)):
-        was = daily_rules.bucket_flags(of_span(before), first)
-        became = daily_rules.bucket_flags(of_span(after), first)
+    for table, _, of in _BITMAPS:  # each span lies within the month read
+        span = of(day)
+        was = daily_rules.bucket_flags([v for v in before if of(tehran_day(v[0])) == span],
+                                       first)
+        became = daily_rules.bucket_flags([v for v in after if of(tehran_day(v[0])) == span],
+                                          first)
         if was != became:
             _note(conn, (_B, table, club_id, span, chunk, bit, became))
     return True
@@ -342,9 +349,9 @@ def _recompute(conn: Connection, p: PurchaseRecord, *, added: bool) -> Settled:
         if n:
             _note(conn, (_I, club_id, day, bin_, n))
     chunk, bit = divmod(p.member_id, daily_rules.CHUNK)
-    for table, monthly in (("daily_buyers", False), ("monthly_buyers", True)):
-        was = daily_rules.member_flags(before, monthly=monthly)
-        became = daily_rules.member_flags(after, monthly=monthly)
+    for table, _, of in _BITMAPS:
+        was = daily_rules.member_flags(before, of=of)
+        became = daily_rules.member_flags(after, of=of)
         for span in sorted(was.keys() | became.keys()):
             if was.get(span, 0) != became.get(span, 0):
                 _note(conn, (_B, table, club_id, span, chunk, bit, became.get(span, 0)))
@@ -370,17 +377,17 @@ def _added(conn: Connection, p: PurchaseRecord, before: MemberTotals) -> Settled
     if last is None or first is None:
         # the member's first settled purchase: no interval, bought once, nothing before
         _note(conn, (_I, club_id, day, daily_rules.FIRST_VISIT, 1))
-        for table, span in (("daily_buyers", day), ("monthly_buyers", day // 100)):
-            _note(conn, (_B, table, club_id, span, chunk, bit, daily_rules.BOUGHT))
+        for table, _, of in _BITMAPS:
+            _note(conn, (_B, table, club_id, of(day), chunk, bit, daily_rules.BOUGHT))
         return Settled(club_id, 1, p.amount, at, at)
     # the sorted visits gain `at` at their end: one interval, from the latest to it
     _note(conn, (_I, club_id, day, daily_rules.interval_bin(last, at), 1))
     # a bucket's flags: TWICE when it held the latest already (then two in it), EARLIER
     # when `at` (its latest now) is after the first visit, which `at` does not move
     earlier = daily_rules.EARLIER if at > first else 0
-    for table, span, last_span in (("daily_buyers", day, last_day),
-                                   ("monthly_buyers", day // 100, last_day // 100)):
-        twice = daily_rules.TWICE if last_span == span else 0
+    for table, _, of in _BITMAPS:
+        span = of(day)
+        twice = daily_rules.TWICE if of(last_day) == span else 0
         _note(conn, (_B, table, club_id, span, chunk, bit, daily_rules.BOUGHT | twice | earlier))
     return Settled(club_id, before.visits + 1, before.spend + p.amount, first, at)
 
@@ -453,6 +460,8 @@ class Snapshot:
     buyers: dict[tuple[int, int, int], tuple[int, int, int]] = field(default_factory=dict)
     #: (club, month, chunk) -> the same per month
     monthly: dict[tuple[int, int, int], tuple[int, int, int]] = field(default_factory=dict)
+    #: (club, dekad, chunk) -> the same per tenth of a month (daily_rules.dekad_of)
+    dekads: dict[tuple[int, int, int], tuple[int, int, int]] = field(default_factory=dict)
     #: the roll-ups (store_rollups): (club, week) -> settled, sales, gross, declined,
     #: reversed, enrolled; (club, week, kind); (club, week, bin); (club, month, weekday,
     #: hour) -> settled; (club, tier) -> members
@@ -506,6 +515,7 @@ def from_raw(conn: Connection) -> Snapshot:
     snap.members = {k: v for k, v in members.items() if v}
     intervals: Counter[tuple[int, int, int]] = Counter()
     bits: dict[tuple[int, int, int], list[int]] = {}
+    dekad_bits: dict[tuple[int, int, int], list[int]] = {}
     month_bits: dict[tuple[int, int, int], list[int]] = {}
     visits: list[tuple[int, str]] = []
     current: tuple[int, int] | None = None
@@ -517,8 +527,8 @@ def from_raw(conn: Connection) -> Snapshot:
         for (day, bin_), n in daily_rules.visit_bins(visits).items():
             intervals[(club, day, bin_)] += n
         chunk, bit = divmod(member, daily_rules.CHUNK)
-        for target, monthly in ((bits, False), (month_bits, True)):
-            for span, flags in daily_rules.member_flags(visits, monthly=monthly).items():
+        for target, (_, _, of) in zip((bits, dekad_bits, month_bits), _BITMAPS, strict=True):
+            for span, flags in daily_rules.member_flags(visits, of=of).items():
                 acc = target.setdefault((club, span, chunk), [0, 0, 0])
                 for i, flag in enumerate(_FLAGS):
                     if flags & flag:
@@ -537,6 +547,7 @@ def from_raw(conn: Connection) -> Snapshot:
     snap.intervals = {k: v for k, v in intervals.items() if v}
     snap.buyers = {k: (v[0], v[1], v[2]) for k, v in bits.items() if any(v)}
     snap.monthly = {k: (v[0], v[1], v[2]) for k, v in month_bits.items() if any(v)}
+    snap.dekads = {k: (v[0], v[1], v[2]) for k, v in dekad_bits.items() if any(v)}
     snap.roll_up()
     snap.tiers = store_rollups.tiers_from_raw(conn)
     return snap
@@ -558,8 +569,11 @@ def kept(conn: Connection) -> Snapshot:
         "SELECT club_id, day, enrolled FROM daily_members WHERE enrolled <> 0").fetchall()}
     snap.intervals = {(int(c), int(d), int(b)): int(n) for c, d, b, n in conn.execute(
         "SELECT club_id, day, bin, visits FROM daily_intervals WHERE visits <> 0").fetchall()}
-    for table, into in (("daily_buyers", snap.buyers), ("monthly_buyers", snap.monthly)):
-        for c, d, k, *maps in conn.execute(f"SELECT * FROM {table}").fetchall():
+    for table, into in (("daily_buyers", snap.buyers), ("monthly_buyers", snap.monthly),
+                        ("dekad_buyers", snap.dekads)):
+        for c, d, k, *maps in conn.execute(
+                f"SELECT club_id, {_COLUMN[table]}, chunk, bought, twice, earlier "
+                f"FROM {table}").fetchall():
             ints = tuple(int.from_bytes(bytes(m), "little") for m in maps)
             if any(ints):
                 into[(int(c), int(d), int(k))] = ints  # type: ignore[assignment]
@@ -574,9 +588,14 @@ def rebuild(conn: Connection, tables: tuple[str, ...] = (*TABLES, *store_rollups
     the day tables (TABLES, migration 8) and the roll-ups (store_rollups.TABLES, migration
     21), or only those of one of the two."""
     snap = from_raw(conn)
+    size = daily_rules.CHUNK // 8
     if set(store_rollups.TABLES) & set(tables):
         store_rollups.write(conn, snap.weekly, snap.weekly_credit, snap.weekly_intervals,
                             snap.hours, snap.tiers)
+        conn.executemany(
+            "INSERT INTO dekad_buyers(club_id, dekad, chunk, bought, twice, earlier) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(*k, *(m.to_bytes(size, "little") for m in v)) for k, v in snap.dekads.items()])
     if not set(TABLES) & set(tables):
         return
     for table in TABLES:
@@ -591,7 +610,6 @@ def rebuild(conn: Connection, tables: tuple[str, ...] = (*TABLES, *store_rollups
                      [(*k, v) for k, v in snap.members.items()])
     conn.executemany("INSERT INTO daily_intervals(club_id, day, bin, visits) VALUES (?, ?, ?, ?)",
                      [(*k, v) for k, v in snap.intervals.items()])
-    size = daily_rules.CHUNK // 8
     for table, rows in (("daily_buyers", snap.buyers), ("monthly_buyers", snap.monthly)):
         conn.executemany(
             f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?)",
@@ -899,11 +917,15 @@ def buyers_of(conn: Connection, club_id: int, spans: list[tuple[int, int]]) -> l
     parts: list[str] = []
     args: list[int] = []
     for i, (first, last) in enumerate(spans):
-        ranges, months = daily_rules.split_days(first, last)
+        ranges, dekads, months = daily_rules.split_dekads(first, last)
         for a, b in ranges:
             parts.append(f"SELECT {i}, chunk, bought, twice, earlier FROM daily_buyers "
                          "WHERE club_id = ? AND day >= ? AND day <= ?")
             args += [club_id, a, b]
+        for d in dekads:
+            parts.append(f"SELECT {i}, chunk, bought, twice, earlier FROM dekad_buyers "
+                         "WHERE club_id = ? AND dekad = ?")
+            args += [club_id, d]
         if months:
             parts.append(f"SELECT {i}, chunk, bought, twice, earlier FROM monthly_buyers "
                          "WHERE club_id = ? AND month >= ? AND month <= ?")

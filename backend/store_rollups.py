@@ -19,6 +19,9 @@ Tables (migration 21):
 - `monthly_hours(club_id, month, weekday, hour)`: daily_purchases' settled per Gregorian
   month (YYYYMM), weekday (0 = Saturday) and hour: the heat map of whole months.
 - `tier_counts(club_id, tier)`: members of each tier now.
+- `dekad_buyers(club_id, dekad, chunk)`: store_daily's buyers' bitmaps per tenth of a
+  month (YYYYMMk, daily_rules.dekad_of), written by store_daily with the day's and the
+  month's: a period's ends read at most ten day rows each, not thirty.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from backend.daily_rules import week_of, weekday_index
 from backend.engine import Connection
 
 TABLES = ("weekly_figures", "weekly_credit", "weekly_intervals", "monthly_hours",
-          "tier_counts")
+          "tier_counts", "dekad_buyers")
 
 SCHEMA = (
     "CREATE TABLE weekly_figures (club_id INTEGER NOT NULL, week INTEGER NOT NULL, "
@@ -48,6 +51,9 @@ SCHEMA = (
     "PRIMARY KEY (club_id, month, weekday, hour)) WITHOUT ROWID",
     "CREATE TABLE tier_counts (club_id INTEGER NOT NULL, tier TEXT NOT NULL, "
     "members INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (club_id, tier)) WITHOUT ROWID",
+    "CREATE TABLE dekad_buyers (club_id INTEGER NOT NULL, dekad INTEGER NOT NULL, "
+    "chunk INTEGER NOT NULL, bought BLOB NOT NULL, twice BLOB NOT NULL, "
+    "earlier BLOB NOT NULL, PRIMARY KEY (club_id, dekad, chunk)) WITHOUT ROWID",
 )
 
 #: (club, week) -> settled, sales, gross, declined, reversed, enrolled
@@ -140,7 +146,7 @@ def write(conn: Connection, weekly: Weekly, credit: dict, intervals: dict, hours
           tiers: dict) -> None:
     """Empty the roll-ups and fill them with the given sums (in the caller's transaction)."""
     for table in TABLES:
-        conn.execute(f"DELETE FROM {table}")
+        conn.execute(f"DELETE FROM {table}")  # dekad_buyers too: store_daily fills it
     write_deltas(conn, {}, {}, {}, {}, tiers)
     for table, rows in (("weekly_figures", weekly), ("weekly_credit", credit),
                         ("weekly_intervals", intervals), ("monthly_hours", hours)):

@@ -90,6 +90,7 @@ class DailyMachine(LedgerMachine):
         assert kept.buyers == raw.buyers
         assert kept.monthly == raw.monthly
         # the roll-ups: per week, per month's weekday and hour, members per tier
+        assert kept.dekads == raw.dekads
         assert kept.weekly == raw.weekly
         assert kept.weekly_credit == raw.weekly_credit
         assert kept.weekly_intervals == raw.weekly_intervals
@@ -249,6 +250,14 @@ def test_store_daily_rules() -> None:
         [(20261125, 20261127), (20261212, 20261216)], (20261128, 20261205))
     assert daily_rules.split_weeks(20261128, 20261211) == ([], (20261128, 20261205))
     assert daily_rules.split_weeks(20261129, 20261210) == ([(20261129, 20261210)], None)
+    assert [daily_rules.dekad_of(d) for d in (20261201, 20261210, 20261211, 20261231)] == [
+        2026120, 2026120, 2026121, 2026122]
+    assert daily_rules.split_dekads(20251202, 20261201) == (
+        [(20251202, 20251210), (20261201, 20261201)], [2025121, 2025122],
+        [202601 + i for i in range(11)])
+    assert daily_rules.split_dekads(20260205, 20260228) == (
+        [(20260205, 20260210)], [2026021, 2026022], [])
+    assert daily_rules.split_dekads(20260212, 20260219) == ([(20260212, 20260219)], [], [])
 
 
 def test_store_daily_deltas_follow_savepoints_and_rollbacks(db: str) -> None:
