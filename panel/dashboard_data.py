@@ -1,8 +1,9 @@
 """The dashboard's figures and charts for one club and period, from the store's reads.
 
-Sums come from the per-day pre-aggregates (backend.store_daily), so any period costs a
-few hundred small rows; the distinct-member figures (buying, returning, repeat) are read
-exactly from the period's purchases. Every figure here equals the operator's report
+Sums come from the per-day pre-aggregates and their roll-ups (backend.store_daily,
+store_rollups, read through backend.store_dashboard), so any period costs a few hundred
+small rows; the distinct-member figures (buying, returning, repeat) come exactly from the
+buyers' bitmaps. Every figure here equals the operator's report
 (`loyalty-backend report`) for the same days wherever the report has it (tested).
 """
 
@@ -14,7 +15,7 @@ from functools import lru_cache
 
 import jdatetime
 
-from backend import daily_rules, store_daily, store_segments
+from backend import daily_rules, store_dashboard, store_segments
 from backend.daily_rules import day_number, from_day_number
 from backend.engine import Connection
 from backend.segments import SEGMENTS
@@ -61,15 +62,15 @@ class PeriodFigures:
 
 
 def period_figures(conn: Connection, club_id: int, period: Period
-                   ) -> tuple[PeriodFigures, list[store_daily.DayFigures]]:
+                   ) -> tuple[PeriodFigures, list[store_dashboard.DayFigures]]:
     first, last = day_number(period.first), day_number(period.last)
-    rows = store_daily.days(conn, club_id, first, last)
-    b = store_daily.buyers(conn, club_id, first, last)
-    return _figures(rows, store_daily.enrolled_through(conn, club_id, last), b), rows
+    rows = store_dashboard.days(conn, club_id, first, last)
+    b = store_dashboard.buyers(conn, club_id, first, last)
+    return _figures(rows, store_dashboard.enrolled_through(conn, club_id, last), b), rows
 
 
-def _figures(rows: list[store_daily.DayFigures], members: int,
-             b: store_daily.Buyers) -> PeriodFigures:
+def _figures(rows: list[store_dashboard.DayFigures], members: int,
+             b: store_dashboard.Buyers) -> PeriodFigures:
     """A period's figures from its per-day rows."""
     return PeriodFigures(
         sales=sum(r.sales for r in rows),
@@ -83,7 +84,7 @@ def _figures(rows: list[store_daily.DayFigures], members: int,
     )
 
 
-def _totals_figures(t: store_daily.Totals, b: store_daily.Buyers) -> PeriodFigures:
+def _totals_figures(t: store_dashboard.Totals, b: store_dashboard.Buyers) -> PeriodFigures:
     """A period's figures from its sums (the previous period: no per-day rows needed)."""
     return PeriodFigures(
         sales=t.sales, purchases=t.settled, members=t.members, new=t.enrolled,
@@ -200,18 +201,18 @@ def _saturdays(period: Period) -> list[date]:
     return [first + timedelta(days=7 * i) for i in range((last - first).days // 7 + 1)]
 
 
-def _per_week(period: Period, rows: list[store_daily.DayFigures]
-              ) -> dict[date, list[store_daily.DayFigures]]:
+def _per_week(period: Period, rows: list[store_dashboard.DayFigures]
+              ) -> dict[date, list[store_dashboard.DayFigures]]:
     """The rows (days, or whole weeks on their Saturday) of each week the period touches,
     every week present (an empty one: no rows), in order."""
-    weeks: dict[date, list[store_daily.DayFigures]] = {s: [] for s in _saturdays(period)}
+    weeks: dict[date, list[store_dashboard.DayFigures]] = {s: [] for s in _saturdays(period)}
     for r in rows:
         weeks[from_day_number(daily_rules.week_of(r.day))].append(r)
     return weeks
 
 
-def _points(period: Period, rows: list[store_daily.DayFigures], weekly: bool
-            ) -> tuple[list[date], list[list[store_daily.DayFigures]]]:
+def _points(period: Period, rows: list[store_dashboard.DayFigures], weekly: bool
+            ) -> tuple[list[date], list[list[store_dashboard.DayFigures]]]:
     """The chart's points: each day alone, or the rows of each week together (a period's
     first and last week may be partial); each point labelled by its first day."""
     if not weekly:
@@ -229,10 +230,10 @@ def build(conn: Connection, club_id: int, period: Period, lang: str) -> Dashboar
     fmt = Formats(lang)
     before_period = previous(period)
     first, last = day_number(period.first), day_number(period.last)
-    got = store_daily.period_reads(conn, club_id, first, last,
+    got = store_dashboard.period_reads(conn, club_id, first, last,
                                    day_number(before_period.first),
                                    day_number(before_period.last), weeks=_weekly(period))
-    b_now, b_before = store_daily.buyers_of(conn, club_id, [
+    b_now, b_before = store_dashboard.buyers_of(conn, club_id, [
         (first, last), (day_number(before_period.first), day_number(before_period.last))])
     now = _figures(got.days, got.members, b_now)
     before = _totals_figures(got.before, b_before)
@@ -261,7 +262,7 @@ def chart(conn: Connection, club_id: int, period: Period, name: str, lang: str
     on the page."""
     if name not in CHART_NAMES:
         return None
-    rows = store_daily.days(conn, club_id, day_number(period.first),
+    rows = store_dashboard.days(conn, club_id, day_number(period.first),
                             day_number(period.last), weeks=_weekly(period)
                             ) if name in _DAY_CHARTS else []
     return charts(conn, club_id, period, rows, lang, TEXTS[lang], only=name)[0]
@@ -293,7 +294,7 @@ def segments_chart(conn: Connection, club_id: int, lang: str, t: dict[str, str])
 
 
 def charts(conn: Connection, club_id: int, period: Period,
-           rows: list[store_daily.DayFigures], lang: str, t: dict[str, str],
+           rows: list[store_dashboard.DayFigures], lang: str, t: dict[str, str],
            only: str | None = None) -> tuple[Chart, ...]:
     """The period's charts (`rows`: its per-day rows; a weekly period's whole weeks as one
     row on their Saturday, which every chart of it sums per week), or only the one named
@@ -329,7 +330,7 @@ def charts(conn: Connection, club_id: int, period: Period,
             t["def_chart_members" + k])
 
     def tiers() -> Chart:
-        got = store_daily.tiers(conn, club_id) or [("—", 0)]
+        got = store_dashboard.tiers(conn, club_id) or [("—", 0)]
         return Chart("tiers", t["chart_tiers"], render(ChartData(
             t["chart_tiers"], ChartKind.BARS, tuple(name for name, _ in got),
             (Series(t["series_members"], tuple(n for _, n in got)),))))
@@ -339,7 +340,7 @@ def charts(conn: Connection, club_id: int, period: Period,
 
     def heat() -> Chart:
         grid = [[0] * 24 for _ in range(7)]
-        for weekday, hour, n in store_daily.weekday_hours(conn, club_id, first, last):
+        for weekday, hour, n in store_dashboard.weekday_hours(conn, club_id, first, last):
             grid[weekday][hour] += n
         names = WEEKDAYS_FA if lang == "fa" else WEEKDAYS_EN
         return Chart("heat", t["chart_heat"], render(ChartData(
@@ -358,7 +359,7 @@ def charts(conn: Connection, club_id: int, period: Period,
             t["def_chart_credit"])
 
     def intervals() -> Chart:
-        bins = store_daily.intervals(conn, club_id, first, last)
+        bins = store_dashboard.intervals(conn, club_id, first, last)
         counts = tuple(bins.get(i, 0) for i in range(len(daily_rules.INTERVAL_EDGES)))
         return Chart("intervals", t["chart_intervals"], render(ChartData(
             t["chart_intervals"], ChartKind.HISTOGRAM, daily_rules.interval_labels(),

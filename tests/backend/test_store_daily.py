@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, rule, run_state_machine_as_test
 
-from backend import daily_rules, ledger, report, store, store_daily, store_rollups
+from backend import daily_rules, ledger, report, store, store_daily, store_dashboard, store_rollups
 from backend.daily_rules import day_number, from_day_number
 from protocols.persian import TEHRAN
 from tests.backend.core_helpers import FakeClock, advice, phone, request
@@ -96,12 +96,12 @@ class DailyMachine(LedgerMachine):
         assert kept.weekly_intervals == raw.weekly_intervals
         assert kept.hours == raw.hours
         assert kept.tiers == raw.tiers
-        assert store_daily.tiers(self.conn, 1) == sorted(
+        assert store_dashboard.tiers(self.conn, 1) == sorted(
             (t, n) for (c, t), n in raw.tiers.items() if c == 1)
 
     @invariant()
     def days_equal_the_report(self) -> None:
-        rows = store_daily.days(self.conn, 1, 0, 99_999_999)
+        rows = store_dashboard.days(self.conn, 1, 0, 99_999_999)
         if not rows:
             return
         first, last = from_day_number(rows[0].day), from_day_number(rows[-1].day)
@@ -117,15 +117,15 @@ class DailyMachine(LedgerMachine):
         assert f.credit_redeemed == -sum(r.credit_of("redeem") for r in rows)
         assert f.credit_expired == -sum(r.credit_of("expiry") for r in rows)
         assert f.credit_adjusted == sum(r.credit_of("adjustment") for r in rows)
-        b = store_daily.buyers(self.conn, 1, rows[0].day, rows[-1].day)
+        b = store_dashboard.buyers(self.conn, 1, rows[0].day, rows[-1].day)
         assert b.returning == f.returning_members
-        assert b == store_daily.buyers_from_purchases(self.conn, 1, store.ts(since),
+        assert b == store_dashboard.buyers_from_purchases(self.conn, 1, store.ts(since),
                                                       store.ts(until))
         if len(rows) > 2:  # a period that starts after the first day
             mid = rows[len(rows) // 2].day
             start = datetime.combine(from_day_number(mid), datetime.min.time(), TEHRAN)
-            assert store_daily.buyers(self.conn, 1, mid, rows[-1].day) == \
-                store_daily.buyers_from_purchases(self.conn, 1, store.ts(start),
+            assert store_dashboard.buyers(self.conn, 1, mid, rows[-1].day) == \
+                store_dashboard.buyers_from_purchases(self.conn, 1, store.ts(start),
                                                   store.ts(until))
         settled = self.conn.execute(
             "SELECT member_id, occurred_at FROM purchases WHERE approved = 1 AND reversed = 0"
@@ -139,54 +139,54 @@ class DailyMachine(LedgerMachine):
             assert r.came_back == sum(1 for mid in on_day if first_day[mid] < r.day)
             assert r.first_visits == sum(1 for mid in on_day if first_day[mid] == r.day)
         lots = self.conn.execute("SELECT COALESCE(SUM(remaining), 0) FROM lots").fetchone()[0]
-        assert store_daily.outstanding(self.conn, 1) == lots
+        assert store_dashboard.outstanding(self.conn, 1) == lots
         self.one_query_reads_agree(rows)
 
-    def one_query_reads_agree(self, rows: list[store_daily.DayFigures]) -> None:
+    def one_query_reads_agree(self, rows: list[store_dashboard.DayFigures]) -> None:
         """The dashboard's merged reads (one round trip each) equal the plain ones."""
         first, mid, last = rows[0].day, rows[len(rows) // 2].day, rows[-1].day
-        got = store_daily.period_reads(self.conn, 1, mid, last, first, mid)
-        assert got.days == store_daily.days(self.conn, 1, mid, last)
-        assert got.members == store_daily.enrolled_through(self.conn, 1, last)
-        assert got.outstanding == store_daily.outstanding(self.conn, 1)
-        before = store_daily.days(self.conn, 1, first, mid)
-        assert got.before == store_daily.totals(self.conn, 1, first, mid)
+        got = store_dashboard.period_reads(self.conn, 1, mid, last, first, mid)
+        assert got.days == store_dashboard.days(self.conn, 1, mid, last)
+        assert got.members == store_dashboard.enrolled_through(self.conn, 1, last)
+        assert got.outstanding == store_dashboard.outstanding(self.conn, 1)
+        before = store_dashboard.days(self.conn, 1, first, mid)
+        assert got.before == store_dashboard.totals(self.conn, 1, first, mid)
         assert got.before.settled == sum(r.settled for r in before)
         assert got.before.sales == sum(r.sales for r in before)
         assert got.before.enrolled == sum(r.enrolled for r in before)
-        assert got.before.members == store_daily.enrolled_through(self.conn, 1, mid)
+        assert got.before.members == store_dashboard.enrolled_through(self.conn, 1, mid)
         for kind in daily_rules.CREDIT_KINDS:
             assert got.before.credit_of(kind) == sum(r.credit_of(kind) for r in before)
-        assert store_daily.buyers_of(self.conn, 1, [(mid, last), (first, mid)]) == [
-            store_daily.buyers(self.conn, 1, mid, last),
-            store_daily.buyers(self.conn, 1, first, mid)]
+        assert store_dashboard.buyers_of(self.conn, 1, [(mid, last), (first, mid)]) == [
+            store_dashboard.buyers(self.conn, 1, mid, last),
+            store_dashboard.buyers(self.conn, 1, first, mid)]
         self.roll_up_reads_agree(first, mid, last)
 
     def roll_up_reads_agree(self, first: int, mid: int, last: int) -> None:
         """The reads that take whole weeks and months from the roll-ups equal the day
         rows summed alike."""
         for a, b in ((first, last), (mid, last), (first, mid)):
-            plain = store_daily.days(self.conn, 1, a, b)
-            assert _per_week(store_daily.days(self.conn, 1, a, b, weeks=True)) == \
+            plain = store_dashboard.days(self.conn, 1, a, b)
+            assert _per_week(store_dashboard.days(self.conn, 1, a, b, weeks=True)) == \
                 _per_week(plain)
-            got = store_daily.period_reads(self.conn, 1, a, b, first, mid, weeks=True)
+            got = store_dashboard.period_reads(self.conn, 1, a, b, first, mid, weeks=True)
             assert _per_week(got.days) == _per_week(plain)
-            assert got.before == store_daily.totals(self.conn, 1, first, mid)
-            assert got.outstanding == store_daily.outstanding(self.conn, 1)
+            assert got.before == store_dashboard.totals(self.conn, 1, first, mid)
+            assert got.outstanding == store_dashboard.outstanding(self.conn, 1)
             bins: Counter[int] = Counter()
             for (c, d, bin_), n in store_daily.kept(self.conn).intervals.items():
                 if c == 1 and a <= d <= b:
                     bins[bin_] += n
-            assert store_daily.intervals(self.conn, 1, a, b) == {k: v for k, v in bins.items()
+            assert store_dashboard.intervals(self.conn, 1, a, b) == {k: v for k, v in bins.items()
                                                                  if v}
             heat: Counter[tuple[int, int]] = Counter()
-            for d, hour, n in store_daily.hours(self.conn, 1, a, b):
+            for d, hour, n in store_dashboard.hours(self.conn, 1, a, b):
                 heat[(daily_rules.weekday_index(d), hour)] += n
-            assert store_daily.weekday_hours(self.conn, 1, a, b) == sorted(
+            assert store_dashboard.weekday_hours(self.conn, 1, a, b) == sorted(
                 (w, h, n) for (w, h), n in heat.items() if n)
 
 
-def _per_week(rows: list[store_daily.DayFigures]) -> dict[int, tuple]:
+def _per_week(rows: list[store_dashboard.DayFigures]) -> dict[int, tuple]:
     """Day rows (or whole weeks' rows) summed per week: what a weekly chart shows."""
     acc: dict[int, list] = {}
     for r in rows:

@@ -16,7 +16,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from backend import report, store_daily
+from backend import report, store_dashboard
 from backend.daily_rules import day_number
 from tests.backend.engines import register_test_terminals
 from tests.panel.browser import WAIT_S, check_layout, chromium, log_in, serve_in_thread
@@ -50,8 +50,8 @@ def test_dashboard_in_chromium(sqlite_world: World, tmp_path: Path) -> None:
         with sqlite_world.conn() as conn:
             f = report.summary(conn, since=since, until=until, club_id=sqlite_world.club_a) \
                 if "club_id" in report.summary.__code__.co_varnames else None
-            rows = store_daily.days(conn, sqlite_world.club_a, day, day)
-            b = store_daily.buyers_from_purchases(conn, sqlite_world.club_a,
+            rows = store_dashboard.days(conn, sqlite_world.club_a, day, day)
+            b = store_dashboard.buyers_from_purchases(conn, sqlite_world.club_a,
                                                   int(since.timestamp()),
                                                   int(until.timestamp()))
             settled, sales = conn.execute(

@@ -10,7 +10,7 @@ from datetime import date, timedelta
 
 import jdatetime
 
-from backend import daily_rules, store, store_daily, store_rollups
+from backend import daily_rules, store, store_daily, store_dashboard, store_rollups
 from backend.daily_rules import day_number
 from panel import dashboard_data, periods
 
@@ -47,11 +47,11 @@ def test_weekday_hours_sums_in_the_database(db: str) -> None:
     _fill(conn)
     first, last = day_number(FIRST), day_number(FIRST + timedelta(days=DAYS - 1))
     want: Counter[tuple[int, int]] = Counter()
-    for d, hour, n in store_daily.hours(conn, 1, first, last):
+    for d, hour, n in store_dashboard.hours(conn, 1, first, last):
         want[(daily_rules.weekday_index(d), hour)] += n
-    got = {(w, h): n for w, h, n in store_daily.weekday_hours(conn, 1, first, last)}
+    got = {(w, h): n for w, h, n in store_dashboard.weekday_hours(conn, 1, first, last)}
     assert got == dict(want) and len(got) == 7 * 3
-    assert store_daily.weekday_hours(conn, 2, first, last) == []  # another club's
+    assert store_dashboard.weekday_hours(conn, 2, first, last) == []  # another club's
     conn.close()
 
 
