@@ -29,6 +29,7 @@ from backend import (
     store_member_tokens,
     store_segments,
     store_surveys,
+    store_tiers,
     store_transfers,
 )
 from backend.engine import Connection
@@ -607,6 +608,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         20,
         "each club's price of one SMS part, for the campaign estimate",
         store_marketing.SMS_PRICE_SCHEMA,
+    ),
+    Migration(
+        21,
+        "members' tier history: one row per tier change (from, to, when, the cause, up "
+        "or down and the next threshold), for the tier-up message and the member's page",
+        store_tiers.SCHEMA,
     ),
 )
 LATEST = MIGRATIONS[-1].version
