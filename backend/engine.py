@@ -36,6 +36,7 @@ _PASSWORD_PARAM = re.compile(r"(password=)[^&\s'\"]*", re.IGNORECASE)
 ROWID_TABLES = frozenset({
     "members", "lots", "ledger", "requests", "otps", "offers", "sms_outbox", "clubs", "branches",
     "audit_log", "gift_batches", "gift_movements", "draws", "surveys", "tier_changes",
+    "campaigns", "transfers",
 })
 
 
