@@ -30,6 +30,7 @@ from backend import (
     store_rollups,
     store_segments,
     store_surveys,
+    store_tiers,
     store_transfers,
 )
 from backend.engine import Connection
@@ -433,7 +434,7 @@ def _fill_daily(conn: Connection, setup: Setup) -> None:
 
 
 def _fill_rollups(conn: Connection, setup: Setup) -> None:
-    """Version 21: the roll-ups (per week, per month's weekday and hour, per tier) of
+    """Version 22: the roll-ups (per week, per month's weekday and hour, per tier) of
     every row already there, from the raw rows."""
     store_daily.rebuild(conn, store_rollups.TABLES)
 
@@ -617,8 +618,15 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         21,
+        "members' tier history: one row per tier change (from, to, when, the cause, up "
+        "or down and the next threshold), for the tier-up message and the member's page",
+        store_tiers.SCHEMA,
+    ),
+    Migration(
+        22,
         "roll-ups of the dashboard's per-day pre-aggregates (per week, per month's weekday "
-        "and hour) and the members of each tier as a count, filled from the raw rows",
+        "and hour, the buyers per tenth of a month) and the members of each tier as a "
+        "count, filled from the raw rows",
         store_rollups.SCHEMA,
         steps=(_fill_rollups,),
     ),

@@ -10,7 +10,7 @@ key order (the same lock order in every process). Members per tier follow
 (store_daily.tier_changed). `roll_up` computes the same tables from day-level sums, so
 the rebuild from the raw rows (store_daily.rebuild) and the kept rows cannot disagree.
 
-Tables (migration 21):
+Tables (migration 22):
 - `weekly_figures(club_id, week, ...)`: daily_purchases' settled, sales, gross, declined,
   reversed and daily_members' enrolled, summed per Iranian week (`week`: its Saturday,
   YYYYMMDD; daily_rules.week_of).

@@ -21,6 +21,7 @@ from backend import (
     store_member_tokens,
     store_rollups,
     store_surveys,
+    store_tiers,
     store_transfers,
 )
 from backend.engine import Connection
@@ -39,6 +40,7 @@ TABLES = (
     *store_member_tokens.TABLES,
     *store_transfers.TABLES,
     *store_surveys.TABLES,
+    *store_tiers.TABLES,
 )  # fmt: skip
 #: Rows a new schema is made with (its one club): replaced by the source's.
 _MADE_WITH_SCHEMA = ("registry_state", "branches", "clubs")

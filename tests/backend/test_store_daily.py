@@ -318,7 +318,7 @@ def test_store_daily_migration_fills_existing_rows(db: str) -> None:
         store_daily.rebuild(conn)
     assert store_daily.kept(conn) == before
     assert before.weekly and before.hours and before.tiers
-    with store.transaction(conn):  # migration 21: the roll-ups alone
+    with store.transaction(conn):  # migration 22: the roll-ups alone
         for table in store_rollups.TABLES:
             conn.execute(f"DELETE FROM {table}")
         store_daily.rebuild(conn, store_rollups.TABLES)
