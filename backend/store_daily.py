@@ -586,7 +586,7 @@ def rebuild(conn: Connection, tables: tuple[str, ...] = (*TABLES, *store_rollups
             ) -> None:
     """Empty the tables and fill them from the raw rows (in the caller's transaction):
     the day tables (TABLES, migration 8) and the roll-ups (store_rollups.TABLES, migration
-    21), or only those of one of the two."""
+    22), or only those of one of the two."""
     snap = from_raw(conn)
     size = daily_rules.CHUNK // 8
     if set(store_rollups.TABLES) & set(tables):
