@@ -1,7 +1,7 @@
 """The panel's pages: server time per page over a shop of realistic size, both engines.
 
     python benchmarks/panel.py [--db sqlite|postgresql|both] [--quick] [--samples N]
-                               [--keep DIR]
+                               [--keep DIR] [--pages REGEX]
 
 A club of 100,000 members with 1,000,000 purchases over two years and 3,000,000 ledger
 rows (--quick: 10,000 / 100,000 / 300,000) is bulk-loaded straight into the tables (as
@@ -16,7 +16,9 @@ while it ran (tracemalloc, one request), beside the same for /health.
 
 --keep DIR keeps the built data set (the SQLite file and PostgreSQL's data folder) in DIR
 and uses it again on the next run of the same size (migrations added since are applied
-when it is opened): building the full set takes several minutes.
+when it is opened): building the full set takes several minutes. --pages REGEX measures
+only the pages whose name matches (searched, e.g. "dashboard"; /health always, as the
+reference), and skips the downloads unless one matches.
 """
 
 from __future__ import annotations
@@ -157,7 +159,8 @@ def login(client: TestClient) -> None:
     assert r.status_code == 303, r.text
 
 
-def measure(db: str, now: datetime, samples: int) -> list[tuple[str, float, float, float, float]]:
+def measure(db: str, now: datetime, samples: int, only: re.Pattern[str] | None = None
+            ) -> tuple[list[tuple[str, float, float, float, float]], list[dict]]:
     app = create_app(PanelSettings(idle_timeout=3600), database=Database(db),
                      wall_clock=lambda: now)
     pages = [
@@ -188,6 +191,8 @@ def measure(db: str, now: datetime, samples: int) -> list[tuple[str, float, floa
         ("users", "/users"),
         ("audit log", "/audit"),
     ]
+    if only is not None:
+        pages = [pages[0], *(p for p in pages[1:] if only.search(p[0]))]
     out = []
     with TestClient(app, base_url="http://127.0.0.1") as client:
         login(client)
@@ -202,8 +207,10 @@ def measure(db: str, now: datetime, samples: int) -> list[tuple[str, float, floa
                 wall.append((time.perf_counter() - t0) * 1000)
                 cpu.append((time.process_time() - c0) * 1000)
             out.append((name, pct(wall, 50), pct(wall, 95), pct(cpu, 50), pct(cpu, 95)))
-        downloads = [download(app, client, path, max(3, samples // 10))
-                     for path in ("/health", "/members.csv")]
+        paths = ["/health", "/members.csv"]
+        if only is not None and not only.search("/members.csv"):
+            paths = []
+        downloads = [download(app, client, path, max(3, samples // 10)) for path in paths]
     app.state.panel.database.close()
     return out, downloads
 
@@ -277,6 +284,10 @@ def report(engine: str, measured: tuple[list, list[dict]]) -> None:
         mark = "" if w95 < 150 else "   <- over the 150 ms goal"
         print(f"  {name:28} {w50:7.1f} {w95:7.1f} | {c50:7.1f} {c95:7.1f}   "
               f"x{w95 / ref:5.1f}{mark}")
+    if not downloads:
+        print(f"  (load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}, "
+              f"{time.strftime('%H:%M:%S', time.gmtime())} UTC)", flush=True)
+        return
     print("  downloads straight through ASGI, ms p50 / p95 (first byte | whole | CPU), "
           "bytes, peak Python memory")
     for d in downloads:
@@ -295,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=40)
     ap.add_argument("--keep", metavar="DIR", type=Path,
                     help="keep the built data set in DIR and use it again next time")
+    ap.add_argument("--pages", metavar="REGEX", type=re.compile,
+                    help="measure only the pages whose name matches (and /health)")
     a = ap.parse_args(argv)
     members, purchases, ledger_rows = ((10_000, 100_000, 300_000) if a.quick
                                        else (100_000, 1_000_000, 3_000_000))
@@ -330,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             built["sqlite"] = True
             marker.write_text(json.dumps(built))
         if a.db in ("sqlite", "both"):
-            report("SQLite", measure(str(sqlite_db), now, a.samples))
+            report("SQLite", measure(str(sqlite_db), now, a.samples, a.pages))
         if a.db in ("postgresql", "both"):
             (work / "pg").mkdir(exist_ok=True)
             if built.get("pg"):
@@ -355,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             if not built.get("pg"):
                 built["pg"] = pg.password
                 marker.write_text(json.dumps(built))
-            report("PostgreSQL", measure(url, now, a.samples))
+            report("PostgreSQL", measure(url, now, a.samples, a.pages))
         print(f"\n(machine: {os.cpu_count()} cores, shared with other work while measured)")
     finally:
         if pg is not None:
