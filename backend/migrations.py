@@ -608,6 +608,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         "each club's price of one SMS part, for the campaign estimate",
         store_marketing.SMS_PRICE_SCHEMA,
     ),
+    Migration(
+        21,
+        "the members list walks each order's index from a row's (value, id) and counts a "
+        "filter off one index: (club_id, enrolled_at, id) and (club_id, tier, last_visit, "
+        "spend, enrolled_at) replace (club_id, enrolled_at) and (club_id, tier)",
+        store_member_stats.LIST_SCHEMA,
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 _VERSION_TABLE = "CREATE TABLE schema_version (version INTEGER NOT NULL)"
