@@ -229,7 +229,10 @@ def _walk(conn: Connection, where: str, args: list[object], flt: MemberFilter,
     """Up to `limit` rows strictly past `start` (None: from the end it walks from), in the
     list's order (forward) or against it. The order is two runs, the rows with a value by
     (column, id) and, for a nullable order, the NULL ones by id; the walk goes through the
-    runs from `start`'s one, each a LIMIT read of its index from a row value."""
+    runs from `start`'s one. Past a cursor (v, id) it reads v's other rows by id first,
+    then the values past v: each an exact range of the order's index (SQLite bounds a row
+    value's comparison by its first column only, and the visits order has thousands of
+    ties)."""
     column = _SORT_COLUMN[flt.sort]
     desc = flt.descending == forward  # the direction this walk reads in
     direction, past = ("DESC", "<") if desc else ("ASC", ">")
@@ -242,15 +245,23 @@ def _walk(conn: Connection, where: str, args: list[object], flt: MemberFilter,
     if start is not None:  # from the cursor's run on (its value tells which)
         at = [n for n, r in enumerate(runs) if (r[0] is None) == (start.value is None)]
         runs = runs[at[0]:] if at else []
-    out: list[tuple] = []
+    reads: list[tuple[str, list[object], str]] = []  # (condition, its arguments, order)
     for n, (key, extra) in enumerate(runs):
-        cond, more = (f"{where} AND {extra}" if extra else where), []
-        if start is not None and n == 0:
-            if key is None:
-                cond, more = f"{cond} AND id {past} ?", [start.id]
-            else:
-                cond, more = f"{cond} AND ({key}, id) {past} (?, ?)", [start.value, start.id]
-        order = f"{key} {direction}, id {direction}" if key else f"id {direction}"
+        cond = f"{where} AND {extra}" if extra else where
+        by_id = f"id {direction}"
+        if key is None and start is not None and n == 0:
+            reads.append((f"{cond} AND id {past} ?", [start.id], by_id))
+        elif key is None:
+            reads.append((cond, [], by_id))
+        elif start is not None and n == 0:
+            reads.append((f"{cond} AND {key} = ? AND id {past} ?", [start.value, start.id],
+                          by_id))
+            reads.append((f"{cond} AND {key} {past} ?", [start.value],
+                          f"{key} {direction}, {by_id}"))
+        else:
+            reads.append((cond, [], f"{key} {direction}, {by_id}"))
+    out: list[tuple] = []
+    for cond, more, order in reads:
         out += conn.execute(f"SELECT {_SUMMARY} FROM members WHERE {cond} ORDER BY {order} "
                             "LIMIT ?", (*args, *more, limit - len(out))).fetchall()
         if len(out) >= limit:
