@@ -192,15 +192,14 @@ def list_members(conn: Connection, club_id: int, flt: MemberFilter, *, limit: in
     its place on the order's index (keyset: a row value compared with (column, id)), so
     page 2,000 costs what page 1 does; a nullable order has its non-NULL rows first, then
     the NULL ones by id."""
-    where, args = _member_where(club_id, flt)
     total = count_members(conn, club_id, flt)
     if before is not None or last:
         size = limit if before is not None else (total - 1) % limit + 1 if total else limit
-        back = _walk(conn, where, args, flt, before, forward=False, limit=size + 1)
+        back = _walk(conn, club_id, flt, before, forward=False, limit=size + 1)
         rows = back[:size][::-1]
         return MemberPage([_summary(r) for r in rows], total, len(back) > size,
                           before is not None)
-    ahead = _walk(conn, where, args, flt, after, forward=True, limit=limit + 1)
+    ahead = _walk(conn, club_id, flt, after, forward=True, limit=limit + 1)
     return MemberPage([_summary(r) for r in ahead[:limit]], total, after is not None,
                       len(ahead) > limit)
 
@@ -213,10 +212,9 @@ def each_member(conn: Connection, club_id: int, flt: MemberFilter, *, batch: int
     rows come at once. Batches are separate statements: a member changed while the export
     runs may show its old or new figures, none is skipped or repeated (the order is total:
     the column, then the id)."""
-    where, args = _member_where(club_id, flt)
     start: Cursor | None = None
     while True:
-        rows = [_summary(r) for r in _walk(conn, where, args, flt, start, forward=True,
+        rows = [_summary(r) for r in _walk(conn, club_id, flt, start, forward=True,
                                            limit=batch)]
         yield from rows
         if len(rows) < batch:
@@ -224,16 +222,19 @@ def each_member(conn: Connection, club_id: int, flt: MemberFilter, *, batch: int
         start = cursor_of(rows[-1], flt.sort)
 
 
-def _walk(conn: Connection, where: str, args: list[object], flt: MemberFilter,
-          start: Cursor | None, *, forward: bool, limit: int) -> list[tuple]:
+def _walk(conn: Connection, club_id: int, flt: MemberFilter, start: Cursor | None, *,
+          forward: bool, limit: int) -> list[tuple]:
     """Up to `limit` rows strictly past `start` (None: from the end it walks from), in the
     list's order (forward) or against it. The order is two runs, the rows with a value by
     (column, id) and, for a nullable order, the NULL ones by id; the walk goes through the
     runs from `start`'s one. Past a cursor (v, id) it reads v's other rows by id first,
     then the values past v: each an exact range of the order's index (SQLite bounds a row
     value's comparison by its first column only, and the visits order has thousands of
-    ties)."""
+    ties). The filter's terms on the sort column are folded into v's bound (checked on v
+    for the ties, the tighter bound kept past v): SQLite bounds an index by the first of
+    two terms on a column, which may be the filter's, and would walk from there to v."""
     column = _SORT_COLUMN[flt.sort]
+    where, args = _member_where(club_id, flt)
     desc = flt.descending == forward  # the direction this walk reads in
     direction, past = ("DESC", "<") if desc else ("ASC", ">")
     runs: list[tuple[str | None, str | None]] = [  # (key column or None: by id, condition)
@@ -250,20 +251,26 @@ def _walk(conn: Connection, where: str, args: list[object], flt: MemberFilter,
         cond = f"{where} AND {extra}" if extra else where
         by_id = f"id {direction}"
         if key is None and start is not None and n == 0:
-            reads.append((f"{cond} AND id {past} ?", [start.id], by_id))
+            reads.append((f"{cond} AND id {past} ?", [*args, start.id], by_id))
         elif key is None:
-            reads.append((cond, [], by_id))
+            reads.append((cond, args, by_id))
         elif start is not None and n == 0:
-            reads.append((f"{cond} AND {key} = ? AND id {past} ?", [start.value, start.id],
-                          by_id))
-            reads.append((f"{cond} AND {key} {past} ?", [start.value],
+            terms = _member_terms(club_id, flt)
+            if all(_holds(start.value, op, v) for c, op, v in terms if c == key):
+                tie_where, tie_args = _joined([t for t in terms if t[0] != key])
+                reads.append((f"{tie_where} AND {key} = ? AND id {past} ?",
+                              [*tie_args, start.value, start.id], by_id))
+            past_where, past_args = _joined(
+                [t for t in terms if t[0] != key]
+                + _tightest([t for t in terms if t[0] == key] + [(key, past, start.value)]))
+            reads.append((f"{past_where} AND {extra}" if extra else past_where, past_args,
                           f"{key} {direction}, {by_id}"))
         else:
-            reads.append((cond, [], f"{key} {direction}, {by_id}"))
+            reads.append((cond, args, f"{key} {direction}, {by_id}"))
     out: list[tuple] = []
-    for cond, more, order in reads:
+    for cond, given, order in reads:
         out += conn.execute(f"SELECT {_SUMMARY} FROM members WHERE {cond} ORDER BY {order} "
-                            "LIMIT ?", (*args, *more, limit - len(out))).fetchall()
+                            "LIMIT ?", (*given, limit - len(out))).fetchall()
         if len(out) >= limit:
             break
     return out
@@ -275,28 +282,51 @@ def _summary(row: tuple) -> MemberSummary:
                          from_ts(last) if last is not None else None, int(v), int(sp))
 
 
-def _member_where(club_id: int, flt: MemberFilter) -> tuple[str, list[object]]:
-    where = ["club_id = ?"]
-    args: list[object] = [club_id]
+def _member_terms(club_id: int, flt: MemberFilter) -> list[tuple[str, str, object]]:
+    """The filter as (column, operator, value) terms, the club's first."""
+    terms: list[tuple[str, str, object]] = [("club_id", "=", club_id)]
     if flt.tier:
-        where.append("tier = ?")
-        args.append(flt.tier)
+        terms.append(("tier", "=", flt.tier))
     if flt.enrolled_from is not None:
-        where.append("enrolled_at >= ?")
-        args.append(ts(flt.enrolled_from))
+        terms.append(("enrolled_at", ">=", ts(flt.enrolled_from)))
     if flt.enrolled_until is not None:
-        where.append("enrolled_at < ?")
-        args.append(ts(flt.enrolled_until))
+        terms.append(("enrolled_at", "<", ts(flt.enrolled_until)))
     if flt.visited_from is not None:
-        where.append("last_visit >= ?")
-        args.append(ts(flt.visited_from))
+        terms.append(("last_visit", ">=", ts(flt.visited_from)))
     if flt.visited_until is not None:
-        where.append("last_visit < ?")
-        args.append(ts(flt.visited_until))
+        terms.append(("last_visit", "<", ts(flt.visited_until)))
     if flt.min_spend is not None:
-        where.append("spend >= ?")
-        args.append(flt.min_spend)
-    return " AND ".join(where), args
+        terms.append(("spend", ">=", flt.min_spend))
+    return terms
+
+
+def _joined(terms: list[tuple[str, str, object]]) -> tuple[str, list[object]]:
+    return " AND ".join(f"{c} {op} ?" for c, op, _ in terms), [v for _, _, v in terms]
+
+
+def _member_where(club_id: int, flt: MemberFilter) -> tuple[str, list[object]]:
+    return _joined(_member_terms(club_id, flt))
+
+
+def _tightest(terms: list[tuple[str, str, object]]) -> list[tuple[str, str, object]]:
+    """Terms on one column reduced to its tightest lower and upper bound."""
+    lower = [t for t in terms if t[1] in (">", ">=")]
+    upper = [t for t in terms if t[1] in ("<", "<=")]
+    out = []
+    if lower:  # the larger value; at a tie the strict one
+        out.append(max(lower, key=lambda t: (t[2], t[1] == ">")))
+    if upper:
+        out.append(min(upper, key=lambda t: (t[2], t[1] == "<=")))
+    return out
+
+
+def _holds(value: object, op: str, bound: object) -> bool:
+    """`value op bound` as SQL has it for a term of the filter (NULL never holds)."""
+    if value is None:
+        return False
+    if op == "=":
+        return value == bound
+    return value >= bound if op == ">=" else value < bound  # type: ignore[operator]
 
 
 def purchases(conn: Connection, member_id: int, *, limit: int = 100) -> list[PurchaseRecord]:

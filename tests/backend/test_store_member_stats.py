@@ -131,6 +131,10 @@ def test_members_list_sorts_filters_and_pages_on_the_totals(db: str) -> None:
         MemberFilter(tier="gold", sort=SortKey.SPEND),
         MemberFilter(min_spend=500_000, sort=SortKey.LAST_VISIT, descending=False),
         MemberFilter(visited_from=middle, sort=SortKey.VISITS),
+        MemberFilter(min_spend=200_000, sort=SortKey.SPEND),  # a filter on the sort column
+        MemberFilter(visited_from=middle, sort=SortKey.LAST_VISIT, descending=False),
+        MemberFilter(visited_until=middle, sort=SortKey.LAST_VISIT),
+        MemberFilter(enrolled_until=middle, sort=SortKey.ENROLLED),
         MemberFilter(visited_until=middle, sort=SortKey.ENROLLED, descending=False),
         MemberFilter(enrolled_from=clock() - timedelta(days=3000),
                      enrolled_until=middle, sort=SortKey.NAME),

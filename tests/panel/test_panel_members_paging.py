@@ -72,6 +72,7 @@ def _expected(world: World, flt: MemberFilter) -> list[int]:
 QUERIES = [{"sort": key.value, "dir": d} for key in SortKey for d in ("desc", "asc")] + [
     {"tier": "gold", "sort": "spend"},
     {"min_spend": "300000", "sort": "last_visit", "dir": "asc"},
+    {"min_spend": "300000", "sort": "spend", "dir": "asc"},  # on the sort column, with ties
     {"visited_from": "1404/12/01", "sort": "name"},
     {"enrolled_from": "1404/09/01", "enrolled_to": "1404/09/20", "tier": "bronze"},
 ]
