@@ -12,9 +12,9 @@ and of the process's CPU time per request, beside /health (a trivial page of the
 app) measured in the same run. Goal (issue 14): every page p95 < 150 ms, the dashboard
 for any period included. A deep page of the members list is asked for as its "next" or
 "previous" link does (after or before a row's sort value and id; the row found by one
-walk of the list before timing). /members.csv (every member) is measured apart: the whole download's
-wall and CPU time, the time to its first byte and the peak of the memory Python allocated
-while it ran (tracemalloc, one request), beside the same for /health.
+walk of the list before timing). /members.csv (every member) is measured apart: the whole
+download's wall and CPU time, the time to its first byte and the peak of the memory Python
+allocated while it ran (tracemalloc, one request), beside the same for /health.
 
 --keep DIR keeps the built data set (the SQLite file and PostgreSQL's data folder) in DIR
 and uses it again on the next run of the same size (migrations added since are applied
