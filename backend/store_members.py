@@ -196,12 +196,26 @@ def list_members(conn: Connection, club_id: int, flt: MemberFilter, *, limit: in
     if before is not None or last:
         size = limit if before is not None else (total - 1) % limit + 1 if total else limit
         back = _walk(conn, club_id, flt, before, forward=False, limit=size + 1)
-        rows = back[:size][::-1]
-        return MemberPage([_summary(r) for r in rows], total, len(back) > size,
-                          before is not None)
+        rows = [_summary(r) for r in back[:size][::-1]]
+        return MemberPage(rows, total, len(back) > size,
+                          before is not None and _beyond(conn, club_id, flt, rows, True))
     ahead = _walk(conn, club_id, flt, after, forward=True, limit=limit + 1)
-    return MemberPage([_summary(r) for r in ahead[:limit]], total, after is not None,
+    rows = [_summary(r) for r in ahead[:limit]]
+    return MemberPage(rows, total,
+                      after is not None and _beyond(conn, club_id, flt, rows, False),
                       len(ahead) > limit)
+
+
+def _beyond(conn: Connection, club_id: int, flt: MemberFilter, rows: list[MemberSummary],
+            forward: bool) -> bool:
+    """Whether a row comes after the last of `rows` (forward) or before the first: one
+    probe of the index, so a page after or before a cursor never claims a neighbour it
+    does not have (the cursor's row may be gone, or the link edited)."""
+    if not rows:
+        return False
+    edge = rows[-1] if forward else rows[0]
+    return bool(_walk(conn, club_id, flt, cursor_of(edge, flt.sort), forward=forward,
+                      limit=1))
 
 
 def each_member(conn: Connection, club_id: int, flt: MemberFilter, *, batch: int = 2000

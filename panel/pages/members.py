@@ -177,7 +177,7 @@ def _read_page(conn: engine.Connection, club_id: int, flt: MemberFilter, side: s
             return store_members.list_members(conn, club_id, flt, limit=PAGE)
         return listed
     listed = store_members.list_members(conn, club_id, flt, limit=PAGE, after=cursor)
-    if not listed.rows and listed.total:
+    if not listed.rows:
         return store_members.list_members(conn, club_id, flt, limit=PAGE, last=True)
     return listed
 

@@ -132,8 +132,11 @@ def test_the_full_list_has_three_pages_and_other_clubs_stay_out(world: World) ->
 
 
 @pytest.mark.parametrize("place", ["after=abc&key=1", "after=5", "before=5&key=x&sort=spend",
-                                   "after=1&key=" + "9" * 30, "page=40"])
+                                   "after=1&key=" + "9" * 30, "page=40",
+                                   "tier=none&after=5&key=1&page=7",
+                                   "after=1&key=99999999999&page=3"])
 def test_a_cursor_edited_by_hand_gives_the_first_page(world: World, place: str) -> None:
+    """Or a page that is first or last: nothing before it, so numbered 1."""
     _fill(world)
     with logged_in(world, "ali") as b:
         page = b.get("/members?" + place)
