@@ -611,8 +611,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         21,
         "the members list walks each order's index from a row's (value, id) and counts a "
-        "filter off one index: (club_id, enrolled_at, id) and (club_id, tier, last_visit, "
-        "spend, enrolled_at) replace (club_id, enrolled_at) and (club_id, tier)",
+        "filter off one index: (club_id, enrolled_at, id) replaces (club_id, enrolled_at); "
+        "(club_id, tier, last_visit, spend, enrolled_at) for the filters",
         store_member_stats.LIST_SCHEMA,
     ),
 )

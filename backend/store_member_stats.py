@@ -39,13 +39,13 @@ SCHEMA = (
 #: (club_id, enrolled_at), which PostgreSQL cannot walk by (enrolled_at, id) (SQLite's
 #: rowid made it so there). The count of a filtered list reads members_club_filter alone
 #: (tier first, the form's one equality; then the other filters' columns), never the
-#: rows; it serves the count per tier too, so it replaces (club_id, tier).
+#: rows. (club_id, tier) stays for the dashboard's count per tier (narrower, and written
+#: only when a tier changes, where this one follows every purchase's totals.)
 LIST_SCHEMA = (
     "CREATE INDEX members_club_enrolled_id ON members(club_id, enrolled_at, id)",
     "DROP INDEX members_club_enrolled",
     "CREATE INDEX members_club_filter ON members(club_id, tier, last_visit, spend, "
     "enrolled_at)",
-    "DROP INDEX members_club_tier",
 )
 
 
