@@ -271,7 +271,10 @@ def _walk(conn: Connection, club_id: int, flt: MemberFilter, start: Cursor | Non
         elif start is not None and n == 0:
             terms = _member_terms(club_id, flt)
             if all(_holds(start.value, op, v) for c, op, v in terms if c == key):
-                tie_where, tie_args = _joined([t for t in terms if t[0] != key])
+                # the ties by id through the order's index: "tier || ''" keeps SQLite
+                # (no statistics) off (club_id, tier), whose rows also come by id
+                tie_where, tie_args = _joined([("tier || ''" if c == "tier" else c, op, v)
+                                               for c, op, v in terms if c != key])
                 reads.append((f"{tie_where} AND {key} = ? AND id {past} ?",
                               [*tie_args, start.value, start.id], by_id))
             past_where, past_args = _joined(
