@@ -163,6 +163,8 @@ def run_club(
             msg = by_key[due.message_key]
             values = {"name": r.name or texts.NO_NAME, "shop": shop, "gift": msg.gift_credit,
                       **due.values}
+            if "tier" in values:  # the tier as the receipt names it
+                values["tier"] = texts.tier_label(str(values["tier"]))
             try:
                 text = templates[msg.key].render(values)
             except TemplateError as exc:  # e.g. a tier up with no next tier: that one only

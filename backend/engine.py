@@ -35,7 +35,8 @@ _PASSWORD_PARAM = re.compile(r"(password=)[^&\s'\"]*", re.IGNORECASE)
 #: Tables whose key is an integer `id` the database assigns (their INSERTs report it).
 ROWID_TABLES = frozenset({
     "members", "lots", "ledger", "requests", "otps", "offers", "sms_outbox", "clubs", "branches",
-    "audit_log", "gift_batches", "gift_movements", "draws", "surveys",
+    "audit_log", "gift_batches", "gift_movements", "draws", "surveys", "tier_changes",
+    "campaigns", "transfers",
 })
 
 

@@ -29,6 +29,7 @@ from backend import (
     store_member_tokens,
     store_segments,
     store_surveys,
+    store_tiers,
     store_transfers,
 )
 from backend.engine import Connection
@@ -610,6 +611,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         21,
+        "members' tier history: one row per tier change (from, to, when, the cause, up "
+        "or down and the next threshold), for the tier-up message and the member's page",
+        store_tiers.SCHEMA,
+    ),
+    Migration(
+        22,
         "the members list walks each order's index from a row's (value, id) and counts a "
         "filter off one index: (club_id, enrolled_at, id) replaces (club_id, enrolled_at); "
         "(club_id, tier, last_visit, spend, enrolled_at) for the filters",

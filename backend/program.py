@@ -115,6 +115,11 @@ class Program:
                 return t
         return self.tiers[0]
 
+    def tier_after(self, name: str) -> Tier | None:
+        """The tier above `name` (what a member of `name` aims at next); None at the top."""
+        current = self.tier(name)
+        return next((t for t in self.tiers if t.min_spend > current.min_spend), None)
+
     @property
     def base_tier(self) -> Tier:
         return self.tiers[0]

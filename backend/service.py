@@ -30,7 +30,7 @@ from paho.mqtt.properties import Properties
 from backend import automsg, engine, store
 from backend.config import Settings
 from backend.handlers import Clock, Handler, utc_now
-from backend.sms.senders import Sender, make_sender
+from backend.sms.senders import Sender, make_sender, receive_seconds
 from backend.sms.worker import SmsWorker
 from protocols import mqtt as schema
 from protocols.address import parse_host_port
@@ -111,6 +111,7 @@ class BackendService:
             write_lock=self._write_lock,
             per_club=True,
             base_dir=base,
+            receive_interval=receive_seconds(settings.sms),
         )
 
     # --- MQTT ----------------------------------------------------------------------------

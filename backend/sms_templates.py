@@ -24,6 +24,8 @@ import jdatetime
 from backend.texts import RIALS
 from protocols.persian import format_rials, jalali, persian_digits
 
+#: not printable to Python, but text: a space, the zero-width non-joiner and joiner
+_KEPT = frozenset(" \u200c\u200d")
 #: Every placeholder a template may use, and how its value is written.
 PLACEHOLDERS: dict[str, str] = {
     "name": "text",
@@ -113,8 +115,9 @@ def _written(name: str, value: object) -> str:
         return text
     if value is None:
         raise TemplateError(f"no value for placeholder {name}")
-    # member-given text: control characters would break an SMS body
-    return "".join(c for c in str(value) if c.isprintable() or c == " ")
+    # member-given text: control characters would break an SMS body; the zero-width
+    # (non-)joiner is Persian spelling ("نقره‌ای"), not a control
+    return "".join(c for c in str(value) if c.isprintable() or c in _KEPT)
 
 
 @dataclass(frozen=True, slots=True)

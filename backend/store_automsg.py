@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from backend import store_tiers
 from backend.engine import Connection
 from backend.occasions import AutoMessage, MemberFacts
 from protocols.persian import TEHRAN
@@ -27,6 +28,8 @@ SCHEMA = (
     "CREATE TABLE automsg_runs (club_id INTEGER NOT NULL PRIMARY KEY REFERENCES clubs(id), "
     "last_day TEXT NOT NULL)",
 )
+#: days back the tier rises are read (more than the job's grace days: a catch-up finds them)
+TIER_UP_DAYS = 7
 _COLS = "key, kind, template, days, offset_days, occasion, segment, gift_credit, gift_days"
 
 
@@ -113,7 +116,8 @@ def recipients(
 ) -> list[Recipient]:
     """The club's members with marketing consent, with the facts the messages need:
     birthday, enrolment, last settled purchase, credit lots expiring within the longest
-    `expiring_days` (plus a week of grace) of `today`."""
+    `expiring_days` (plus a week of grace) of `today`, tier rises of the last week
+    (store_tiers.recent_ups: each member's latest change, if it went up)."""
     out: dict[int, list] = {}
     # last_visit is the member's running total (store_member_stats), the segment the
     # nightly run's (store_segments): no scan of the purchases
@@ -123,7 +127,7 @@ def recipients(
         " WHERE m.club_id = ? AND m.marketing_consent = 1 ORDER BY m.id", (club_id,),
     ):
         out[mid] = [phone, name, _birthday(birthday, today), _tehran(enrolled),
-                    None if last is None else _tehran(last), [], segment]
+                    None if last is None else _tehran(last), [], segment, []]
     if not out:
         return []
     horizon = max(expiring_days, default=0)
@@ -138,8 +142,12 @@ def recipients(
         ):
             if mid in out:
                 out[mid][5].append((_tehran(expires), remaining))
+    for up in store_tiers.recent_ups(conn, club_id, today, TIER_UP_DAYS):
+        if up.member_id in out:
+            out[up.member_id][7].append((up.tehran_date, up.to_tier, up.next_threshold))
     return [
         Recipient(MemberFacts(mid, enrolled, birthday_gregorian=bd, last_purchase_on=last,
-                              segment=segment, expiring=tuple(exp)), phone, name)
-        for mid, (phone, name, bd, enrolled, last, exp, segment) in out.items()
+                              segment=segment, expiring=tuple(exp), tier_ups=tuple(ups)),
+                  phone, name)
+        for mid, (phone, name, bd, enrolled, last, exp, segment, ups) in out.items()
     ]

@@ -33,7 +33,7 @@ SCHEMA = (
     "CREATE INDEX members_club_name ON members(club_id, name, id)",
 )
 
-#: Migration 21: the indexes the members list (backend.store_members) walks and counts
+#: Migration 22: the indexes the members list (backend.store_members) walks and counts
 #: through. Each order walks an index (club_id, column, id), so a page "after this
 #: (value, id)" starts where the last one ended; the order by enrolment had only
 #: (club_id, enrolled_at), which PostgreSQL cannot walk by (enrolled_at, id) (SQLite's

@@ -20,6 +20,7 @@ from backend import (
     store_giftcards,
     store_member_tokens,
     store_surveys,
+    store_tiers,
     store_transfers,
 )
 from backend.engine import Connection
@@ -38,6 +39,7 @@ TABLES = (
     *store_member_tokens.TABLES,
     *store_transfers.TABLES,
     *store_surveys.TABLES,
+    *store_tiers.TABLES,
 )  # fmt: skip
 #: Rows a new schema is made with (its one club): replaced by the source's.
 _MADE_WITH_SCHEMA = ("registry_state", "branches", "clubs")

@@ -62,6 +62,8 @@ class Day:
         self.backend_up = True
         self.sms_shown = 0  # bytes of the SMS outbox already shown
         self.gift_card: str | None = None  # the one sold today
+        #: who replied "لغو", their phone, the campaign sent after it (demo.marketing)
+        self.stop_reply: tuple[str, str, int] | None = None
         if show_receipts:
             self.t.printer.on_print = self.print_receipt
 
@@ -341,7 +343,7 @@ def summary(stack: Stack, day: Day, out: Any) -> None:
     sms = sms_count(stack.outbox)
     detail = ", ".join(f"{k} {v}" for k, v in sorted(sms.items()))
     print(f"SMS sent (to {stack.outbox.name}): {sum(sms.values())} ({detail})", file=out)
-    demo_marketing.summary(stack, out)
+    demo_marketing.summary(stack, out, day.stop_reply)
     print("gift cards (loyalty-backend giftcard list):", file=out)
     print(backend_command(stack, "giftcard", "list").rstrip(), file=out)
     # the operator's own command, so the shop owner reads what `loyalty-backend report` says

@@ -68,7 +68,9 @@ class Stack:
         self.config_file = self.workdir / "backend.toml"
         text = self.backend_config or ""
         if "[sms]" not in text:
-            text += f'\n[sms]\nsender = "file"\nfile = "{self.outbox}"\n'
+            # the demo's "لغو" reply is read within a second (15 s by default)
+            text += (f'\n[sms]\nsender = "file"\nfile = "{self.outbox}"\n'
+                     "receive_seconds = 1\n")
         self.config_file.write_text(text, encoding="utf-8")
 
     # --- processes ----------------------------------------------------------------------

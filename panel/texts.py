@@ -16,6 +16,7 @@ from panel import (
     texts_member,
     texts_segments,
     texts_surveys,
+    texts_tiers,
     texts_transfer,
 )
 
@@ -123,3 +124,4 @@ _merge(texts_marketing.TEXTS)
 _merge(texts_draws.TEXTS)
 _merge(texts_member.TEXTS)
 _merge(texts_transfer.TEXTS)
+_merge(texts_tiers.TEXTS)

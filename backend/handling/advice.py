@@ -154,7 +154,7 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
         # a purchase already reversed is not the first purchase that pays the referrer
         if visits == 0 and member.referrer_id is not None and not pending:
             _referral(ctx, member, now)
-        tier = retier(ctx, member, when, settled)
+        tier = retier(ctx, member, when, settled, now=now, cause="purchase")
     if pending:
         reversal.undo(ctx, req.key, now)
         earned = 0

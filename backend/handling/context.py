@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from backend import engine, ledger, store, store_daily
+from backend import engine, ledger, store, store_daily, store_tiers
 from backend.engine import Connection
 from backend.program import Offer, Program, RuleError
 from backend.registry import Registry
@@ -138,12 +138,14 @@ def maintain(
 
 
 def retier(
-    ctx: Context, member: Member, when: datetime, settled: store_daily.Settled | None = None
+    ctx: Context, member: Member, when: datetime, settled: store_daily.Settled | None = None,
+    *, now: datetime, cause: str,
 ) -> str:
-    """The member's tier by spend in the window ending at `when`, stored if it changed.
-    `settled`: the member's settled purchases as the advice's insert left them (their
-    running totals, or the purchases when it read them): the window's spend comes from
-    them when they tell it (every purchase in the window), else it is read."""
+    """The member's tier by spend in the window ending at `when`, stored if it changed,
+    with a row of its history (at `now`, for `cause`: store_tiers.CAUSES) in the same
+    transaction. `settled`: the member's settled purchases as the advice's insert left
+    them (their running totals, or the purchases when it read them): the window's spend
+    comes from them when they tell it (every purchase in the window), else it is read."""
     since = when - timedelta(days=ctx.program.tier_window_days)
     spend = None if settled is None else settled.spend(store.ts(since), store.ts(when))
     if spend is None:
@@ -151,6 +153,9 @@ def retier(
     tier = ctx.program.tier_for_spend(spend).name
     if tier != member.tier:
         store.set_tier(ctx.conn, member.id, tier)
+        store_tiers.record(ctx.conn, store_tiers.change(
+            ctx.program, member_id=member.id, club_id=member.club_id, from_tier=member.tier,
+            to_tier=tier, at=now, cause=cause))
     return tier
 
 

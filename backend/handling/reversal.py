@@ -137,7 +137,8 @@ def undo(ctx: Context, original: str, now: datetime) -> tuple[int, int]:
         shortfall=shortfall + p.recovered,
     )
     if p.approved:
-        retier(ctx, store.member_by_id(conn, p.member_id), from_ts(p.occurred_at))
+        retier(ctx, store.member_by_id(conn, p.member_id), from_ts(p.occurred_at),
+               now=now, cause="reversal")
     return restored, taken
 
 

@@ -28,6 +28,7 @@ from protocols.persian import ascii_digits
 DEFAULT_BASE_URL = "https://api.kavenegar.com"
 DEFAULT_FILE = "sms-outbox.jsonl"
 DEFAULT_INBOX = "sms-inbox.jsonl"
+DEFAULT_RECEIVE_SECONDS = 15.0
 REDACTED = "***"
 
 #: Kavenegar `return.status` values that will fail the same way on every retry
@@ -42,6 +43,11 @@ PERMANENT_STATUSES = frozenset(
 #: must not be lost meanwhile). Other 4xx are permanent, 5xx temporary (but 501:
 #: Kavenegar's "test account may only send to its owner").
 _TEMPORARY_4XX = frozenset({402, 408, 409, 418, 429, 451})
+
+#: messages one `sms/receive` answer holds at most (SDK documentation; Kavenegar's page
+#: names no limit), and the answers read in one poll when each is full
+RECEIVE_PAGE = 100
+RECEIVE_PAGES = 10
 
 _DIGIT_RUN = re.compile(r"[0-9]{4,10}")
 
@@ -233,13 +239,19 @@ class KavenegarSender:
 
     def receive(self) -> list[Incoming]:
         """The line's unread incoming SMS (`sms/receive.json`, `linenumber`, `isread=0`:
-        Kavenegar marks what it returns read, so each comes once); polled by the worker."""
-        answer = self._call("sms/receive", {"linenumber": self.line, "isread": "0"})
-        entries = answer.get("entries") or []
+        Kavenegar marks what it returns read, so each comes once); polled by the worker.
+        An answer holds at most `RECEIVE_PAGE` messages: a full one is followed by another
+        call at once (at most `RECEIVE_PAGES`), so a busy line is not read 100 a poll."""
         out = []
-        for e in entries if isinstance(entries, list) else []:
-            if isinstance(e, dict) and e.get("sender") and isinstance(e.get("message"), str):
-                out.append(Incoming(str(e["sender"]), e["message"]))
+        for _ in range(RECEIVE_PAGES):
+            answer = self._call("sms/receive", {"linenumber": self.line, "isread": "0"})
+            entries = answer.get("entries") or []
+            entries = entries if isinstance(entries, list) else []
+            for e in entries:
+                if isinstance(e, dict) and e.get("sender") and isinstance(e.get("message"), str):
+                    out.append(Incoming(str(e["sender"]), e["message"]))
+            if len(entries) < RECEIVE_PAGE:
+                break
         return out
 
     def _call(self, method: str, params: Mapping[str, str]) -> dict[str, Any]:
@@ -313,11 +325,21 @@ class KavenegarSender:
         )
 
 
+def receive_seconds(cfg: Mapping[str, Any]) -> float:
+    """`[sms] receive_seconds`: how often the worker asks the gateways for incoming SMS
+    ("لغو" replies); 15 by default, a second in the demo."""
+    value = cfg.get("receive_seconds", DEFAULT_RECEIVE_SECONDS)
+    if not is_number(value) or value <= 0:
+        raise ValueError("sms.receive_seconds must be a positive number of seconds")
+    return float(value)
+
+
 def make_sender(cfg: Mapping[str, Any], *, base_dir: Path) -> Sender:
     """The sender the `[sms]` table of the backend's TOML asks for (file by default)."""
     if not isinstance(cfg, Mapping):
         raise ValueError("sms: must be a table")
-    _only(cfg, {"sender", "file", "kavenegar"}, "sms")
+    _only(cfg, {"sender", "file", "kavenegar", "receive_seconds"}, "sms")
+    receive_seconds(cfg)
     kind = cfg.get("sender", "file")
     if kind not in ("file", "kavenegar"):
         raise ValueError('sms.sender must be "file" or "kavenegar"')

@@ -27,7 +27,7 @@ from protocols.backoff import Backoff
 from protocols.identity import mask_phone
 
 from . import outbox
-from .senders import Sender, SendError, make_sender
+from .senders import DEFAULT_RECEIVE_SECONDS, Sender, SendError, make_sender
 
 log = logging.getLogger(__name__)
 #: Seconds a delivered SMS may wait to be recorded "sent" with the ones after it: every
@@ -53,7 +53,7 @@ class SmsWorker:
         write_lock: contextlib.AbstractContextManager[object] | None = None,
         per_club: bool = False,
         base_dir: Path | None = None,
-        receive_interval: float = 15.0,
+        receive_interval: float = DEFAULT_RECEIVE_SECONDS,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")

@@ -22,7 +22,16 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from backend import engine, ledger, store, store_member_tokens, store_members, store_segments
+from backend import (
+    engine,
+    ledger,
+    store,
+    store_member_tokens,
+    store_members,
+    store_segments,
+    store_tiers,
+    texts,
+)
 from backend.handling import enroll
 from backend.program import Program
 from backend.store_members import Cursor, MemberFilter, MemberSummary, SortKey
@@ -281,6 +290,7 @@ def routes(panel: Panel) -> list[BaseRoute]:
                 birthday_shown=_birthday_shown(m.birthday),
                 segment=store_segments.member_segment(conn, m.id),
                 live_links=store_member_tokens.live_count(conn, m.id, now),
+                tier_history=store_tiers.history(conn, m.id), tier_label=texts.tier_label,
                 jalali_day=jalali_day,
                 when_ts=lambda value: jalali(store.from_ts(value)),
                 reason=lambda ref: shown_reason(view, ref))

@@ -92,8 +92,8 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 #: children before parents, so that deleting breaks no foreign key
 _WIPE_ORDER = (
-    "transfers", "member_segments", "segment_counts", "offer_uses", "audit_log", "panel_users",
-    "lot_uses", "purchases", "reversals", "quotes",
+    "transfers", "tier_changes", "member_segments", "segment_counts", "offer_uses",
+    "audit_log", "panel_users", "lot_uses", "purchases", "reversals", "quotes",
     "otps", "cards", "ledger", "lots", "requests", "offers", "sms_outbox", "members",
     "unknown_terminals",
 )  # fmt: skip

@@ -12,9 +12,10 @@ from datetime import UTC, date, datetime, time, timedelta
 import jdatetime
 import pytest
 
-from backend import automsg, cli, ledger, store, store_automsg, store_marketing
+from backend import automsg, cli, ledger, store, store_automsg, store_marketing, store_tiers
 from backend.marketing_rules import Settings
 from backend.occasions import AutoMessage
+from backend.program import Program
 from backend.sms import SmsWorker
 from backend.store import transaction
 from protocols.persian import TEHRAN
@@ -41,7 +42,11 @@ MESSAGES = [
                 offset_days=-1),
     AutoMessage("winback", "winback", "{days} روز است ندیدیمتان", days=60),
     AutoMessage("expiring", "expiring", "{amount} اعتبار شما {expiry_date} تمام می‌شود", days=7),
+    AutoMessage("tier_up", "tier_up", "سطح شما {tier} شد؛ سطح بعد از {next_threshold}"),
 ]
+#: a Tehran night three members rise to silver (a purchase's retier records it)
+TIER_DAY = date(2026, 6, 10)
+TIER_RISERS = (0, 1, 3)  # the 4th member (index 3) has no consent
 
 
 def test_cli_set_list_off_and_unknown_placeholder(
@@ -94,6 +99,20 @@ def _members(db: str, club: int) -> dict[int, tuple[str, bool]]:
     return out
 
 
+def _rise(db: str, member_ids: list[int], now: datetime) -> None:
+    """Bronze to silver for `member_ids`, as handling.context.retier records it."""
+    conn = store.connect(db)
+    try:
+        with transaction(conn):
+            for mid in member_ids:
+                store.set_tier(conn, mid, "silver")
+                store_tiers.record(conn, store_tiers.change(
+                    Program(), member_id=mid, club_id=store.member_by_id(conn, mid).club_id,
+                    from_tier="bronze", to_tier="silver", at=now, cause="purchase"))
+    finally:
+        conn.close()
+
+
 def test_a_year_two_runners_and_a_restart(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(automsg, "CHUNK", 2)  # a day's SMS in several transactions
     club = club_id(db)
@@ -138,6 +157,8 @@ def test_a_year_two_runners_and_a_restart(db: str, monkeypatch: pytest.MonkeyPat
                     t.start()
                 for t in ts:
                     t.join()
+        if day == TIER_DAY:  # after the day's last worker run
+            _rise(db, [list(members)[i] for i in TIER_RISERS], tehran(day, 23, 45))
         day += timedelta(days=1)
     for c in conns:
         c.close()
@@ -172,6 +193,15 @@ def test_a_year_two_runners_and_a_restart(db: str, monkeypatch: pytest.MonkeyPat
     assert kinds["birthday"] == n_consent  # each consenting member's birthday, once
     assert kinds["occasion"] == 2 * n_consent  # Nowruz (caught up after the day down), Yalda
     assert kinds["winback"] == n_consent  # no visit since enrolment: once, not every day
+    # the tier rise: once for each consenting riser, from the next day, with the threshold
+    risers = [list(members)[i] for i in TIER_RISERS if members[list(members)[i]][1]]
+    ups = [(r, t) for r, t in zip(sent, local, strict=True) if r[4] == "tier_up"]
+    assert sorted(r[1] for r, _ in ups) == sorted(risers)
+    assert all(TIER_DAY < t.date() <= TIER_DAY + timedelta(days=3) for _, t in ups)
+    assert all(r[0].endswith(TIER_DAY.isoformat()) for r, _ in ups)
+    up_texts = [text for _, text, kind in rec.sent if kind == "tier_up"]
+    assert len(up_texts) == len(risers)
+    assert all("نقره‌ای" in x and "۱۰۰٬۰۰۰٬۰۰۰ ریال" in x for x in up_texts)
     # the seeded lots of consenting members, and the birthday gifts (lots too) whose
     # 7-days-before fell within the year
     seeded = sum(1 for i, (_, c) in enumerate(members.values()) if c and i % 3 == 0)

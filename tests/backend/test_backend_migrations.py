@@ -275,3 +275,20 @@ def test_outbox_kinds_are_the_latest_migrations() -> None:
     from backend.sms import outbox
 
     assert set(migrations._OUTBOX_KINDS_V9) == set(outbox.KINDS)
+
+
+def test_every_table_with_an_assigned_id_resets_its_sequence_after_a_copy(
+    tmp_path: Path,
+) -> None:
+    """A copied table whose `id` the database assigns must be in engine.ROWID_TABLES, or
+    `copy` to PostgreSQL leaves its identity at 1 and the next insert collides."""
+    conn = store.connect(tmp_path / "schema.db")
+    try:
+        assigned = {
+            table for table in transfer.TABLES
+            if any(col[1] == "id" and col[5] == 1 and col[2].upper() == "INTEGER"
+                   for col in conn.execute(f"PRAGMA table_info({table})"))
+        }
+    finally:
+        conn.close()
+    assert assigned and assigned <= engine.ROWID_TABLES, sorted(assigned - engine.ROWID_TABLES)

@@ -235,6 +235,14 @@ def test_make_sender_defaults_to_a_file_beside_the_db(tmp_path: Path) -> None:
     assert make_sender({"file": str(absolute)}, base_dir=Path("/nonexistent")).path == absolute  # type: ignore[attr-defined]
 
 
+def test_receive_seconds_default_and_given() -> None:
+    """How often the worker reads incoming SMS: 15 s unless `[sms] receive_seconds`."""
+    from backend.sms.senders import receive_seconds
+
+    assert receive_seconds({}) == 15.0 and receive_seconds({"receive_seconds": 1}) == 1.0
+    assert isinstance(make_sender({"receive_seconds": 0.5}, base_dir=Path(".")), FileSender)
+
+
 def test_make_sender_kavenegar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = {
         "sender": "kavenegar",
@@ -258,6 +266,8 @@ def test_make_sender_kavenegar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         ({"senders": "file"}, "sms.senders"),
         ({"file": ""}, "sms.file"),
         ({"file": 3}, "sms.file"),
+        ({"receive_seconds": 0}, "sms.receive_seconds"),
+        ({"receive_seconds": "5"}, "sms.receive_seconds"),
         ({"sender": "kavenegar"}, "sms.kavenegar.api_key"),
         ({"sender": "kavenegar", "kavenegar": "x"}, "sms.kavenegar"),
         ({"sender": "kavenegar", "kavenegar": {"api_key": KEY}}, "sms.kavenegar.line"),

@@ -105,3 +105,24 @@ def test_kavenegar_receive_reads_the_unread_messages_of_the_line() -> None:
     got = Fake("key", "10004346").receive()
     assert got == [Incoming("989121110001", "لغو")]
     assert calls == [("sms/receive", {"linenumber": "10004346", "isread": "0"})]
+
+
+def test_kavenegar_receive_reads_on_while_an_answer_is_full() -> None:
+    """An answer of RECEIVE_PAGE messages means more may be waiting: read again at once,
+    until a shorter answer (or RECEIVE_PAGES answers)."""
+    from backend.sms import senders
+
+    pages = [senders.RECEIVE_PAGE, 1]
+
+    class Fake(KavenegarSender):
+        def _call(self, method: str, params):  # type: ignore[no-untyped-def, override]
+            n = pages.pop(0) if pages else senders.RECEIVE_PAGE
+            return {"return": {"status": 200, "message": ""}, "entries": [
+                {"messageid": i, "message": "لغو", "sender": f"98912{i:07d}"}
+                for i in range(n)]}
+
+    assert len(Fake("key", "10004346").receive()) == senders.RECEIVE_PAGE + 1
+    assert pages == []
+    # a line that always answers a full page is read RECEIVE_PAGES times, then next poll
+    assert len(Fake("key", "10004346").receive()) == (
+        senders.RECEIVE_PAGE * senders.RECEIVE_PAGES)

@@ -46,6 +46,8 @@ def test_render_in_persian_digits_rials_and_jalali() -> None:
     with pytest.raises(TemplateError, match="ASCII"):
         Template.parse("{link}").render({"link": "لینک"})
     assert Template.parse("{name}").render({"name": "a\nb{x}"}) == "ab{x}"
+    # the zero-width non-joiner is spelling, kept (a tier name, a member's name)
+    assert Template.parse("{tier}").render({"tier": "نقره\u200cای"}) == "نقره\u200cای"
 
 
 def test_part_boundaries() -> None:

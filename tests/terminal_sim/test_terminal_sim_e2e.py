@@ -119,6 +119,11 @@ def test_demo_runs_a_whole_day(tmp_path: Path) -> None:
     assert "discount 500,000  charged 300,000" in gift[1], gift[:3]
     assert re.search(r"answered 00: the club settled the gift card's part: gift card "
                      r"998[0-9]{3}\*{6}[0-9]{4}, batch 1: value 500000 rials.* balance 0", gift[2])
+    # Reza replies "لغو" to the occasion's SMS: the worker turns his consent off, and the
+    # campaign sent after it, to every member, does not queue his SMS
+    assert "Reza answers the SMS with «لغو»" in out and "Reza's marketing consent is off" in out
+    assert re.search(r"Reza replied «لغو»: marketing consent is now off; campaign [0-9]+, "
+                     r"sent after the reply, skipped Reza \(2 SMS queued", out), out[-2500:]
     listed = out.split("gift cards (loyalty-backend giftcard list):\n", 1)[1].splitlines()
     assert listed[1].split()[3:6] == ["5", "1", "500000"], listed[:2]  # issued, sold, used
 
