@@ -630,6 +630,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         store_rollups.SCHEMA,
         steps=(_fill_rollups,),
     ),
+    Migration(
+        23,
+        "the members list walks each order's index from a row's (value, id) and counts a "
+        "filter off one index: (club_id, enrolled_at, id) replaces (club_id, enrolled_at); "
+        "(club_id, tier, last_visit, spend, enrolled_at) for the filters",
+        store_member_stats.LIST_SCHEMA,
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 _VERSION_TABLE = "CREATE TABLE schema_version (version INTEGER NOT NULL)"

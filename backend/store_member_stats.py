@@ -26,12 +26,28 @@ SCHEMA = (
     "ALTER TABLE members ADD COLUMN first_visit INTEGER",
     "ALTER TABLE members ADD COLUMN last_visit INTEGER",
     # one index per order of the members list (the id breaks ties, as the list does);
-    # members_club_enrolled (migration 7) serves the order by enrolment
+    # members_club_enrolled_id (LIST_SCHEMA) serves the order by enrolment
     "CREATE INDEX members_club_last_visit ON members(club_id, last_visit, id)",
     "CREATE INDEX members_club_spend ON members(club_id, spend, id)",
     "CREATE INDEX members_club_visits ON members(club_id, visits, id)",
     "CREATE INDEX members_club_name ON members(club_id, name, id)",
 )
+
+#: Migration 23: the indexes the members list (backend.store_members) walks and counts
+#: through. Each order walks an index (club_id, column, id), so a page "after this
+#: (value, id)" starts where the last one ended; the order by enrolment had only
+#: (club_id, enrolled_at), which PostgreSQL cannot walk by (enrolled_at, id) (SQLite's
+#: rowid made it so there). The count of a filtered list reads members_club_filter alone
+#: (tier first, the form's one equality; then the other filters' columns), never the
+#: rows. (club_id, tier) stays for the dashboard's count per tier (narrower, and written
+#: only when a tier changes, where this one follows every purchase's totals.)
+LIST_SCHEMA = (
+    "CREATE INDEX members_club_enrolled_id ON members(club_id, enrolled_at, id)",
+    "DROP INDEX members_club_enrolled",
+    "CREATE INDEX members_club_filter ON members(club_id, tier, last_visit, spend, "
+    "enrolled_at)",
+)
+
 
 _SETTLED = "approved = 1 AND reversed = 0"
 

@@ -34,7 +34,7 @@ from backend import (
 )
 from backend.handling import enroll
 from backend.program import Program
-from backend.store_members import MemberFilter, SortKey
+from backend.store_members import Cursor, MemberFilter, MemberSummary, SortKey
 from panel import forms
 from panel.pages import common
 from panel.pages.common import Viewer, database, not_found, post_form, redirect, viewer
@@ -127,11 +127,68 @@ def parse_filter(params: dict[str, str]) -> tuple[MemberFilter, dict[str, str]]:
     return flt, errors
 
 
-def _page_number(params: dict[str, str]) -> int:
-    try:
-        return max(1, min(10**6, int(ascii_digits(params.get("page", "1")))))
-    except ValueError:
-        return 1
+#: the query parameters of a place in the list (not of its filter): the page's number as
+#: shown, and the row it starts after or before (its id, and its sort value: `key`, absent
+#: for NULL), or the last page
+PLACE = ("page", "after", "before", "key", "last")
+
+
+def parse_place(params: dict[str, str], sort: SortKey) -> tuple[str, Cursor | None, int]:
+    """Where the list starts: ("first", None, 1), ("after" | "before", the cursor, the
+    page number the link said) or ("last", None, 0). A cursor that does not parse (edited
+    by hand) gives the first page: a link, not a form, so there is no field to blame."""
+    if params.get("last") == "1":
+        return "last", None, 0
+    for side in ("after", "before"):
+        if side not in params:
+            continue
+        raw_id = ascii_digits(params[side])
+        raw_key = params.get("key")
+        if not (raw_id.isascii() and raw_id.isdigit() and len(raw_id) < 19):
+            break
+        value: int | str | None = raw_key
+        if raw_key is None:
+            if sort not in (SortKey.LAST_VISIT, SortKey.NAME):  # never NULL
+                break
+        elif sort is not SortKey.NAME:
+            key = raw_key.removeprefix("-")
+            if not (key.isascii() and key.isdigit() and len(key) < 19):
+                break
+            value = int(raw_key)
+        try:
+            page = max(1, min(10**6, int(ascii_digits(params.get("page", "1")))))
+        except ValueError:
+            page = 1
+        return side, Cursor(value, int(raw_id)), page
+    return "first", None, 1
+
+
+def place_query(params: dict[str, str], side: str, row: MemberSummary, sort: SortKey,
+                page: int) -> str:
+    """The query string of the page after or before `row` (the filter kept)."""
+    cursor = store_members.cursor_of(row, sort)
+    place: dict[str, object] = {side: cursor.id}
+    if cursor.value is not None:
+        place["key"] = cursor.value
+    return urlencode({**{k: v for k, v in params.items() if k not in PLACE}, **place,
+                      "page": page})
+
+
+def _read_page(conn: engine.Connection, club_id: int, flt: MemberFilter, side: str,
+               cursor: Cursor | None) -> store_members.MemberPage:
+    """The page at the place asked; the first page when nothing is before the place asked
+    (members enrolled since the link was made), the last when nothing is after it."""
+    if side == "last":
+        return store_members.list_members(conn, club_id, flt, limit=PAGE, last=True)
+    if side == "before":
+        listed = store_members.list_members(conn, club_id, flt, limit=PAGE, before=cursor)
+        if len(listed.rows) < PAGE:
+            return store_members.list_members(conn, club_id, flt, limit=PAGE)
+        return listed
+    listed = store_members.list_members(conn, club_id, flt, limit=PAGE, after=cursor)
+    if not listed.rows:
+        return store_members.list_members(conn, club_id, flt, limit=PAGE, last=True)
+    return listed
 
 
 def next_tier(program: Program, spend: int) -> tuple[str, int] | None:
@@ -151,23 +208,34 @@ def routes(panel: Panel) -> list[BaseRoute]:
         params = dict(request.query_params)
         query = params.get("q", "").strip()
         flt, errors = parse_filter(params)
-        page = _page_number(params)
+        side, cursor, page = parse_place(params, flt.sort)
         with database(panel).connection() as conn:
             found = store_members.search(conn, view.club_id, query) if query else None
             if found is not None and len(found) == 1 and enrol_form is None:
                 return redirect(f"/members/{found[0].id}")
-            rows, total = ([], 0) if errors else store_members.list_members(
-                conn, view.club_id, flt, limit=PAGE, offset=(page - 1) * PAGE)
+            listed = None if errors else _read_page(conn, view.club_id, flt, side, cursor)
             tiers = [t.name for t in club_program(panel, conn, view.club_id).tiers]
+        total = listed.total if listed else 0
+        pages = max(1, -(-total // PAGE))
+        if listed is None or not listed.more_before:
+            page = 1
+        elif not listed.more_after:
+            page = pages
+        else:  # as the link counted, within what is possible in the middle
+            page = max(2, min(pages - 1, page))
         bad = errors or (enrol_form is not None and not enrol_form.ok)
+        base = {k: v for k, v in params.items() if k not in PLACE}
         return panel.render(
             request, "members.html", 400 if bad else 200, view=view, query=query,
             enrol_form=enrol_form or forms.empty_form(ENROL_FORM),
-            found=found, rows=rows, total=total, page=page, pages=max(1, -(-total // PAGE)),
-            params=params, errors=errors, tiers=tiers, flt=flt,
-            base_query=urlencode({k: v for k, v in params.items() if k != "page"}),
+            found=found, rows=listed.rows if listed else [], total=total, page=page,
+            pages=pages, params=params, errors=errors, tiers=tiers, flt=flt,
+            more_before=bool(listed and listed.more_before),
+            more_after=bool(listed and listed.more_after),
+            base_query=urlencode(base),
+            place_query=lambda side, row, to: place_query(params, side, row, flt.sort, to),
             sort_query=lambda key: urlencode(
-                {**{k: v for k, v in params.items() if k not in ("page", "sort", "dir")},
+                {**{k: v for k, v in base.items() if k not in ("sort", "dir")},
                  "sort": key, "dir": "asc" if flt.sort.value == key and flt.descending
                  else "desc"}))
 

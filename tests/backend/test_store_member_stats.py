@@ -91,6 +91,33 @@ def _expected(conn: store.Connection, flt: MemberFilter) -> list[int]:
     return [r[2] for r in present + absent]
 
 
+def _paged_forward(conn: store.Connection, flt: MemberFilter, size: int) -> list[int]:
+    """Every row, by "next" links from the first page: each after the last row's cursor."""
+    page = store_members.list_members(conn, 1, flt, limit=size)
+    ids = [m.id for m in page.rows]
+    while page.more_after:
+        cursor = store_members.cursor_of(page.rows[-1], flt.sort)
+        page = store_members.list_members(conn, 1, flt, limit=size, after=cursor)
+        assert page.more_before and 0 < len(page.rows) <= size
+        ids += [m.id for m in page.rows]
+    return ids
+
+
+def _paged_back(conn: store.Connection, flt: MemberFilter, size: int) -> list[int]:
+    """Every row, by "previous" links from the last page (which holds what whole pages
+    leave, so its pages are the forward ones)."""
+    page = store_members.list_members(conn, 1, flt, limit=size, last=True)
+    assert not page.more_after
+    assert len(page.rows) == ((page.total - 1) % size + 1 if page.total else 0)
+    ids = [m.id for m in page.rows]
+    while page.more_before:
+        cursor = store_members.cursor_of(page.rows[0], flt.sort)
+        page = store_members.list_members(conn, 1, flt, limit=size, before=cursor)
+        assert page.more_after and len(page.rows) == size
+        ids = [m.id for m in page.rows] + ids
+    return ids
+
+
 def test_members_list_sorts_filters_and_pages_on_the_totals(db: str) -> None:
     conn, clock = _shop(db)
     for mid in (2, 5, 9):
@@ -104,28 +131,30 @@ def test_members_list_sorts_filters_and_pages_on_the_totals(db: str) -> None:
         MemberFilter(tier="gold", sort=SortKey.SPEND),
         MemberFilter(min_spend=500_000, sort=SortKey.LAST_VISIT, descending=False),
         MemberFilter(visited_from=middle, sort=SortKey.VISITS),
+        MemberFilter(min_spend=200_000, sort=SortKey.SPEND),  # a filter on the sort column
+        MemberFilter(visited_from=middle, sort=SortKey.LAST_VISIT, descending=False),
+        MemberFilter(visited_until=middle, sort=SortKey.LAST_VISIT),
+        MemberFilter(enrolled_until=middle, sort=SortKey.ENROLLED),
         MemberFilter(visited_until=middle, sort=SortKey.ENROLLED, descending=False),
         MemberFilter(enrolled_from=clock() - timedelta(days=3000),
                      enrolled_until=middle, sort=SortKey.NAME),
     ]
     for flt in filters:
         want = _expected(conn, flt)
-        page, total = store_members.list_members(conn, 1, flt, limit=100)
-        assert [m.id for m in page] == want, flt
-        assert total == len(want)
-        paged = []
-        for offset in range(0, len(want) + 3, 5):  # pages across the NULL boundary
-            rows, _ = store_members.list_members(conn, 1, flt, limit=5, offset=offset)
-            paged += [m.id for m in rows]
-        assert paged == want, flt
+        page = store_members.list_members(conn, 1, flt, limit=100)
+        assert [m.id for m in page.rows] == want, flt
+        assert page.total == len(want) and not page.more_before and not page.more_after
+        assert _paged_forward(conn, flt, 5) == want, flt  # pages across the NULL boundary
+        assert _paged_back(conn, flt, 5) == want, flt
+        assert store_members.count_members(conn, 1, flt) == len(want)
         for batch in (1, 3, 100):  # the export's keyset batches: same rows, same order
             assert [m.id for m in store_members.each_member(conn, 1, flt, batch=batch)] \
                 == want, (flt, batch)
     assert list(store_members.each_member(conn, 2, MemberFilter())) == []  # another club
     raw = store_member_stats.from_raw(conn)
-    for m in store_members.list_members(conn, 1, MemberFilter(), limit=100)[0]:
+    for m in store_members.list_members(conn, 1, MemberFilter(), limit=100).rows:
         n, spend, _f, last = raw[m.id]
         assert (m.visits, m.spend) == (n, spend)
         assert m.last_visit == (datetime.fromtimestamp(last, UTC) if last else None)
-    assert store_members.list_members(conn, 2, MemberFilter())[0] == []  # another club
+    assert store_members.list_members(conn, 2, MemberFilter()).rows == []  # another club
     conn.close()
