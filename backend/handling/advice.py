@@ -90,11 +90,8 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
     earned = recovered = 0
     earn_lot = None
     matched: list[Offer] = []
-    # counting visits costs a query: only when a referral or an offer needs it
-    need_visits = member.referrer_id is not None or any(
-        o.target.startswith("visits:") for o in ctx.offers
-    )
-    visits = store.visits(conn, member.id) if need_visits else 0
+    # the settled purchases before this one: the running count read with the member
+    visits = member.visits
     if approved:
         earned, matched = earnings(
             program,
@@ -145,6 +142,7 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
             branch_id=ctx.branch_id,
             program_version=ctx.program_version,
         ),
+        member.totals,
     )
     if matched:  # the offers' effect, for the panel: which offer gave how much
         store_offers.record_uses(
