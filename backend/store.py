@@ -793,6 +793,28 @@ def advice_state_later(
     return read
 
 
+#: answer_and_advice_state's statement: the stored answer's columns, then advice_state's
+_ANSWER_AND_ADVICE_STATE_SQL = (
+    "SELECT r.type, r.code, r.message, r.body, "
+    + _ADVICE_STATE_SQL.removeprefix("SELECT ").replace(
+        " FROM (SELECT 1) AS one LEFT JOIN purchases p ON p.key = ?1",
+        " FROM (SELECT 1) AS one LEFT JOIN requests r ON r.key = ?1 "
+        "LEFT JOIN purchases p ON p.key = ?1")
+)
+
+
+def answer_and_advice_state(
+    conn: Connection, key: str
+) -> tuple[StoredResponse | None, tuple[PurchaseRecord | None, bool]]:
+    """`stored_response` and `advice_state` in one statement, for an advice read at its
+    own turn under its key lock (nothing sent ahead for it)."""
+    row = conn.execute(_ANSWER_AND_ADVICE_STATE_SQL, (key,)).fetchone()
+    stored = (StoredResponse(row[0], row[1], row[2], json.loads(row[3]))
+              if row[0] is not None else None)
+    done = _purchase(row[5:]) if row[5] is not None else None
+    return stored, (done, row[4] is not None)
+
+
 def insert_purchase(
     conn: Connection, p: PurchaseRecord, before: store_member_stats.MemberTotals | None = None
 ) -> store_daily.Settled | None:

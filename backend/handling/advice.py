@@ -18,7 +18,7 @@ from backend import (
 from backend.handling import giftcard, reversal, survey
 from backend.handling.context import Context, Outcome, locate, maintain, retier, sms
 from backend.program import Offer, Purchase, RuleError, earnings
-from backend.store import Member, PurchaseRecord, ts
+from backend.store import Member, PurchaseRecord, StoredResponse, ts
 from protocols.mqtt import Request, parse_iso
 from protocols.response_codes import ResponseCode
 
@@ -27,6 +27,15 @@ def look_ahead(ctx: Context, req: Request) -> Callable[[], Any]:
     """The advice's state, sent ahead with its key lock (valid under that lock, unless a
     reversal of it comes earlier in the same group: the handler sends none then)."""
     return store.advice_state_later(ctx.conn, req.key)
+
+
+def read_with_answer(
+    ctx: Context, req: Request
+) -> tuple[StoredResponse | None, Callable[[], Any]]:
+    """The stored answer under the advice's key and the advice's state, one statement
+    (when nothing was sent ahead: read at the advice's own turn, under its key lock)."""
+    stored, state = store.answer_and_advice_state(ctx.conn, req.key)
+    return stored, lambda: state
 
 
 def _answer(earned: int, bal: int, tier: str) -> Outcome:
