@@ -71,11 +71,12 @@ def _row(
     wait for the server)."""
     if kind not in ledger_rules.KINDS:
         raise LedgerError(f"unknown ledger kind {kind!r}")
+    at_ts = ts(at)
     cur = conn.execute(
         "INSERT INTO ledger(member_id, kind, amount, key, at, ref) VALUES (?, ?, ?, ?, ?, ?)",
-        (member_id, kind, amount, key, ts(at), ref),
+        (member_id, kind, amount, key, at_ts, ref),
     )
-    store_daily.credit_moved(conn, member_id, kind, amount, ts(at))
+    store_daily.credit_moved(conn, member_id, kind, amount, at_ts)
     return cur
 
 

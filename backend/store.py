@@ -382,6 +382,11 @@ def stored_response_later(
     return read
 
 
+#: the stored body's JSON, one encoder for every response (json.dumps with options
+#: builds a new encoder per call); its output is json.dumps' with the same options
+_encode_body = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def store_response(
     conn: Connection,
     *,
@@ -394,7 +399,7 @@ def store_response(
 ) -> None:
     # Rows go to the end of the rowid table; only the small key index is written in key
     # order. The key starts with the terminal id, so the terminal is not stored again.
-    body_text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    body_text = _encode_body(body)
     conn.execute(
         "INSERT INTO requests(key, type, code, message, body, at) VALUES (?, ?, ?, ?, ?, ?)",
         (key, type, str(code), message, body_text, ts(now)),
