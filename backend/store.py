@@ -612,6 +612,10 @@ class Upkeep:
     holds: bool
     lots: bool
     balance: int
+    #: the member's open lots (id, remaining) in FIFO order, read with the look when a
+    #: redemption will take from them (PostgreSQL's pipeline: no wait of its own for them);
+    #: valid while the lots are unchanged (no expiry: `lots` False)
+    open_lots: list[tuple[int, int]] | None = None
 
 
 #: the upkeep look's three columns for the member whose id is {m}, at the time {t}
@@ -722,10 +726,22 @@ def locked_quote_and_member(
     )
     quotes = conn.execute(f"SELECT {_QUOTE_COLS} FROM quotes WHERE id = ?", (quote_id,))
     due = conn.execute(_UPKEEP.format(m=f"({of_quote})"), (quote_id, ts(now)))
-    m, q, look = members.fetchone(), quotes.fetchone(), due.fetchone()
+    # the lots a settled redemption takes from, read after the lock with the rest
+    lots = conn.execute(
+        f"SELECT id, remaining FROM lots WHERE member_id = ({of_quote}) AND remaining > 0 "
+        "AND EXISTS (SELECT 1 FROM quotes WHERE id = ?1 AND discount > 0) "
+        "ORDER BY expires_at, id",
+        (quote_id,),
+    )
+    m, q, look, open_lots = members.fetchone(), quotes.fetchone(), due.fetchone(), lots.fetchall()
     if m is None or q is None:
         return None
-    return Quote(*q), Member(*m), _upkeep(look)
+    quote = Quote(*q)
+    upkeep = _upkeep(look)
+    if quote.discount > 0:
+        upkeep = Upkeep(upkeep.holds, upkeep.lots, upkeep.balance,
+                        [(int(a), int(b)) for a, b in open_lots])
+    return quote, Member(*m), upkeep
 
 
 # --- purchases and reversals ------------------------------------------------------------

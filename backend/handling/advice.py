@@ -83,6 +83,9 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
         member, due = locate(ctx, body, now)
     # may release this very quote's hold if it lapsed (then it no longer holds_at now)
     available = maintain(ctx, member, now, due)
+    # the open lots read with the lock serve the redemption unless an expiry moved them
+    # (releasing holds, this quote's included, moves no lot)
+    lots = due.open_lots if not due.lots else None
     approved = body["bank_code"] == "00"
     amount = body["amount"]
     redeemed = new_debt = 0
@@ -91,7 +94,8 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
             available += ledger.release(conn, member.id, quote.id, quote.discount, now)
         if approved:
             redeemed, new_debt = ledger_rules.settle(quote.discount, available)
-            ledger.redeem(conn, member.id, quote.id, redeemed, now, available=available)
+            ledger.redeem(conn, member.id, quote.id, redeemed, now, available=available,
+                          lots=lots)
             if new_debt:
                 store.add_debt(conn, member.id, new_debt)
         status = store.SETTLED if approved else store.DECLINED

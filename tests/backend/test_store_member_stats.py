@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis.stateful import invariant, run_state_machine_as_test
 
-from backend import store, store_member_stats, store_members
+from backend import ledger, store, store_member_stats, store_members
 from backend.handlers import Handler
 from backend.store_members import MemberFilter, SortKey
 from tests.backend.core_helpers import FakeClock, advice, phone, request, reversal
@@ -149,6 +149,7 @@ def test_locked_reads_carry_the_totals_and_the_upkeep_look(db: str, pipeline: bo
     clock.jump(seconds=100)
     now = clock()
     looks = set()
+    read_ahead = 0
     with store.transaction(conn, pipeline=pipeline):
         for n in range(12):
             found = store.locked_member_by_phone(conn, phone(n), now, club_id=1)
@@ -165,10 +166,16 @@ def test_locked_reads_carry_the_totals_and_the_upkeep_look(db: str, pipeline: bo
             q, m, due = with_quote
             assert (q, m) == store.quote_and_member(conn, qid)
             assert m.totals == store_member_stats.totals_of(conn, m.id)
-            assert due == store.upkeep_due(conn, m.id, now)
+            plain = store.upkeep_due(conn, m.id, now)
+            assert (due.holds, due.lots, due.balance) == (plain.holds, plain.lots, plain.balance)
+            if due.open_lots is not None:  # read ahead for the redemption: the FIFO lots
+                assert q.discount > 0 and due.open_lots == ledger._open_lots(conn, m.id)
+                read_ahead += 1
         assert store.locked_member_by_phone(conn, phone(40), now, club_id=1) is None
         assert store.locked_quote_and_member(conn, "Q-none", now) is None
     assert looks == {True, False}
+    # the open lots come with the lock only in PostgreSQL's pipeline
+    assert read_ahead == (len(quotes) if pipeline and str(db).startswith("postgresql") else 0)
     conn.close()
 
 
