@@ -232,9 +232,23 @@ class Member:
     tier: str
     debt: int
     club_id: int
+    #: the running totals of settled purchases (store_member_stats), as read with the row:
+    #: read under the member's lock, they are the totals before this request's purchase
+    visits: int
+    spend: int
+    first_visit: int | None
+    last_visit: int | None
+
+    @property
+    def totals(self) -> store_member_stats.MemberTotals:
+        return store_member_stats.MemberTotals(
+            self.club_id, self.visits, self.spend, self.first_visit, self.last_visit)
 
 
-_MEMBER_COLS = "id, phone, code, referrer_id, birthday, enrolled_at, tier, debt, club_id"
+_MEMBER_COLS = (
+    "id, phone, code, referrer_id, birthday, enrolled_at, tier, debt, club_id, visits, spend, "
+    "first_visit, last_visit"
+)
 #: the same columns of `members m`, for joins that read a member along with something else
 MEMBER_COLS_M = ", ".join("m." + c.strip() for c in _MEMBER_COLS.split(","))
 
@@ -299,9 +313,8 @@ def insert_member(
         (phone, code, referrer_id, ts(now), tier, club_id, club_id),
     )
     store_daily.member_enrolled(conn, int(cur.lastrowid or 0), ts(now))
-    return Member(
-        int(cur.lastrowid or 0), phone, code, referrer_id, None, ts(now), tier, 0, club_id
-    )
+    return Member(int(cur.lastrowid or 0), phone, code, referrer_id, None, ts(now), tier, 0,
+                  club_id, 0, 0, None, None)
 
 
 def set_tier(conn: Connection, member_id: int, tier: str) -> None:
@@ -370,6 +383,11 @@ def stored_response_later(
     return read
 
 
+#: the stored body's JSON, one encoder for every response (json.dumps with options
+#: builds a new encoder per call); its output is json.dumps' with the same options
+_encode_body = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def store_response(
     conn: Connection,
     *,
@@ -382,7 +400,7 @@ def store_response(
 ) -> None:
     # Rows go to the end of the rowid table; only the small key index is written in key
     # order. The key starts with the terminal id, so the terminal is not stored again.
-    body_text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    body_text = _encode_body(body)
     conn.execute(
         "INSERT INTO requests(key, type, code, message, body, at) VALUES (?, ?, ?, ?, ?, ?)",
         (key, type, str(code), message, body_text, ts(now)),
@@ -595,15 +613,21 @@ class Upkeep:
     holds: bool
     lots: bool
     balance: int
+    #: the member's open lots (id, remaining) in FIFO order, read with the look when a
+    #: redemption will take from them (PostgreSQL's pipeline: no wait of its own for them);
+    #: valid while the lots are unchanged (no expiry: `lots` False)
+    open_lots: list[tuple[int, int]] | None = None
 
 
-#: the upkeep look of the member whose id is {m} (?1 its argument, ?2 the time)
-_UPKEEP = (
-    "SELECT EXISTS (SELECT 1 FROM quotes WHERE member_id = {m} AND status = 'held' "
-    "AND expires_at <= ?2), EXISTS (SELECT 1 FROM lots WHERE member_id = {m} "
-    "AND remaining > 0 AND expires_at <= ?2), "
+#: the upkeep look's three columns for the member whose id is {m}, at the time {t}
+_UPKEEP_COLS = (
+    "EXISTS (SELECT 1 FROM quotes WHERE member_id = {m} AND status = 'held' "
+    "AND expires_at <= {t}), EXISTS (SELECT 1 FROM lots WHERE member_id = {m} "
+    "AND remaining > 0 AND expires_at <= {t}), "
     "(SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE member_id = {m})"
 )
+#: the upkeep look as a statement of its own ({m}: the member's id from ?1, ?2 the time)
+_UPKEEP = "SELECT " + _UPKEEP_COLS.replace("{t}", "?2")
 _UPKEEP_BY_ID = _UPKEEP.format(m="?1")
 
 
@@ -621,11 +645,17 @@ def upkeep_due(conn: Connection, member_id: int, now: datetime) -> Upkeep:
 def _locked_with_upkeep(
     conn: Connection, select: str, member_id_of: str, arg: str, club_id: int, now: datetime
 ) -> tuple[tuple, Upkeep] | None:
-    """The row of `select` (the member's columns first, ?1 = `arg`, ?2 = the club), its
-    member locked, and that member's upkeep look read after the lock. In a pipelined
+    """The row of `select` (the member's columns first, ?1 = `arg`, ?2 = the club; "{up}"
+    where further columns may go, `m` the members table), its member locked, and that
+    member's upkeep look read after the lock. On SQLite the look is three more columns of
+    the same statement (BEGIN IMMEDIATE has locked everyone out already). In a pipelined
     transaction the look goes out with the lock (`member_id_of`: the member's id from ?1
     and the club ?3), one round trip."""
-    rows = conn.execute(select, (arg, club_id))
+    if engine.dialect_of(conn) == engine.SQLITE:
+        up = ", " + _UPKEEP_COLS.format(m="m.id", t="?3")
+        row = conn.execute(select.format(up=up), (arg, club_id, ts(now))).fetchone()
+        return (row[:-3], _upkeep(row[-3:])) if row is not None else None
+    rows = conn.execute(select.format(up=""), (arg, club_id))
     if engine.pipelined(conn):
         due = conn.execute(_UPKEEP.format(m=f"({member_id_of})"), (arg, ts(now), club_id))
         row = rows.fetchone()
@@ -642,8 +672,8 @@ def locked_member_by_phone(
     same phone in another club is another member)."""
     found = _locked_with_upkeep(
         conn,
-        f"SELECT {_MEMBER_COLS} FROM members WHERE club_id = ?2 AND phone = ?1"
-        + engine.row_lock(conn),
+        f"SELECT {MEMBER_COLS_M}{{up}} FROM members m WHERE m.club_id = ?2 AND m.phone = ?1"
+        + engine.row_lock(conn, of="m"),
         "SELECT id FROM members WHERE club_id = ?3 AND phone = ?1",
         phone,
         club_id,
@@ -659,7 +689,7 @@ def locked_member_by_card(
     transaction, and its upkeep look (another club's card names no member here)."""
     found = _locked_with_upkeep(
         conn,
-        f"SELECT {MEMBER_COLS_M} FROM cards c JOIN members m ON m.id = c.member_id "
+        f"SELECT {MEMBER_COLS_M}{{up}} FROM cards c JOIN members m ON m.id = c.member_id "
         "WHERE c.number = ?1 AND c.active = 1 AND m.club_id = ?2" + engine.row_lock(conn, of="m"),
         "SELECT c.member_id FROM cards c JOIN members m ON m.id = c.member_id "
         "WHERE c.number = ?1 AND c.active = 1 AND m.club_id = ?3",
@@ -676,6 +706,15 @@ def locked_quote_and_member(
     """A quote and its member, the member locked first and the quote read after the lock
     (members are always locked before their quotes change: no lock-order deadlock), and
     the member's upkeep look; one round trip in a pipelined transaction."""
+    if engine.dialect_of(conn) == engine.SQLITE:  # one statement, the look's columns too
+        row = conn.execute(
+            f"SELECT {_QUOTE_COLS_Q}, {MEMBER_COLS_M}, {_UPKEEP_COLS.format(m='m.id', t='?2')} "
+            "FROM quotes q JOIN members m ON m.id = q.member_id WHERE q.id = ?1",
+            (quote_id, ts(now)),
+        ).fetchone()
+        if row is None:
+            return None
+        return Quote(*row[:_NQ]), Member(*row[_NQ:-3]), _upkeep(row[-3:])
     if not engine.pipelined(conn):
         found = quote_and_member(conn, quote_id, lock=True)
         if found is None:
@@ -688,10 +727,22 @@ def locked_quote_and_member(
     )
     quotes = conn.execute(f"SELECT {_QUOTE_COLS} FROM quotes WHERE id = ?", (quote_id,))
     due = conn.execute(_UPKEEP.format(m=f"({of_quote})"), (quote_id, ts(now)))
-    m, q, look = members.fetchone(), quotes.fetchone(), due.fetchone()
+    # the lots a settled redemption takes from, read after the lock with the rest
+    lots = conn.execute(
+        f"SELECT id, remaining FROM lots WHERE member_id = ({of_quote}) AND remaining > 0 "
+        "AND EXISTS (SELECT 1 FROM quotes WHERE id = ?1 AND discount > 0) "
+        "ORDER BY expires_at, id",
+        (quote_id,),
+    )
+    m, q, look, open_lots = members.fetchone(), quotes.fetchone(), due.fetchone(), lots.fetchall()
     if m is None or q is None:
         return None
-    return Quote(*q), Member(*m), _upkeep(look)
+    quote = Quote(*q)
+    upkeep = _upkeep(look)
+    if quote.discount > 0:
+        upkeep = Upkeep(upkeep.holds, upkeep.lots, upkeep.balance,
+                        [(int(a), int(b)) for a, b in open_lots])
+    return quote, Member(*m), upkeep
 
 
 # --- purchases and reversals ------------------------------------------------------------
@@ -764,9 +815,35 @@ def advice_state_later(
     return read
 
 
-def insert_purchase(conn: Connection, p: PurchaseRecord) -> store_daily.Settled | None:
+#: answer_and_advice_state's statement: the stored answer's columns, then advice_state's
+_ANSWER_AND_ADVICE_STATE_SQL = (
+    "SELECT r.type, r.code, r.message, r.body, "
+    + _ADVICE_STATE_SQL.removeprefix("SELECT ").replace(
+        " FROM (SELECT 1) AS one LEFT JOIN purchases p ON p.key = ?1",
+        " FROM (SELECT 1) AS one LEFT JOIN requests r ON r.key = ?1 "
+        "LEFT JOIN purchases p ON p.key = ?1")
+)
+
+
+def answer_and_advice_state(
+    conn: Connection, key: str
+) -> tuple[StoredResponse | None, tuple[PurchaseRecord | None, bool]]:
+    """`stored_response` and `advice_state` in one statement, for an advice read at its
+    own turn under its key lock (nothing sent ahead for it)."""
+    row = conn.execute(_ANSWER_AND_ADVICE_STATE_SQL, (key,)).fetchone()
+    stored = (StoredResponse(row[0], row[1], row[2], json.loads(row[3]))
+              if row[0] is not None else None)
+    done = _purchase(row[5:]) if row[5] is not None else None
+    return stored, (done, row[4] is not None)
+
+
+def insert_purchase(
+    conn: Connection, p: PurchaseRecord, before: store_member_stats.MemberTotals | None = None
+) -> store_daily.Settled | None:
     """Insert `p` and keep the aggregates; a settled one returns the member's settled
-    purchases as read for them (the tier is computed from the same read)."""
+    purchases as read for them (the tier is computed from the same read). `before`: the
+    member's running totals before `p` when the caller read them with the locked member
+    (`Member.totals`: no second read of the row)."""
     conn.execute(
         f"INSERT INTO purchases({_PURCHASE_COLS}) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -774,7 +851,7 @@ def insert_purchase(conn: Connection, p: PurchaseRecord) -> store_daily.Settled 
          p.redeemed, p.earned, p.recovered, p.earn_lot, p.occurred_at, int(p.reversed),
          p.branch_id, p.program_version),
     )  # fmt: skip
-    settled = store_daily.purchase_recorded(conn, p)
+    settled = store_daily.purchase_recorded(conn, p, before)
     store_member_stats.purchase_recorded(conn, p)
     return settled
 

@@ -18,7 +18,7 @@ from backend import (
 from backend.handling import giftcard, reversal, survey
 from backend.handling.context import Context, Outcome, locate, maintain, retier, sms
 from backend.program import Offer, Purchase, RuleError, earnings
-from backend.store import Member, PurchaseRecord, ts
+from backend.store import Member, PurchaseRecord, StoredResponse, ts
 from protocols.mqtt import Request, parse_iso
 from protocols.response_codes import ResponseCode
 
@@ -27,6 +27,15 @@ def look_ahead(ctx: Context, req: Request) -> Callable[[], Any]:
     """The advice's state, sent ahead with its key lock (valid under that lock, unless a
     reversal of it comes earlier in the same group: the handler sends none then)."""
     return store.advice_state_later(ctx.conn, req.key)
+
+
+def read_with_answer(
+    ctx: Context, req: Request
+) -> tuple[StoredResponse | None, Callable[[], Any]]:
+    """The stored answer under the advice's key and the advice's state, one statement
+    (when nothing was sent ahead: read at the advice's own turn, under its key lock)."""
+    stored, state = store.answer_and_advice_state(ctx.conn, req.key)
+    return stored, lambda: state
 
 
 def _answer(earned: int, bal: int, tier: str) -> Outcome:
@@ -74,6 +83,9 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
         member, due = locate(ctx, body, now)
     # may release this very quote's hold if it lapsed (then it no longer holds_at now)
     available = maintain(ctx, member, now, due)
+    # the open lots read with the lock serve the redemption unless an expiry moved them
+    # (releasing holds, this quote's included, moves no lot)
+    lots = due.open_lots if not due.lots else None
     approved = body["bank_code"] == "00"
     amount = body["amount"]
     redeemed = new_debt = 0
@@ -82,7 +94,8 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
             available += ledger.release(conn, member.id, quote.id, quote.discount, now)
         if approved:
             redeemed, new_debt = ledger_rules.settle(quote.discount, available)
-            ledger.redeem(conn, member.id, quote.id, redeemed, now, available=available)
+            ledger.redeem(conn, member.id, quote.id, redeemed, now, available=available,
+                          lots=lots)
             if new_debt:
                 store.add_debt(conn, member.id, new_debt)
         status = store.SETTLED if approved else store.DECLINED
@@ -90,11 +103,8 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
     earned = recovered = 0
     earn_lot = None
     matched: list[Offer] = []
-    # counting visits costs a query: only when a referral or an offer needs it
-    need_visits = member.referrer_id is not None or any(
-        o.target.startswith("visits:") for o in ctx.offers
-    )
-    visits = store.visits(conn, member.id) if need_visits else 0
+    # the settled purchases before this one: the running count read with the member
+    visits = member.visits
     if approved:
         earned, matched = earnings(
             program,
@@ -145,6 +155,7 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
             branch_id=ctx.branch_id,
             program_version=ctx.program_version,
         ),
+        member.totals,
     )
     if matched:  # the offers' effect, for the panel: which offer gave how much
         store_offers.record_uses(

@@ -51,7 +51,7 @@ def handle(ctx: Context, req: Request, now: datetime) -> Outcome:
     if ctx.offers:  # the offers this purchase would get, for the receipt
         segment = (store_segments.segment_of(conn, member.id)
                    if store_segments.wants_segment(ctx.offers) else None)
-        purchase = Purchase(now, gross, tier, store.visits(conn, member.id), member.birthday,
+        purchase = Purchase(now, gross, tier, member.visits, member.birthday,
                             segment)
         names = [o.name for o in ctx.offers if o.matches(purchase)]
     return Outcome(

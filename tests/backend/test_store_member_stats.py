@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis.stateful import invariant, run_state_machine_as_test
 
-from backend import store, store_member_stats, store_members
+from backend import ledger, store, store_member_stats, store_members
 from backend.handlers import Handler
 from backend.store_members import MemberFilter, SortKey
 from tests.backend.core_helpers import FakeClock, advice, phone, request, reversal
@@ -157,4 +157,74 @@ def test_members_list_sorts_filters_and_pages_on_the_totals(db: str) -> None:
         assert (m.visits, m.spend) == (n, spend)
         assert m.last_visit == (datetime.fromtimestamp(last, UTC) if last else None)
     assert store_members.list_members(conn, 2, MemberFilter()).rows == []  # another club
+    conn.close()
+
+
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_locked_reads_carry_the_totals_and_the_upkeep_look(db: str, pipeline: bool) -> None:
+    """A member read under its lock (by phone, or with its quote) carries the running
+    totals as `totals_of` reads them, the visits as the COUNT of settled purchases, and
+    the upkeep look as `upkeep_due` (one statement on SQLite, in a pipeline on PostgreSQL)."""
+    conn, clock = _shop(db)
+    handler = Handler(conn, clock=clock)
+    quotes = []
+    for n in (0, 1, 2):  # holds: members 0 and 1 see theirs lapse, member 2 not
+        if n == 2:
+            clock.jump(seconds=400)
+        answer = handler.handle(request("inquiry", {"phone": phone(n), "gross": 200_000,
+                                                    "redeem": None, "otp": None}))
+        assert answer.code == "00"
+        quotes.append(answer.body["quote_id"])
+    clock.jump(seconds=100)
+    now = clock()
+    looks = set()
+    read_ahead = 0
+    with store.transaction(conn, pipeline=pipeline):
+        for n in range(12):
+            found = store.locked_member_by_phone(conn, phone(n), now, club_id=1)
+            assert found is not None
+            m, due = found
+            assert m.totals == store_member_stats.totals_of(conn, m.id)
+            assert m.visits == store.visits(conn, m.id)
+            assert due == store.upkeep_due(conn, m.id, now)
+            assert store.member_by_id(conn, m.id) == m
+            looks.add(due.holds)
+        for qid in quotes:
+            with_quote = store.locked_quote_and_member(conn, qid, now)
+            assert with_quote is not None
+            q, m, due = with_quote
+            assert (q, m) == store.quote_and_member(conn, qid)
+            assert m.totals == store_member_stats.totals_of(conn, m.id)
+            plain = store.upkeep_due(conn, m.id, now)
+            assert (due.holds, due.lots, due.balance) == (plain.holds, plain.lots, plain.balance)
+            if due.open_lots is not None:  # read ahead for the redemption: the FIFO lots
+                assert q.discount > 0 and due.open_lots == ledger._open_lots(conn, m.id)
+                read_ahead += 1
+        assert store.locked_member_by_phone(conn, phone(40), now, club_id=1) is None
+        assert store.locked_quote_and_member(conn, "Q-none", now) is None
+    assert looks == {True, False}
+    # the open lots come with the lock only in PostgreSQL's pipeline
+    assert read_ahead == (len(quotes) if pipeline and str(db).startswith("postgresql") else 0)
+    conn.close()
+
+
+def test_an_advice_reads_its_answer_and_state_in_one_statement(db: str) -> None:
+    """`answer_and_advice_state` gives what `stored_response` and `advice_state` give: for
+    an answered advice, for one whose reversal came first, and for an unknown key."""
+    conn = store.connect(db)
+    clock = FakeClock()
+    handler = Handler(conn, clock=clock)
+    assert handler.handle(request("enroll", {"phone": phone(0)})).code == "00"
+    done = advice(amount=120_000, phone=phone(0), occurred_at=clock.iso())
+    assert handler.handle(done).code == "00"
+    late = advice(amount=80_000, phone=phone(0), occurred_at=clock.iso())
+    assert handler.handle(reversal(late, occurred_at=clock.iso())).code == "00"
+    for key in (done.key, late.key, "T0000001:0220:999999:1123120000"):
+        with store.transaction(conn):
+            assert store.answer_and_advice_state(conn, key) == (
+                store.stored_response(conn, key), store.advice_state(conn, key))
+    with store.transaction(conn):
+        assert store.answer_and_advice_state(conn, late.key)[1][1]  # its reversal waits
+        assert store.answer_and_advice_state(conn, done.key)[0] is not None
+    assert handler.handle(late).code == "00"  # carried out, then undone by the reversal
     conn.close()
